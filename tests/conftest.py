@@ -1,0 +1,38 @@
+"""Shared fixtures: offline mode, tiny random models saved to disk, and a pipeline loaded from them."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+from tests.models import cached_models, register_tiny_sam
+
+register_tiny_sam()
+
+
+@pytest.fixture(scope="session")
+def model_paths(tmp_path_factory):
+    """(Grounding DINO dir, tiny SAM checkpoint) with random weights, saved once per test session."""
+    return cached_models(str(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="session")
+def pipeline(model_paths):
+    from pipeline import GroundingPipeline
+
+    detector_dir, sam_checkpoint = model_paths
+    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu",
+                                             checkpoints={"sam_tiny_test": str(sam_checkpoint)})
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A 640x480 RGB image with some structure (random noise over a gradient)."""
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 200, 640, dtype=np.float32)[None, :, None].repeat(480, 0).repeat(3, 2)
+    return (gradient + rng.integers(0, 55, (480, 640, 3))).astype(np.uint8)

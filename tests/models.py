@@ -1,0 +1,100 @@
+"""Random-initialised models of the real architectures, built offline and saved the way real weights are shipped.
+
+Tests, benchmarks and the browser tests load them through the product's own loaders. "tiny" shapes keep tests
+fast; "real" shapes (grounding-dino-tiny, SAM vit_b, MobileSAM vit_t) make benchmark timings meaningful.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+# Grounding DINO hard-codes these ids: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, "."=1012, "?"=1029.
+_FIXED_TOKENS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
+WORDS = (
+    "a an the on of in with and dog dogs cat cats possum fence brown black white red car person people tree "
+    "bird box boxes apple berry sky grass house window chair table cup bottle ball"
+).split()
+
+
+def write_vocab(path: Path) -> Path:
+    size = 1100 + len(WORDS) + 26 * 2
+    tokens = [f"[unused{i}]" for i in range(size)]
+    for index, token in _FIXED_TOKENS.items():
+        tokens[index] = token
+    extra = WORDS + list("abcdefghijklmnopqrstuvwxyz") + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    tokens[1100 : 1100 + len(extra)] = extra
+    path.write_text("\n".join(tokens) + "\n")
+    return path
+
+
+def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """Save a random Grounding DINO model + processor to ``directory`` (loadable with from_pretrained)."""
+    from transformers import (
+        BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
+        GroundingDinoProcessor, SwinConfig,
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = BertTokenizer(vocab=str(write_vocab(directory / "vocab-src.txt")), do_lower_case=True)
+    torch.manual_seed(seed)
+    if shape == "tiny":
+        swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], out_indices=[2, 3, 4])
+        bert = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64)
+        config = GroundingDinoConfig(backbone_config=swin, text_config=bert, d_model=32, num_queries=20,
+                                     encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                     encoder_attention_heads=2, decoder_attention_heads=2)
+    elif shape == "real":
+        config = GroundingDinoConfig(text_config=BertConfig(vocab_size=len(tokenizer)))
+    else:
+        raise ValueError(shape)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def _tiny_sam(checkpoint=None):
+    """SAM's real building blocks at a toy width, registered as model type 'vit_tiny_test'."""
+    from segment_anything.build_sam import _build_sam
+
+    return _build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[0],
+                      checkpoint=checkpoint)
+
+
+def register_tiny_sam() -> None:
+    """Make 'sam_tiny_test' a segmenter name the product can resolve and build (with a checkpoint path)."""
+    import segment_anything
+
+    from pipeline import weights
+
+    segment_anything.sam_model_registry["vit_tiny_test"] = _tiny_sam
+    weights.SEGMENTERS["sam_tiny_test"] = weights.SegmenterSpec(
+        "sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth", "http://127.0.0.1:9/none.pth"
+    )
+
+
+def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Path:
+    """Save a random state dict for segmenter ``name`` ('sam_tiny_test', 'mobile_sam', 'sam_vit_b', ...)."""
+    import importlib
+
+    from pipeline.weights import segmenter_spec
+
+    register_tiny_sam()
+    spec = segmenter_spec(name)
+    torch.manual_seed(seed)
+    model = importlib.import_module(spec.package).sam_model_registry[spec.model_type]()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@functools.cache
+def cached_models(root: str, shape: str = "tiny") -> tuple[Path, Path]:
+    """(detector dir, tiny SAM checkpoint) under ``root``, built once per process."""
+    base = Path(root)
+    return save_grounding_dino(base / f"gdino-{shape}", shape), save_segmenter(base / "sam_tiny_test.pth")
