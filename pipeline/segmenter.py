@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import threading
 
 import numpy as np
@@ -36,7 +37,7 @@ class Segmenter:
         registry = importlib.import_module(self.spec.package).sam_model_registry
         try:
             model = registry[self.spec.model_type](checkpoint=str(path))
-        except (RuntimeError, OSError, KeyError, EOFError, ValueError) as error:
+        except (RuntimeError, OSError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise WeightsError(f"{path} is not a usable {self.spec.name} checkpoint: {error}") from None
         self.predictor = SamPredictor(model.to(self.device).eval())
         self._embeddings: LRUCache[_EmbeddingEntry] = LRUCache(

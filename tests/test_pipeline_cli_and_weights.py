@@ -1,0 +1,78 @@
+"""The command line and segmenter weight resolution, on models saved to disk."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from segment_anything import SamPredictor
+
+from pipeline import WeightsError, load_image
+from pipeline.__main__ import main
+from pipeline.segmenter import Segmenter
+from pipeline.weights import resolve_checkpoint, segmenter_spec
+from tests.models import save_segmenter
+
+
+def test_cli_writes_an_annotated_png_and_the_detections_json(model_paths, photo, tmp_path, monkeypatch, pipeline):
+    detector_dir, sam_checkpoint = model_paths
+    monkeypatch.setenv("GROUNDLABEL_SAM_TINY_TEST_CHECKPOINT", str(sam_checkpoint))
+    Image.fromarray(photo).save(tmp_path / "yard.png")
+    code = main([str(tmp_path / "yard.png"), "--prompt", "brown dog:dog. possum", "--labels", "dog",
+                 "--detector", str(detector_dir), "--masks", "sam_tiny_test", "--box-threshold", "0.4",
+                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert code == 0
+    written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
+    expected = pipeline(photo, "brown dog:dog. possum", box_threshold=0.4, segmenter="sam_tiny_test")
+    assert [d["box_xyxy"] for d in written["detections"]] == [[round(float(v), 2) for v in b] for b in expected.xyxy]
+    assert {d["label"] for d in written["detections"]} <= {"dog", None}
+    assert written["unmapped"] == ["possum"]
+    drawn = Image.open(tmp_path / "out" / "yard.groundlabel.png")
+    assert drawn.size == (640, 480)
+
+
+def test_cli_reports_a_bad_image_and_exits_non_zero(model_paths, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    code = main([str(tmp_path / "broken.jpg"), "--prompt", "dog", "--detector", str(model_paths[0]),
+                 "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 1
+    assert "not a readable image" in capsys.readouterr().err
+
+
+def test_cli_explains_missing_detector_weights(tmp_path, capsys):
+    code = main([str(tmp_path / "x.png"), "--prompt", "dog", "--detector", str(tmp_path / "missing"), "--device", "cpu"])
+    assert code == 2
+    assert "GROUNDLABEL_DETECTOR=/path/to/dir" in capsys.readouterr().err
+
+
+def test_mobile_sam_loads_from_a_checkpoint_and_matches_its_predictor(tmp_path, photo):
+    checkpoint = save_segmenter(tmp_path / "mobile_sam.pt", "mobile_sam")
+    segmenter = Segmenter("MobileSAM", checkpoint, device="cpu")
+    boxes = np.array([[10, 20, 200, 220], [300, 100, 630, 470]], dtype=np.float32)
+    masks = segmenter.segment(load_image(photo), boxes)
+    predictor = SamPredictor(segmenter.predictor.model)
+    predictor.set_image(photo)
+    for box, mask in zip(boxes, masks):
+        assert np.array_equal(mask, predictor.predict(box=box, multimask_output=False)[0][0])
+
+
+def test_checkpoint_comes_from_the_env_variable_then_the_cache_dir(tmp_path, monkeypatch):
+    spec = segmenter_spec("vit_b")
+    monkeypatch.setenv("GROUNDLABEL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / spec.filename).write_bytes(b"x")
+    assert resolve_checkpoint(spec) == tmp_path / "cache" / spec.filename
+    (tmp_path / "mine.pth").write_bytes(b"x")
+    monkeypatch.setenv(spec.env_var, str(tmp_path / "mine.pth"))
+    assert resolve_checkpoint(spec) == tmp_path / "mine.pth"
+
+
+def test_broken_checkpoint_is_a_weights_error(tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a usable sam_tiny_test checkpoint"):
+        Segmenter("sam_tiny_test", tmp_path / "broken.pth", device="cpu")
+
+
+def test_unknown_segmenter_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam"):
+        segmenter_spec("sam3")

@@ -1,0 +1,211 @@
+"""Inference on tiny random models of the real architectures, loaded from disk through the product's loaders."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from segment_anything import SamPredictor
+
+from pipeline import GroundingPipeline, LabelMap, PromptError, WeightsError, load_image, parse_prompt, render
+from pipeline.detector import GroundingDinoDetector
+from pipeline.segmenter import Segmenter
+
+PROMPT = "brown dog. possum on a fence"
+
+
+class CallCounter:
+    """Counts forward calls of a module (wrapping its forward), so tests can prove a cache answered."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.calls = 0
+        original = module.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        module.forward = counted
+        self._restore = lambda: setattr(module, "forward", original)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+
+
+@pytest.fixture
+def fresh(model_paths) -> GroundingPipeline:
+    """A pipeline with empty caches (the session one is shared across tests)."""
+    detector_dir, sam_checkpoint = model_paths
+    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu",
+                                             checkpoints={"sam_tiny_test": str(sam_checkpoint)})
+
+
+def same_detections(a, b) -> bool:
+    return (
+        np.allclose(a.xyxy, b.xyxy, atol=1e-4) and np.allclose(a.scores, b.scores, atol=1e-6)
+        and a.phrases == b.phrases and a.labels == b.labels
+    )
+
+
+def test_loader_reads_a_saved_model_directory(pipeline, model_paths):
+    assert pipeline.detector.model_id == str(model_paths[0])
+    assert pipeline.detector.model.config.d_model == 32
+
+
+def test_missing_detector_gives_a_weights_error_with_the_fix(tmp_path):
+    with pytest.raises(WeightsError, match="local directory made with save_pretrained"):
+        GroundingDinoDetector(str(tmp_path / "nowhere"), device="cpu")
+
+
+def test_missing_segmenter_weights_name_the_file_and_the_variable(fresh, photo):
+    with pytest.raises(WeightsError, match=r"mobile_sam\.pt.*GROUNDLABEL_MOBILE_SAM_CHECKPOINT"):
+        fresh(photo, PROMPT, segmenter="mobile_sam")
+
+
+def test_detections_are_boxes_inside_the_image_with_prompt_labels(pipeline, photo):
+    result = pipeline(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
+    assert len(result) == pipeline.detector.model.config.num_queries
+    assert (result.xyxy[:, [0, 2]] >= 0).all() and (result.xyxy[:, [0, 2]] <= 640).all()
+    assert (result.xyxy[:, [1, 3]] >= 0).all() and (result.xyxy[:, [1, 3]] <= 480).all()
+    assert set(result.prompt_phrases) <= {"brown dog", "possum on a fence"}
+    assert result.labels == result.prompt_phrases
+
+
+def test_threshold_change_refilters_cached_output_like_a_fresh_run(fresh, model_paths, photo):
+    fresh(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
+    with CallCounter(fresh.detector.model) as counter:
+        refiltered = fresh(photo, PROMPT, box_threshold=0.5, text_threshold=0.4)
+    assert counter.calls == 0
+    other = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu")
+    assert same_detections(refiltered, other(photo, PROMPT, box_threshold=0.5, text_threshold=0.4))
+    assert 0 < len(refiltered) < len(fresh(photo, PROMPT, box_threshold=0.0))
+
+
+def test_new_prompt_runs_the_detector_again(fresh, photo):
+    fresh(photo, PROMPT)
+    with CallCounter(fresh.detector.model) as counter:
+        fresh(photo, "cat")
+        fresh(photo, "cat", box_threshold=0.9)
+    assert counter.calls == 1
+
+
+def test_filtering_matches_transformers_post_processing(pipeline, photo):
+    detector = pipeline.detector
+    image = load_image(photo)
+    inputs = detector.processor(images=image.pil, text=parse_prompt(PROMPT).text, return_tensors="pt")
+    with torch.inference_mode():
+        outputs = detector.model(**inputs)
+    expected = detector.processor.post_process_grounded_object_detection(
+        outputs, inputs["input_ids"], threshold=0.3, text_threshold=0.2, target_sizes=[(480, 640)]
+    )[0]
+    result = pipeline(photo, PROMPT, box_threshold=0.3, text_threshold=0.2)
+    assert np.allclose(result.xyxy, expected["boxes"].clamp(min=0).numpy().clip(max=[640, 480, 640, 480]), atol=1e-3)
+    assert np.allclose(result.scores, expected["scores"].numpy(), atol=1e-5)
+    assert result.phrases == [text.strip() for text in expected["text_labels"]]
+
+
+def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, photo):
+    raw = pipeline.detector.raw(load_image(photo), parse_prompt(PROMPT))
+    probs = raw.logits.sigmoid()
+    ids = raw.input_ids.tolist()
+    first = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][:2]  # "brown dog"
+    second = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][2:]  # "possum on a fence"
+    expected = ["brown dog" if probs[q, first].max() > probs[q, second].max() else "possum on a fence"
+                for q in range(len(probs))]
+    order = probs.max(dim=-1).values > 0.0
+    result = pipeline(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
+    assert result.prompt_phrases == [phrase for phrase, keep in zip(expected, order) if keep]
+
+
+def test_labels_map_to_targets_and_unmapped_phrases_are_reported(pipeline, photo):
+    result = pipeline(photo, "brown dog:Dog. possum on a fence", box_threshold=0.0,
+                      label_map=LabelMap(["Dog", "Cat"]))
+    assert set(result.labels) <= {"Dog", None}
+    assert result.unmapped == ["possum on a fence"]
+    assert all((label is None) == (phrase == "possum on a fence")
+               for label, phrase in zip(result.labels, result.prompt_phrases))
+    assert "possum on a fence?" in result.display_labels()
+
+
+def test_exif_rotated_photo_gives_boxes_and_masks_in_the_upright_frame(pipeline, photo):
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).save(buffer, format="PNG", exif=exif.tobytes())
+    upright = np.rot90(photo, k=-1).copy()
+    rotated_result = pipeline(buffer.getvalue(), PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
+    upright_result = pipeline(upright, PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
+    assert (rotated_result.width, rotated_result.height) == (480, 640)
+    assert rotated_result.masks.shape[1:] == (640, 480)
+    assert same_detections(rotated_result, upright_result)
+    assert np.array_equal(rotated_result.masks, upright_result.masks)
+
+
+def test_masks_equal_sam_predictor_on_the_same_boxes(pipeline, photo):
+    result = pipeline(photo, PROMPT, box_threshold=0.5, segmenter="sam_tiny_test")
+    predictor = SamPredictor(pipeline.segmenters.get("sam_tiny_test").predictor.model)
+    predictor.set_image(photo)
+    assert len(result) > 0 and result.masks.shape == (len(result), 480, 640)
+    for box, mask in zip(result.xyxy, result.masks):
+        expected, _, _ = predictor.predict(box=box, multimask_output=False)
+        assert np.array_equal(mask, expected[0])
+
+
+def test_new_prompt_on_same_image_reuses_the_sam_embedding(fresh, photo):
+    first = fresh(photo, PROMPT, box_threshold=0.5, segmenter="sam_tiny_test")
+    model = fresh.segmenters.get("sam_tiny_test").predictor.model
+    with CallCounter(model.image_encoder) as encoder, CallCounter(model.mask_decoder) as decoder:
+        result = fresh(photo, "cat. dog", box_threshold=0.5, segmenter="sam_tiny_test")
+    seen = {tuple(np.round(box, 2)) for box in first.xyxy}
+    new_boxes = [box for box in result.xyxy if tuple(np.round(box, 2)) not in seen]
+    assert encoder.calls == 0
+    assert decoder.calls == len(new_boxes) > 0
+
+
+def test_threshold_change_with_masks_runs_no_model(fresh, photo):
+    fresh(photo, PROMPT, box_threshold=0.1, segmenter="sam_tiny_test")
+    model = fresh.segmenters.get("sam_tiny_test").predictor.model
+    with CallCounter(fresh.detector.model) as detector, CallCounter(model.image_encoder) as encoder, \
+            CallCounter(model.mask_decoder) as decoder:
+        result = fresh(photo, PROMPT, box_threshold=0.3, segmenter="sam_tiny_test")
+    assert (detector.calls, encoder.calls, decoder.calls) == (0, 0, 0)
+    assert result.masks.shape[0] == len(result)
+
+
+def test_caches_are_bounded(model_paths):
+    detector_dir, sam_checkpoint = model_paths
+    segmenter = Segmenter("sam_tiny_test", sam_checkpoint, device="cpu", embedding_cache_bytes=3 * (1 << 20))
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        segmenter.segment(load_image(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)), np.array([[1, 1, 30, 30.0]]))
+    features = segmenter.predictor.features
+    per_image = features.element_size() * features.nelement()
+    assert len(segmenter._embeddings) == (3 << 20) // per_image < 4
+    assert segmenter._embeddings.nbytes <= 3 << 20
+
+
+def test_over_long_prompt_is_refused_with_the_token_count(pipeline, photo):
+    with pytest.raises(PromptError, match=r"tokens long; the detector reads at most 256"):
+        pipeline(photo, ". ".join(f"dog {i}" for i in range(120)))
+
+
+def test_render_draws_on_a_copy(pipeline, photo):
+    result = pipeline(photo, PROMPT, box_threshold=0.3, segmenter="sam_tiny_test")
+    drawn = np.asarray(render(load_image(photo), result))
+    assert drawn.shape == photo.shape and not np.array_equal(drawn, photo)
+    assert result.to_supervision().class_id.shape == (len(result),)
+
+
+def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):
+    result = pipeline(photo, PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
+    kept = result.select([2, 0]).relabel(0, "wolf")
+    assert np.array_equal(kept.xyxy, result.xyxy[[2, 0]])
+    assert np.array_equal(kept.masks, result.masks[[2, 0]])
+    assert kept.labels == ["wolf", result.labels[0]]
