@@ -80,18 +80,19 @@ class GroundingDinoDetector:
     def name(self) -> str:
         return self.model_id.rstrip("/").split("/")[-1]
 
-    def raw(self, image: LoadedImage, prompt: Prompt) -> RawDetections:
-        """The model's raw output for this image and prompt, from the cache when it has been computed before."""
-        key = (image.sha1, prompt.text, self.model_id, self.input_size)
-        cached = self._raw_cache.get(key)
-        if cached is not None:
-            return cached
-        raw = self.raw_batch([image], prompt)[0]
-        self._raw_cache.put(key, raw)
-        return raw
+    def raw(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
+        """The model's raw outputs for these images and this prompt. Cached ones come from the cache; the others
+        go through the model together in one batch (faster per image on a GPU)."""
+        keys = [(image.sha1, prompt.text, self.model_id, self.input_size) for image in images]
+        found = [self._raw_cache.get(key) for key in keys]
+        missing = [i for i, raw in enumerate(found) if raw is None]
+        if missing:
+            for i, raw in zip(missing, self._forward([images[i] for i in missing], prompt)):
+                self._raw_cache.put(keys[i], raw)
+                found[i] = raw
+        return found
 
-    def raw_batch(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
-        """One forward over several images with the same prompt (faster per image on a GPU)."""
+    def _forward(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
         input_ids = self._tokenize(prompt)
         kwargs = {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}} if self.input_size else {}
         inputs = self.processor(images=[image.pil for image in images], text=[prompt.text] * len(images), return_tensors="pt", **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .detector import DEFAULT_DETECTOR, GroundingDinoDetector
 from .images import LoadedImage, load_image
@@ -51,25 +51,39 @@ class GroundingPipeline:
         segmenter: str | None = None,
         label_map: LabelMap | None = None,
     ) -> DetectionResult:
-        image = load_image(image)
+        return self.batch([image], prompt, box_threshold, text_threshold, segmenter, label_map)[0]
+
+    def batch(
+        self,
+        images: Sequence[LoadedImage | bytes | str | os.PathLike],
+        prompt: str | Iterable[str] | Prompt,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        segmenter: str | None = None,
+        label_map: LabelMap | None = None,
+    ) -> list[DetectionResult]:
+        """Several images with one prompt: the detector sees the uncached ones in a single forward."""
+        loaded = [load_image(image) for image in images]
         prompt = prompt if isinstance(prompt, Prompt) else parse_prompt(prompt)
-        raw = self.detector.raw(image, prompt)
-        found = self.detector.filter(raw, image.width, image.height, box_threshold, text_threshold)
         label_map = label_map or LabelMap()
-        prompt_phrases = [prompt.phrases[min(i, len(prompt.phrases) - 1)] for i in found.phrase_index]
-        masks = self.segmenters.get(segmenter).segment(image, found.xyxy) if segmenter else None
-        return DetectionResult(
-            width=image.width,
-            height=image.height,
-            xyxy=found.xyxy,
-            scores=found.scores,
-            phrases=found.phrases,
-            prompt_phrases=prompt_phrases,
-            labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
-            masks=masks,
-            unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
-            model_version=self.model_version(segmenter, box_threshold, text_threshold),
-        )
+        version = self.model_version(segmenter, box_threshold, text_threshold)
+        results = []
+        for image, raw in zip(loaded, self.detector.raw(loaded, prompt)):
+            found = self.detector.filter(raw, image.width, image.height, box_threshold, text_threshold)
+            prompt_phrases = [prompt.phrases[min(i, len(prompt.phrases) - 1)] for i in found.phrase_index]
+            results.append(DetectionResult(
+                width=image.width,
+                height=image.height,
+                xyxy=found.xyxy,
+                scores=found.scores,
+                phrases=found.phrases,
+                prompt_phrases=prompt_phrases,
+                labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
+                masks=self.segmenters.get(segmenter).segment(image, found.xyxy) if segmenter else None,
+                unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
+                model_version=version,
+            ))
+        return results
 
     def model_version(self, segmenter: str | None, box_threshold: float, text_threshold: float) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""

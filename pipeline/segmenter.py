@@ -6,6 +6,7 @@ import importlib
 import os
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ class Segmenter:
         self.spec: SegmenterSpec = segmenter_spec(name)
         self.device = select_device(device)
         path = resolve_checkpoint(self.spec, checkpoint)
-        registry = importlib.import_module(self.spec.package).sam_model_registry
+        with warnings.catch_warnings():  # mobile_sam re-registers timm's tiny_vit models, loudly
+            warnings.simplefilter("ignore")
+            registry = importlib.import_module(self.spec.package).sam_model_registry
         try:
             model = registry[self.spec.model_type](checkpoint=str(path))
         except (RuntimeError, OSError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:

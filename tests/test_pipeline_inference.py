@@ -112,7 +112,7 @@ def test_filtering_matches_transformers_post_processing(pipeline, photo):
 
 
 def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, photo):
-    raw = pipeline.detector.raw(load_image(photo), parse_prompt(PROMPT))
+    raw = pipeline.detector.raw([load_image(photo)], parse_prompt(PROMPT))[0]
     probs = raw.logits.sigmoid()
     ids = raw.input_ids.tolist()
     first = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][:2]  # "brown dog"
@@ -209,3 +209,13 @@ def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):
     assert np.array_equal(kept.xyxy, result.xyxy[[2, 0]])
     assert np.array_equal(kept.masks, result.masks[[2, 0]])
     assert kept.labels == ["wolf", result.labels[0]]
+
+
+def test_a_batch_gives_the_same_results_as_one_image_at_a_time(fresh, model_paths, photo):
+    other = np.ascontiguousarray(photo[::-1])
+    with CallCounter(fresh.detector.model) as counter:
+        batched = fresh.batch([photo, other], PROMPT, box_threshold=0.3)
+    assert counter.calls == 1
+    single = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu")
+    for result, image in zip(batched, [photo, other]):
+        assert same_detections(result, single(image, PROMPT, box_threshold=0.3))
