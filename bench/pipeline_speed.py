@@ -7,46 +7,14 @@ so timings reflect real compute. Run: ``python -m bench.pipeline_speed [--segmen
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import tempfile
-import time
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
-import torch
 
+from bench.common import print_table, real_models, timed
 from pipeline import GroundingPipeline, load_image
-from tests.models import save_grounding_dino, save_segmenter
 
 PROMPT_A = "brown dog. possum on a fence"
 PROMPT_B = "cat. red car"
-
-
-def timed(function, repeats: int = 1) -> float:
-    """Median wall time in seconds over ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def build_models(root: Path, segmenters: list[str]) -> tuple[Path, dict[str, str]]:
-    detector = root / "gdino-real"
-    if not (detector / "config.json").exists():
-        save_grounding_dino(detector, "real")
-    checkpoints = {}
-    for name in segmenters:
-        path = root / f"{name}.pth"
-        if not path.exists():
-            save_segmenter(path, name)
-        checkpoints[name] = str(path)
-    return detector, checkpoints
 
 
 def main() -> None:
@@ -55,10 +23,9 @@ def main() -> None:
     parser.add_argument("--size", default="640x480", help="image WxH")
     parser.add_argument("--boxes", type=int, default=5, help="boxes per prompt sent to the segmenter")
     parser.add_argument("--repeats", type=int, default=20, help="repeats of the cached (fast) measurements")
-    parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "groundlabel-bench-models")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
-    detector_dir, checkpoints = build_models(args.models, args.segmenters)
+    detector_dir, checkpoints = real_models(args.segmenters)
     pipeline = GroundingPipeline.from_pretrained(str(detector_dir), checkpoints=checkpoints)
     image = load_image(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
     rows = []
@@ -81,13 +48,12 @@ def main() -> None:
                        args.repeats)
         rows.append((f"threshold change on a cached result (boxes + {name} masks)", cached, full + first))
 
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {pipeline.detector.device}; image {width}x{height}\n")
-    print("| measurement | cached / second | full / first | ratio |")
-    print("|---|---:|---:|---:|")
-    for name, fast, slow in rows:
-        print(f"| {name} | {fast * 1000:.1f} ms | {slow * 1000:.0f} ms | {slow / fast:.0f}x faster |")
-
+    print_table(
+        f"Caches: cached vs uncached work ({width}x{height} image, device {pipeline.detector.device})",
+        ("measurement", "cached / second", "full / first", "speed-up", "cached as % of full"),
+        [(name, f"{fast * 1000:.1f} ms", f"{slow * 1000:.0f} ms", f"{slow / fast:.0f}x", f"{100 * fast / slow:.1f} %")
+         for name, fast, slow in rows],
+    )
 
 if __name__ == "__main__":
     main()
