@@ -6,11 +6,14 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
+os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # tests.models.TEST_INPUT_SIZE, for subprocesses too
 
 import numpy as np
 import pytest
 
-from tests.models import cached_models, register_tiny_sam
+from tests.models import TEST_INPUT_SIZE, cached_models, register_tiny_sam
+
+pytest_plugins = ["tests.labelstudio"]
 
 register_tiny_sam()
 
@@ -26,7 +29,7 @@ def pipeline(model_paths):
     from pipeline import GroundingPipeline
 
     detector_dir, sam_checkpoint = model_paths
-    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu",
+    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE,
                                              checkpoints={"sam_tiny_test": str(sam_checkpoint)})
 
 

@@ -13,6 +13,8 @@ import torch
 
 # Grounding DINO hard-codes these ids: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, "."=1012, "?"=1029.
 _FIXED_TOKENS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
+# The detector's input short side in tests: 800 (the default) makes even the tiny model take ~1 s per image on CPU.
+TEST_INPUT_SIZE = 320
 WORDS = (
     "a an the on of in with and dog dogs cat cats possum fence brown black white red car person people tree "
     "bird box boxes apple berry sky grass house window chair table cup bottle ball"

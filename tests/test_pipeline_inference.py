@@ -14,6 +14,7 @@ from segment_anything import SamPredictor
 from pipeline import GroundingPipeline, LabelMap, PromptError, WeightsError, load_image, parse_prompt, render
 from pipeline.detector import GroundingDinoDetector
 from pipeline.segmenter import Segmenter
+from tests.models import TEST_INPUT_SIZE
 
 PROMPT = "brown dog. possum on a fence"
 
@@ -43,7 +44,7 @@ class CallCounter:
 def fresh(model_paths) -> GroundingPipeline:
     """A pipeline with empty caches (the session one is shared across tests)."""
     detector_dir, sam_checkpoint = model_paths
-    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu",
+    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE,
                                              checkpoints={"sam_tiny_test": str(sam_checkpoint)})
 
 
@@ -83,7 +84,7 @@ def test_threshold_change_refilters_cached_output_like_a_fresh_run(fresh, model_
     with CallCounter(fresh.detector.model) as counter:
         refiltered = fresh(photo, PROMPT, box_threshold=0.5, text_threshold=0.4)
     assert counter.calls == 0
-    other = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu")
+    other = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE)
     assert same_detections(refiltered, other(photo, PROMPT, box_threshold=0.5, text_threshold=0.4))
     assert 0 < len(refiltered) < len(fresh(photo, PROMPT, box_threshold=0.0))
 
@@ -99,7 +100,8 @@ def test_new_prompt_runs_the_detector_again(fresh, photo):
 def test_filtering_matches_transformers_post_processing(pipeline, photo):
     detector = pipeline.detector
     image = load_image(photo)
-    inputs = detector.processor(images=image.pil, text=parse_prompt(PROMPT).text, return_tensors="pt")
+    size = {"shortest_edge": TEST_INPUT_SIZE, "longest_edge": TEST_INPUT_SIZE * 1333 // 800}
+    inputs = detector.processor(images=image.pil, text=parse_prompt(PROMPT).text, return_tensors="pt", size=size)
     with torch.inference_mode():
         outputs = detector.model(**inputs)
     expected = detector.processor.post_process_grounded_object_detection(
@@ -216,6 +218,6 @@ def test_a_batch_gives_the_same_results_as_one_image_at_a_time(fresh, model_path
     with CallCounter(fresh.detector.model) as counter:
         batched = fresh.batch([photo, other], PROMPT, box_threshold=0.3)
     assert counter.calls == 1
-    single = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu")
+    single = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE)
     for result, image in zip(batched, [photo, other]):
         assert same_detections(result, single(image, PROMPT, box_threshold=0.3))

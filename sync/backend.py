@@ -1,0 +1,241 @@
+"""Label Studio's ML-backend protocol (/health, /setup, /predict, /webhook) as a FastAPI router.
+
+A drop-in for Label Studio's Grounding DINO / Grounding SAM backends, minus their failure modes: regions carry
+the project's labels, the prompt is found by the TextArea's name, batch retrieval answers one prediction per
+task in order (an empty one, with the reason logged, for a task that fails), /setup never loads a model, and
+inference runs in a worker thread so health checks answer while a batch is running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.concurrency import run_in_threadpool
+
+from pipeline import GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError, load_image
+
+from .client import LabelStudioClient
+from .config import ProjectConfig
+from .convert import LabelStudioResult, to_label_studio
+from .errors import ConfigError, SyncError
+from .settings import BackendSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    url: str
+    token: str = field(repr=False)
+
+
+class PromptStore:
+    """The last prompt used per project, in one JSON file: batch retrieval reuses what the annotator typed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def get(self, project: str) -> str | None:
+        return self._read().get(project)
+
+    def set(self, project: str, prompt: str) -> None:
+        with self._lock:
+            prompts = self._read()
+            if prompts.get(project) == prompt:
+                return
+            prompts[project] = prompt
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(prompts, indent=1))
+            os.replace(tmp, self.path)
+
+    def _read(self) -> dict[str, str]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            log.warning("Prompt store %s is unreadable (%s); starting empty.", self.path, error)
+            return {}
+
+
+class MLBackend:
+    """The protocol's logic, without HTTP: ``setup`` and ``predict`` take and return Label Studio's JSON."""
+
+    def __init__(self, models: LazyPipeline, settings: BackendSettings):
+        self.models = models
+        self.settings = settings
+        self.prompts = PromptStore(settings.state_dir / "prompts.json")
+        self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
+        self._clients: dict[Credentials, LabelStudioClient] = {}
+        self._lock = threading.Lock()
+
+    def setup(self, body: dict) -> dict:
+        """Remember where the project's Label Studio is; answer the model version. Never loads a model."""
+        project = project_id(body.get("project"))
+        if body.get("hostname") and body.get("access_token"):
+            self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
+        config = _try_parse(body.get("schema"))
+        segmenter = self._segmenter(config)
+        box, text = self.settings.box_threshold, self.settings.text_threshold
+        return {"model_version": self.model_version(segmenter, box, text)}
+
+    def predict(self, body: dict) -> dict:
+        """One prediction per task, in order. Interactive requests (a context) take the prompt from the
+        TextArea result; batch requests (context null) use the project's last prompt or its label values."""
+        config = ProjectConfig.parse(body.get("label_config") or "")
+        project = project_id(body.get("project"))
+        context = (body.get("params") or {}).get("context")
+        context_results = context.get("result") if isinstance(context, dict) else None
+        prompt = config.prompt_from(context_results)
+        if prompt:
+            self.prompts.set(project, prompt)
+        elif context is not None:
+            log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
+        else:
+            prompt = self.prompts.get(project) or config.default_prompt
+        thresholds = {"box": config.box_threshold, "text": config.text_threshold}
+        thresholds.update(config.thresholds_from(context_results))
+        box = _clamp(thresholds["box"], self.settings.box_threshold)
+        text = _clamp(thresholds["text"], self.settings.text_threshold)
+        segmenter = self._segmenter(config)
+        empty = LabelStudioResult([], 0.0, self.model_version(segmenter, box, text))
+        if not prompt:
+            return {"results": [empty.payload() for _ in body.get("tasks") or []]}
+        client = self._client(project)
+        pipeline = self.models.get()  # a missing detector fails the request (503), not each task
+        results = []
+        for task in body.get("tasks") or []:
+            try:
+                answer = self._predict_task(task, config, client, pipeline, prompt, box, text, segmenter)
+                results.append(answer.payload())
+            except (SyncError, GroundlabelError) as error:
+                log.warning("Task %s: empty prediction: %s", task.get("id"), error)
+                results.append(empty.payload())
+            except Exception:  # one broken task must not fail the batch; the traceback goes to the log
+                log.exception("Task %s: empty prediction after an unexpected error.", task.get("id"))
+                results.append(empty.payload())
+        return {"results": results}
+
+    def _predict_task(self, task: dict, config: ProjectConfig, client: LabelStudioClient | None,
+                      pipeline: GroundingPipeline, prompt: str, box: float, text: float,
+                      segmenter: str | None) -> LabelStudioResult:
+        url = config.image_url(task.get("data") or {})
+        if client is None:
+            raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY.")
+        image = load_image(client.download(url, task_id=task.get("id")))
+        label_map = config.label_map()
+        try:
+            result = pipeline(image, prompt, box, text, segmenter=segmenter, label_map=label_map)
+        except WeightsError as error:  # boxes are still worth having; say why masks are missing
+            log.warning("No masks (%s); answering boxes only.", error)
+            result = pipeline(image, prompt, box, text, segmenter=None, label_map=label_map)
+        if result.unmapped:
+            log.info("Task %s: prompt phrases %s match none of the labels %s.", task.get("id"), result.unmapped,
+                     config.labels)
+        return to_label_studio(result, config)
+
+    def model_version(self, segmenter: str | None, box: float, text: float) -> str:
+        """Names detector, segmenter and thresholds, from the loaded pipeline or (before loading) the settings."""
+        if self.models.loaded:
+            return self.models.get().model_version(segmenter, box, text)
+        detector = self.models.settings.detector.rstrip("/").split("/")[-1]
+        return "+".join([detector] + ([segmenter] if segmenter else []) + [f"box{box:g}-text{text:g}"])
+
+    def remember_prompt(self, body: dict) -> str | None:
+        """From a webhook event: the prompt in the annotation's TextArea result, stored for the project."""
+        project = body.get("project") if isinstance(body.get("project"), dict) else {}
+        annotation = body.get("annotation") if isinstance(body.get("annotation"), dict) else {}
+        config = _try_parse(project.get("label_config"))
+        prompt = config.prompt_from(annotation.get("result")) if config else None
+        if prompt and project.get("id") is not None:
+            self.prompts.set(str(project["id"]), prompt)
+        return prompt
+
+    def _segmenter(self, config: ProjectConfig | None) -> str | None:
+        return self.settings.segmenter if config is not None and config.wants_masks else None
+
+    def _client(self, project: str) -> LabelStudioClient | None:
+        """Environment credentials first (the operator chose them), else those Label Studio sent to /setup."""
+        settings = self.settings
+        if settings.label_studio_url and settings.label_studio_token:
+            credentials = Credentials(settings.label_studio_url, settings.label_studio_token)
+        else:
+            credentials = self._credentials.get(project)
+        if credentials is None:
+            return None
+        with self._lock:
+            if credentials not in self._clients:
+                self._clients[credentials] = LabelStudioClient(credentials.url, credentials.token)
+            return self._clients[credentials]
+
+
+def project_id(value) -> str:
+    """Label Studio sends "<project id>.<creation timestamp>"; the id part names the project."""
+    return str(value or "").split(".")[0] or "unknown"
+
+
+def _try_parse(xml: str | None) -> ProjectConfig | None:
+    try:
+        return ProjectConfig.parse(xml or "")
+    except ConfigError as error:
+        log.info("Labeling config not usable: %s", error)
+        return None
+
+
+def _clamp(value: float | None, default: float) -> float:
+    return default if value is None else min(max(float(value), 0.0), 1.0)
+
+
+def create_router(models: LazyPipeline, settings: BackendSettings | None = None) -> APIRouter:
+    """The ML-backend routes. With BASIC_AUTH_USER / BASIC_AUTH_PASS set, every route needs those credentials
+    (register the backend in Label Studio with basic auth)."""
+    settings = settings or BackendSettings.from_env()
+    backend = MLBackend(models, settings)
+    dependencies = [Depends(_basic_auth(*settings.basic_auth))] if settings.basic_auth else []
+    router = APIRouter(dependencies=dependencies)
+
+    @router.get("/health")
+    def health() -> dict:
+        return {"status": "UP", "model_class": "groundlabel", "models": models.status()}
+
+    @router.post("/setup")
+    def setup(body: dict = Body(...)) -> dict:
+        return backend.setup(body)
+
+    @router.post("/predict")
+    async def predict(body: dict = Body(...)) -> dict:
+        try:
+            return await run_in_threadpool(backend.predict, body)
+        except ConfigError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from None
+        except WeightsError as error:
+            raise HTTPException(status_code=503, detail=str(error)) from None
+
+    @router.post("/webhook")
+    def webhook(body: dict = Body(...)) -> dict:
+        return {"status": "ok", "action": body.get("action"), "prompt": backend.remember_prompt(body)}
+
+    return router
+
+
+def _basic_auth(user: str, password: str):
+    security = HTTPBasic()
+
+    def check(credentials: HTTPBasicCredentials = Depends(security)) -> None:
+        good_user = secrets.compare_digest(credentials.username.encode(), user.encode())
+        good_password = secrets.compare_digest(credentials.password.encode(), password.encode())
+        if not (good_user and good_password):
+            raise HTTPException(status_code=401, detail="Wrong ML-backend credentials.",
+                                headers={"WWW-Authenticate": "Basic"})
+
+    return check

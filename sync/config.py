@@ -1,0 +1,178 @@
+"""A Label Studio labeling config, reduced to what groundlabel needs: which image, which prompt, which labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from label_studio_sdk.label_interface import LabelInterface
+
+from pipeline import LabelMap
+
+from .errors import ConfigError
+
+# Control tags groundlabel can fill, by the result type Label Studio gives their regions.
+REGION_TYPES = {"RectangleLabels": "rectanglelabels", "BrushLabels": "brushlabels", "PolygonLabels": "polygonlabels"}
+# Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
+_THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold"}
+
+
+@dataclass(frozen=True)
+class LabelsControl:
+    """One RectangleLabels / BrushLabels / PolygonLabels tag: its name (``from_name``), result type and labels."""
+
+    name: str
+    type: str  # rectanglelabels | brushlabels | polygonlabels
+    labels: tuple[str, ...]
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """What a labeling config asks for, e.g. Label Studio's Grounding DINO example: an Image, a TextArea prompt,
+    RectangleLabels and BrushLabels over that image.
+
+    ``aliases`` come from ``predicted_values="cat,kitten"`` on a Label: prompt phrases that mean that label.
+    Thresholds come from ``<Number name="box_threshold" defaultValue="0.3">`` tags when the config has them.
+    """
+
+    image: str  # the Image tag's name: every region's ``to_name``
+    image_key: str  # the task data field it shows ("image" for value="$image")
+    controls: tuple[LabelsControl, ...]
+    prompt: str | None = None  # the TextArea's name: its text is the interactive prompt
+    box_threshold: float | None = None
+    text_threshold: float | None = None
+    # "box" / "text" -> the name of the Number tag that sets that threshold
+    threshold_tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    xml: str = field(default="", repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, xml: str) -> ProjectConfig:
+        """Read ``xml`` with label-studio-sdk's label interface; raise ``ConfigError`` naming what is missing."""
+        if not xml or not xml.strip():
+            raise ConfigError("The project has no labeling config.")
+        try:
+            interface = LabelInterface(xml)
+        except Exception as error:  # the SDK raises lxml, XML-syntax and its own validation errors
+            raise ConfigError(f"The labeling config is not valid: {error}") from None
+        images = {obj.name: obj for obj in interface.objects if obj.tag == "Image"}
+        if not images:
+            raise ConfigError('The labeling config has no <Image> tag: add <Image name="image" value="$image"/>.')
+        usable = [c for c in interface.controls if c.tag in REGION_TYPES and any(t in images for t in c.to_name)]
+        if not usable:
+            raise ConfigError(
+                "The labeling config has no <RectangleLabels>, <BrushLabels> or <PolygonLabels> tag on an <Image>: "
+                "add e.g. <RectangleLabels name=\"label\" toName=\"image\"><Label value=\"cat\"/></RectangleLabels>."
+            )
+        image = images[next(t for t in usable[0].to_name if t in images)]
+        controls = tuple(_labels_control(c) for c in usable if image.name in c.to_name)
+        empty = [c.name for c in controls if not c.labels]
+        if empty:
+            raise ConfigError(f"The labels tag(s) {', '.join(empty)} have no <Label value=...> children.")
+        on_image = [c for c in interface.controls if image.name in c.to_name]
+        prompts = [c.name for c in on_image if c.tag == "TextArea"]
+        thresholds = _threshold_tags(on_image)
+        return cls(
+            image=image.name,
+            image_key=image.value_name or "image",
+            controls=controls,
+            prompt="prompt" if "prompt" in prompts else next(iter(prompts), None),
+            box_threshold=thresholds.get("box", (None, None))[1],
+            text_threshold=thresholds.get("text", (None, None))[1],
+            threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
+            xml=xml,
+        )
+
+    def control(self, type: str) -> LabelsControl | None:
+        """The first control whose regions have result type ``type`` ('rectanglelabels', ...), or None."""
+        return next((c for c in self.controls if c.type == type), None)
+
+    @property
+    def wants_boxes(self) -> bool:
+        return self.control("rectanglelabels") is not None
+
+    @property
+    def wants_masks(self) -> bool:
+        """Brush or polygon regions: the segmenter has to run."""
+        return self.control("brushlabels") is not None or self.control("polygonlabels") is not None
+
+    @property
+    def labels(self) -> list[str]:
+        """Every label of every control, each once, in config order."""
+        return list(dict.fromkeys(label for control in self.controls for label in control.labels))
+
+    def label_map(self) -> LabelMap:
+        """The pipeline's mapping from prompt phrases to this project's labels (``predicted_values`` as aliases)."""
+        aliases: dict[str, list[str]] = {}
+        for control in self.controls:
+            for label, phrases in control.aliases.items():
+                aliases.setdefault(label, []).extend(phrases)  # LabelMap keeps the first label per phrase
+        return LabelMap(labels=self.labels, aliases=aliases)
+
+    @property
+    def default_prompt(self) -> str:
+        """A prompt when the user gave none: every label and its ``predicted_values``, as phrases."""
+        phrases = list(self.labels)
+        for control in self.controls:
+            for label_phrases in control.aliases.values():
+                phrases.extend(label_phrases)
+        return ". ".join(dict.fromkeys(phrases))
+
+    def image_url(self, task_data: dict) -> str:
+        """The image reference in a task's data (an upload path, local-files URL, http(s) or cloud URI)."""
+        value = task_data.get(self.image_key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"The task has no image in data[{self.image_key!r}] (the <Image> tag reads ${self.image_key}); "
+                f"its data fields are {sorted(task_data)}."
+            )
+        return value.strip()
+
+    def prompt_from(self, results: list[dict] | None) -> str | None:
+        """The prompt text in interactive context results: the TextArea result with this config's prompt name
+        (matched by ``from_name``, never by position), or None."""
+        for item in results or []:
+            if item.get("from_name") == self.prompt and item.get("type") == "textarea":
+                texts = (item.get("value") or {}).get("text") or []
+                text = ". ".join(t.strip() for t in texts if isinstance(t, str) and t.strip())
+                if text:
+                    return text
+        return None
+
+    def thresholds_from(self, results: list[dict] | None) -> dict[str, float]:
+        """Thresholds set in the labeling UI: ``{"box": 0.3, "text": 0.25}`` for Number results present."""
+        found = {}
+        for kind, name in self.threshold_tags.items():
+            for item in results or []:
+                number = (item.get("value") or {}).get("number")
+                if item.get("from_name") == name and isinstance(number, (int, float)):
+                    found[kind] = float(number)
+        return found
+
+
+def _labels_control(control) -> LabelsControl:
+    aliases = {}
+    for value, tag in (control.labels_attrs or {}).items():
+        phrases = [p.strip() for p in str(tag.attr.get("predicted_values", "")).split(",") if p.strip()]
+        if phrases:
+            aliases[value] = tuple(phrases)
+    return LabelsControl(name=control.name, type=REGION_TYPES[control.tag], labels=tuple(control.labels),
+                         aliases=aliases)
+
+
+def _threshold_tags(controls) -> dict[str, tuple[str, float | None]]:
+    """"box"/"text" -> (Number tag name, its defaultValue or None)."""
+    found = {}
+    for control in controls:
+        if control.tag != "Number":
+            continue
+        key = "".join(ch for ch in control.name.lower() if ch.isalnum())
+        for kind, wanted in _THRESHOLD_NAMES.items():
+            if key == wanted and kind not in found:
+                default = control.attr.get("defaultValue")
+                try:
+                    found[kind] = (control.name, float(default) if default not in (None, "") else None)
+                except ValueError:
+                    raise ConfigError(
+                        f"<Number name={control.name!r}> has defaultValue={default!r}, not a number."
+                    ) from None
+    return found

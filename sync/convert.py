@@ -1,0 +1,143 @@
+"""Pipeline results -> Label Studio results (and back to pixels, to check where regions land).
+
+Label Studio places regions in percent of the image as the browser shows it, i.e. after EXIF rotation: exactly
+the frame ``DetectionResult`` is in. Masks travel as Label Studio's brush RLE (label-studio-sdk's encoder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
+
+from pipeline import DetectionResult
+
+from .config import LabelsControl, ProjectConfig
+
+
+@dataclass(frozen=True)
+class LabelStudioResult:
+    """What Label Studio stores for one task: regions (``result``), an overall score and the model version.
+
+    ``skipped`` says, per detection left out, why (no project label for its phrase, label not in a control,
+    empty mask), so a UI can show it rather than drop work silently.
+    """
+
+    result: list[dict]
+    score: float
+    model_version: str
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def region_ids(self) -> list[str]:
+        return [region["id"] for region in self.result]
+
+    def payload(self) -> dict:
+        """The body of an ML-backend prediction: ``{"result", "score", "model_version"}``."""
+        return {"result": self.result, "score": self.score, "model_version": self.model_version}
+
+
+def to_label_studio(
+    result: DetectionResult, config: ProjectConfig, *, boxes: bool | None = None, masks: bool | None = None
+) -> LabelStudioResult:
+    """Regions for every labeled detection: a rectangle per box and a brush (and polygon) region per mask, for
+    each control of ``config`` that has the detection's label. ``boxes`` / ``masks`` default to what the
+    config has tags for; masks need ``result.masks``.
+
+    Region ids are derived from control, label and geometry, so the same result always gets the same ids.
+    """
+    width, height = result.width, result.height
+    with_masks = result.masks is not None and masks is not False
+    wanted = {"rectanglelabels": boxes is not False, "brushlabels": with_masks, "polygonlabels": with_masks}
+    controls = [control for control in config.controls if wanted[control.type]]
+    regions: list[dict] = []
+    skipped: list[str] = []
+    for i, (label, phrase) in enumerate(zip(result.labels, result.prompt_phrases)):
+        if label is None:
+            skipped.append(f"{phrase!r}: matches none of the project's labels ({', '.join(config.labels)})")
+            continue
+        mask = None if result.masks is None else result.masks[i]
+        made = [_region(control, label, result.xyxy[i], mask, width, height)
+                for control in controls if label in control.labels]
+        made = [region for region in made if region is not None]
+        if not made:
+            skipped.append(f"{phrase!r} -> {label!r}: no {'/'.join(c.name for c in controls) or 'wanted'} tag "
+                           "has this label, or its mask is empty")
+        for region in made:
+            region.update(to_name=config.image, original_width=width, original_height=height, image_rotation=0,
+                          score=round(float(result.scores[i]), 4))
+        regions += made
+    _make_ids_unique(regions)
+    scores = [region["score"] for region in regions]
+    return LabelStudioResult(
+        result=regions,
+        score=round(float(np.mean(scores)), 4) if scores else 0.0,
+        model_version=result.model_version,
+        skipped=skipped,
+    )
+
+
+def _region(control: LabelsControl, label: str, box: np.ndarray, mask: np.ndarray | None, width: int,
+            height: int) -> dict | None:
+    """One region of ``control``'s type without the per-image fields, or None when its mask is empty."""
+    if control.type == "rectanglelabels":
+        value = box_to_percent(box, width, height)
+        key = np.round(box, 2).tobytes()
+    elif mask is None or not mask.any():
+        return None
+    elif control.type == "brushlabels":
+        value = {"format": "rle", "rle": mask2rle(mask.astype(np.uint8) * 255)}
+        key = np.packbits(mask).tobytes()
+    else:
+        points = _largest_polygon(mask)
+        if points is None:
+            return None
+        value = {"points": (points / [width, height] * 100).round(4).tolist(), "closed": True}
+        key = np.packbits(mask).tobytes()
+    value[control.type] = [label]
+    digest = hashlib.sha1(f"{control.name}|{label}|".encode() + key).hexdigest()[:10]
+    return {"id": digest, "type": control.type, "from_name": control.name, "value": value}
+
+
+def box_to_percent(xyxy: np.ndarray, width: int, height: int) -> dict:
+    """Pixel box -> Label Studio's ``x, y, width, height`` in percent, clipped to the image ([0, 100])."""
+    box = np.asarray(xyxy, dtype=np.float64)  # float32 pixels would leave 50.000004 % for 100 of 200 px
+    x0, x1 = (np.clip(box[[0, 2]], 0, width) / width * 100).tolist()
+    y0, y1 = (np.clip(box[[1, 3]], 0, height) / height * 100).tolist()
+    return {"x": round(x0, 6), "y": round(y0, 6), "width": round(x1 - x0, 6), "height": round(y1 - y0, 6),
+            "rotation": 0}
+
+
+def _largest_polygon(mask: np.ndarray) -> np.ndarray | None:
+    polygons = sv.mask_to_polygons(mask.astype(bool))
+    if not polygons:
+        return None
+    return max(polygons, key=lambda p: sv.polygon_to_mask(p, (mask.shape[1], mask.shape[0])).sum()).astype(float)
+
+
+def _make_ids_unique(regions: list[dict]) -> None:
+    """Two detections with the same label and geometry would share an id; Label Studio needs them distinct."""
+    seen: dict[str, int] = {}
+    for region in regions:
+        count = seen.get(region["id"], 0)
+        seen[region["id"]] = count + 1
+        if count:
+            region["id"] = f"{region['id']}-{count}"
+
+
+# --- Label Studio regions -> pixels (what Label Studio will show) ---------------------------------------------
+
+def box_to_pixels(region: dict) -> np.ndarray:
+    """A rectangle region -> ``[x0, y0, x1, y1]`` in pixels of ``original_width`` x ``original_height``."""
+    value, width, height = region["value"], region["original_width"], region["original_height"]
+    x0, y0 = value["x"] / 100 * width, value["y"] / 100 * height
+    return np.array([x0, y0, x0 + value["width"] / 100 * width, y0 + value["height"] / 100 * height])
+
+
+def rle_to_mask(region: dict) -> np.ndarray:
+    """A brush region -> (H, W) bool mask, decoded with label-studio-sdk's own RLE decoder."""
+    width, height = region["original_width"], region["original_height"]
+    return decode_rle(region["value"]["rle"]).reshape(height, width, 4)[:, :, 3] > 127

@@ -1,0 +1,247 @@
+"""Pre-annotate a whole Label Studio project: ``python -m sync.prelabel --project ID --prompt "dog. cat"``.
+
+Images are downloaded and decoded by a small thread pool ahead of the model (a bounded prefetch), the model
+sees them in batches where the device gains from it, predictions are written to Label Studio in batches, and
+tasks that already hold a prediction of the same model_version are skipped, so a rerun resumes where the last
+run stopped. Ctrl-C stops after the current batch is written: nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from tqdm.auto import tqdm
+
+from pipeline import (
+    DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline, GroundlabelError, LazyPipeline, load_image,
+    parse_prompt,
+)
+from pipeline.images import LoadedImage
+
+from .client import LabelStudioClient, Task
+from .convert import LabelStudioResult, to_label_studio
+from .errors import LabelStudioError, SyncError
+from .push import Outbox, OutboxItem, push_key
+from .settings import BackendSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrelabelProgress:
+    """Counts so far; ``total`` is the number of tasks considered (None until known)."""
+
+    total: int | None = None
+    done: int = 0
+    skipped: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # task id -> reason
+    queued: int = 0  # predictions kept in the outbox because Label Studio refused or was down
+    started: float = field(default_factory=time.monotonic)
+    interrupted: bool = False
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.skipped + len(self.failed)
+
+    @property
+    def rate(self) -> float:
+        """Pre-annotated images per second."""
+        return self.done / max(time.monotonic() - self.started, 1e-9)
+
+    def summary(self) -> str:
+        lines = [f"{'Interrupted' if self.interrupted else 'Finished'}: {self.done} pre-annotated, "
+                 f"{self.skipped} skipped (already predicted by this model version), {len(self.failed)} failed"
+                 f"{f', {self.queued} kept in the outbox' if self.queued else ''}; {self.rate:.2f} images/s."]
+        lines += [f"  task {task_id}: {reason}" for task_id, reason in self.failed.items()]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PrelabelJob:
+    project: int
+    prompt: str | None = None  # None: the labels of the project's config
+    segmenter: str | None = None
+    box_threshold: float = DEFAULT_BOX_THRESHOLD
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD
+    only_unlabeled: bool = False
+    limit: int | None = None
+    batch_size: int | None = None  # images per detector forward; None: 4 on a GPU, 1 on a CPU
+    write_batch: int = 10  # predictions per request to Label Studio
+    prefetch: int = 4  # images downloaded and decoded ahead of the model
+
+
+def prelabel(
+    client: LabelStudioClient,
+    pipeline: GroundingPipeline,
+    job: PrelabelJob,
+    on_progress: Callable[[PrelabelProgress], None] = lambda progress: None,
+    outbox: Outbox | None = None,
+) -> PrelabelProgress:
+    """Run ``job``; returns the final counts. Raises only when the project itself is unusable."""
+    config = client.project(job.project).config()
+    prompt = parse_prompt(job.prompt or config.default_prompt())  # a bad prompt fails here, not per task
+    label_map = config.label_map()
+    version = pipeline.model_version(job.segmenter, job.box_threshold, job.text_threshold)
+    batch_size = job.batch_size or (4 if pipeline.detector.device.type == "cuda" else 1)
+    outbox = outbox or Outbox()
+    progress = PrelabelProgress()
+    pending: list[tuple[int, LabelStudioResult]] = []
+
+    def write() -> None:
+        if pending:
+            queued, refused = _write_predictions(client, job.project, pending, outbox)
+            progress.queued += queued
+            for task_id in refused:
+                progress.done -= 1
+                progress.failed[task_id] = refused[task_id]
+            pending.clear()
+
+    todo = []
+    for task in client.iter_tasks(job.project, unlabeled_only=job.only_unlabeled):
+        if job.limit is not None and len(todo) >= job.limit:
+            break
+        if version in task.model_versions:
+            progress.skipped += 1
+        else:
+            todo.append(task)
+    progress.total = len(todo) + progress.skipped
+    on_progress(progress)
+    with _stop_on_ctrl_c() as stop, ThreadPoolExecutor(max_workers=job.prefetch, thread_name_prefix="prefetch") as pool:
+        for batch in _batches(_prefetched(pool, todo, lambda task: load_image(client.task_image(task, config)),
+                                          job.prefetch), batch_size):
+            ready = [(task, image) for task, image in batch if not isinstance(image, Exception)]
+            for task, error in ((task, image) for task, image in batch if isinstance(image, Exception)):
+                progress.failed[task.id] = str(error)
+                log.warning("Task %s skipped: %s", task.id, error)
+            if ready:
+                results = pipeline.batch([image for _, image in ready], prompt, job.box_threshold,
+                                         job.text_threshold, job.segmenter, label_map)
+                for (task, _), result in zip(ready, results):
+                    pending.append((task.id, to_label_studio(result, config)))
+                    progress.done += 1
+            if len(pending) >= job.write_batch:
+                write()
+            on_progress(progress)
+            if stop.is_set():
+                progress.interrupted = True
+                break
+    write()
+    on_progress(progress)
+    return progress
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """Ctrl-C sets an event checked between batches, instead of raising in the middle of a write."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _prefetched(pool: ThreadPoolExecutor, tasks: list[Task], fetch: Callable[[Task], LoadedImage],
+                depth: int) -> Iterator[tuple[Task, LoadedImage | Exception]]:
+    """(task, image or the error that prevented it), in task order, with at most ``depth`` fetches in flight."""
+    in_flight: deque[tuple[Task, Future]] = deque()
+    queue = iter(tasks)
+    for task in queue:
+        in_flight.append((task, pool.submit(fetch, task)))
+        if len(in_flight) >= depth:
+            break
+    while in_flight:
+        task, future = in_flight.popleft()
+        next_task = next(queue, None)
+        if next_task is not None:
+            in_flight.append((next_task, pool.submit(fetch, next_task)))
+        try:
+            yield task, future.result()
+        except (GroundlabelError, SyncError, OSError) as error:
+            yield task, error
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
+                       outbox: Outbox) -> tuple[int, dict[int, str]]:
+    """One request for many predictions. If Label Studio stays down or busy after retries, each goes to the
+    outbox; if it refuses them (4xx), they are reported. Returns (how many were queued, {task id: refusal})."""
+    for attempt in range(3):
+        try:
+            client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
+            return 0, {}
+        except LabelStudioError as error:
+            if not error.retryable:
+                log.warning("Label Studio refused %d predictions: %s", len(predictions), error)
+                return 0, {task: f"Label Studio refused the prediction: {error}" for task, _ in predictions}
+            reason = str(error)
+            if attempt < 2:
+                time.sleep(0.5 * 2**attempt)
+    for task, result in predictions:
+        key = push_key(client.url, task, "prediction", result)
+        outbox.put(OutboxItem(key, client.url, task, "prediction", result.payload(), error=reason))
+    log.warning("%d predictions kept in the outbox: %s", len(predictions), reason)
+    return len(predictions), {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sync.prelabel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", type=int, required=True)
+    parser.add_argument("--prompt", help="default: the label values of the project's labeling config")
+    parser.add_argument("--masks", metavar="SEGMENTER", help="mobile_sam, sam_vit_b, ... (default: boxes only)")
+    parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
+    parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    parser.add_argument("--only-unlabeled", action="store_true", help="skip tasks that already have an annotation")
+    parser.add_argument("--limit", type=int, help="pre-annotate at most this many tasks")
+    parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
+    parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    job = PrelabelJob(args.project, args.prompt, args.masks, args.box_threshold, args.text_threshold,
+                      args.only_unlabeled, args.limit, args.batch_size)
+    try:
+        client = LabelStudioClient(args.url, BackendSettings.from_env().label_studio_token or "") if args.url \
+            else LabelStudioClient.from_env()
+        pipeline = LazyPipeline().get()
+        with client, tqdm(unit="img", desc="pre-annotating") as bar:
+            def show(progress: PrelabelProgress) -> None:
+                bar.total = progress.total
+                bar.n = progress.finished
+                bar.set_postfix(done=progress.done, skipped=progress.skipped, failed=len(progress.failed),
+                                refresh=False)
+                bar.refresh()
+
+            progress = prelabel(client, pipeline, job, show)
+    except (SyncError, GroundlabelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(progress.summary())
+    return 130 if progress.interrupted else (1 if progress.failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

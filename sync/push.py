@@ -1,0 +1,191 @@
+"""Pushing accepted results into Label Studio without duplicates and without losing them.
+
+A push first looks at the task's existing predictions / annotations: one with the same region ids (which
+``to_label_studio`` derives from the geometry) means the result is already there. Failures that may pass
+(server down, 5xx, 429, refused token) are retried with backoff, then written to an on-disk outbox that
+``flush()`` delivers later. The outbox holds the Label Studio URL and the result, never the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from .client import LabelStudioClient
+from .convert import LabelStudioResult
+from .errors import AuthError, LabelStudioError
+from .settings import state_dir
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["prediction", "annotation"]
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What happened to one push: ``created`` (new id), ``exists`` (id of the identical one already there),
+    ``queued`` (kept in the outbox; ``error`` says why) or, from ``flush``, ``failed`` (rejected for good)."""
+
+    task_id: int
+    kind: Kind
+    status: Literal["created", "exists", "queued", "failed"]
+    id: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One queued push, as stored in its JSON file (the Label Studio URL, never the token)."""
+
+    key: str
+    url: str  # the Label Studio it belongs to
+    task_id: int
+    kind: Kind
+    payload: dict  # LabelStudioResult.payload()
+    error: str = ""
+    attempts: int = 0
+
+
+class Outbox:
+    """Results waiting for Label Studio, one JSON file each under ``directory`` (GROUNDLABEL_STATE_DIR/outbox).
+
+    Files are written atomically and named by push key, so queueing the same push twice keeps one file.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory) if directory else state_dir() / "outbox"
+
+    def put(self, item: OutboxItem) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{item.key}.json"
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(item.__dict__))
+        os.replace(tmp, path)
+        return path
+
+    def items(self, url: str | None = None) -> list[OutboxItem]:
+        """Queued items, oldest first; only those for Label Studio ``url`` when given."""
+        if not self.directory.is_dir():
+            return []
+        paths = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        items = []
+        for path in paths:
+            try:
+                items.append(OutboxItem(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError) as error:
+                log.warning("Outbox file %s is unreadable (%s); left in place.", path, error)
+        return [item for item in items if url is None or item.url == url]
+
+    def remove(self, key: str) -> None:
+        (self.directory / f"{key}.json").unlink(missing_ok=True)
+
+    def park(self, item: OutboxItem, error: str) -> Path:
+        """Keep an item Label Studio rejected for good under ``failed/``, out of the retry loop but not lost."""
+        failed = Outbox(self.directory / "failed").put(OutboxItem(**{**item.__dict__, "error": error}))
+        self.remove(item.key)
+        return failed
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+
+class Pusher:
+    """Creates predictions or annotations through ``client``, idempotently, retrying and queueing on failure.
+
+    ``attempts`` tries per push with ``backoff`` seconds doubling between them; then the outbox.
+    """
+
+    def __init__(self, client: LabelStudioClient, outbox: Outbox | None = None, *, attempts: int = 3,
+                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.outbox = outbox if outbox is not None else Outbox()  # an empty Outbox is falsy (len 0)
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self._sleep = sleep
+
+    def push(self, task_id: int, result: LabelStudioResult, kind: Kind = "prediction") -> PushOutcome:
+        """Deliver ``result`` to task ``task_id`` as a prediction or an annotation.
+
+        Raises ``LabelStudioError`` only for a refusal that retrying cannot fix (e.g. 400 invalid result,
+        404 task gone); anything that may pass later ends ``queued`` in the outbox.
+        """
+        if kind not in ("prediction", "annotation"):
+            raise ValueError(f"kind must be 'prediction' or 'annotation', not {kind!r}.")
+        item = OutboxItem(push_key(self.client.url, task_id, kind, result), self.client.url, int(task_id), kind,
+                          result.payload())
+        outcome = self._deliver(item, self.attempts)
+        if outcome.status != "queued" and self.pending:
+            self.flush()  # Label Studio answers again: deliver what waited for it
+        return outcome
+
+    def flush(self) -> list[PushOutcome]:
+        """Try every queued item for this client's Label Studio once. Delivered items leave the outbox; one that
+        Label Studio rejects for good (400, or 404 for a deleted task) moves to ``outbox/failed/`` with the reason."""
+        outcomes = []
+        for item in self.outbox.items(self.client.url):
+            try:
+                outcomes.append(self._deliver(item, 1))
+            except LabelStudioError as rejected:
+                path = self.outbox.park(item, str(rejected))
+                log.error("Push of %s for task %s rejected, kept in %s: %s", item.kind, item.task_id, path, rejected)
+                outcomes.append(PushOutcome(item.task_id, item.kind, "failed", error=str(rejected)))
+        return outcomes
+
+    @property
+    def pending(self) -> int:
+        return len(self.outbox.items(self.client.url))
+
+    def _deliver(self, item: OutboxItem, attempts: int) -> PushOutcome:
+        error: LabelStudioError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                outcome = self._create_once(item)
+            except AuthError as refused:  # a new token can deliver it later: keep it, don't hammer
+                error = refused
+                break
+            except LabelStudioError as failed:
+                if not failed.retryable:
+                    self.outbox.remove(item.key)
+                    raise
+                error = failed
+                continue
+            self.outbox.remove(item.key)
+            return outcome
+        queued = OutboxItem(**{**item.__dict__, "error": str(error), "attempts": item.attempts + attempts})
+        path = self.outbox.put(queued)
+        log.warning("Push of %s for task %s queued in %s: %s", item.kind, item.task_id, path, error)
+        return PushOutcome(item.task_id, item.kind, "queued", error=str(error))
+
+    def _create_once(self, item: OutboxItem) -> PushOutcome:
+        existing = self.client.predictions(item.task_id) if item.kind == "prediction" \
+            else self.client.annotations(item.task_id)
+        wanted = _fingerprint(item.payload["result"])
+        for entry in existing:
+            if _fingerprint(entry.get("result") or []) == wanted:
+                return PushOutcome(item.task_id, item.kind, "exists", id=entry.get("id"))
+        if item.kind == "prediction":
+            created = self.client.create_prediction(item.task_id, item.payload["result"], score=item.payload["score"],
+                                                    model_version=item.payload["model_version"])
+        else:
+            created = self.client.create_annotation(item.task_id, item.payload["result"])
+        return PushOutcome(item.task_id, item.kind, "created", id=created.get("id"))
+
+
+def push_key(url: str, task_id: int, kind: str, result: LabelStudioResult) -> str:
+    """Identifies one push: same server, task, kind and regions -> same key."""
+    text = f"{url}|{int(task_id)}|{kind}|{_fingerprint(result.result)}"
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def _fingerprint(regions: list[dict]) -> str:
+    """Region ids (content-derived, see ``to_label_studio``) in a canonical order."""
+    return ",".join(sorted(str(region.get("id")) for region in regions))

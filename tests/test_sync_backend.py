@@ -1,0 +1,260 @@
+"""groundlabel as Label Studio's ML backend, driven by a real Label Studio: interactive prompts, batch retrieval
+(one prediction per task, in order, broken tasks empty), the project's last prompt, thresholds from the config,
+/setup that never loads a model, basic auth, and the seed's environment names."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from pipeline import LazyPipeline, PipelineSettings
+from sync import BackendSettings, ProjectConfig, box_to_pixels, rle_to_mask, to_label_studio
+from sync.backend import create_router
+from tests.labelstudio import GROUNDING_DINO_CONFIG, exif_rotated_jpeg, png, serve
+
+# The tiny random detector scores most of its 20 queries near 1.0: a high box threshold keeps 3-9 boxes per image,
+# so the tiny SAM runs a few times per task, not 20.
+BOX, TEXT = 0.9995, 0.25
+SEGMENTER = "sam_tiny_test"
+
+
+def backend_app(models: LazyPipeline, settings: BackendSettings) -> FastAPI:
+    app = FastAPI()
+    app.include_router(create_router(models, settings))
+    return app
+
+
+@pytest.fixture(scope="module")
+def ml_backend(pipeline, tmp_path_factory):
+    """The ML-backend routes over the tiny models, served on 127.0.0.1: (url, settings)."""
+    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER,
+                               state_dir=tmp_path_factory.mktemp("backend-state"))
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        yield url, settings
+
+
+@pytest.fixture
+def project_with_backend(label_studio, ml_backend):
+    """A Grounding DINO example project connected to the backend: (project id, ML backend id)."""
+    project = label_studio.create_project()
+    return project, label_studio.register_ml_backend(project, ml_backend[0])
+
+
+def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX):
+    """What the backend should answer: the pipeline run directly, converted for the config."""
+    config = ProjectConfig.parse(config_xml)
+    result = pipeline(image, prompt, box, TEXT, segmenter=SEGMENTER, label_map=config.label_map())
+    return result, to_label_studio(result, config)
+
+
+def prompt_context(text: str) -> dict:
+    """An interactive context as the labeling UI sends it, with an unrelated region first."""
+    return {"result": [
+        {"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cats"]}},
+        {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}},
+    ]}
+
+
+def interactive(label_studio, ml_id: int, task: int, context: dict) -> dict:
+    return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
+                            json={"task": task, "context": context})["data"]
+
+
+def retrieve_predictions(label_studio, project: int, tasks: list[int]) -> dict[int, list[dict]]:
+    """Data Manager's "Retrieve predictions" action, then every task's predictions."""
+    label_studio.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
+                     json={"selectedItems": {"all": False, "included": tasks}})
+    return {task: label_studio.api("GET", "/api/predictions", params={"task": task}) for task in tasks}
+
+
+def test_interactive_prompt_gives_labeled_boxes_and_masks_that_decode_to_the_pipelines(
+        label_studio, project_with_backend, pipeline):
+    project, ml_id = project_with_backend
+    image = png(64, 48, seed=1)
+    (task,) = label_studio.upload_images(project, {"cat.png": image})
+
+    answer = interactive(label_studio, ml_id, task, prompt_context("cats"))
+
+    result, conversion = expected(pipeline, image, "cats")
+    assert len(result) > 0 and answer["result"] == conversion.result
+    assert answer["model_version"] == f"gdino-tiny+{SEGMENTER}+box{BOX:g}-text{TEXT:g}"
+    boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
+    brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
+    assert len(boxes) == len(brushes) == len(result)
+    assert {label for r in answer["result"] for label in r["value"][r["type"]]} == {"cats"}
+    for region, xyxy in zip(boxes, result.xyxy):
+        np.testing.assert_allclose(box_to_pixels(region), np.clip(xyxy, 0, [64, 48, 64, 48]), atol=1e-3)
+    for region, mask in zip(brushes, result.masks):
+        np.testing.assert_array_equal(rle_to_mask(region), mask)
+
+
+def test_interactive_request_without_prompt_text_answers_nothing(label_studio, project_with_backend):
+    project, ml_id = project_with_backend
+    (task,) = label_studio.upload_images(project, {"cat.png": png(32, 32)})
+
+    answer = interactive(label_studio, ml_id, task, {"result": prompt_context("cats")["result"][:1]})
+
+    assert answer["result"] == []
+
+
+def test_batch_retrieval_answers_each_task_in_order_and_broken_tasks_empty(
+        label_studio, project_with_backend, pipeline, caplog):
+    project, _ = project_with_backend
+    images = {"wide.png": png(72, 40, seed=2), "tall.png": png(30, 50, seed=3)}
+    jpeg, _ = exif_rotated_jpeg()
+    tasks = label_studio.upload_images(project, images)
+    tasks += label_studio.import_local_files(project, {"rotated.jpg": jpeg, "broken.png": b"not an image"},
+                                             folder=f"batch-{project}")
+    tasks += label_studio.import_tasks(project, [{"image": "/data/upload/999/gone.png"}])
+
+    started = time.monotonic()
+    predictions = retrieve_predictions(label_studio, project, tasks)
+    elapsed = time.monotonic() - started
+
+    assert all(len(predictions[task]) == 1 for task in tasks), predictions
+    good = dict(zip(tasks, [*images.values(), jpeg]))
+    for task, image in good.items():  # no prompt typed yet: the config's labels are the prompt
+        result, conversion = expected(pipeline, image, "cats. house")
+        (prediction,) = predictions[task]
+        assert prediction["result"] == conversion.result and len(result) > 0
+        assert prediction["model_version"] == conversion.model_version
+    sizes = [(p[0]["result"][0]["original_width"], p[0]["result"][0]["original_height"])
+             for p in map(predictions.get, good)]
+    assert sizes == [(72, 40), (30, 50), (60, 80)]  # each task got its own image's answer; the JPEG upright
+    for broken in tasks[3:]:
+        assert predictions[broken][0]["result"] == [] and f"Task {broken}: empty prediction" in caplog.text
+    print(f"batch of {len(tasks)} tasks through Label Studio: {elapsed:.2f} s")
+
+
+def test_batch_uses_the_projects_last_prompt_from_interactive_or_webhook(
+        label_studio, project_with_backend, ml_backend, pipeline):
+    project, ml_id = project_with_backend
+    image = png(40, 40, seed=4)
+    first, second, third = label_studio.upload_images(project, {"a.png": image, "b.png": image, "c.png": image})
+
+    interactive(label_studio, ml_id, first, prompt_context("house"))
+    after_interactive = retrieve_predictions(label_studio, project, [second])[second][0]
+    project_json = label_studio.api("GET", f"/api/projects/{project}")
+    event = {"action": "ANNOTATION_CREATED", "project": project_json, "task": {"id": first},
+             "annotation": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
+                                        "value": {"text": ["cats"]}}]}}
+    hook = httpx.post(f"{ml_backend[0]}/webhook", json=event, timeout=10).json()
+    after_webhook = retrieve_predictions(label_studio, project, [third])[third][0]
+
+    assert after_interactive["result"] == expected(pipeline, image, "house")[1].result
+    assert hook["prompt"] == "cats"
+    assert after_webhook["result"] == expected(pipeline, image, "cats")[1].result
+    stored = json.loads((ml_backend[1].state_dir / "prompts.json").read_text())
+    assert stored[str(project)] == "cats"
+
+
+def test_number_tags_in_the_config_set_the_batch_thresholds(label_studio, ml_backend, pipeline):
+    xml = GROUNDING_DINO_CONFIG.replace(
+        "</View>\n  <RectangleLabels", '</View>\n  <Number name="box_threshold" toName="image" defaultValue="0.9999"/>'
+                                       "\n  <RectangleLabels")
+    project = label_studio.create_project(label_config=xml)
+    label_studio.register_ml_backend(project, ml_backend[0])
+    image = png(50, 50, seed=5)
+    (task,) = label_studio.upload_images(project, {"a.png": image})
+
+    (prediction,) = retrieve_predictions(label_studio, project, [task])[task]
+
+    result, conversion = expected(pipeline, image, "cats. house", xml, box=0.9999)
+    assert prediction["result"] == conversion.result and len(result) > 0
+    assert "box0.9999-" in prediction["model_version"] and all(score > 0.9999 for score in result.scores)
+    assert len(result) < len(expected(pipeline, image, "cats. house")[0])
+
+
+def test_health_answers_within_label_studios_timeout_while_a_batch_runs(label_studio, ml_backend):
+    url = ml_backend[0]
+    project = label_studio.create_project()
+    ids = label_studio.upload_images(project, {f"{i}.png": png(64, 64, seed=100 + i) for i in range(2)})
+    tasks = [{"id": task, "data": label_studio.api("GET", f"/api/tasks/{task}")["data"]} for task in ids]
+    httpx.post(f"{url}/setup", timeout=3, json={"project": f"{project}.1", "schema": GROUNDING_DINO_CONFIG,
+                                                "hostname": label_studio.url, "access_token": label_studio.token})
+    finished: list[float] = []
+
+    def run_batch():
+        httpx.post(f"{url}/predict", timeout=100, json={"tasks": tasks, "project": f"{project}.1",
+                   "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}}).raise_for_status()
+        finished.append(time.monotonic())
+
+    batch = threading.Thread(target=run_batch)
+    batch.start()
+    time.sleep(0.3)
+    answered = []
+    while batch.is_alive() and len(answered) < 5:
+        started = time.monotonic()
+        httpx.get(f"{url}/health", timeout=1).raise_for_status()  # Label Studio waits 1 s
+        answered.append((started, time.monotonic()))
+        time.sleep(0.1)
+    batch.join()
+
+    assert answered and answered[0][1] < finished[0]  # health answered while inference was still running
+    assert max(end - start for start, end in answered) < 1.0
+
+
+def test_setup_answers_without_loading_models_and_predict_explains_missing_weights(label_studio, tmp_path):
+    missing = LazyPipeline(settings=PipelineSettings(detector=str(tmp_path / "no-detector")))
+    settings = BackendSettings(segmenter="mobile_sam", state_dir=tmp_path)
+    project = label_studio.create_project()
+    (task,) = label_studio.upload_images(project, {"a.png": png(20, 20)})
+
+    with serve(backend_app(missing, settings)) as url:
+        ml_id = label_studio.register_ml_backend(project, url)  # Label Studio calls /health and /setup
+        state = label_studio.api("GET", f"/api/ml/{ml_id}")
+        health = httpx.get(f"{url}/health", timeout=5).json()
+        predict = httpx.post(f"{url}/predict", timeout=30, json={
+            "tasks": [{"id": task, "data": {"image": "/data/upload/1/a.png"}}], "project": f"{project}.1",
+            "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}})
+
+    assert state["readable_state"] == "Connected"
+    assert state["model_version"] == "no-detector+mobile_sam+box0.35-text0.25"
+    assert health["status"] == "UP" and health["models"]["loaded"] is False and not missing.loaded
+    assert predict.status_code == 503 and "no-detector" in predict.json()["detail"]
+
+
+def test_basic_auth_guards_every_route_and_label_studio_connects_with_it(label_studio, pipeline, tmp_path):
+    settings = BackendSettings(basic_auth=("labelstudio", "s3cret"), state_dir=tmp_path)
+    project = label_studio.create_project()
+
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        anonymous = [httpx.get(f"{url}/health").status_code, httpx.post(f"{url}/setup", json={}).status_code]
+        wrong = httpx.get(f"{url}/health", auth=("labelstudio", "guess")).status_code
+        ml_id = label_studio.register_ml_backend(project, url, basic_auth=("labelstudio", "s3cret"))
+        state = label_studio.api("GET", f"/api/ml/{ml_id}")["readable_state"]
+
+    assert anonymous == [401, 401] and wrong == 401 and state == "Connected"
+
+
+def test_the_seeds_environment_names_are_honoured(monkeypatch):
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "GROUNDLABEL_SEGMENTER", "USE_SAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LABEL_STUDIO_HOST", "http://ls.example:8080")
+    monkeypatch.setenv("LABEL_STUDIO_ACCESS_TOKEN", "abc123")
+    monkeypatch.setenv("BOX_THRESHOLD", "0.4")
+    monkeypatch.setenv("TEXT_THRESHOLD", "0.2")
+    monkeypatch.setenv("USE_MOBILE_SAM", "true")
+    monkeypatch.setenv("BASIC_AUTH_USER", "u")
+    monkeypatch.setenv("BASIC_AUTH_PASS", "p")
+
+    seed = BackendSettings.from_env()
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://preferred:8080")
+    monkeypatch.setenv("GROUNDLABEL_SEGMENTER", "none")
+    monkeypatch.setenv("BOX_THRESHOLD", "1.5")
+
+    assert (seed.label_studio_url, seed.label_studio_token) == ("http://ls.example:8080", "abc123")
+    assert (seed.box_threshold, seed.text_threshold, seed.segmenter, seed.basic_auth) == (0.4, 0.2, "mobile_sam",
+                                                                                           ("u", "p"))
+    with pytest.raises(ValueError, match="BOX_THRESHOLD='1.5' is outside"):
+        BackendSettings.from_env()
+    monkeypatch.setenv("BOX_THRESHOLD", "0.5")
+    assert (BackendSettings.from_env().label_studio_url, BackendSettings.from_env().segmenter) == (
+        "http://preferred:8080", None)

@@ -1,0 +1,184 @@
+"""The Label Studio client against a real server: both token kinds, clear auth errors, paginated task lists,
+and image downloads for every URL kind with the token kept on the Label Studio host."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sync import AuthError, DownloadError, LabelStudioClient, LabelStudioError, ProjectConfig, UnreachableError
+from tests.labelstudio import GROUNDING_DINO_CONFIG, LEGACY_TOKEN, exif_rotated_jpeg, free_port, png
+
+
+class ImageHost(BaseHTTPRequestHandler):
+    """Another web server holding images: /img.png, /redirect (to /img.png), /big, /slow. Records headers."""
+
+    seen: list[dict] = []
+    image = png(30, 20)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        ImageHost.seen.append(dict(self.headers))
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/img.png")
+            self.end_headers()
+            return
+        if self.path == "/slow":
+            time.sleep(2)
+        body = b"\0" * 5000 if self.path == "/big" else self.image
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()  # no Content-Length: the limit must hold while streaming
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), ImageHost)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def test_legacy_token_and_personal_access_token_both_connect(label_studio):
+    for token in (LEGACY_TOKEN, label_studio.personal_access_token()):
+        with LabelStudioClient(label_studio.url, token) as client:
+            assert client.whoami()["email"] == "admin@example.com"
+
+
+def test_refused_token_gives_a_clear_error_without_the_token(label_studio):
+    wrong = "f" * 40
+    with LabelStudioClient(label_studio.url, wrong) as client, pytest.raises(AuthError) as refused:
+        client.projects()
+
+    assert refused.value.status == 401 and "refused the token" in str(refused.value)
+    assert wrong not in str(refused.value) and wrong not in repr(client)
+    with pytest.raises(AuthError, match="Label Studio refused to refresh"):
+        LabelStudioClient(label_studio.url, label_studio.personal_access_token()[:-4] + "abcd").whoami()
+
+
+def test_unreachable_server_and_bad_urls_give_clear_errors():
+    port = free_port()
+    with LabelStudioClient(f"http://127.0.0.1:{port}", LEGACY_TOKEN, timeout=2) as client:
+        with pytest.raises(UnreachableError, match=f"127.0.0.1:{port} is unreachable"):
+            client.projects()
+    with pytest.raises(Exception, match="must start with http"):
+        LabelStudioClient("localhost:8080", LEGACY_TOKEN)
+
+
+def test_projects_are_listed_with_their_parsed_config(label_studio, ls_client):
+    project = label_studio.create_project(title="listed project")
+
+    listed = {p.id: p for p in ls_client.projects()}
+
+    assert listed[project].title == "listed project"
+    assert listed[project].config().labels == ["cats", "house"]
+    assert ls_client.project(project).config() == ProjectConfig.parse(GROUNDING_DINO_CONFIG)
+
+
+def test_tasks_are_paginated_and_filtered_to_unlabeled(label_studio, ls_client, ls_project):
+    ids = label_studio.import_tasks(ls_project, [{"image": f"http://example.invalid/{i}.png"} for i in range(7)])
+    for labeled in ids[1:3]:
+        ls_client.create_annotation(labeled, [])
+
+    first = ls_client.tasks(ls_project, page_size=3)
+    unlabeled = ls_client.tasks(ls_project, page_size=3, page=2, unlabeled_only=True)
+    beyond = ls_client.tasks(ls_project, page_size=3, page=9)
+
+    assert (first.total, first.pages, first.has_next) == (7, 3, True)
+    assert [t.id for t in first.tasks] == ids[:3] and first.tasks[1].is_labeled
+    assert (unlabeled.total, [t.id for t in unlabeled.tasks], unlabeled.has_next) == (5, ids[5:], False)
+    assert (beyond.tasks, beyond.total) == ([], 7)
+    assert [t.id for t in ls_client.iter_tasks(ls_project, unlabeled_only=True, page_size=2)] == [ids[0]] + ids[3:]
+    assert ls_client.task(ids[4]).data == {"image": "http://example.invalid/4.png"}
+
+
+def test_bulk_predictions_land_on_their_tasks(label_studio, ls_client, ls_project):
+    ids = label_studio.import_tasks(ls_project, [{"image": f"http://example.invalid/{i}.png"} for i in range(3)])
+    region = {"id": "r1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+              "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["cats"]}}
+
+    reply = ls_client.import_predictions(ls_project, [
+        {"task": task, "result": [region], "score": 0.1 * n, "model_version": "bulk"} for n, task in enumerate(ids)])
+
+    assert reply["created"] == 3
+    assert [t.model_versions for t in ls_client.tasks(ls_project).tasks] == [("bulk",)] * 3
+    assert ls_client.task(ids[0]).model_versions == ("bulk",)
+    stored = [ls_client.predictions(task) for task in ids]
+    assert [(len(p), p[0]["score"], p[0]["result"][0]["id"]) for p in stored] == [(1, 0.0, "r1"), (1, 0.1, "r1"),
+                                                                                   (1, 0.2, "r1")]
+
+
+def test_uploaded_and_local_file_images_download_with_the_token(label_studio, ls_client, ls_project):
+    jpeg, _ = exif_rotated_jpeg()
+    image = png(33, 17, seed=3)
+    uploaded = label_studio.upload_images(ls_project, {"rotated.jpg": jpeg})
+    local = label_studio.import_local_files(ls_project, {"local.png": image}, folder="client-test")
+    config = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
+
+    upload_task, local_task = ls_client.task(uploaded[0]), ls_client.task(local[0])
+
+    assert upload_task.data["image"].startswith("/data/upload/")
+    assert local_task.data["image"] == "/data/local-files/?d=client-test/local.png"
+    assert ls_client.task_image(upload_task, config) == jpeg
+    assert ls_client.task_image(local_task, config) == image
+
+
+def test_other_hosts_never_receive_the_token(ls_client, image_host):
+    ImageHost.seen.clear()
+
+    assert ls_client.download(f"{image_host}/img.png") == ImageHost.image
+    assert ls_client.download(f"{image_host}/redirect") == ImageHost.image
+
+    assert len(ImageHost.seen) == 3
+    assert not any(key.lower() == "authorization" for headers in ImageHost.seen for key in headers)
+    assert ls_client.is_label_studio(ls_client.url + "/data/upload/1/a.png")
+    assert not ls_client.is_label_studio(image_host + "/data/upload/1/a.png")
+
+
+def test_downloads_have_a_size_limit_and_a_timeout(label_studio, image_host):
+    with LabelStudioClient(label_studio.url, LEGACY_TOKEN, timeout=0.5, max_image_bytes=4000) as client:
+        with pytest.raises(DownloadError, match="over the size limit"):
+            client.download(f"{image_host}/big")
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="no answer within 0.5 s"):
+            client.download(f"{image_host}/slow")
+        assert time.monotonic() - started < 1.9
+
+
+def test_cloud_uris_go_through_label_studio_presign_and_unusable_urls_are_refused(ls_client, ls_project,
+                                                                                   label_studio):
+    (task,) = label_studio.import_tasks(ls_project, [{"image": "s3://bucket/cat.jpg"}])
+
+    presign = ls_client.resolve_url("s3://bucket/cat.jpg", task_id=task)
+
+    assert presign.startswith(f"{label_studio.url}/tasks/{task}/presign/?fileuri=")
+    with pytest.raises(DownloadError, match="404"):  # no S3 storage is connected to this project
+        ls_client.download("s3://bucket/cat.jpg", task_id=task)
+    with pytest.raises(DownloadError, match="expected http"):
+        ls_client.download("cat.jpg")
+    with pytest.raises(DownloadError, match="Label Studio answered"):  # 1.23 answers 500 for a missing upload
+        ls_client.download("/data/upload/999/missing.png")
+
+
+def test_client_from_the_seeds_environment_names(label_studio, monkeypatch):
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_HOST", "LABEL_STUDIO_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(LabelStudioError, match="Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
+        LabelStudioClient.from_env()
+    monkeypatch.setenv("LABEL_STUDIO_HOST", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_ACCESS_TOKEN", label_studio.token)
+
+    with LabelStudioClient.from_env() as client:
+        assert client.url == label_studio.url and client.whoami()["email"] == "admin@example.com"

@@ -1,0 +1,102 @@
+"""Pre-annotating a whole project against a real Label Studio: progress, summary, resume, no duplicates."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sync.prelabel import PrelabelJob, prelabel
+
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="dog"/><Label value="possum"/>
+  </RectangleLabels>
+</View>"""
+TASKS = 50
+
+
+def png(seed: int, size=(96, 72)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def project_with_tasks(label_studio) -> tuple[int, list[int]]:
+    project = label_studio.create_project(CONFIG, title="prelabel test")
+    files = {f"img{i:02d}.png": png(i) for i in range(TASKS)}
+    return project, label_studio.import_local_files(project, files, folder=f"prelabel{project}")
+
+
+def predictions_per_task(label_studio, project: int) -> Counter:
+    return Counter(p["task"] for p in label_studio.api("GET", "/api/predictions", params={"project": project}))
+
+
+def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(label_studio, ls_client, pipeline,
+                                                                    project_with_tasks, tmp_path):
+    project, task_ids = project_with_tasks
+    seen = []
+    job = PrelabelJob(project, prompt="dog. possum", box_threshold=0.3, write_batch=8)
+    first = prelabel(ls_client, pipeline, job, on_progress=lambda p: seen.append((p.finished, p.total)))
+    assert (first.done, first.skipped, first.failed) == (TASKS, 0, {})
+    assert seen[0] == (0, TASKS) and seen[-1] == (TASKS, TASKS)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
+    stored = label_studio.api("GET", "/api/predictions", params={"task": task_ids[0]})[0]
+    expected = pipeline(png(0), "dog. possum", box_threshold=0.3)
+    assert stored["model_version"] == expected.model_version
+    assert len(stored["result"]) == sum(label is not None for label in expected.labels)
+    assert {r["value"]["rectanglelabels"][0] for r in stored["result"]} <= {"dog", "possum"}
+
+    second = prelabel(ls_client, pipeline, job)
+    assert (second.done, second.skipped) == (0, TASKS)
+    assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
+
+
+def test_a_broken_image_fails_its_task_only(label_studio, ls_client, pipeline):
+    project = label_studio.create_project(CONFIG, title="prelabel broken")
+    good = label_studio.import_local_files(project, {"ok.png": png(1)}, folder=f"broken{project}")
+    bad = label_studio.import_local_files(project, {"bad.png": b"not a png"}, folder=f"broken{project}")
+    progress = prelabel(ls_client, pipeline, PrelabelJob(project, prompt="dog"))
+    assert progress.done == 1 and list(progress.failed) == bad
+    assert "not a readable image" in progress.failed[bad[0]]
+    assert predictions_per_task(label_studio, project) == Counter({good[0]: 1})
+    assert f"task {bad[0]}: " in progress.summary()
+
+
+def test_interrupted_run_writes_whole_predictions_and_a_rerun_finishes_the_rest(
+        label_studio, model_paths, project_with_tasks, tmp_path):
+    project, task_ids = project_with_tasks
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+           "GROUNDLABEL_DETECTOR": str(model_paths[0]), "GROUNDLABEL_DEVICE": "cpu",
+           "GROUNDLABEL_STATE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "sync.prelabel", "--project", str(project), "--prompt", "dog. possum"]
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while sum(predictions_per_task(label_studio, project).values()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode == 130, output
+    written = predictions_per_task(label_studio, project)
+    assert 10 <= sum(written.values()) < TASKS and set(written.values()) == {1}
+    assert f"Interrupted: {sum(written.values())} pre-annotated" in output
+
+    rerun = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"Finished: {TASKS - sum(written.values())} pre-annotated, {sum(written.values())} skipped" in rerun.stdout
+    assert "pre-annotating: 100%" in rerun.stderr
+    assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
