@@ -1,7 +1,7 @@
 """groundlabel's inference core: Grounding DINO boxes, SAM / MobileSAM masks, caches, label mapping, rendering."""
 
 from .detector import DEFAULT_DETECTOR, GroundingDinoDetector
-from .engine import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline
+from .engine import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline, model_version
 from .errors import GroundlabelError, ImageError, PromptError, WeightsError
 from .images import LoadedImage, load_image
 from .labels import LabelMap
@@ -15,6 +15,6 @@ from .weights import SEGMENTERS, segmenter_spec
 __all__ = [
     "DEFAULT_BOX_THRESHOLD", "DEFAULT_DETECTOR", "DEFAULT_TEXT_THRESHOLD", "DetectionResult", "GroundingDinoDetector",
     "GroundingPipeline", "GroundlabelError", "ImageError", "LabelMap", "LazyPipeline", "LoadedImage", "PipelineSettings", "Prompt", "PromptError",
-    "SEGMENTERS", "Segmenter", "SegmenterPool", "WeightsError", "load_image", "parse_prompt", "render",
+    "SEGMENTERS", "Segmenter", "SegmenterPool", "WeightsError", "load_image", "model_version", "parse_prompt", "render",
     "segmenter_spec",
 ]

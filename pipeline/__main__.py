@@ -36,9 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = PipelineSettings.from_env()
-    checkpoints = dict(env.checkpoints)
-    if args.checkpoint and args.masks:
-        checkpoints[args.masks] = args.checkpoint
+    checkpoints = {args.masks: args.checkpoint} if args.checkpoint and args.masks else {}
     settings = PipelineSettings(detector=args.detector or env.detector, device=args.device or env.device,
                                 dtype=env.dtype, input_size=env.input_size, checkpoints=checkpoints)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None

@@ -76,10 +76,6 @@ class GroundingDinoDetector:
         self._raw_cache: LRUCache[RawDetections] = LRUCache(cache_items, sizeof=lambda raw: raw.nbytes)
         self._lock = threading.Lock()
 
-    @property
-    def name(self) -> str:
-        return self.model_id.rstrip("/").split("/")[-1]
-
     def raw(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
         """The model's raw outputs for these images and this prompt. Cached ones come from the cache; the others
         go through the model together in one batch (faster per image on a GPU)."""

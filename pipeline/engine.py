@@ -87,8 +87,14 @@ class GroundingPipeline:
 
     def model_version(self, segmenter: str | None, box_threshold: float, text_threshold: float) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
-        parts = [self.detector.name]
-        if segmenter:
-            parts.append(segmenter_spec(segmenter).name)
-        parts.append(f"box{box_threshold:g}-text{text_threshold:g}")
-        return "+".join(parts)
+        return model_version(self.detector.model_id, segmenter, box_threshold, text_threshold)
+
+
+def model_version(detector: str, segmenter: str | None, box_threshold: float, text_threshold: float) -> str:
+    """``<detector>[+<segmenter>]+box<t>-text<t>``; ``detector`` may be a Hub id or a path (its last part is used).
+    Computable without loading any model (Label Studio's /setup asks before the first prediction)."""
+    parts = [detector.rstrip("/").split("/")[-1]]
+    if segmenter:
+        parts.append(segmenter_spec(segmenter).name)
+    parts.append(f"box{box_threshold:g}-text{text_threshold:g}")
+    return "+".join(parts)

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from .detector import DEFAULT_DETECTOR
 from .engine import GroundingPipeline
 from .errors import WeightsError
-from .weights import SEGMENTERS
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Which detector and device to use; segmenter checkpoints by segmenter name."""
+    """Which detector and device to use; segmenter checkpoints by segmenter name (a segmenter without one here
+    finds its checkpoint through ``weights.resolve_checkpoint``: environment variable, cache dir, download)."""
 
     detector: str = DEFAULT_DETECTOR
     device: str | None = None
@@ -24,15 +24,13 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls) -> PipelineSettings:
-        """GROUNDLABEL_DETECTOR, GROUNDLABEL_DEVICE, GROUNDLABEL_DTYPE, GROUNDLABEL_INPUT_SIZE and the
-        per-segmenter GROUNDLABEL_<NAME>_CHECKPOINT variables (read again when a segmenter loads)."""
+        """GROUNDLABEL_DETECTOR, GROUNDLABEL_DEVICE, GROUNDLABEL_DTYPE and GROUNDLABEL_INPUT_SIZE."""
         size = os.environ.get("GROUNDLABEL_INPUT_SIZE")
         return cls(
             detector=os.environ.get("GROUNDLABEL_DETECTOR", DEFAULT_DETECTOR),
             device=os.environ.get("GROUNDLABEL_DEVICE") or None,
             dtype=os.environ.get("GROUNDLABEL_DTYPE") or None,
             input_size=int(size) if size else None,
-            checkpoints={name: os.environ[spec.env_var] for name, spec in SEGMENTERS.items() if spec.env_var in os.environ},
         )
 
 

@@ -21,10 +21,14 @@ class SegmenterSpec:
     model_type: str  # key in that registry
     filename: str
     url: str
+    seed_env_var: str | None = None  # the name Label Studio's grounding_sam backend used for this checkpoint
 
     @property
     def env_var(self) -> str:
         return f"GROUNDLABEL_{self.name.upper()}_CHECKPOINT"
+
+    def checkpoint_from_env(self) -> str | None:
+        return os.environ.get(self.env_var) or (os.environ.get(self.seed_env_var) if self.seed_env_var else None)
 
 
 _META = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -33,10 +37,11 @@ SEGMENTERS = {
     for spec in (
         SegmenterSpec("sam_vit_b", "segment_anything", "vit_b", "sam_vit_b_01ec64.pth", _META + "sam_vit_b_01ec64.pth"),
         SegmenterSpec("sam_vit_l", "segment_anything", "vit_l", "sam_vit_l_0b3195.pth", _META + "sam_vit_l_0b3195.pth"),
-        SegmenterSpec("sam_vit_h", "segment_anything", "vit_h", "sam_vit_h_4b8939.pth", _META + "sam_vit_h_4b8939.pth"),
+        SegmenterSpec("sam_vit_h", "segment_anything", "vit_h", "sam_vit_h_4b8939.pth", _META + "sam_vit_h_4b8939.pth",
+                      "SAM_CHECKPOINT"),
         SegmenterSpec(
             "mobile_sam", "mobile_sam", "vit_t", "mobile_sam.pt",
-            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", "MOBILESAM_CHECKPOINT",
         ),
     )
 }
@@ -57,7 +62,7 @@ def cache_dir() -> Path:
 
 def resolve_checkpoint(spec: SegmenterSpec, path: str | os.PathLike | None = None, timeout: float = 30.0) -> Path:
     """Find the checkpoint for ``spec``; download it into the cache dir once if allowed, else explain how to get it."""
-    explicit = path or os.environ.get(spec.env_var)
+    explicit = path or spec.checkpoint_from_env()
     if explicit:
         if not Path(explicit).is_file():
             raise WeightsError(f"{spec.name} checkpoint not found at {explicit!r} (from {spec.env_var} or the caller).")

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError, load_image
+from pipeline import GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError, load_image, model_version
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
@@ -146,10 +146,8 @@ class MLBackend:
 
     def model_version(self, segmenter: str | None, box: float, text: float) -> str:
         """Names detector, segmenter and thresholds, from the loaded pipeline or (before loading) the settings."""
-        if self.models.loaded:
-            return self.models.get().model_version(segmenter, box, text)
-        detector = self.models.settings.detector.rstrip("/").split("/")[-1]
-        return "+".join([detector] + ([segmenter] if segmenter else []) + [f"box{box:g}-text{text:g}"])
+        detector = self.models.get().detector.model_id if self.models.loaded else self.models.settings.detector
+        return model_version(detector, segmenter, box, text)
 
     def remember_prompt(self, body: dict) -> str | None:
         """From a webhook event: the prompt in the annotation's TextArea result, stored for the project."""
