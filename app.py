@@ -8,13 +8,40 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 
-from pipeline import LazyPipeline
+from pipeline import LazyPipeline, WeightsError
 from sync.backend import create_router
+from ui.labelstudio import labelstudio_tab
+from ui.models import ModelHub
+from ui.playground import playground_tab
+from ui.theme import CSS, THEME
 
 
 def build_ui(models: LazyPipeline) -> gr.Blocks:
-    """The Gradio UI (playground + Label Studio review)."""
-    raise NotImplementedError("issue 4")
+    """The Gradio UI: model status on top, then the playground and the Label Studio review tabs."""
+    hub = ModelHub(models)
+    with gr.Blocks(title="groundlabel") as demo:
+        with gr.Row(elem_id="gl-header", equal_height=True):
+            gr.Markdown("## groundlabel\nType what you look for, review the boxes, push them to Label Studio.",
+                        elem_id="gl-title")
+            with gr.Column(scale=2, elem_id="gl-status-box"):
+                model_status = gr.Markdown(hub.status_markdown, elem_id="model-status")
+            load = gr.Button("Load models", size="sm", scale=0, min_width=120, elem_id="load-models")
+        with gr.Tabs():
+            with gr.Tab("Playground", id="playground", elem_id="tab-playground"):
+                playground_tab(hub, model_status)
+            with gr.Tab("Label Studio", id="labelstudio", elem_id="tab-labelstudio"):
+                labelstudio_tab(hub, model_status)
+
+        def load_models(progress=gr.Progress(track_tqdm=True)) -> str:
+            """Load the detector now (downloading it once when online) instead of on the first run."""
+            try:
+                hub.load(None, progress)
+            except WeightsError:
+                pass  # the status line shows why and how to fix it
+            return hub.status_markdown()
+
+        load.click(load_models, outputs=model_status, concurrency_id="model")
+    return demo
 
 
 def create_app(models: LazyPipeline | None = None) -> FastAPI:
@@ -22,8 +49,9 @@ def create_app(models: LazyPipeline | None = None) -> FastAPI:
     models = models or LazyPipeline()
     app = FastAPI(title="groundlabel")
     app.include_router(create_router(models))
-    return gr.mount_gradio_app(app, build_ui(models), path="/")
+    return gr.mount_gradio_app(app, build_ui(models), path="/", theme=THEME, css=CSS)
 
 
 if __name__ == "__main__":
-    uvicorn.run(create_app(), host=os.environ.get("GROUNDLABEL_HOST", "0.0.0.0"), port=int(os.environ.get("PORT", 7860)))
+    host, port = os.environ.get("GROUNDLABEL_HOST", "0.0.0.0"), int(os.environ.get("PORT", 7860))
+    uvicorn.run(create_app(), host=host, port=port)

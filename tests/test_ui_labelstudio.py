@@ -1,0 +1,135 @@
+"""The Label Studio tab as a reviewer drives it in chromium, against a real Label Studio server."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+
+import pytest
+from playwright.sync_api import expect
+
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, load_image
+from sync import Outbox, ProjectConfig, to_label_studio
+from sync.settings import state_dir
+from tests.browser import smooth_png
+from tests.labelstudio import GROUNDING_DINO_CONFIG
+
+pytest_plugins = ["tests.browser"]
+CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
+
+
+@pytest.fixture
+def project(label_studio, request):
+    """A Grounding DINO project (boxes + brush masks, labels cats/house) with two uploaded images."""
+    images = {"first.png": smooth_png(21), "second.png": smooth_png(22)}
+    project_id = label_studio.create_project(title=f"ui {request.node.name}"[:50])
+    return project_id, dict(zip(label_studio.upload_images(project_id, images), images.values()))
+
+
+def expected_result(pipeline, image: bytes):
+    """What the UI should find in a task: the config's default prompt, default thresholds, the tiny SAM."""
+    return pipeline(load_image(image), CONFIG.default_prompt, DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD,
+                    segmenter="sam_tiny_test", label_map=CONFIG.label_map())
+
+
+def connect(page, url: str, token: str) -> None:
+    page.get_by_role("tab", name="Label Studio").click()
+    page.locator("#ls-url textarea").fill(url)
+    page.locator("#ls-token input").fill(token)
+    page.locator("#ls-connect").click()
+
+
+def choose_project(page, label_studio, project_id: int) -> None:
+    connect(page, label_studio.url, label_studio.token)
+    expect(page.locator("#ls-connection")).to_contain_text("Connected")
+    page.locator("#ls-project input").click()
+    page.get_by_role("option", name=re.compile(rf"\(#{project_id}\)")).click()
+    expect(page.locator("#ls-pager")).to_contain_text("2 tasks")
+
+
+def open_task(page, task_id: int) -> None:
+    page.locator("#ls-tasks [role=gridcell][data-col='0']").filter(has_text=re.compile(rf"^\s*{task_id}\s*$")).click()
+    expect(page.locator("#ls-task")).to_contain_text(f"Task #{task_id}")
+    expect(page.locator("#ls-kept")).to_contain_text("kept")
+
+
+def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, label_studio, project, pipeline):
+    project_id, images = project
+    (first, image), (second, _) = images.items()
+    expected = expected_result(pipeline, image)
+    assert len(expected) >= 2 and None not in expected.labels, "pick another seed: the test needs 2 labeled boxes"
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    expect(page.locator("#ls-review .gl-review-row")).to_have_count(len(expected))
+
+    page.locator("#ls-keep-0 input").uncheck()
+    other = next(label for label in CONFIG.labels if label != expected.labels[1])
+    page.locator("#ls-label-1 input").click()
+    page.get_by_role("option", name=other, exact=True).click()
+    kept = expected.select(range(1, len(expected))).relabel(0, other)
+    counts = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.labels).items())
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(kept)} of {len(expected)} kept ({counts})")
+    page.locator("#ls-kind").get_by_label("annotation").check()
+    page.locator("#ls-push").click()
+
+    expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
+    annotations = label_studio.api("GET", f"/api/tasks/{first}/annotations/")
+    assert len(annotations) == 1
+    stored = annotations[0]["result"]
+    assert sorted(region["id"] for region in stored) == sorted(to_label_studio(kept, CONFIG).region_ids)
+    rectangles = [region for region in stored if region["type"] == "rectanglelabels"]
+    assert Counter(region["value"]["rectanglelabels"][0] for region in rectangles) == Counter(kept.labels)
+    expect(page.locator("#ls-task")).to_contain_text(f"Task #{second}")
+    expect(page.locator("#ls-message").get_by_role("link")).to_have_attribute(
+        "href", f"{label_studio.url}/projects/{project_id}/data?task={first}")
+
+
+def test_wrong_token_shows_readable_error_and_never_the_token(page, label_studio, caplog):
+    wrong = "f" * 40
+    with caplog.at_level(logging.DEBUG):
+        connect(page, label_studio.url, wrong)
+        expect(page.locator("#ls-connection")).to_contain_text("Label Studio refused the token (401)")
+    assert wrong not in page.content()
+    assert wrong not in caplog.text
+
+
+def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(page, label_studio, project, pipeline):
+    project_id, images = project
+    first, image = next(iter(images.items()))
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    outbox = Outbox(state_dir() / "outbox")
+    waiting = len(outbox.items(label_studio.url))
+
+    with label_studio.stopped():
+        page.locator("#ls-push").click()
+        expect(page.locator("#ls-message")).to_contain_text("kept in the outbox")
+        assert len(outbox.items(label_studio.url)) == waiting + 1
+
+    page.locator("#ls-retry").click()
+    expect(page.locator("#ls-message")).to_contain_text("delivered, 0 still waiting")
+    annotations = label_studio.api("GET", f"/api/tasks/{first}/annotations/")
+    expected = to_label_studio(expected_result(pipeline, image), CONFIG)
+    assert [sorted(region["id"] for region in a["result"]) for a in annotations] == [sorted(expected.region_ids)]
+
+
+def test_predict_page_pushes_one_prediction_per_task(page, label_studio, project, pipeline):
+    project_id, images = project
+    choose_project(page, label_studio, project_id)
+    page.locator("#ls-predict-page").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"Predictions for {len(images)} tasks: {len(images)} created")
+    for task_id, image in images.items():
+        predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
+        expected = to_label_studio(expected_result(pipeline, image), CONFIG)
+        assert [sorted(region["id"] for region in p["result"]) for p in predictions] == [sorted(expected.region_ids)]
+
+
+def test_environment_token_goes_only_to_the_environment_url():
+    from sync import BackendSettings
+    from ui.labelstudio import env_token_for
+
+    env = BackendSettings(label_studio_url="http://ls.internal:8080", label_studio_token="secret-token")
+    assert env_token_for("http://ls.internal:8080/", env) == "secret-token"
+    assert env_token_for("http://attacker.example:8080", env) == ""
+    assert env_token_for("http://ls.internal:8080", BackendSettings()) == ""

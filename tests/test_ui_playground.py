@@ -1,0 +1,111 @@
+"""The playground as a user drives it in chromium: real app, tiny random models of the real architectures."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import expect
+
+from pipeline import DEFAULT_BOX_THRESHOLD, load_image, render
+from tests.browser import count_calls, grid_row, grid_rows, set_slider, smooth_png
+from tests.labelstudio import serve
+
+pytest_plugins = ["tests.browser"]
+
+
+def fresh_image(tmp_path, seed: int):
+    """A PNG file no other test has used, so the pipeline's caches start cold for it."""
+    path = tmp_path / f"photo-{seed}.png"
+    path.write_bytes(smooth_png(seed))
+    return path
+
+
+def run_prompt(page, image_path, prompt: str) -> None:
+    page.locator("#pg-prompt textarea").fill(prompt)
+    page.locator("#pg-image input[type=file]").set_input_files(str(image_path))
+    expect(page.locator("#pg-message")).to_contain_text(f"for “{prompt}”")
+
+
+def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
+    path = fresh_image(tmp_path, seed=1)
+    run_prompt(page, path, "dog. fence")
+
+    expected = pipeline(load_image(path), "dog. fence", box_threshold=DEFAULT_BOX_THRESHOLD)
+    assert len(expected) > 0, "the tiny model finds nothing on this image: pick another seed"
+    assert grid_rows(page, "#pg-table") == len(expected)
+    assert f"{len(expected)} detections" in page.locator("#pg-message").inner_text()
+    number, label, phrase, score, box = grid_row(page, "#pg-table", 1)
+    assert (label, phrase) == (expected.labels[0], expected.phrases[0])
+    assert float(score) == round(float(expected.scores[0]), 3)
+
+    src = page.locator("#pg-result img").get_attribute("src")
+    shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.int16)
+    drawn = np.asarray(render(load_image(path), expected), dtype=np.int16)
+    plain = np.asarray(load_image(path).pil, dtype=np.int16)
+    assert shown.shape == drawn.shape
+    # JPEG noise aside, the page shows the annotated image, not the upload.
+    assert np.abs(shown - drawn).mean() < np.abs(shown - plain).mean() / 2
+
+    with page.expect_download() as download:
+        page.locator("#pg-download").click()
+    exported = json.loads(download.value.path().read_text())
+    assert exported["prompt"] == "dog. fence"
+    assert exported["detections"] == expected.to_dict()["detections"]
+
+
+def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeline, tmp_path):
+    path = fresh_image(tmp_path, seed=2)
+    with count_calls(pipeline.detector.model) as forwards:
+        run_prompt(page, path, "cat")
+        assert forwards.count == 1
+        scores = pipeline(load_image(path), "cat", box_threshold=DEFAULT_BOX_THRESHOLD).scores
+        assert len(scores) >= 2, "the tiny model finds too little on this image: pick another seed"
+        # The slider step whose count is closest to half: any move that changes the count will do.
+        steps = np.round(np.arange(DEFAULT_BOX_THRESHOLD + 0.01, 1.0, 0.01), 2)
+        threshold = float(min(steps, key=lambda t: abs((scores > t).sum() - len(scores) / 2)))
+        wanted = int((scores > threshold).sum())
+        assert wanted != len(scores)
+
+        set_slider(page, "#pg-box", threshold)
+        expect(page.locator("#pg-message")).to_contain_text(f"box ≥ {threshold:.2f}")
+
+        assert grid_rows(page, "#pg-table") == wanted
+        assert forwards.count == 1
+
+
+def test_new_prompt_on_same_image_reuses_segmenter_embedding(page, pipeline, tmp_path):
+    path = fresh_image(tmp_path, seed=3)
+    page.locator("#pg-mode").get_by_text("Boxes + masks").click()
+    page.locator("#pg-segmenter input").fill("sam_tiny_test")
+    page.locator("#pg-segmenter input").press("Enter")
+    encoder = pipeline.segmenters.get("sam_tiny_test").predictor.model.image_encoder
+    with count_calls(encoder) as embeddings:
+        run_prompt(page, path, "dog")
+        page.locator("#pg-prompt textarea").fill("cat. tree")
+        page.locator("#pg-prompt textarea").press("Enter")
+        expect(page.locator("#pg-message")).to_contain_text("for “cat. tree”")
+    assert embeddings.count == 1
+    assert "sam_tiny_test" in page.locator("#model-status").inner_text()
+
+
+def test_empty_prompt_is_explained_not_run(page, tmp_path):
+    page.locator("#pg-image input[type=file]").set_input_files(str(fresh_image(tmp_path, seed=4)))
+    expect(page.locator("#pg-message")).to_contain_text("type what to look for")
+    page.locator("#pg-run").click()
+    expect(page.locator("#pg-message")).to_contain_text("The prompt is empty")
+
+
+def test_missing_detector_weights_show_the_fix_in_model_status(open_page, tmp_path):
+    from app import create_app
+    from pipeline import LazyPipeline, PipelineSettings
+
+    models = LazyPipeline(PipelineSettings(detector=str(tmp_path / "no-such-detector")))
+    with serve(create_app(models)) as url:
+        page = open_page(url)
+        expect(page.locator("#model-status")).to_contain_text("not loaded yet")
+        page.locator("#load-models").click()
+        expect(page.locator("#model-status")).to_contain_text("failed to load")
+        expect(page.locator("#model-status")).to_contain_text("GROUNDLABEL_DETECTOR=/path/to/dir")

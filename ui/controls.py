@@ -1,0 +1,36 @@
+"""Controls both tabs share: output kind and segmenter, threshold sliders."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
+
+from .models import default_segmenter, segmenter_choices
+
+BOXES, MASKS = "Boxes", "Boxes + masks"
+
+
+def threshold_sliders(prefix: str) -> tuple[gr.Slider, gr.Slider]:
+    """Box and text threshold sliders, side by side (their moves re-filter cached detector output)."""
+    with gr.Row():
+        box = gr.Slider(0.0, 1.0, value=DEFAULT_BOX_THRESHOLD, step=0.01, label="Box threshold",
+                        info="Minimum box score", min_width=200, elem_id=f"{prefix}-box")
+        text = gr.Slider(0.0, 1.0, value=DEFAULT_TEXT_THRESHOLD, step=0.01, label="Text threshold",
+                         info="Minimum word score in a phrase", min_width=200, elem_id=f"{prefix}-text")
+    return box, text
+
+
+def output_controls(prefix: str) -> tuple[gr.Radio, gr.Dropdown]:
+    """Boxes or boxes + masks, and which segmenter draws the masks."""
+    with gr.Row():
+        mode = gr.Radio([BOXES, MASKS], value=BOXES, label="Output", scale=3, min_width=240,
+                        elem_id=f"{prefix}-mode")
+        segmenter = gr.Dropdown(segmenter_choices(), value=default_segmenter(), label="Segmenter", scale=2,
+                                min_width=150, elem_id=f"{prefix}-segmenter")
+    return mode, segmenter
+
+
+def chosen_segmenter(mode: str, segmenter: str) -> str | None:
+    """The segmenter to run: the dropdown's choice when masks are asked for, else none."""
+    return segmenter if mode == MASKS else None

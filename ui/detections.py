@@ -1,0 +1,91 @@
+"""Running a query and showing its result: shared by the playground and the Label Studio review."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage
+from sync.errors import SyncError
+
+from .models import ModelHub, ProgressFn, on_gpu
+
+logger = logging.getLogger(__name__)
+
+TABLE_HEADERS = ["#", "label", "phrase", "score", "box (x0, y0, x1, y1)"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """An image and what to look for in it: what a threshold move re-applies without re-running the detector."""
+
+    image: LoadedImage
+    name: str  # shown in messages and used for download file names
+    prompt: str
+    segmenter: str | None = None
+    label_map: LabelMap | None = None
+
+
+@on_gpu
+def run_query(hub: ModelHub, query: Query, box: float, text: float,
+              progress: ProgressFn) -> tuple[DetectionResult, float]:
+    """The pipeline's result and the seconds it took. Caches make a repeated image/prompt skip the detector."""
+    start = time.perf_counter()
+    pipeline = hub.load(query.segmenter, progress)
+    progress(0.6, desc="Detecting and segmenting" if query.segmenter else "Detecting")
+    result = pipeline(query.image, query.prompt, box_threshold=box, text_threshold=text,
+                      segmenter=query.segmenter, label_map=query.label_map)
+    return result, time.perf_counter() - start
+
+
+def table_rows(result: DetectionResult) -> list[list]:
+    """One row per detection, numbered from 1 as in the rendered image's order."""
+    return [
+        [i + 1, label, phrase, round(float(score), 3), ", ".join(f"{v:.0f}" for v in box)]
+        for i, (label, phrase, score, box) in enumerate(
+            zip(result.display_labels(), result.phrases, result.scores, result.xyxy)
+        )
+    ]
+
+
+def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float) -> str:
+    """"3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched."""
+    count = f"{len(result)} detection{'s' if len(result) != 1 else ''}"
+    line = (f"<strong>{count}</strong> for “{html.escape(query.prompt)}” (box ≥ {box:.2f}, text ≥ {text:.2f}) "
+            f"in {seconds * 1000:.0f} ms")
+    if result.unmapped:
+        names = ", ".join(f"“{html.escape(p)}”" for p in result.unmapped)
+        line += (f"<br>No project label for {names}: their boxes show as “phrase?”. "
+                 "Write <code>phrase:Label</code> in the prompt to choose one.")
+    return line
+
+
+def notice(text: str, kind: str = "error") -> str:
+    """A message box (kind: error, ok, info) with ``text`` escaped, so error texts cannot inject markup."""
+    return f"<div class='gl-notice gl-{kind}'>{html.escape(text)}</div>"
+
+
+def failure(error: Exception) -> str:
+    """The message for a failed UI event: the error's own sentence, or a pointer to the log for a bug."""
+    if isinstance(error, (GroundlabelError, SyncError)):
+        return notice(str(error))
+    logger.exception("UI event failed", exc_info=error)
+    return notice(f"Unexpected error ({type(error).__name__}): {error}. The server log has the details.")
+
+
+def write_json(result: DetectionResult, query: Query, box: float, text: float) -> str:
+    """The result as a JSON file for download; named after the image, stored by content so repeats reuse it."""
+    payload = {"image": query.name, "prompt": query.prompt, "box_threshold": box, "text_threshold": text,
+               "segmenter": query.segmenter, **result.to_dict()}
+    data = json.dumps(payload, indent=2).encode()
+    folder = Path(tempfile.gettempdir()) / "groundlabel-json" / hashlib.sha1(data).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(query.name).stem or 'image'}-detections.json"
+    path.write_bytes(data)
+    return str(path)

@@ -1,0 +1,86 @@
+"""The UI's view of the shared models: loading with progress, a status panel with fixes, the Spaces GPU hook."""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Callable
+
+from pipeline import SEGMENTERS, GroundingPipeline, LazyPipeline, WeightsError, segmenter_spec
+from pipeline.device import select_device
+from sync.settings import DEFAULT_SEGMENTER, BackendSettings
+
+try:  # present on Hugging Face Spaces only
+    import spaces
+except ImportError:
+    spaces = None
+
+ProgressFn = Callable[..., object]
+
+
+def on_gpu(fn: Callable) -> Callable:
+    """``spaces.GPU(fn)`` on Hugging Face Spaces (ZeroGPU lends a GPU per call); ``fn`` itself everywhere else."""
+    return fn if spaces is None else spaces.GPU(fn)
+
+
+def segmenter_choices() -> list[str]:
+    """The real segmenters plus any registered at run time (tests register a tiny one)."""
+    return list(SEGMENTERS)
+
+
+def default_segmenter() -> str:
+    """The ML backend's choice (GROUNDLABEL_SEGMENTER, USE_SAM, USE_MOBILE_SAM), else MobileSAM: fast on a CPU."""
+    return segmenter_spec(BackendSettings.from_env().segmenter or DEFAULT_SEGMENTER).name
+
+
+class ModelHub:
+    """Wraps the process-wide ``LazyPipeline``: loads with progress, remembers segmenter load failures."""
+
+    def __init__(self, lazy: LazyPipeline):
+        self.lazy = lazy
+        self._segmenter_errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def load(self, segmenter: str | None, progress: ProgressFn) -> GroundingPipeline:
+        """The pipeline with ``segmenter`` loaded; the first call downloads/loads weights under a progress bar."""
+        if not self.lazy.loaded:
+            progress(0.05, desc=f"Loading detector {self.lazy.settings.detector} (the first run downloads it)")
+        pipeline = self.lazy.get()
+        if segmenter and segmenter not in pipeline.segmenters.loaded:
+            progress(0.4, desc=f"Loading segmenter {segmenter}")
+            try:
+                pipeline.segmenters.get(segmenter)
+            except WeightsError as error:
+                with self._lock:
+                    self._segmenter_errors[segmenter] = str(error)
+                raise
+            with self._lock:
+                self._segmenter_errors.pop(segmenter, None)
+        return pipeline
+
+    def status_markdown(self) -> str:
+        """One line per model: loaded where, loads on first use, or why it failed and how to fix it."""
+        status = self.lazy.status()
+        lines = [f"**Detector** `{status['detector']}` " + self._detector_state(status)]
+        loaded = set(status["segmenters"])
+        with self._lock:
+            errors = dict(self._segmenter_errors)
+        for name in segmenter_choices():
+            if name in loaded:
+                lines.append(f"**{name}** loaded")
+            elif name in errors:
+                lines.append(f"<span class='gl-bad'>**{name}** failed</span>: {html.escape(errors[name])}")
+        if not loaded and not errors:
+            lines.append("Segmenters load on first use (choose *Boxes + masks*).")
+        return "<br>".join(lines)
+
+    def _detector_state(self, status: dict) -> str:
+        if status["loaded"]:
+            return f"loaded on **{status['device']}** ({status['dtype']})"
+        if status["error"]:
+            return f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])}"
+        try:
+            device = select_device(self.lazy.settings.device)
+        except RuntimeError as error:
+            return f"<span class='gl-bad'>cannot load</span>: {html.escape(str(error))} Set GROUNDLABEL_DEVICE=cpu."
+        return f"not loaded yet: loads on the first run, on **{device}**"

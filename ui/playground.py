@@ -1,0 +1,101 @@
+"""Playground tab: image + prompt -> rendered boxes (and masks), a detections table and a JSON download.
+
+Needs no Label Studio (it is also the Hugging Face Spaces demo). Threshold sliders re-filter the detector's cached
+output, and a new prompt on the same image reuses the segmenter's embedding: both caches live in the pipeline,
+keyed by the image's pixels, so the handlers only keep the last query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+from gradio.media import get_image
+
+from pipeline import load_image, parse_prompt, render
+
+from .controls import chosen_segmenter, output_controls, threshold_sliders
+from .detections import TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, write_json
+from .models import ModelHub
+
+EXAMPLES = [["cheetah.jpg", "cheetah"], ["lion.jpg", "lion. rock"], ["tower.jpg", "tower. tree branch"]]
+
+
+def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
+    """Lay out the playground and wire its events; ``model_status`` is refreshed after every run."""
+    last_query = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=480):
+            image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                             height=230, elem_id="pg-image")
+            with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
+                prompt = gr.Textbox(label="Prompt", placeholder="dog. possum on a fence", max_lines=2, scale=4,
+                                    info="Phrases separated by . or , (phrase:label names the label)",
+                                    elem_id="pg-prompt")
+                run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
+            mode, segmenter = output_controls("pg")
+            box, text = threshold_sliders("pg")
+            gr.Examples([[str(get_image(name)), words] for name, words in EXAMPLES], inputs=[image, prompt],
+                        label="Examples")
+        with gr.Column(scale=6, min_width=480):
+            result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
+                                    buttons=["download", "fullscreen"], elem_id="pg-result")
+            message = gr.HTML(elem_id="pg-message")
+            table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
+                                 column_widths=["8%", "22%", "30%", "12%", "28%"])
+            download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
+
+    outputs = [last_query, result_image, message, table, download, model_status]
+
+    def show(query: Query, box_value: float, text_value: float, progress: gr.Progress) -> tuple:
+        result, seconds = run_query(hub, query, box_value, text_value, progress)
+        rendered = render(query.image, result)
+        path = write_json(result, query, box_value, text_value)
+        return (query, rendered, summary(result, query, seconds, box_value, text_value), table_rows(result),
+                gr.DownloadButton(value=path, interactive=True), hub.status_markdown())
+
+    def fail(error: Exception) -> tuple:
+        return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), hub.status_markdown()
+
+    def detect(path, prompt_text, mode_value, segmenter_value, box_value, text_value,
+               progress=gr.Progress(track_tqdm=True)):
+        """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
+        if not path:
+            return (None, None, notice("Upload an image or pick an example.", "info"), [],
+                    gr.DownloadButton(value=None, interactive=False), gr.skip())
+        try:
+            parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
+            query = Query(load_image(path), Path(path).name, prompt_text,
+                          chosen_segmenter(mode_value, segmenter_value))
+            return show(query, box_value, text_value, progress)
+        except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message
+            return fail(error)
+
+    def refilter(query, mode_value, segmenter_value, box_value, text_value, progress=gr.Progress(track_tqdm=True)):
+        """Re-apply thresholds / output choice to the last query: cached detector output, no detector run."""
+        if query is None:
+            return (gr.skip(),) * len(outputs)
+        try:
+            return show(replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value)),
+                        box_value, text_value, progress)
+        except Exception as error:  # noqa: BLE001
+            return fail(error)
+
+    def on_image(path, prompt_text, *rest):
+        """A new image runs the current prompt right away; without a prompt, it asks for one."""
+        if path and not prompt_text.strip():
+            return (None, None, notice("Now type what to look for, then press Enter.", "info"), [],
+                    gr.DownloadButton(value=None, interactive=False), gr.skip())
+        return detect(path, prompt_text, *rest)
+
+    inputs = [image, prompt, mode, segmenter, box, text]
+    run.click(detect, inputs, outputs, concurrency_id="model")
+    prompt.submit(detect, inputs, outputs, concurrency_id="model")
+    image.change(on_image, inputs, outputs, concurrency_id="model")
+    refilter_inputs = [last_query, mode, segmenter, box, text]
+    for control in (box, text):
+        control.change(refilter, refilter_inputs, outputs, show_progress="minimal", trigger_mode="always_last",
+                       concurrency_limit=4)
+    for control in (mode, segmenter):
+        control.input(refilter, refilter_inputs, outputs, concurrency_id="model")

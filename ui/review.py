@@ -1,0 +1,165 @@
+"""The Label Studio tab's state, without Gradio: a connection's project and task list, the open task, and the
+reviewer's decisions on its detections (keep or drop, label) that become one push."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+from pipeline import DetectionResult, LoadedImage, load_image, render
+from sync import (
+    LabelStudioClient,
+    LabelStudioResult,
+    Project,
+    ProjectConfig,
+    Pusher,
+    PushOutcome,
+    Task,
+    TaskPage,
+    to_label_studio,
+)
+
+from .detections import Query
+
+PAGE_SIZE = 20
+
+
+@dataclass(eq=False)  # identity-hashed: Gradio re-renders the review rows when a new Review replaces the old one
+class Review:
+    """Which detections of ``result`` the reviewer keeps, and the label each one gets."""
+
+    image: LoadedImage
+    result: DetectionResult
+    keep: list[bool]
+    labels: list[str | None]
+
+    @classmethod
+    def of(cls, image: LoadedImage, result: DetectionResult) -> Review:
+        """Everything kept, except detections whose phrase matched no project label (they need a decision)."""
+        return cls(image, result, [label is not None for label in result.labels], list(result.labels))
+
+    def kept(self) -> DetectionResult:
+        """The result to push: kept detections only, with the labels the reviewer chose."""
+        indices = [i for i, keep in enumerate(self.keep) if keep]
+        chosen = self.result.select(indices)
+        for position, index in enumerate(indices):
+            if self.labels[index] != chosen.labels[position]:
+                chosen = chosen.relabel(position, self.labels[index])
+        return chosen
+
+    def preview(self) -> Image.Image:
+        """The image with what would be pushed drawn on it."""
+        return render(self.image, self.kept())
+
+    def missing_labels(self) -> list[int]:
+        """Numbers (from 1) of kept detections that have no label yet."""
+        return [i + 1 for i, (keep, label) in enumerate(zip(self.keep, self.labels)) if keep and label is None]
+
+
+@dataclass(eq=False)
+class Workspace:
+    """One browser session's Label Studio: connection, chosen project, a page of its tasks, the open task."""
+
+    client: LabelStudioClient
+    pusher: Pusher
+    user: str = ""
+    project: Project | None = None
+    config: ProjectConfig | None = None
+    unlabeled_only: bool = True
+    page: TaskPage | None = None
+    task: Task | None = None
+    query: Query | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def choose_project(self, project_id: int, unlabeled_only: bool) -> ProjectConfig:
+        """Load the project and parse its labeling config (``ConfigError`` says what the config lacks)."""
+        project = self.client.project(project_id)
+        config = project.config()
+        self.project, self.config, self.task, self.query = project, config, None, None
+        self.unlabeled_only = unlabeled_only
+        self.load_page(1)
+        return config
+
+    def load_page(self, number: int) -> TaskPage:
+        """Page ``number`` (from 1) of the project's tasks, or of those without annotations."""
+        self.page = self.client.tasks(self.project.id, page=max(1, number), page_size=PAGE_SIZE,
+                                      unlabeled_only=self.unlabeled_only)
+        return self.page
+
+    def fetch(self, task_id: int, prompt: str, segmenter: str | None) -> tuple[Task, Query]:
+        """Task ``task_id`` and the query to run on its image, with the project's label mapping."""
+        task = self.client.task(task_id)
+        image = load_image(self.client.task_image(task, self.config))
+        return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map())
+
+    def open(self, task_id: int, prompt: str, segmenter: str | None) -> Query:
+        """Make task ``task_id`` the one under review."""
+        self.task, self.query = self.fetch(task_id, prompt, segmenter)
+        return self.query
+
+    def next_task_id(self) -> int | None:
+        """The task after the open one in the list; past the page's end, the next page (or, when only unlabeled
+        tasks are listed, the list fetched again, since labeled ones leave it)."""
+        current = self.task.id if self.task else None
+        ids = self.task_ids()
+        if current in ids and ids.index(current) + 1 < len(ids):
+            return ids[ids.index(current) + 1]
+        if self.page is None:
+            return None
+        if self.unlabeled_only:
+            self.load_page(1)
+        elif self.page.has_next:
+            self.load_page(self.page.page + 1)
+        else:
+            return None
+        return next((task.id for task in self.page.tasks if task.id != current), None)
+
+    def push(self, review: Review, kind: str, task_id: int | None = None) -> tuple[PushOutcome, LabelStudioResult]:
+        """Send the kept, relabeled detections to the open task (or ``task_id``) as a prediction or annotation."""
+        missing = review.missing_labels()
+        if missing:
+            raise ValueError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop them.")
+        result = to_label_studio(review.kept(), self.config)
+        return self.pusher.push(self.task.id if task_id is None else task_id, result, kind), result
+
+    def task_ids(self) -> list[int]:
+        return [task.id for task in self.page.tasks] if self.page else []
+
+    def task_name(self) -> str:
+        return image_name(self.task.data.get(self.config.image_key)) if self.task else ""
+
+    def task_url(self, task_id: int) -> str:
+        """The task in Label Studio's data manager."""
+        return f"{self.client.url}/projects/{self.project.id}/data?task={task_id}"
+
+    def task_rows(self) -> list[list]:
+        return [[task.id, image_name(task.data.get(self.config.image_key)), task.annotation_count,
+                 task.prediction_count] for task in (self.page.tasks if self.page else [])]
+
+
+def image_name(reference: object) -> str:
+    """A short name for a task's image reference: the file name of an upload, local file or URL."""
+    if not isinstance(reference, str):
+        return "(no image)"
+    parts = urlsplit(reference)
+    path = parse_qs(parts.query).get("d", [parts.path])[0]
+    return path.rstrip("/").rsplit("/", 1)[-1] or reference
+
+
+def describe_regions(result: LabelStudioResult) -> str:
+    """'2 rectangles (cats, house), 2 brush masks (cats, house)': what a push carries."""
+    names = {"rectanglelabels": "rectangle", "brushlabels": "brush mask", "polygonlabels": "polygon"}
+    by_type: dict[str, Counter] = {}
+    for region in result.result:
+        by_type.setdefault(region["type"], Counter()).update(region["value"].get(region["type"], []))
+    parts = []
+    for kind, labels in by_type.items():
+        count = sum(labels.values())
+        listed = ", ".join(f"{label} ×{n}" if n > 1 else label for label, n in labels.items())
+        parts.append(f"{count} {names.get(kind, kind)}{'s' * (count != 1)} ({listed})")
+    return ", ".join(parts) or "no regions"
