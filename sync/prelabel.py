@@ -89,7 +89,7 @@ def prelabel(
 ) -> PrelabelProgress:
     """Run ``job``; returns the final counts. Raises only when the project itself is unusable."""
     config = client.project(job.project).config()
-    prompt = parse_prompt(job.prompt or config.default_prompt())  # a bad prompt fails here, not per task
+    prompt = parse_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     label_map = config.label_map()
     version = pipeline.model_version(job.segmenter, job.box_threshold, job.text_threshold)
     batch_size = job.batch_size or (4 if pipeline.detector.device.type == "cuda" else 1)

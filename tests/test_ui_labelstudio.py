@@ -114,15 +114,17 @@ def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(page, labe
     assert [sorted(region["id"] for region in a["result"]) for a in annotations] == [sorted(expected.region_ids)]
 
 
-def test_predict_page_pushes_one_prediction_per_task(page, label_studio, project, pipeline):
+def test_prelabel_button_predicts_every_task_once(page, label_studio, project, pipeline):
     project_id, images = project
     choose_project(page, label_studio, project_id)
-    page.locator("#ls-predict-page").click()
-    expect(page.locator("#ls-message")).to_contain_text(f"Predictions for {len(images)} tasks: {len(images)} created")
+    page.locator("#ls-prelabel").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"Finished: {len(images)} pre-annotated, 0 skipped")
     for task_id, image in images.items():
         predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
         expected = to_label_studio(expected_result(pipeline, image), CONFIG)
         assert [sorted(region["id"] for region in p["result"]) for p in predictions] == [sorted(expected.region_ids)]
+    page.locator("#ls-prelabel").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"Finished: 0 pre-annotated, {len(images)} skipped")
 
 
 def test_environment_token_goes_only_to_the_environment_url():

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import gradio as gr
 
-from pipeline import GroundlabelError, WeightsError, parse_prompt
 from sync import BackendSettings, LabelStudioClient, Pusher, SyncError
+from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
 from .controls import BOXES, MASKS, chosen_segmenter, output_controls, threshold_sliders
 from .detections import failure, notice, run_query, summary
@@ -54,7 +54,7 @@ def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
                 next_page = gr.Button("▶", size="sm", min_width=50, scale=0, elem_id="ls-next-page")
             with gr.Row():
                 retry = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
-                predict_page = gr.Button("Predict this page", size="sm", elem_id="ls-predict-page")
+                prelabel_all = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
         with gr.Column(scale=6, min_width=420):  # the open task
             header = gr.HTML(NO_TASK, elem_id="ls-task")
             with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
@@ -275,29 +275,25 @@ def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
         return {message: notice(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")}
 
     @guarded
-    def on_predict_page(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                        progress=gr.Progress(track_tqdm=True)):
-        if ws is None or ws.page is None or not ws.page.tasks:
-            return {message: notice("Pick a project with tasks first.", "info")}
-        parse_prompt(prompt_text)  # an empty prompt stops here, not once per task
-        counts = {"created": 0, "exists": 0, "queued": 0, "failed": 0}
-        failures = []
-        for task in progress.tqdm(ws.page.tasks, desc="Predicting this page"):
-            try:
-                _, query = ws.fetch(task.id, prompt_text, chosen_segmenter(mode_value, segmenter_value))
-                result, _ = run_query(hub, query, box_value, text_value, lambda *args, **kwargs: None)
-                outcome, _ = ws.push(Review.of(query.image, result), "prediction", task.id)
-                counts[outcome.status] += 1
-            except WeightsError:
-                raise  # the same for every task: say it once
-            except (SyncError, GroundlabelError) as error:
-                counts["failed"] += 1
-                failures.append(f"task {task.id}: {error}")
-        total = len(ws.page.tasks)
-        ws.load_page(ws.page.page)
-        text = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        report = f"Predictions for {total} tasks: {text}." + (f" First failure: {failures[0]}" if failures else "")
-        return task_list(ws) | {message: notice(report, "error" if failures or counts["queued"] else "ok"),
+    def on_prelabel(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
+                    progress=gr.Progress()):
+        """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel
+        makes them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
+        if ws is None or ws.project is None:
+            return {message: notice("Pick a project first.", "info")}
+        segmenter_name = chosen_segmenter(mode_value, segmenter_value)
+        pipeline = hub.load(segmenter_name, progress)
+        job = PrelabelJob(ws.project.id, prompt_text or None, segmenter_name, box_value, text_value,
+                          only_unlabeled=ws.unlabeled_only)
+
+        def show(state: PrelabelProgress) -> None:
+            if state.total:
+                progress((state.finished, state.total), unit="tasks",
+                         desc=f"Pre-annotating: {state.done} done, {state.skipped} skipped, {len(state.failed)} failed")
+
+        state = prelabel(ws.client, pipeline, job, show, outbox=ws.pusher.outbox)
+        ws.load_page(ws.page.page if ws.page else 1)
+        return task_list(ws) | {message: notice(state.summary(), "error" if state.failed or state.queued else "ok"),
                                 model_status: hub.status_markdown()}
 
     # --- wiring -------------------------------------------------------------------------------------------------
@@ -323,7 +319,7 @@ def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
     push.click(on_push, [workspace, review, kind, *settings], everything, concurrency_id="model")
     skip.click(on_skip, [workspace, *settings], everything, concurrency_id="model")
     retry.click(on_retry, [workspace], everything)
-    predict_page.click(on_predict_page, [workspace, *settings], everything, concurrency_id="model")
+    prelabel_all.click(on_prelabel, [workspace, *settings], everything, concurrency_id="model")
 
 
 def task_link(ws: Workspace, task_id: int, text: str) -> str:
