@@ -69,8 +69,11 @@ def test_a_broken_image_fails_its_task_only(label_studio, ls_client, pipeline):
     project = label_studio.create_project(CONFIG, title="prelabel broken")
     good = label_studio.import_local_files(project, {"ok.png": png(1)}, folder=f"broken{project}")
     bad = label_studio.import_local_files(project, {"bad.png": b"not a png"}, folder=f"broken{project}")
-    progress = prelabel(ls_client, pipeline, PrelabelJob(project, prompt="dog"))
+    progress = prelabel(ls_client, pipeline, PrelabelJob(project))  # no prompt: the config's labels
     assert progress.done == 1 and list(progress.failed) == bad
+    stored = label_studio.api("GET", "/api/predictions", params={"task": good[0]})[0]
+    expected = pipeline(png(1), "dog. possum")
+    assert len(stored["result"]) == len(expected) > 0
     assert "not a readable image" in progress.failed[bad[0]]
     assert predictions_per_task(label_studio, project) == Counter({good[0]: 1})
     assert f"task {bad[0]}: " in progress.summary()
