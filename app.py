@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from pipeline import LazyPipeline, WeightsError
 from sync.backend import create_router
+from sync.client import max_image_bytes_from_env
 from ui.labelstudio import labelstudio_tab
 from ui.models import ModelHub
 from ui.playground import playground_tab
@@ -49,7 +50,8 @@ def create_app(models: LazyPipeline | None = None) -> FastAPI:
     models = models or LazyPipeline()
     app = FastAPI(title="groundlabel")
     app.include_router(create_router(models))
-    return gr.mount_gradio_app(app, build_ui(models), path="/", theme=THEME, css=CSS)
+    return gr.mount_gradio_app(app, build_ui(models), path="/", theme=THEME, css=CSS,
+                               max_file_size=max_image_bytes_from_env())  # uploads cannot fill the disk
 
 
 if __name__ == "__main__":

@@ -44,19 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         pipeline = LazyPipeline(settings).get()
+        prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         for path in tqdm(args.images, desc="images", unit="img", disable=len(args.images) < 2):
             try:
                 image = load_image(path)
-                result = pipeline(image, args.prompt, args.box_threshold, args.text_threshold,
+                result = pipeline(image, prompt, args.box_threshold, args.text_threshold,
                                   segmenter=args.masks, label_map=LabelMap(labels))
             except (GroundlabelError, OSError) as error:
-                print(f"{path}: {error}", file=sys.stderr)
+                tqdm.write(f"{path}: {error}", file=sys.stderr)  # above the progress bar, on a line of its own
                 failed += 1
                 continue
             render(image, result).save(args.out / f"{path.stem}.groundlabel.png")
             (args.out / f"{path.stem}.groundlabel.json").write_text(json.dumps(result.to_dict(), indent=2))
             unmapped = f"; unmapped phrases: {', '.join(result.unmapped)}" if result.unmapped and labels else ""
-            print(f"{path}: {len(result)} detections -> {args.out / path.stem}.groundlabel.png/.json{unmapped}")
+            tqdm.write(f"{path}: {len(result)} detections -> {args.out / path.stem}.groundlabel.png/.json{unmapped}")
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

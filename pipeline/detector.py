@@ -89,7 +89,7 @@ class GroundingDinoDetector:
         return found
 
     def _forward(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
-        input_ids = self._tokenize(prompt)
+        input_ids, phrase_of_token = self.tokenize(prompt)
         kwargs = {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}} if self.input_size else {}
         inputs = self.processor(images=[image.pil for image in images], text=[prompt.text] * len(images), return_tensors="pt", **kwargs)
         inputs = {
@@ -98,7 +98,6 @@ class GroundingDinoDetector:
         }
         with self._lock, torch.inference_mode():
             outputs = self.model(**inputs)
-        phrase_of_token = _phrase_of_token(input_ids, self.max_text_len)
         return [
             RawDetections(
                 logits=outputs.logits[i].float().cpu(),
@@ -130,14 +129,24 @@ class GroundingDinoDetector:
             phrase_index=_best_phrase(kept, raw.phrase_of_token),
         )
 
-    def _tokenize(self, prompt: Prompt) -> torch.Tensor:
+    def tokenize(self, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt's token ids and, per token position, its phrase number; ``PromptError`` when the text encoder
+        cannot read the prompt as written: too many tokens, or a phrase it reads as nothing (which would shift
+        every later phrase's boxes onto the wrong label)."""
         input_ids = self.processor.tokenizer(prompt.text, return_tensors="pt")["input_ids"][0]
         if len(input_ids) > self.max_text_len:
             raise PromptError(
                 f"The prompt is {len(input_ids)} tokens long; the detector reads at most {self.max_text_len}. "
                 "Use fewer or shorter phrases, or run several prompts."
             )
-        return input_ids
+        phrase_of_token = _phrase_of_token(input_ids, self.max_text_len)
+        if int(phrase_of_token.max()) + 1 != len(prompt.phrases):
+            unreadable = [phrase for phrase in prompt.phrases if not self.processor.tokenizer.tokenize(phrase)]
+            raise PromptError(
+                f"The prompt phrase(s) {', '.join(map(repr, unreadable or prompt.phrases))} have no characters the "
+                "detector can read: write them with letters, digits or emoji."
+            )
+        return input_ids, phrase_of_token
 
 
 def _phrase_of_token(input_ids: torch.Tensor, length: int) -> torch.Tensor:

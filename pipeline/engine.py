@@ -85,6 +85,13 @@ class GroundingPipeline:
             ))
         return results
 
+    def check_prompt(self, prompt: str | Iterable[str] | Prompt) -> Prompt:
+        """The parsed prompt once the detector can read all of it, else ``PromptError`` with the reason: lets a
+        caller refuse a prompt before it downloads images or remembers the prompt."""
+        prompt = prompt if isinstance(prompt, Prompt) else parse_prompt(prompt)
+        self.detector.tokenize(prompt)
+        return prompt
+
     def model_version(self, segmenter: str | None, box_threshold: float, text_threshold: float) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
         return model_version(self.detector.model_id, segmenter, box_threshold, text_threshold)

@@ -14,7 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-# 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes.
+# 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes. Images are
+# measured from their header, before any pixel is decoded, so a decompression bomb costs nothing. Pillow refuses
+# more than ~179 MP (2 x Image.MAX_IMAGE_PIXELS) whatever GROUNDLABEL_MAX_PIXELS says.
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
@@ -64,8 +66,11 @@ def load_image(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-            raise ImageError(f"The data is not a readable image ({len(data)} bytes): {error}") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"The data is not a readable image ({len(data):,} bytes in no format Pillow reads).") \
+                from None
+        except Image.DecompressionBombError:  # Pillow's own guard, at twice Image.MAX_IMAGE_PIXELS (~179 MP)
+            raise ImageError(_over_limit(f"more than {2 * Image.MAX_IMAGE_PIXELS:,}", limit)) from None
     _check_size(image.width, image.height, limit)
     try:
         with warnings.catch_warnings():
@@ -80,10 +85,11 @@ def _check_size(width: int, height: int, limit: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"The image has no pixels ({width}x{height}).")
     if width * height > limit:
-        raise ImageError(
-            f"The image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
-            "(set GROUNDLABEL_MAX_PIXELS to raise it)."
-        )
+        raise ImageError(_over_limit(f"{width}x{height} = {width * height:,}", limit))
+
+
+def _over_limit(pixels: str, limit: int) -> str:
+    return f"The image is {pixels} pixels, over the limit of {limit:,} (set GROUNDLABEL_MAX_PIXELS to raise it)."
 
 
 def _pixel_hash(image: Image.Image) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import PromptError
 
-# Grounding DINO reads its prompt as "phrase. phrase." in lower case; "." is its phrase separator.
-_SEPARATORS = re.compile(r"[.,;\n]+")
+# Grounding DINO reads its prompt as "phrase. phrase." in lower case; "." and "?" end its phrases.
+_SEPARATORS = re.compile(r"[.,;?\n]+")
 _SPACES = re.compile(r"\s+")
 
 
@@ -30,10 +31,11 @@ class Prompt:
 
 
 def parse_prompt(prompt: str | Iterable[str]) -> Prompt:
-    """Accept "dog. possum", "dog, possum" (any of . , ; or newline separates phrases) or a list of phrases.
+    """Accept "dog. possum", "dog, possum" (any of . , ; ? or newline separates phrases) or a list of phrases.
 
     A phrase written ``text:label`` asks the detector for ``text`` and labels its boxes ``label``.
-    Duplicates are dropped, order is kept.
+    Invisible characters (zero-width spaces, control characters) count as spaces, so a prompt of only those is
+    empty. Duplicates are dropped, order is kept.
     """
     parts = _SEPARATORS.split(prompt) if isinstance(prompt, str) else list(prompt)
     phrases: list[str] = []
@@ -41,7 +43,7 @@ def parse_prompt(prompt: str | Iterable[str]) -> Prompt:
     for part in parts:
         if not isinstance(part, str):
             raise PromptError(f"Prompt phrases must be text, got {type(part).__name__}.")
-        text, _, label = part.partition(":")
+        text, _, label = _visible(part).partition(":")
         phrase = _SPACES.sub(" ", text).strip().lower()
         if not phrase:
             continue
@@ -52,3 +54,8 @@ def parse_prompt(prompt: str | Iterable[str]) -> Prompt:
     if not phrases:
         raise PromptError("The prompt is empty: type what to look for, e.g. \"dog. possum on a fence\".")
     return Prompt(phrases=tuple(phrases), explicit_labels=explicit)
+
+
+def _visible(text: str) -> str:
+    """``text`` with control, format (zero-width) and other invisible characters turned into spaces."""
+    return "".join(" " if unicodedata.category(char).startswith("C") else char for char in text)

@@ -3,7 +3,9 @@
 A drop-in for Label Studio's Grounding DINO / Grounding SAM backends, minus their failure modes: regions carry
 the project's labels, the prompt is found by the TextArea's name, batch retrieval answers one prediction per
 task in order (an empty one, with the reason logged, for a task that fails), /setup never loads a model, and
-inference runs in a worker thread so health checks answer while a batch is running.
+inference runs in a worker thread so health checks answer while a batch is running. A request Label Studio would
+never send (not a JSON object, fields of the wrong shape, a prompt the detector cannot read) is answered 400 with
+the reason, without echoing the body (it may hold Label Studio's token).
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError, load_image, model_version
+from pipeline import (
+    GroundingPipeline, GroundlabelError, LazyPipeline, Prompt, PromptError, WeightsError, load_image, model_version,
+    parse_prompt,
+)
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
 from .convert import LabelStudioResult, to_label_studio
-from .errors import ConfigError, SyncError
+from .errors import ConfigError, RequestError, SyncError
 from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -91,30 +96,32 @@ class MLBackend:
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
-        TextArea result; batch requests (context null) use the project's last prompt or its label values."""
-        config = ProjectConfig.parse(body.get("label_config") or "")
-        project = project_id(body.get("project"))
-        context = (body.get("params") or {}).get("context")
-        context_results = context.get("result") if isinstance(context, dict) else None
-        prompt = config.prompt_from(context_results)
-        if prompt:
-            self.prompts.set(project, prompt)
-        elif context is not None:
-            log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
-        else:
-            prompt = self.prompts.get(project) or config.default_prompt
+        TextArea result; batch requests (context null) use the project's last prompt or its label values.
+        Raises ``RequestError`` / ``ConfigError`` for a malformed request and ``PromptError`` for a prompt the
+        detector cannot read (never remembered); a task that fails gets an empty prediction and a log line."""
+        request = PredictRequest.parse(body)
+        config, project = request.config, request.project
         thresholds = {"box": config.box_threshold, "text": config.text_threshold}
-        thresholds.update(config.thresholds_from(context_results))
+        thresholds.update(config.thresholds_from(request.results))
         box = _clamp(thresholds["box"], self.settings.box_threshold)
         text = _clamp(thresholds["text"], self.settings.text_threshold)
         segmenter = self._segmenter(config)
         empty = LabelStudioResult([], 0.0, self.model_version(segmenter, box, text))
-        if not prompt:
-            return {"results": [empty.payload() for _ in body.get("tasks") or []]}
-        client = self._client(project)
+        typed = _something_to_look_for(config.prompt_from(request.results))
+        if typed is None and request.context is not None:
+            log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
+            return {"results": [empty.payload() for _ in request.tasks]}
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
+        prompt = pipeline.check_prompt(typed or _something_to_look_for(self.prompts.get(project))
+                                       or config.default_prompt)
+        if typed:
+            self.prompts.set(project, typed)
+        try:
+            client: LabelStudioClient | SyncError = self._client(project)
+        except SyncError as unusable:  # no Label Studio URL and token, or unusable ones: each task says why
+            client = unusable
         results = []
-        for task in body.get("tasks") or []:
+        for task in request.tasks:
             try:
                 answer = self._predict_task(task, config, client, pipeline, prompt, box, text, segmenter)
                 results.append(answer.payload())
@@ -126,12 +133,13 @@ class MLBackend:
                 results.append(empty.payload())
         return {"results": results}
 
-    def _predict_task(self, task: dict, config: ProjectConfig, client: LabelStudioClient | None,
-                      pipeline: GroundingPipeline, prompt: str, box: float, text: float,
+    def _predict_task(self, task: dict, config: ProjectConfig, client: LabelStudioClient | SyncError,
+                      pipeline: GroundingPipeline, prompt: Prompt, box: float, text: float,
                       segmenter: str | None) -> LabelStudioResult:
-        url = config.image_url(task.get("data") or {})
-        if client is None:
-            raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY.")
+        data = task.get("data")
+        url = config.image_url(data if isinstance(data, dict) else {})
+        if isinstance(client, SyncError):
+            raise client
         image = load_image(client.download(url, task_id=task.get("id")))
         label_map = config.label_map()
         try:
@@ -154,7 +162,8 @@ class MLBackend:
         project = body.get("project") if isinstance(body.get("project"), dict) else {}
         annotation = body.get("annotation") if isinstance(body.get("annotation"), dict) else {}
         config = _try_parse(project.get("label_config"))
-        prompt = config.prompt_from(annotation.get("result")) if config else None
+        results = annotation.get("result")
+        prompt = _something_to_look_for(config.prompt_from(results)) if config and _is_result_list(results) else None
         if prompt and project.get("id") is not None:
             self.prompts.set(str(project["id"]), prompt)
         return prompt
@@ -162,19 +171,51 @@ class MLBackend:
     def _segmenter(self, config: ProjectConfig | None) -> str | None:
         return self.settings.segmenter if config is not None and config.wants_masks else None
 
-    def _client(self, project: str) -> LabelStudioClient | None:
-        """Environment credentials first (the operator chose them), else those Label Studio sent to /setup."""
+    def _client(self, project: str) -> LabelStudioClient:
+        """Environment credentials first (the operator chose them), else those Label Studio sent to /setup.
+        ``SyncError`` when there are none, or when they are unusable (a URL without http://, a refused token)."""
         settings = self.settings
         if settings.label_studio_url and settings.label_studio_token:
             credentials = Credentials(settings.label_studio_url, settings.label_studio_token)
         else:
             credentials = self._credentials.get(project)
         if credentials is None:
-            return None
+            raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY.")
         with self._lock:
             if credentials not in self._clients:
-                self._clients[credentials] = LabelStudioClient(credentials.url, credentials.token)
+                self._clients[credentials] = LabelStudioClient(credentials.url, credentials.token,
+                                                               timeout=settings.timeout)
             return self._clients[credentials]
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A /predict body, checked: the tasks, the project id, its labeling config and, for an interactive request,
+    the context (None for batch retrieval)."""
+
+    tasks: list[dict]
+    project: str
+    config: ProjectConfig
+    context: dict | None
+
+    @property
+    def results(self) -> list[dict] | None:
+        """The regions and TextArea text of an interactive request."""
+        return None if self.context is None else self.context.get("result")
+
+    @classmethod
+    def parse(cls, body: dict) -> PredictRequest:
+        """``RequestError`` or ``ConfigError`` name the first field that is not what Label Studio sends."""
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
+            raise RequestError("The request needs a 'tasks' list of task objects, as Label Studio sends to /predict.")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise RequestError("'params' must be an object.")
+        context = params.get("context")
+        if context is not None and not (isinstance(context, dict) and _is_result_list(context.get("result", []))):
+            raise RequestError("'params.context' must be null or an object whose 'result' is a list of results.")
+        return cls(tasks, project_id(body.get("project")), ProjectConfig.parse(body.get("label_config")), context)
 
 
 def project_id(value) -> str:
@@ -182,9 +223,21 @@ def project_id(value) -> str:
     return str(value or "").split(".")[0] or "unknown"
 
 
+def _is_result_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _something_to_look_for(prompt: str | None) -> str | None:
+    """``prompt`` if it names anything to look for; None when it is blank, invisible characters or separators."""
+    try:
+        return prompt if prompt and parse_prompt(prompt) else None
+    except PromptError:
+        return None
+
+
 def _try_parse(xml: str | None) -> ProjectConfig | None:
     try:
-        return ProjectConfig.parse(xml or "")
+        return ProjectConfig.parse(xml)
     except ConfigError as error:
         log.info("Labeling config not usable: %s", error)
         return None
@@ -203,27 +256,42 @@ def create_router(models: LazyPipeline, settings: BackendSettings | None = None)
     router = APIRouter(dependencies=dependencies)
 
     @router.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers even when every worker thread is busy
         return {"status": "UP", "model_class": "groundlabel", "models": models.status()}
 
     @router.post("/setup")
-    def setup(body: dict = Body(...)) -> dict:
-        return backend.setup(body)
+    async def setup(request: Request) -> dict:
+        return await run_in_threadpool(backend.setup, await _json_object(request))
 
     @router.post("/predict")
-    async def predict(body: dict = Body(...)) -> dict:
+    async def predict(request: Request) -> dict:
+        body = await _json_object(request)
         try:
             return await run_in_threadpool(backend.predict, body)
-        except ConfigError as error:
+        except (RequestError, ConfigError, PromptError) as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
         except WeightsError as error:
             raise HTTPException(status_code=503, detail=str(error)) from None
 
     @router.post("/webhook")
-    def webhook(body: dict = Body(...)) -> dict:
-        return {"status": "ok", "action": body.get("action"), "prompt": backend.remember_prompt(body)}
+    async def webhook(request: Request) -> dict:
+        body = await _json_object(request)
+        prompt = await run_in_threadpool(backend.remember_prompt, body)
+        return {"status": "ok", "action": body.get("action"), "prompt": prompt}
 
     return router
+
+
+async def _json_object(request: Request) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong without repeating the body."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise HTTPException(status_code=400, detail="The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400,
+                            detail=f"The request body must be a JSON object, not {type(body).__name__}.")
+    return body
 
 
 def _basic_auth(user: str, password: str):

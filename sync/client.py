@@ -8,8 +8,10 @@ expires. The header goes to the Label Studio host only, never to an image host a
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -21,9 +23,8 @@ from label_studio_sdk.core.client_wrapper import SyncClientWrapper
 
 from .config import ProjectConfig
 from .errors import AuthError, DownloadError, LabelStudioError, UnreachableError
-from .settings import BackendSettings
+from .settings import DEFAULT_TIMEOUT, BackendSettings
 
-DEFAULT_TIMEOUT = 10.0
 # Larger than any photo people label (a 40 MP JPEG is ~15 MB); a cap so a wrong URL cannot fill memory.
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 # URI schemes of Label Studio's cloud storages: only Label Studio can presign them.
@@ -96,11 +97,12 @@ class LabelStudioClient:
             raise LabelStudioError(f"The Label Studio URL must start with http:// or https://, got {url!r}.")
         if not (token or "").strip():
             raise AuthError("No Label Studio token given: copy it from Label Studio's Account & Settings page.")
+        if (address := link_local_address(url)) is not None:
+            raise LabelStudioError(f"The Label Studio URL {url!r} points at the link-local address {address}, where "
+                                   "cloud metadata services live: groundlabel does not connect there.")
         self.url = url
         self.timeout = timeout
-        self.max_image_bytes = max_image_bytes or int(
-            os.environ.get("GROUNDLABEL_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)
-        )
+        self.max_image_bytes = max_image_bytes or max_image_bytes_from_env()
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         try:
             self._auth = SyncClientWrapper(api_key=token.strip(), base_url=url + "/", httpx_client=self._http,
@@ -237,6 +239,9 @@ class LabelStudioClient:
         target = self.resolve_url(url, task_id)
         deadline = time.monotonic() + 3 * self.timeout
         for _ in range(_MAX_REDIRECTS + 1):
+            if not self.is_label_studio(target) and (address := link_local_address(target)) is not None:
+                raise DownloadError(f"Image {_safe(target)}: refused, {address} is a link-local address, where cloud "
+                                    "metadata services live; groundlabel never fetches from there.")
             try:
                 with self._stream(target) as response:
                     if response.is_redirect:
@@ -251,7 +256,9 @@ class LabelStudioClient:
             except httpx.TimeoutException:
                 raise DownloadError(f"Image {_safe(target)}: no answer within {self.timeout:g} s.") from None
             except httpx.HTTPError as error:
-                raise DownloadError(f"Image {_safe(target)}: {type(error).__name__}: {error}") from None
+                host = f"Label Studio at {self.url}" if self.is_label_studio(target) else "the image host"
+                reason = f"{host} is unreachable ({type(error).__name__}: {error})"
+                raise DownloadError(f"Image {_safe(target)}: {reason}.") from None
         raise DownloadError(f"Image {_safe(url)}: more than {_MAX_REDIRECTS} redirects.")
 
     def _read_limited(self, response: httpx.Response, target: str, deadline: float) -> bytes:
@@ -259,7 +266,7 @@ class LabelStudioClient:
         if declared > self.max_image_bytes:
             raise DownloadError(_too_big(target, declared, self.max_image_bytes))
         chunks, size = [], 0
-        for chunk in response.iter_bytes(1 << 16):
+        for chunk in response.iter_bytes():  # as they arrive: a chunk size would wait for that many bytes
             size += len(chunk)
             if size > self.max_image_bytes:
                 raise DownloadError(_too_big(target, size, self.max_image_bytes))
@@ -300,6 +307,31 @@ class LabelStudioClient:
     def _stream(self, url: str):
         """A streamed GET (httpx raises its errors when the ``with`` block is entered)."""
         return self._http.stream("GET", url, headers=self._headers(url))
+
+
+def max_image_bytes_from_env() -> int:
+    """GROUNDLABEL_MAX_IMAGE_BYTES: the most bytes groundlabel takes for one image, downloaded or uploaded."""
+    return int(os.environ.get("GROUNDLABEL_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES))
+
+
+def link_local_address(url: str) -> str | None:
+    """The link-local address (169.254.0.0/16, fe80::/10) that ``url``'s host resolves to, if any: cloud metadata
+    services (169.254.169.254) hand out credentials there. Names, numbers (2852039166) and IPv4-mapped IPv6 forms
+    all resolve to it. Loopback and private networks stay allowed: Label Studio and image stores live there."""
+    try:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):  # unknown host or bad port: the request itself says so
+        return None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address.is_link_local:
+            return str(address)
+    return None
 
 
 def _project(item: dict) -> Project:

@@ -46,9 +46,9 @@ class ProjectConfig:
     xml: str = field(default="", repr=False, compare=False)
 
     @classmethod
-    def parse(cls, xml: str) -> ProjectConfig:
+    def parse(cls, xml: str | None) -> ProjectConfig:
         """Read ``xml`` with label-studio-sdk's label interface; raise ``ConfigError`` naming what is missing."""
-        if not xml or not xml.strip():
+        if not isinstance(xml, str) or not xml.strip():
             raise ConfigError("The project has no labeling config.")
         try:
             interface = LabelInterface(xml)

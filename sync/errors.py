@@ -7,6 +7,10 @@ class SyncError(Exception):
     """Base class for everything that goes wrong between groundlabel and Label Studio."""
 
 
+class RequestError(SyncError, ValueError):
+    """A request to the ML backend is not what Label Studio sends: not a JSON object, or a field of the wrong shape."""
+
+
 class ConfigError(SyncError, ValueError):
     """The project's labeling config lacks a tag groundlabel needs, or is not valid XML."""
 

@@ -31,7 +31,7 @@ from pipeline.images import LoadedImage
 from .client import LabelStudioClient, Task
 from .convert import LabelStudioResult, to_label_studio
 from .errors import LabelStudioError, SyncError
-from .push import Outbox, OutboxItem, push_key
+from .push import Outbox, Pusher
 from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,13 @@ def prelabel(
     label_map = config.label_map()
     version = pipeline.model_version(job.segmenter, job.box_threshold, job.text_threshold)
     batch_size = job.batch_size or (4 if pipeline.detector.device.type == "cuda" else 1)
-    outbox = outbox or Outbox()
+    pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
     progress = PrelabelProgress()
     pending: list[tuple[int, LabelStudioResult]] = []
 
     def write() -> None:
         if pending:
-            queued, refused = _write_predictions(client, job.project, pending, outbox)
+            queued, refused = _write_predictions(client, job.project, pending, pusher)
             progress.queued += queued
             for task_id in refused:
                 progress.done -= 1
@@ -186,25 +186,28 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
-                       outbox: Outbox) -> tuple[int, dict[int, str]]:
-    """One request for many predictions. If Label Studio stays down or busy after retries, each goes to the
-    outbox; if it refuses them (4xx), they are reported. Returns (how many were queued, {task id: refusal})."""
-    for attempt in range(3):
-        try:
-            client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
-            return 0, {}
-        except LabelStudioError as error:
-            if not error.retryable:
-                log.warning("Label Studio refused %d predictions: %s", len(predictions), error)
-                return 0, {task: f"Label Studio refused the prediction: {error}" for task, _ in predictions}
-            reason = str(error)
-            if attempt < 2:
-                time.sleep(0.5 * 2**attempt)
+                       pusher: Pusher) -> tuple[int, dict[int, str]]:
+    """One request for many predictions. When it fails in a way that may pass, Label Studio may have written them
+    all the same (an answer lost to a restart or a timeout), so each is then delivered on its own by ``pusher``,
+    which skips what is already there, retries, and keeps in the outbox what Label Studio still does not take.
+    Refusals (4xx) are reported. Returns (how many were queued, {task id: refusal})."""
+    try:
+        client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
+        return 0, {}
+    except LabelStudioError as error:
+        if not error.retryable:
+            log.warning("Label Studio refused %d predictions: %s", len(predictions), error)
+            return 0, {task: f"Label Studio refused the prediction: {error}" for task, _ in predictions}
+        log.warning("Writing %d predictions failed (%s); delivering them one by one.", len(predictions), error)
+    queued, refused = 0, {}
     for task, result in predictions:
-        key = push_key(client.url, task, "prediction", result)
-        outbox.put(OutboxItem(key, client.url, task, "prediction", result.payload(), error=reason))
-    log.warning("%d predictions kept in the outbox: %s", len(predictions), reason)
-    return len(predictions), {}
+        try:  # once one waits in the outbox, Label Studio is away: one quick try each for the others
+            queued += pusher.push(task, result, attempts=1 if queued else None).status == "queued"
+        except LabelStudioError as error:
+            refused[task] = f"Label Studio refused the prediction: {error}"
+    if queued:
+        log.warning("%d predictions kept in the outbox (%s).", queued, pusher.outbox.directory)
+    return queued, refused
 
 
 def main(argv: list[str] | None = None) -> int:

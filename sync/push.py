@@ -110,8 +110,10 @@ class Pusher:
         self.backoff = backoff
         self._sleep = sleep
 
-    def push(self, task_id: int, result: LabelStudioResult, kind: Kind = "prediction") -> PushOutcome:
-        """Deliver ``result`` to task ``task_id`` as a prediction or an annotation.
+    def push(self, task_id: int, result: LabelStudioResult, kind: Kind = "prediction",
+             attempts: int | None = None) -> PushOutcome:
+        """Deliver ``result`` to task ``task_id`` as a prediction or an annotation, in ``attempts`` tries (default:
+        the pusher's; 1 queues at once when Label Studio is known to be away).
 
         Raises ``LabelStudioError`` only for a refusal that retrying cannot fix (e.g. 400 invalid result,
         404 task gone); anything that may pass later ends ``queued`` in the outbox.
@@ -120,7 +122,7 @@ class Pusher:
             raise ValueError(f"kind must be 'prediction' or 'annotation', not {kind!r}.")
         item = OutboxItem(push_key(self.client.url, task_id, kind, result), self.client.url, int(task_id), kind,
                           result.payload())
-        outcome = self._deliver(item, self.attempts)
+        outcome = self._deliver(item, max(1, attempts or self.attempts))
         if outcome.status != "queued" and self.pending:
             self.flush()  # Label Studio answers again: deliver what waited for it
         return outcome

@@ -21,6 +21,10 @@ Helpers on ``LabelStudioServer``: ``create_project``, ``upload_images`` (files -
 
 ``serve(app)`` runs any ASGI app (FastAPI, Gradio) with uvicorn on 127.0.0.1 in a thread: ``with serve(app) as url``.
 
+The ML backend under test: ``backend_app(models, settings)`` (its routes on a bare FastAPI app), ``expected(...)``
+(what it should answer: the pipeline run directly and converted), ``prompt_context(text)`` (an interactive request's
+context) and the tiny models' thresholds ``BOX`` / ``TEXT`` with the ``SEGMENTER`` they use.
+
 Test data: ``exif_rotated_jpeg()`` (a JPEG shown turned by EXIF, with a red square's upright box), ``png(w, h)``,
 ``detections(...)`` (a hand-made ``DetectionResult``) and ``blob_masks(...)`` (a mask inside each box).
 """
@@ -47,9 +51,12 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from PIL import Image
 
-from pipeline import DetectionResult
+from pipeline import DetectionResult, LazyPipeline
+from sync import BackendSettings, ProjectConfig, to_label_studio
+from sync.backend import create_router
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "groundlabel-test-pw"
@@ -76,6 +83,34 @@ GROUNDING_DINO_CONFIG = """<View>
     <Label value="house" background="blue"/>
   </BrushLabels>
 </View>"""
+
+
+# The tiny random detector scores most of its 20 queries near 1.0: a high box threshold keeps 3-9 boxes per image,
+# so the tiny SAM runs a few times per task, not 20.
+BOX, TEXT = 0.9995, 0.25
+SEGMENTER = "sam_tiny_test"
+
+
+def backend_app(models: LazyPipeline, settings: BackendSettings) -> FastAPI:
+    app = FastAPI()
+    app.include_router(create_router(models, settings))
+    return app
+
+
+def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX):
+    """What the backend should answer: the pipeline run directly, converted for the config."""
+    config = ProjectConfig.parse(config_xml)
+    result = pipeline(image, prompt, box, TEXT, segmenter=SEGMENTER, label_map=config.label_map())
+    return result, to_label_studio(result, config)
+
+
+def prompt_context(text: str) -> dict:
+    """An interactive context as the labeling UI sends it, with an unrelated region first."""
+    return {"result": [
+        {"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cats"]}},
+        {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}},
+    ]}
 
 
 def exif_rotated_jpeg(width: int = 80, height: int = 60, square: tuple[int, int, int] = (10, 5, 20)

@@ -11,24 +11,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
 
 from pipeline import LazyPipeline, PipelineSettings
-from sync import BackendSettings, ProjectConfig, box_to_pixels, rle_to_mask, to_label_studio
-from sync.backend import create_router
-from tests.labelstudio import GROUNDING_DINO_CONFIG, exif_rotated_jpeg, png, serve
-
-# The tiny random detector scores most of its 20 queries near 1.0: a high box threshold keeps 3-9 boxes per image,
-# so the tiny SAM runs a few times per task, not 20.
-BOX, TEXT = 0.9995, 0.25
-SEGMENTER = "sam_tiny_test"
-
-
-def backend_app(models: LazyPipeline, settings: BackendSettings) -> FastAPI:
-    app = FastAPI()
-    app.include_router(create_router(models, settings))
-    return app
-
+from sync import BackendSettings, box_to_pixels, rle_to_mask
+from tests.labelstudio import (
+    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, exif_rotated_jpeg, expected, png, prompt_context, serve,
+)
 
 @pytest.fixture(scope="module")
 def ml_backend(pipeline, tmp_path_factory):
@@ -44,22 +32,6 @@ def project_with_backend(label_studio, ml_backend):
     """A Grounding DINO example project connected to the backend: (project id, ML backend id)."""
     project = label_studio.create_project()
     return project, label_studio.register_ml_backend(project, ml_backend[0])
-
-
-def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX):
-    """What the backend should answer: the pipeline run directly, converted for the config."""
-    config = ProjectConfig.parse(config_xml)
-    result = pipeline(image, prompt, box, TEXT, segmenter=SEGMENTER, label_map=config.label_map())
-    return result, to_label_studio(result, config)
-
-
-def prompt_context(text: str) -> dict:
-    """An interactive context as the labeling UI sends it, with an unrelated region first."""
-    return {"result": [
-        {"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cats"]}},
-        {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}},
-    ]}
 
 
 def interactive(label_studio, ml_id: int, task: int, context: dict) -> dict:

@@ -22,6 +22,13 @@ from .models import ModelHub
 EXAMPLES = [["cheetah.jpg", "cheetah"], ["lion.jpg", "lion. rock"], ["tower.jpg", "tower. tree branch"]]
 
 
+def uploaded_path(upload: dict | None) -> str | None:
+    """Where the server keeps an upload that reached the handler unprocessed (``preprocess=False``; Gradio still
+    checks the path): Gradio's own preprocessing opens the file with Pillow and fails on a broken or huge one with
+    its internals, where groundlabel's loader says what is wrong."""
+    return (upload or {}).get("path")
+
+
 def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
     """Lay out the playground and wire its events; ``model_status`` is refreshed after every run."""
     last_query = gr.State(None)
@@ -58,9 +65,10 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
     def fail(error: Exception) -> tuple:
         return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), hub.status_markdown()
 
-    def detect(path, prompt_text, mode_value, segmenter_value, box_value, text_value,
+    def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value,
                progress=gr.Progress(track_tqdm=True)):
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
+        path = uploaded_path(upload)
         if not path:
             return (None, None, notice("Upload an image or pick an example.", "info"), [],
                     gr.DownloadButton(value=None, interactive=False), gr.skip())
@@ -82,17 +90,17 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
         except Exception as error:  # noqa: BLE001
             return fail(error)
 
-    def on_image(path, prompt_text, *rest):
+    def on_image(upload, prompt_text, *rest):
         """A new image runs the current prompt right away; without a prompt, it asks for one."""
-        if path and not prompt_text.strip():
+        if upload and not prompt_text.strip():
             return (None, None, notice("Now type what to look for, then press Enter.", "info"), [],
                     gr.DownloadButton(value=None, interactive=False), gr.skip())
-        return detect(path, prompt_text, *rest)
+        return detect(upload, prompt_text, *rest)
 
-    inputs = [image, prompt, mode, segmenter, box, text]
-    run.click(detect, inputs, outputs, concurrency_id="model")
-    prompt.submit(detect, inputs, outputs, concurrency_id="model")
-    image.change(on_image, inputs, outputs, concurrency_id="model")
+    inputs = [image, prompt, mode, segmenter, box, text]  # the image unprocessed: see uploaded_path
+    run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False)
+    prompt.submit(detect, inputs, outputs, concurrency_id="model", preprocess=False)
+    image.change(on_image, inputs, outputs, concurrency_id="model", preprocess=False)
     refilter_inputs = [last_query, mode, segmenter, box, text]
     for control in (box, text):
         control.change(refilter, refilter_inputs, outputs, show_progress="minimal", trigger_mode="always_last",
