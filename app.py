@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pipeline import LazyPipeline, WeightsError
+from sync import BackendSettings
 from sync.backend import create_router
 from sync.client import max_image_bytes_from_env
 from ui.labelstudio import labelstudio_tab
@@ -48,9 +49,11 @@ def build_ui(models: LazyPipeline) -> gr.Blocks:
 def create_app(models: LazyPipeline | None = None) -> FastAPI:
     """The ML-backend routes (/health, /setup, /predict, /webhook) beside the Gradio UI at /."""
     models = models or LazyPipeline()
+    settings = BackendSettings.from_env()
     app = FastAPI(title="groundlabel")
-    app.include_router(create_router(models))
-    return gr.mount_gradio_app(app, build_ui(models), path="/", theme=THEME, css=CSS,
+    app.include_router(create_router(models, settings))
+    # BASIC_AUTH_USER / BASIC_AUTH_PASS guard the UI too: it acts with the environment's Label Studio token.
+    return gr.mount_gradio_app(app, build_ui(models), path="/", theme=THEME, css=CSS, auth=settings.basic_auth,
                                max_file_size=max_image_bytes_from_env())  # uploads cannot fill the disk
 
 

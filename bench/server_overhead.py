@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -48,7 +50,7 @@ def main() -> None:
     # Random weights score hundreds of boxes high; keep as many as a real model finds on a photo.
     scores = np.sort(pipeline(image, PROMPT, box_threshold=0.0).scores)[::-1]
     box_threshold = float(scores[args.boxes - 1] + scores[args.boxes]) / 2
-    settings = BackendSettings(segmenter=args.segmenter, box_threshold=box_threshold)
+    settings = BackendSettings(segmenter=args.segmenter, box_threshold=box_threshold, state_dir=Path(tempfile.mkdtemp()))
     app = FastAPI()
     app.include_router(create_router(LazyPipeline(pipeline=pipeline), settings))
     with running_label_studio() as label_studio, serve(app) as backend:

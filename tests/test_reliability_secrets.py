@@ -163,3 +163,22 @@ def test_half_configured_basic_auth_refuses_to_start_open(monkeypatch, user, pas
 
     with pytest.raises(ValueError, match="BASIC_AUTH_USER and BASIC_AUTH_PASS"):
         BackendSettings.from_env()
+
+
+def test_basic_auth_also_guards_the_ui_which_acts_with_the_environments_token(pipeline, monkeypatch, tmp_path):
+    from app import create_app
+
+    monkeypatch.setenv("BASIC_AUTH_USER", "labelstudio")
+    monkeypatch.setenv("BASIC_AUTH_PASS", "s3cret")
+    monkeypatch.setenv("GROUNDLABEL_STATE_DIR", str(tmp_path))
+    with serve(create_app(LazyPipeline(pipeline=pipeline))) as url:
+        anonymous = [httpx.get(f"{url}{path}", timeout=30).status_code for path in ("/config", "/gradio_api/info")]
+        wrong = httpx.post(f"{url}/login", data={"username": "labelstudio", "password": "guess"}, timeout=30)
+        with httpx.Client(base_url=url, timeout=30) as session:
+            right = session.post("/login", data={"username": "labelstudio", "password": "s3cret"})
+            logged_in = session.get("/config").status_code
+        health = httpx.get(f"{url}/health", auth=("labelstudio", "s3cret"), timeout=30).status_code
+
+    assert anonymous == [401, 401]
+    assert wrong.status_code == 400 and right.status_code == 200
+    assert (logged_in, health) == (200, 200)
