@@ -23,14 +23,15 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import (
-    GroundingPipeline, GroundlabelError, LazyPipeline, Prompt, PromptError, WeightsError, load_image, model_version,
-    parse_prompt,
+    GroundingPipeline, GroundlabelError, LabelMap, LazyPipeline, LoadedImage, Prompt, PromptError, WeightsError,
+    load_image, model_version, parse_prompt,
 )
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
 from .convert import LabelStudioResult, to_label_studio
 from .errors import ConfigError, RequestError, SyncError
+from .prefetch import prefetched
 from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,21 @@ class MLBackend:
             client: LabelStudioClient | SyncError = self._client(project)
         except SyncError as unusable:  # no Label Studio URL and token, or unusable ones: each task says why
             client = unusable
+        label_map = config.label_map()
+
+        def fetch(task: dict):
+            if isinstance(client, SyncError):
+                raise client
+            data = task.get("data")
+            return load_image(client.download(config.image_url(data if isinstance(data, dict) else {}),
+                                              task_id=task.get("id")))
+
         results = []
-        for task in request.tasks:
+        for task, image in prefetched(request.tasks, fetch):  # the next images download while one is predicted
             try:
-                answer = self._predict_task(task, config, client, pipeline, prompt, box, text, segmenter)
+                if isinstance(image, Exception):
+                    raise image
+                answer = self._predict_image(task, image, config, label_map, pipeline, prompt, box, text, segmenter)
                 results.append(answer.payload())
             except (SyncError, GroundlabelError) as error:
                 log.warning("Task %s: empty prediction: %s", task.get("id"), error)
@@ -133,15 +145,9 @@ class MLBackend:
                 results.append(empty.payload())
         return {"results": results}
 
-    def _predict_task(self, task: dict, config: ProjectConfig, client: LabelStudioClient | SyncError,
-                      pipeline: GroundingPipeline, prompt: Prompt, box: float, text: float,
-                      segmenter: str | None) -> LabelStudioResult:
-        data = task.get("data")
-        url = config.image_url(data if isinstance(data, dict) else {})
-        if isinstance(client, SyncError):
-            raise client
-        image = load_image(client.download(url, task_id=task.get("id")))
-        label_map = config.label_map()
+    def _predict_image(self, task: dict, image: LoadedImage, config: ProjectConfig, label_map: LabelMap,
+                       pipeline: GroundingPipeline, prompt: Prompt, box: float, text: float,
+                       segmenter: str | None) -> LabelStudioResult:
         try:
             result = pipeline(image, prompt, box, text, segmenter=segmenter, label_map=label_map)
         except WeightsError as error:  # boxes are still worth having; say why masks are missing

@@ -15,8 +15,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -26,11 +24,11 @@ from pipeline import (
     DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline, GroundlabelError, LazyPipeline, load_image,
     parse_prompt,
 )
-from pipeline.images import LoadedImage
 
-from .client import LabelStudioClient, Task
+from .client import LabelStudioClient
 from .convert import LabelStudioResult, to_label_studio
 from .errors import LabelStudioError, SyncError
+from .prefetch import prefetched
 from .push import Outbox, Pusher
 from .settings import BackendSettings
 
@@ -116,9 +114,9 @@ def prelabel(
             todo.append(task)
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
-    with _stop_on_ctrl_c() as stop, ThreadPoolExecutor(max_workers=job.prefetch, thread_name_prefix="prefetch") as pool:
-        for batch in _batches(_prefetched(pool, todo, lambda task: load_image(client.task_image(task, config)),
-                                          job.prefetch), batch_size):
+    with _stop_on_ctrl_c() as stop:
+        images = prefetched(todo, lambda task: load_image(client.task_image(task, config)), job.prefetch)
+        for batch in _batches(images, batch_size):
             ready = [(task, image) for task, image in batch if not isinstance(image, Exception)]
             for task, error in ((task, image) for task, image in batch if isinstance(image, Exception)):
                 progress.failed[task.id] = str(error)
@@ -152,26 +150,6 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _prefetched(pool: ThreadPoolExecutor, tasks: list[Task], fetch: Callable[[Task], LoadedImage],
-                depth: int) -> Iterator[tuple[Task, LoadedImage | Exception]]:
-    """(task, image or the error that prevented it), in task order, with at most ``depth`` fetches in flight."""
-    in_flight: deque[tuple[Task, Future]] = deque()
-    queue = iter(tasks)
-    for task in queue:
-        in_flight.append((task, pool.submit(fetch, task)))
-        if len(in_flight) >= depth:
-            break
-    while in_flight:
-        task, future = in_flight.popleft()
-        next_task = next(queue, None)
-        if next_task is not None:
-            in_flight.append((next_task, pool.submit(fetch, next_task)))
-        try:
-            yield task, future.result()
-        except (GroundlabelError, SyncError, OSError) as error:
-            yield task, error
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
