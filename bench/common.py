@@ -14,7 +14,7 @@ os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
 
 import torch
 
-from tests.models import save_grounding_dino, save_segmenter
+from pipeline.testing.models import save_grounding_dino, save_segmenter
 
 MODELS_DIR = Path(os.environ.get("GROUNDLABEL_BENCH_MODELS", Path(tempfile.gettempdir()) / "groundlabel-bench-models"))
 

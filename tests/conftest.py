@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
-os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # tests.models.TEST_INPUT_SIZE, for subprocesses too
+os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # pipeline.testing.models.TEST_INPUT_SIZE, for subprocesses too
 
 import numpy as np
 import pytest
 
-from tests.models import TEST_INPUT_SIZE, cached_models, register_tiny_sam
+from pipeline.testing.models import TEST_INPUT_SIZE, cached_models, register_tiny_sam
 
 pytest_plugins = ["tests.labelstudio"]
 

@@ -11,7 +11,7 @@ from pipeline import WeightsError, load_image
 from pipeline.__main__ import main
 from pipeline.segmenter import Segmenter
 from pipeline.weights import resolve_checkpoint, segmenter_spec
-from tests.models import save_segmenter
+from pipeline.testing.models import save_segmenter
 
 
 def test_cli_writes_an_annotated_png_and_the_detections_json(model_paths, photo, tmp_path, monkeypatch, pipeline):

@@ -13,7 +13,7 @@ from segment_anything import SamPredictor
 from pipeline import GroundingPipeline, LabelMap, PromptError, WeightsError, load_image, parse_prompt, render
 from pipeline.detector import GroundingDinoDetector
 from pipeline.segmenter import Segmenter
-from tests.models import TEST_INPUT_SIZE
+from pipeline.testing.models import TEST_INPUT_SIZE
 
 PROMPT = "brown dog. possum on a fence"
 

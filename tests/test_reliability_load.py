@@ -17,7 +17,7 @@ from tests.hostile import Answer, web_host
 from tests.labelstudio import (
     BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, expected, png, prompt_context, serve,
 )
-from tests.models import TEST_INPUT_SIZE
+from pipeline.testing.models import TEST_INPUT_SIZE
 
 REQUESTS = 16
 PROMPTS = ["cats", "house", "cats. house"]
