@@ -14,6 +14,7 @@ os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
 
 import torch
 
+from pipeline import GroundingPipeline, PipelineSettings
 from pipeline.testing.models import save_grounding_dino, save_segmenter
 
 MODELS_DIR = Path(os.environ.get("GROUNDLABEL_BENCH_MODELS", Path(tempfile.gettempdir()) / "groundlabel-bench-models"))
@@ -41,6 +42,12 @@ def real_models(segmenters: list[str] = (), shape: str = "real") -> tuple[Path, 
             save_segmenter(path, name)
         checkpoints[name] = str(path)
     return detector, checkpoints
+
+
+def load_pipeline(detector: Path, checkpoints: dict[str, str]) -> GroundingPipeline:
+    """The product's pipeline over the benchmark's models, offline."""
+    return GroundingPipeline.from_settings(PipelineSettings(detector=str(detector), checkpoints=checkpoints,
+                                                            offline=True))
 
 
 def machine() -> str:

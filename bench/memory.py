@@ -10,7 +10,7 @@ import resource
 import subprocess
 import sys
 
-from bench.common import print_table, real_models
+from bench.common import load_pipeline, print_table, real_models
 
 MODES = {"boxes only": None, "boxes + MobileSAM": "mobile_sam", "boxes + SAM vit_b": "sam_vit_b"}
 
@@ -19,15 +19,15 @@ def measure(segmenter: str | None) -> dict:
     """In this process: load, run once, report peak RSS (MiB) after loading and after inference."""
     import numpy as np
 
-    from pipeline import GroundingPipeline
+    from pipeline import Options
 
     detector, checkpoints = real_models([segmenter] if segmenter else [])
-    pipeline = GroundingPipeline.from_pretrained(str(detector), checkpoints=checkpoints)
+    pipeline = load_pipeline(detector, checkpoints)
     if segmenter:
         pipeline.segmenters.get(segmenter)
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    result = pipeline(image, "brown dog. possum on a fence", box_threshold=0.3, segmenter=segmenter)
+    result = pipeline(image, "brown dog. possum on a fence", Options(0.3, segmenter=segmenter))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"loaded": loaded, "peak": peak, "detections": len(result)}
 

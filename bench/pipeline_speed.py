@@ -10,8 +10,8 @@ import argparse
 
 import numpy as np
 
-from bench.common import print_table, real_models, timed
-from pipeline import GroundingPipeline, load_image
+from bench.common import load_pipeline, print_table, real_models, timed
+from pipeline import MaskPrompt, Options, load_image
 
 PROMPT_A = "brown dog. possum on a fence"
 PROMPT_B = "cat. red car"
@@ -26,25 +26,26 @@ def main() -> None:
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     detector_dir, checkpoints = real_models(args.segmenters)
-    pipeline = GroundingPipeline.from_pretrained(str(detector_dir), checkpoints=checkpoints)
+    pipeline = load_pipeline(detector_dir, checkpoints)
     image = load_image(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
     rows = []
 
-    full = timed(lambda: pipeline(image, PROMPT_A, box_threshold=0.3))
+    full = timed(lambda: pipeline(image, PROMPT_A, Options(box_threshold=0.3)))
     thresholds = iter(np.linspace(0.05, 0.9, args.repeats))
-    refilter = timed(lambda: pipeline(image, PROMPT_A, box_threshold=float(next(thresholds))), args.repeats)
+    refilter = timed(lambda: pipeline(image, PROMPT_A, Options(box_threshold=float(next(thresholds)))), args.repeats)
     rows.append(("threshold change on a cached result (boxes)", refilter, full))
 
     for name in args.segmenters:
         segmenter = pipeline.segmenters.get(name)
-        boxes_a = pipeline(image, PROMPT_A, box_threshold=0.0).xyxy[: args.boxes]
-        boxes_b = pipeline(image, PROMPT_B, box_threshold=0.0).xyxy[: args.boxes] + 0.5  # never the same boxes
-        first = timed(lambda: segmenter.segment(image, boxes_a))
-        second = timed(lambda: segmenter.segment(image, boxes_b))
+        boxes_a = [MaskPrompt.from_box(box) for box in pipeline(image, PROMPT_A, Options(0.0)).xyxy[: args.boxes]]
+        boxes_b = [MaskPrompt.from_box(box + 0.5)  # never the same boxes
+                   for box in pipeline(image, PROMPT_B, Options(0.0)).xyxy[: args.boxes]]
+        first = timed(lambda: segmenter.decode(image, boxes_a))
+        second = timed(lambda: segmenter.decode(image, boxes_b))
         rows.append((f"second prompt's mask stage vs first ({name}, {args.boxes} boxes)", second, first))
         masks_thresholds = iter(np.linspace(0.05, 0.9, args.repeats))
-        pipeline(image, PROMPT_A, box_threshold=0.0, segmenter=name)
-        cached = timed(lambda: pipeline(image, PROMPT_A, box_threshold=float(next(masks_thresholds)), segmenter=name),
+        pipeline(image, PROMPT_A, Options(0.0, segmenter=name))
+        cached = timed(lambda: pipeline(image, PROMPT_A, Options(float(next(masks_thresholds)), segmenter=name)),
                        args.repeats)
         rows.append((f"threshold change on a cached result (boxes + {name} masks)", cached, full + first))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,13 +21,13 @@ import numpy as np
 from fastapi import FastAPI
 from PIL import Image
 
-from bench.common import print_table, real_models
+from bench.common import load_pipeline, print_table, real_models
 from bench.server_overhead import clear_caches
-from pipeline import GroundingPipeline, LazyPipeline
-from sync import BackendSettings, LabelStudioClient
+from pipeline import LazyPipeline
+from sync import BackendSettings, LabelStudioClient, Outbox
 from sync.backend import create_router
 from sync.prelabel import PrelabelJob, prelabel
-from tests.labelstudio import running_label_studio, serve
+from sync.testing import running_label_studio, serve
 
 CONFIG = """<View><Image name="image" value="$image"/>
 <RectangleLabels name="label" toName="image"><Label value="dog"/><Label value="cat"/></RectangleLabels></View>"""
@@ -55,12 +56,12 @@ def main() -> None:
     parser.add_argument("--shape", choices=("tiny", "real"), default="tiny")
     args = parser.parse_args()
     detector, _ = real_models(shape=args.shape)
-    pipeline = GroundingPipeline.from_pretrained(str(detector))
+    pipeline = load_pipeline(detector, {})
     app = FastAPI()
     app.include_router(create_router(LazyPipeline(pipeline=pipeline), BackendSettings(
         segmenter=None, state_dir=Path(tempfile.mkdtemp()))))
     files = {f"photo{i:03d}.jpg": jpeg(i) for i in range(args.tasks)}
-    with running_label_studio() as label_studio, serve(app) as backend:
+    with running_label_studio(os.environ) as label_studio, serve(app) as backend:
         naive_project = label_studio.create_project(CONFIG, title="naive loop")
         label_studio.upload_images(naive_project, files)
         httpx.post(f"{backend}/setup", json={"project": f"{naive_project}.1", "schema": CONFIG,
@@ -73,7 +74,8 @@ def main() -> None:
         clear_caches(pipeline)
         with LabelStudioClient(label_studio.url, label_studio.token) as client:
             start = time.perf_counter()
-            progress = prelabel(client, pipeline, PrelabelJob(project, prompt="dog. cat"))
+            progress = prelabel(client, pipeline, PrelabelJob(project, prompt="dog. cat"),
+                                Outbox(Path(tempfile.mkdtemp())))
             ours = progress.done / (time.perf_counter() - start)
         assert progress.done == args.tasks, progress.summary()
     print_table(

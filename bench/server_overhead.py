@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +20,11 @@ import numpy as np
 from fastapi import FastAPI
 from PIL import Image
 
-from bench.common import print_table, real_models
-from pipeline import GroundingPipeline, LazyPipeline, load_image
+from bench.common import load_pipeline, print_table, real_models
+from pipeline import GroundingPipeline, LazyPipeline, Options, load_image
 from sync import BackendSettings
 from sync.backend import create_router
-from tests.labelstudio import GROUNDING_DINO_CONFIG, running_label_studio, serve
+from sync.testing import GROUNDING_DINO_CONFIG, running_label_studio, serve
 
 PROMPT = "cats. house"
 
@@ -43,17 +44,17 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=10, help="detections kept (the box threshold is set for it)")
     args = parser.parse_args()
     detector, checkpoints = real_models([args.segmenter])
-    pipeline = GroundingPipeline.from_pretrained(str(detector), checkpoints=checkpoints)
+    pipeline = load_pipeline(detector, checkpoints)
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(buffer, "JPEG")
     image = load_image(buffer.getvalue())  # decoding is part of the server's overhead, not of the model time
     # Random weights score hundreds of boxes high; keep as many as a real model finds on a photo.
-    scores = np.sort(pipeline(image, PROMPT, box_threshold=0.0).scores)[::-1]
+    scores = np.sort(pipeline(image, PROMPT, Options(0.0)).scores)[::-1]
     box_threshold = float(scores[args.boxes - 1] + scores[args.boxes]) / 2
     settings = BackendSettings(segmenter=args.segmenter, box_threshold=box_threshold, state_dir=Path(tempfile.mkdtemp()))
     app = FastAPI()
     app.include_router(create_router(LazyPipeline(pipeline=pipeline), settings))
-    with running_label_studio() as label_studio, serve(app) as backend:
+    with running_label_studio(os.environ) as label_studio, serve(app) as backend:
         project = label_studio.create_project(GROUNDING_DINO_CONFIG, title="overhead bench")
         task_id = label_studio.upload_images(project, {"photo.jpg": buffer.getvalue()})[0]
         task = label_studio.api("GET", f"/api/tasks/{task_id}")
@@ -71,7 +72,7 @@ def main() -> None:
             assert reply.status_code == 200 and len(reply.json()["results"]) == 1, reply.text
             clear_caches(pipeline)
             start = time.perf_counter()
-            pipeline(image, PROMPT, box_threshold, segmenter=args.segmenter)
+            pipeline(image, PROMPT, Options(box_threshold, segmenter=args.segmenter))
             models.append(time.perf_counter() - start)
     wall, model = float(np.median(walls)), float(np.median(models))
     print_table(

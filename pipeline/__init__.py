@@ -1,20 +1,23 @@
 """groundlabel's inference core: Grounding DINO boxes, SAM / MobileSAM masks, caches, label mapping, rendering."""
 
-from .detector import DEFAULT_DETECTOR, GroundingDinoDetector
-from .engine import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline, model_version
-from .errors import GroundlabelError, ImageError, PromptError, WeightsError
+from .detector import GroundingDinoDetector
+from .engine import GroundingPipeline
+from .errors import GroundlabelError, ImageError, PromptError, SettingsError, WeightsError
 from .images import LoadedImage, load_image
 from .labels import LabelMap
-from .loader import LazyPipeline, PipelineSettings
+from .loader import LazyPipeline
+from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, VERSION_PREFIX, Options, model_version
 from .prompts import Prompt, parse_prompt
+from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, SegmenterSpec, register_segmenter, segmenter_spec
 from .render import render
 from .results import DetectionResult
-from .segmenter import Segmenter, SegmenterPool
-from .weights import SEGMENTERS, segmenter_spec
+from .segmenter import MaskPrompt, Segmenter, SegmenterPool
+from .settings import DEFAULT_MAX_PIXELS, PipelineSettings
 
 __all__ = [
-    "DEFAULT_BOX_THRESHOLD", "DEFAULT_DETECTOR", "DEFAULT_TEXT_THRESHOLD", "DetectionResult", "GroundingDinoDetector",
-    "GroundingPipeline", "GroundlabelError", "ImageError", "LabelMap", "LazyPipeline", "LoadedImage", "PipelineSettings", "Prompt", "PromptError",
-    "SEGMENTERS", "Segmenter", "SegmenterPool", "WeightsError", "load_image", "model_version", "parse_prompt", "render",
-    "segmenter_spec",
+    "DEFAULT_BOX_THRESHOLD", "DEFAULT_DETECTOR", "DEFAULT_MAX_PIXELS", "DEFAULT_TEXT_THRESHOLD", "DETECTORS", "DetectionResult",
+    "GroundingDinoDetector", "GroundingPipeline", "GroundlabelError", "ImageError", "LabelMap", "LazyPipeline",
+    "LoadedImage", "MaskPrompt", "Options", "PipelineSettings", "Prompt", "PromptError", "SEGMENTERS", "Segmenter",
+    "SegmenterPool", "SegmenterSpec", "SettingsError", "VERSION_PREFIX", "WeightsError", "load_image",
+    "model_version", "parse_prompt", "register_segmenter", "render", "segmenter_spec",
 ]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .engine import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
+from .engine import GroundingPipeline
 from .errors import GroundlabelError
 from .images import load_image
 from .labels import LabelMap
-from .loader import LazyPipeline, PipelineSettings
+from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
+from .registry import SEGMENTERS
 from .render import render
-from .weights import SEGMENTERS
+from .settings import PipelineSettings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
     parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
     parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
-    parser.add_argument("--detector", help="Hub id or local directory (default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)")
+    parser.add_argument("--detector", help="registered name, Hub id or local directory "
+                                           "(default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)")
     parser.add_argument("--checkpoint", help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--out", type=Path, default=Path("."), help="output directory")
@@ -35,21 +38,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    env = PipelineSettings.from_env()
-    checkpoints = {args.masks: args.checkpoint} if args.checkpoint and args.masks else {}
-    settings = PipelineSettings(detector=args.detector or env.detector, device=args.device or env.device,
-                                dtype=env.dtype, input_size=env.input_size, checkpoints=checkpoints)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
-    args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    try:
-        pipeline = LazyPipeline(settings).get()
+    try:  # every setting is checked before a model loads: a typo costs one line, not a traceback
+        options = Options(args.box_threshold, args.text_threshold, args.masks)
+        env = PipelineSettings.from_env()
+        checkpoints = {**env.checkpoints, options.segmenter: args.checkpoint} if args.checkpoint and args.masks \
+            else env.checkpoints
+        settings = replace(env, detector=args.detector or env.detector, device=args.device or env.device,
+                           checkpoints=checkpoints)
+        args.out.mkdir(parents=True, exist_ok=True)
+        pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         for path in tqdm(args.images, desc="images", unit="img", disable=len(args.images) < 2):
             try:
-                image = load_image(path)
-                result = pipeline(image, prompt, args.box_threshold, args.text_threshold,
-                                  segmenter=args.masks, label_map=LabelMap(labels))
+                image = load_image(path, settings.max_pixels)
+                result = pipeline(image, prompt, options, LabelMap(labels))
             except (GroundlabelError, OSError) as error:
                 tqdm.write(f"{path}: {error}", file=sys.stderr)  # above the progress bar, on a line of its own
                 failed += 1

@@ -1,10 +1,19 @@
-"""Grounding DINO through transformers: one forward per (image, prompt), thresholds applied afterwards."""
+"""Grounding DINO through transformers, in the stages of transformers' pipelines: ``preprocess`` (per image),
+``_forward`` (the only model run, cached per image, prompt, model and input size) and ``postprocess`` (thresholds
+on cached raw outputs, no model).
+
+Only images of the same processed size share a forward: padding changes a padded image's outputs, so a batch of
+mixed sizes would make a cached result depend on what else was in its batch. Two callers asking for the same
+(image, prompt) at once share one forward: the second waits for the first's result.
+"""
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Hashable
 
 import numpy as np
 import torch
@@ -14,15 +23,21 @@ from .cache import LRUCache
 from .device import select_device, select_dtype
 from .errors import PromptError, WeightsError
 from .images import LoadedImage
+from .options import Options
 from .prompts import Prompt
+from .registry import DEFAULT_DETECTOR, detector_source
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
-DETECTOR_ALIASES = {
-    "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",
-    "grounding-dino-base": "IDEA-Research/grounding-dino-base",
-}
 # Grounding DINO's tokenizer ids for the phrase separator and the special tokens around the text.
 _SEPARATOR_IDS = (101, 102, 1012, 1029)
+
+
+@dataclass(frozen=True)
+class TokenizedPrompt:
+    """A prompt as the text encoder reads it: token ids and, per token position, its prompt phrase (-1: none)."""
+
+    prompt: Prompt
+    input_ids: torch.Tensor  # (tokens,)
+    phrase_of_token: torch.Tensor  # (max_text_len,)
 
 
 @dataclass(frozen=True)
@@ -31,40 +46,33 @@ class RawDetections:
 
     logits: torch.Tensor  # (queries, max_text_len), CPU float32
     boxes: torch.Tensor  # (queries, 4) normalised cxcywh, CPU float32
-    input_ids: torch.Tensor  # (tokens,)
-    phrase_of_token: torch.Tensor  # (max_text_len,) index of the prompt phrase a token belongs to, -1 for none
+    tokens: TokenizedPrompt
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.logits, self.boxes, self.input_ids))
+        return sum(t.element_size() * t.nelement() for t in (self.logits, self.boxes))
 
 
 @dataclass(frozen=True)
 class FilteredDetections:
     xyxy: np.ndarray  # (n, 4) pixels in the upright image
     scores: np.ndarray  # (n,)
-    phrases: list[str]  # tokens above the text threshold, as the detector read them
+    phrases: list[str]  # whole words of the box's prompt phrase read above the text threshold
     phrase_index: np.ndarray  # (n,) which prompt phrase each box belongs to
 
 
 class GroundingDinoDetector:
-    """Any ``AutoModelForZeroShotObjectDetection`` checkpoint (Hub id or local directory)."""
+    """Any ``AutoModelForZeroShotObjectDetection`` checkpoint (registered name, Hub id or local directory)."""
 
-    def __init__(
-        self,
-        model_id: str = DEFAULT_DETECTOR,
-        device: str | None = None,
-        dtype: str | None = None,
-        input_size: int | None = None,
-        cache_items: int = 64,
-    ):
-        self.model_id = DETECTOR_ALIASES.get(model_id, model_id)
+    def __init__(self, model_id: str = DEFAULT_DETECTOR, device: str | None = None, dtype: str | None = None,
+                 input_size: int | None = None, cache_items: int = 64, offline: bool = False):
+        self.model_id = detector_source(model_id)
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, dtype)
         self.input_size = input_size
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id)
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id)
+            self.processor = AutoProcessor.from_pretrained(self.model_id, local_files_only=offline)
+            model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id, local_files_only=offline)
         except (OSError, ValueError) as error:
             raise WeightsError(
                 f"Could not load the detector {self.model_id!r}: {error}. On a machine with internet, a Hub id such as "
@@ -74,65 +82,20 @@ class GroundingDinoDetector:
         self.model = model.to(self.device, self.dtype).eval()
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         self._raw_cache: LRUCache[RawDetections] = LRUCache(cache_items, sizeof=lambda raw: raw.nbytes)
-        self._lock = threading.Lock()
+        self._tokens: LRUCache[TokenizedPrompt] = LRUCache(256)
+        self._in_flight: dict[Hashable, Future] = {}
+        self._in_flight_lock = threading.Lock()
+        self._model_lock = threading.Lock()
 
-    def raw(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
-        """The model's raw outputs for these images and this prompt. Cached ones come from the cache; the others
-        go through the model together in one batch (faster per image on a GPU)."""
-        keys = [(image.sha1, prompt.text, self.model_id, self.input_size) for image in images]
-        found = [self._raw_cache.get(key) for key in keys]
-        missing = [i for i, raw in enumerate(found) if raw is None]
-        if missing:
-            for i, raw in zip(missing, self._forward([images[i] for i in missing], prompt)):
-                self._raw_cache.put(keys[i], raw)
-                found[i] = raw
-        return found
+    # --- stages ---------------------------------------------------------------------------------------------
 
-    def _forward(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
-        input_ids, phrase_of_token = self.tokenize(prompt)
-        kwargs = {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}} if self.input_size else {}
-        inputs = self.processor(images=[image.pil for image in images], text=[prompt.text] * len(images), return_tensors="pt", **kwargs)
-        inputs = {
-            name: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
-            for name, value in inputs.items()
-        }
-        with self._lock, torch.inference_mode():
-            outputs = self.model(**inputs)
-        return [
-            RawDetections(
-                logits=outputs.logits[i].float().cpu(),
-                boxes=outputs.pred_boxes[i].float().cpu(),
-                input_ids=input_ids,
-                phrase_of_token=phrase_of_token,
-            )
-            for i in range(len(images))
-        ]
-
-    def filter(
-        self, raw: RawDetections, width: int, height: int, box_threshold: float, text_threshold: float
-    ) -> FilteredDetections:
-        """Apply thresholds to cached raw outputs with transformers' own post-processing (no model run)."""
-        outputs = SimpleNamespace(logits=raw.logits[None], pred_boxes=raw.boxes[None])
-        result = self.processor.post_process_grounded_object_detection(
-            outputs, raw.input_ids[None], threshold=box_threshold, text_threshold=text_threshold,
-            target_sizes=[(height, width)],
-        )[0]
-        probs = raw.logits.sigmoid()
-        kept = probs[probs.max(dim=-1).values > box_threshold]
-        xyxy = result["boxes"].numpy().astype(np.float32)
-        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
-        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-        return FilteredDetections(
-            xyxy=xyxy,
-            scores=result["scores"].numpy().astype(np.float32),
-            phrases=[text.strip() for text in result["text_labels"]],
-            phrase_index=_best_phrase(kept, raw.phrase_of_token),
-        )
-
-    def tokenize(self, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prompt's token ids and, per token position, its phrase number; ``PromptError`` when the text encoder
-        cannot read the prompt as written: too many tokens, or a phrase it reads as nothing (which would shift
-        every later phrase's boxes onto the wrong label)."""
+    def tokenize(self, prompt: Prompt) -> TokenizedPrompt:
+        """The prompt as the text encoder reads it (cached per prompt text); ``PromptError`` when it cannot read
+        the prompt as written: too many tokens, or a phrase it reads as nothing (which would shift every later
+        phrase's boxes onto the wrong label)."""
+        cached = self._tokens.get(prompt.text)
+        if cached is not None:
+            return cached
         input_ids = self.processor.tokenizer(prompt.text, return_tensors="pt")["input_ids"][0]
         if len(input_ids) > self.max_text_len:
             raise PromptError(
@@ -146,7 +109,119 @@ class GroundingDinoDetector:
                 f"The prompt phrase(s) {', '.join(map(repr, unreadable or prompt.phrases))} have no characters the "
                 "detector can read: write them with letters, digits or emoji."
             )
-        return input_ids, phrase_of_token
+        tokens = TokenizedPrompt(prompt, input_ids, phrase_of_token)
+        self._tokens.put(prompt.text, tokens)
+        return tokens
+
+    def preprocess(self, image: LoadedImage) -> dict[str, torch.Tensor]:
+        """One image resized and normalised as the model expects (``input_size`` short side when set)."""
+        size = {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}} \
+            if self.input_size else {}
+        return self.processor.image_processor(images=[image.pil], return_tensors="pt", **size)
+
+    def _forward(self, pixels: list[dict[str, torch.Tensor]], tokens: TokenizedPrompt) -> list[RawDetections]:
+        """One forward over images of one processed size (no padding between them) and one prompt."""
+        text = self.processor.tokenizer([tokens.prompt.text] * len(pixels), return_tensors="pt")
+        inputs = {**text, **{name: torch.cat([p[name] for p in pixels]) for name in pixels[0]}}
+        inputs = {name: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
+                  for name, value in inputs.items()}
+        with self._model_lock, torch.inference_mode():
+            outputs = self.model(**inputs)
+        return [RawDetections(outputs.logits[i].float().cpu(), outputs.pred_boxes[i].float().cpu(), tokens)
+                for i in range(len(pixels))]
+
+    def postprocess(self, raw: RawDetections, width: int, height: int, options: Options) -> FilteredDetections:
+        """Apply thresholds to cached raw outputs with transformers' own post-processing (no model run)."""
+        outputs = SimpleNamespace(logits=raw.logits[None], pred_boxes=raw.boxes[None])
+        result = self.processor.post_process_grounded_object_detection(
+            outputs, raw.tokens.input_ids[None], threshold=options.box_threshold,
+            text_threshold=options.text_threshold, target_sizes=[(height, width)],
+        )[0]
+        probs = raw.logits.sigmoid()
+        kept = probs[probs.max(dim=-1).values > options.box_threshold]
+        phrase_index = _best_phrase(kept, raw.tokens.phrase_of_token)
+        xyxy = result["boxes"].numpy().astype(np.float32).reshape(-1, 4)
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+        return FilteredDetections(
+            xyxy=xyxy,
+            scores=result["scores"].numpy().astype(np.float32),
+            phrases=[self._phrase_text(row, int(phrase), raw.tokens, options.text_threshold)
+                     for row, phrase in zip(kept, phrase_index)],
+            phrase_index=phrase_index,
+        )
+
+    # --- cached entry point ---------------------------------------------------------------------------------
+
+    def raw(self, images: list[LoadedImage], prompt: Prompt) -> list[RawDetections]:
+        """The model's raw outputs for these images and this prompt. Cached ones come from the cache, ones another
+        caller is computing right now are waited for, and the rest go through the model, one forward per
+        processed size."""
+        tokens = self.tokenize(prompt)
+        keys = [(image.sha1, prompt.text, self.model_id, self.input_size) for image in images]
+        found: list[RawDetections | None] = [None] * len(keys)
+        mine: dict[Hashable, Future] = {}
+        theirs: dict[int, Future] = {}
+        with self._in_flight_lock:
+            for i, key in enumerate(keys):
+                if key in mine:
+                    continue
+                found[i] = self._raw_cache.get(key)
+                if found[i] is not None:
+                    continue
+                if key in self._in_flight:
+                    theirs[i] = self._in_flight[key]
+                else:
+                    mine[key] = self._in_flight[key] = Future()
+        try:
+            self._compute({key: images[keys.index(key)] for key in mine}, tokens, mine)
+        finally:
+            with self._in_flight_lock:
+                for key, future in mine.items():
+                    self._in_flight.pop(key, None)
+                    if not future.done():
+                        future.set_exception(RuntimeError("The detector run for this image was abandoned."))
+        for i, key in enumerate(keys):
+            if found[i] is None:
+                found[i] = (mine[key] if key in mine else theirs[i]).result()
+        return found
+
+    def _compute(self, images: dict[Hashable, LoadedImage], tokens: TokenizedPrompt,
+                 futures: dict[Hashable, Future]) -> None:
+        groups: dict[tuple, list[tuple[Hashable, dict]]] = {}
+        for key, image in images.items():
+            pixels = self.preprocess(image)
+            groups.setdefault(tuple(pixels["pixel_values"].shape), []).append((key, pixels))
+        for group in groups.values():
+            try:
+                outputs = self._forward([pixels for _, pixels in group], tokens)
+            except BaseException as error:
+                for key, _ in group:
+                    futures[key].set_exception(error)
+                raise
+            for (key, _), raw in zip(group, outputs):
+                self._raw_cache.put(key, raw)
+                futures[key].set_result(raw)
+
+    def _phrase_text(self, probs: torch.Tensor, phrase: int, tokens: TokenizedPrompt, threshold: float) -> str:
+        """The words of prompt phrase ``phrase`` that this box scores above ``threshold`` on, whole words only (a
+        word counts when any of its pieces does): never a special token or a stray '##' piece."""
+        positions = (tokens.phrase_of_token == phrase).nonzero().flatten().tolist()
+        ids = [int(tokens.input_ids[p]) for p in positions if p < len(tokens.input_ids)]
+        pieces = self.processor.tokenizer.convert_ids_to_tokens(ids)
+        words: list[list[int]] = []
+        for token_id, piece in zip(ids, pieces):
+            if piece.startswith("##") and words:
+                words[-1].append(token_id)
+            else:
+                words.append([token_id])
+        chosen, position = [], 0
+        for word in words:
+            span = positions[position:position + len(word)]
+            position += len(word)
+            if any(float(probs[p]) > threshold for p in span):
+                chosen.extend(word)
+        return self.processor.tokenizer.decode(chosen, skip_special_tokens=True).strip()
 
 
 def _phrase_of_token(input_ids: torch.Tensor, length: int) -> torch.Tensor:

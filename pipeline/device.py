@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import SettingsError
+
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -12,9 +14,13 @@ def select_device(name: str | None = None) -> torch.device:
     """``name`` ('cpu', 'cuda', 'cuda:1', 'auto' or None) -> a usable device."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingsError(f"Unknown device {name!r}: use cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"Device {name!r} was asked for, but CUDA is not available on this machine.")
+        raise SettingsError(f"Device {name!r} was asked for, but CUDA is not available on this machine: "
+                            "set GROUNDLABEL_DEVICE=cpu (or pass --device cpu).")
     return device
 
 
@@ -25,4 +31,4 @@ def select_dtype(device: torch.device, name: str | None = None) -> torch.dtype:
     try:
         return _DTYPES[name.lower()]
     except KeyError:
-        raise ValueError(f"Unknown dtype {name!r}; use one of {sorted(_DTYPES)}.") from None
+        raise SettingsError(f"Unknown dtype {name!r}; use one of {sorted(_DTYPES)}.") from None

@@ -1,4 +1,9 @@
-"""Errors the pipeline raises for bad input or missing weights, each with a sentence a user can act on."""
+"""Every failure a user can meet is a ``GroundlabelError`` whose message says what to do about it.
+
+The classes say what went wrong, not where: the ML backend (``sync.errors.HTTP_STATUS``), the UI and the command
+lines each turn them into one answer (an HTTP status, a message box, one line and exit code 2). Anything else that
+escapes is a bug, and those boundaries log its traceback instead of showing it.
+"""
 
 
 class GroundlabelError(ValueError):
@@ -15,3 +20,8 @@ class PromptError(GroundlabelError):
 
 class WeightsError(GroundlabelError):
     """Model weights are missing or cannot be loaded; the message says how to provide them."""
+
+
+class SettingsError(GroundlabelError):
+    """A setting names something that does not exist here: an unknown model, a device this machine lacks, a
+    malformed number in the environment."""

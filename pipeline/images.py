@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +12,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .settings import DEFAULT_MAX_PIXELS
 
-# 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes. Images are
-# measured from their header, before any pixel is decoded, so a decompression bomb costs nothing. Pillow refuses
-# more than ~179 MP (2 x Image.MAX_IMAGE_PIXELS) whatever GROUNDLABEL_MAX_PIXELS says.
-DEFAULT_MAX_PIXELS = 40_000_000
-
-
-def max_pixels() -> int:
-    return int(os.environ.get("GROUNDLABEL_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+# Images are measured from their header, before any pixel is decoded, so a decompression bomb costs nothing. Pillow
+# refuses more than ~179 MP (2 x Image.MAX_IMAGE_PIXELS) whatever GROUNDLABEL_MAX_PIXELS says.
 
 
 @dataclass(frozen=True)
@@ -46,10 +40,10 @@ class LoadedImage:
 
 
 def load_image(
-    source: LoadedImage | bytes | str | Path | Image.Image | np.ndarray, limit: int | None = None
+    source: LoadedImage | bytes | str | Path | Image.Image | np.ndarray, limit: int = DEFAULT_MAX_PIXELS
 ) -> LoadedImage:
-    """Decode ``source`` into an upright RGB image; raise ``ImageError`` with a reason when it is unusable."""
-    limit = limit or max_pixels()
+    """Decode ``source`` into an upright RGB image; raise ``ImageError`` with a reason when it is unusable (more
+    than ``limit`` pixels among them: ``PipelineSettings.max_pixels``)."""
     if isinstance(source, LoadedImage):
         return source
     if isinstance(source, np.ndarray):

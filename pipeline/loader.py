@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass, field
 
-from .detector import DEFAULT_DETECTOR
 from .engine import GroundingPipeline
 from .errors import WeightsError
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Which detector and device to use; segmenter checkpoints by segmenter name (a segmenter without one here
-    finds its checkpoint through ``weights.resolve_checkpoint``: environment variable, cache dir, download)."""
-
-    detector: str = DEFAULT_DETECTOR
-    device: str | None = None
-    dtype: str | None = None
-    input_size: int | None = None
-    checkpoints: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls) -> PipelineSettings:
-        """GROUNDLABEL_DETECTOR, GROUNDLABEL_DEVICE, GROUNDLABEL_DTYPE and GROUNDLABEL_INPUT_SIZE."""
-        size = os.environ.get("GROUNDLABEL_INPUT_SIZE")
-        return cls(
-            detector=os.environ.get("GROUNDLABEL_DETECTOR", DEFAULT_DETECTOR),
-            device=os.environ.get("GROUNDLABEL_DEVICE") or None,
-            dtype=os.environ.get("GROUNDLABEL_DTYPE") or None,
-            input_size=int(size) if size else None,
-        )
+from .settings import PipelineSettings
 
 
 class LazyPipeline:
     """Builds a ``GroundingPipeline`` on the first ``get()``; remembers a load failure so the UI can explain it."""
 
     def __init__(self, settings: PipelineSettings | None = None, pipeline: GroundingPipeline | None = None):
-        self.settings = settings or PipelineSettings.from_env()
+        self.settings = settings or (pipeline.settings if pipeline else PipelineSettings())
         self._pipeline = pipeline
         self._error: str | None = None
         self._lock = threading.Lock()
@@ -47,10 +22,7 @@ class LazyPipeline:
         with self._lock:
             if self._pipeline is None:
                 try:
-                    self._pipeline = GroundingPipeline.from_pretrained(
-                        self.settings.detector, device=self.settings.device, dtype=self.settings.dtype,
-                        input_size=self.settings.input_size, checkpoints=self.settings.checkpoints,
-                    )
+                    self._pipeline = GroundingPipeline.from_settings(self.settings)
                     self._error = None
                 except WeightsError as error:
                     self._error = str(error)

@@ -8,13 +8,16 @@ from typing import Sequence
 import numpy as np
 import supervision as sv
 
+_ROWS = ("scores", "phrases", "prompt_phrases", "labels")
+
 
 @dataclass(frozen=True)
 class DetectionResult:
-    """Detections for one image. Row ``i`` of every array belongs to detection ``i``.
+    """Detections for one image, as columns: row ``i`` of every column belongs to detection ``i``.
 
-    ``labels[i]`` is the target label, or None when the phrase maps to none of the target labels; such
-    phrases are listed in ``unmapped`` so callers can say so instead of guessing.
+    Checked on construction like ``supervision.Detections``; ``result[mask]``, ``result[2:5]`` and
+    ``result[[0, 3]]`` select rows. ``labels[i]`` is the target label, or None when the phrase maps to none of
+    the target labels; such phrases are listed in ``unmapped`` so callers can say so instead of guessing.
     """
 
     width: int
@@ -28,26 +31,37 @@ class DetectionResult:
     unmapped: list[str] = field(default_factory=list)
     model_version: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xyxy", np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float32).reshape(-1))
+        n = len(self.xyxy)
+        wrong = {name: len(getattr(self, name)) for name in _ROWS if len(getattr(self, name)) != n}
+        if wrong:
+            raise ValueError(f"DetectionResult columns differ in length: xyxy has {n} rows, "
+                             + ", ".join(f"{name} {count}" for name, count in wrong.items()) + ".")
+        if self.masks is not None and self.masks.shape != (n, self.height, self.width):
+            raise ValueError(f"masks must be (n, height, width) = {(n, self.height, self.width)}, "
+                             f"got {self.masks.shape}.")
+
     def __len__(self) -> int:
         return len(self.scores)
 
-    def select(self, indices: Sequence[int]) -> DetectionResult:
-        """A result with only the given detections, e.g. those a reviewer kept."""
-        indices = list(indices)
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> DetectionResult:
+        """The detections ``index`` selects: a boolean mask of length n, a slice, an index array or one index."""
+        rows = np.arange(len(self))[index].reshape(-1)
         return replace(
             self,
-            xyxy=self.xyxy[indices].reshape(-1, 4),
-            scores=self.scores[indices],
-            phrases=[self.phrases[i] for i in indices],
-            prompt_phrases=[self.prompt_phrases[i] for i in indices],
-            labels=[self.labels[i] for i in indices],
-            masks=None if self.masks is None else self.masks[indices],
+            xyxy=self.xyxy[rows],
+            scores=self.scores[rows],
+            phrases=[self.phrases[i] for i in rows],
+            prompt_phrases=[self.prompt_phrases[i] for i in rows],
+            labels=[self.labels[i] for i in rows],
+            masks=None if self.masks is None else self.masks[rows],
         )
 
-    def relabel(self, index: int, label: str) -> DetectionResult:
-        labels = list(self.labels)
-        labels[index] = label
-        return replace(self, labels=labels)
+    def with_labels(self, labels: Sequence[str | None]) -> DetectionResult:
+        """The same detections with new labels, one per row (a reviewer's choices)."""
+        return replace(self, labels=list(labels))
 
     def display_labels(self) -> list[str]:
         """The label to show for each box: the target label, or the phrase marked as unmapped."""
@@ -58,7 +72,7 @@ class DetectionResult:
         names = self.display_labels()
         classes = list(dict.fromkeys(names))
         return sv.Detections(
-            xyxy=self.xyxy.astype(np.float32).reshape(-1, 4),
+            xyxy=self.xyxy,
             mask=self.masks,
             confidence=self.scores,
             class_id=np.array([classes.index(name) for name in names], dtype=int),

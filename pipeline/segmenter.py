@@ -1,4 +1,9 @@
-"""Box-prompted masks with SAM or MobileSAM; image embeddings and masks cached so prompts and thresholds reuse them."""
+"""Masks from SAM or MobileSAM in two stages, as ``SamPredictor``: ``embed`` an image once (the heavy encoder,
+cached), then ``decode`` any number of prompts against it (the light decoder, masks cached per prompt).
+
+A prompt is one object's box and/or points flagged positive or negative: a detection's box, an edited box, a
+click and a Label Studio smart-tool keypoint are all ``MaskPrompt``s.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ import os
 import pickle
 import threading
 import warnings
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -16,32 +25,55 @@ from .cache import LRUCache
 from .device import select_device
 from .errors import WeightsError
 from .images import LoadedImage
-from .weights import SegmenterSpec, resolve_checkpoint, segmenter_spec
+from .registry import SegmenterSpec, segmenter_spec
+from .weights import resolve_checkpoint
 
 _EmbeddingEntry = tuple[torch.Tensor, tuple[int, int], tuple[int, int]]  # features, original size, input size
+
+
+@dataclass(frozen=True)
+class MaskPrompt:
+    """One object to segment: a box (x0, y0, x1, y1 pixels), points (x, y pixels), or both; ``positive[i]`` says
+    whether point i is on the object (True) or off it (False)."""
+
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    positive: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.box is None and not self.points:
+            raise ValueError("A mask prompt needs a box, points, or both.")
+        if len(self.points) != len(self.positive):
+            raise ValueError(f"{len(self.points)} points but {len(self.positive)} positive/negative flags.")
+        if self.box is not None:
+            object.__setattr__(self, "box", tuple(round(float(v), 2) for v in self.box))
+        object.__setattr__(self, "points", tuple((round(float(x), 2), round(float(y), 2)) for x, y in self.points))
+        object.__setattr__(self, "positive", tuple(bool(flag) for flag in self.positive))
+
+    @classmethod
+    def from_box(cls, xyxy: Sequence[float] | np.ndarray) -> MaskPrompt:
+        return cls(box=tuple(float(v) for v in xyxy))
+
+    @property
+    def shape(self) -> tuple[bool, int]:
+        """Prompts of one shape (box or not, number of points) can go through the decoder as one batch."""
+        return self.box is not None, len(self.points)
 
 
 class Segmenter:
     """One SAM-family model with its predictor. The lock keeps concurrent callers off each other's image state."""
 
-    def __init__(
-        self,
-        name: str,
-        checkpoint: str | os.PathLike | None = None,
-        device: str | None = None,
-        embedding_cache_bytes: int = 512 << 20,
-        mask_cache_bytes: int = 256 << 20,
-    ):
-        self.spec: SegmenterSpec = segmenter_spec(name)
+    def __init__(self, spec: SegmenterSpec, checkpoint: Path, device: str | None = None,
+                 embedding_cache_bytes: int = 512 << 20, mask_cache_bytes: int = 256 << 20):
+        self.spec = spec
         self.device = select_device(device)
-        path = resolve_checkpoint(self.spec, checkpoint)
         with warnings.catch_warnings():  # mobile_sam re-registers timm's tiny_vit models, loudly
             warnings.simplefilter("ignore")
-            registry = importlib.import_module(self.spec.package).sam_model_registry
+            registry = importlib.import_module(spec.package).sam_model_registry
         try:
-            model = registry[self.spec.model_type](checkpoint=str(path))
+            model = registry[spec.model_type](checkpoint=str(checkpoint))
         except (RuntimeError, OSError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            raise WeightsError(f"{path} is not a usable {self.spec.name} checkpoint: {error}") from None
+            raise WeightsError(f"{checkpoint} is not a usable {spec.name} checkpoint: {error}") from None
         self.predictor = SamPredictor(model.to(self.device).eval())
         self._embeddings: LRUCache[_EmbeddingEntry] = LRUCache(
             64, embedding_cache_bytes, sizeof=lambda entry: entry[0].element_size() * entry[0].nelement()
@@ -53,26 +85,30 @@ class Segmenter:
     def name(self) -> str:
         return self.spec.name
 
-    def segment(self, image: LoadedImage, xyxy: np.ndarray) -> np.ndarray:
-        """(n, 4) pixel boxes -> (n, H, W) bool masks. Only boxes not seen before on this image run the decoder."""
-        masks = np.zeros((len(xyxy), image.height, image.width), dtype=bool)
+    def decode(self, image: LoadedImage, prompts: Sequence[MaskPrompt], batched: bool | None = None) -> np.ndarray:
+        """(n, H, W) bool masks, one per prompt. Only prompts not seen before on this image run the decoder, after
+        the image's embedding (cached) is loaded. ``batched`` (default: on CUDA) sends prompts of one shape
+        through the decoder together; on a CPU a loop is faster (bench/mask_stage.py)."""
+        masks = np.zeros((len(prompts), image.height, image.width), dtype=bool)
         todo = []
-        for i, box in enumerate(xyxy):
-            cached = self._masks.get(self._mask_key(image, box))
+        for i, prompt in enumerate(prompts):
+            cached = self._masks.get((image.sha1, prompt))
             if cached is None:
                 todo.append(i)
             else:
                 masks[i] = cached
         if todo:
-            with self._lock:
-                self._set_image(image)
-                for i in todo:
-                    predicted, _, _ = self.predictor.predict(box=xyxy[i], multimask_output=False)
-                    masks[i] = predicted[0]
-                    self._masks.put(self._mask_key(image, xyxy[i]), predicted[0])
+            batched = self.device.type == "cuda" if batched is None else batched
+            with self._lock, torch.inference_mode():
+                self.embed(image)
+                decoded = self._decode_batched([prompts[i] for i in todo]) if batched \
+                    else [self._decode_one(prompts[i]) for i in todo]
+            for i, mask in zip(todo, decoded):
+                masks[i] = mask
+                self._masks.put((image.sha1, prompts[i]), mask)
         return masks
 
-    def _set_image(self, image: LoadedImage) -> None:
+    def embed(self, image: LoadedImage) -> None:
         """Load the image embedding into the predictor, from the cache when this image was embedded before."""
         cached = self._embeddings.get(image.sha1)
         if cached is None:
@@ -81,33 +117,67 @@ class Segmenter:
                 image.sha1, (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
             )
             return
-        features, original_size, input_size = cached
         self.predictor.reset_image()
-        self.predictor.features, self.predictor.original_size, self.predictor.input_size = (
-            features, original_size, input_size,
-        )
+        self.predictor.features, self.predictor.original_size, self.predictor.input_size = cached
         self.predictor.is_image_set = True
 
-    def _mask_key(self, image: LoadedImage, box: np.ndarray) -> tuple:
-        return (image.sha1, tuple(np.round(box, 2).tolist()))
+    def _decode_one(self, prompt: MaskPrompt) -> np.ndarray:
+        points = np.array(prompt.points, dtype=np.float32) if prompt.points else None
+        labels = np.array(prompt.positive, dtype=np.int64) if prompt.points else None
+        box = np.array(prompt.box, dtype=np.float32) if prompt.box is not None else None
+        masks, _, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=False)
+        return masks[0]
+
+    def _decode_batched(self, prompts: list[MaskPrompt]) -> list[np.ndarray]:
+        """Prompts grouped by shape, each group one ``predict_torch`` call; masks back in the prompts' order."""
+        out: list[np.ndarray | None] = [None] * len(prompts)
+        transform, size, device = self.predictor.transform, self.predictor.original_size, self.predictor.device
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape)
+        for (has_box, n_points), group in groupby(order, key=lambda i: prompts[i].shape):
+            group = list(group)
+            boxes = coords = labels = None
+            if has_box:
+                boxes = transform.apply_boxes_torch(
+                    torch.tensor([prompts[i].box for i in group], dtype=torch.float32, device=device), size)
+            if n_points:
+                coords = transform.apply_coords_torch(
+                    torch.tensor([prompts[i].points for i in group], dtype=torch.float32, device=device), size)
+                labels = torch.tensor([prompts[i].positive for i in group], dtype=torch.int64, device=device)
+            masks, _, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
+            for i, mask in zip(group, masks[:, 0].cpu().numpy()):
+                out[i] = mask
+        return out
 
 
 class SegmenterPool:
-    """Segmenters by name, loaded on first use so the choice can change at run time."""
+    """Segmenters by name, loaded on first use so the choice can change at run time. Each name has its own lock:
+    a download of one segmenter never blocks the use of another."""
 
-    def __init__(self, device: str | None = None, checkpoints: dict[str, str] | None = None):
+    def __init__(self, device: str | None = None, checkpoints: dict[str, str] | None = None,
+                 cache_dir: Path | None = None, offline: bool = False):
         self.device = device
-        self.checkpoints = checkpoints or {}
+        self.checkpoints = dict(checkpoints or {})
+        self.cache_dir = cache_dir or Path.home() / ".cache" / "groundlabel"
+        self.offline = offline
         self._loaded: dict[str, Segmenter] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Segmenter:
         spec = segmenter_spec(name)
         with self._lock:
+            if spec.name in self._loaded:
+                return self._loaded[spec.name]
+            lock = self._locks.setdefault(spec.name, threading.Lock())
+        with lock:
             if spec.name not in self._loaded:
-                self._loaded[spec.name] = Segmenter(spec.name, self.checkpoints.get(spec.name), self.device)
+                path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
+                segmenter = Segmenter(spec, path, self.device)
+                with self._lock:
+                    self._loaded[spec.name] = segmenter
             return self._loaded[spec.name]
 
     @property
     def loaded(self) -> list[str]:
-        return list(self._loaded)
+        with self._lock:
+            return list(self._loaded)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,19 +22,19 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import (
-    GroundingPipeline, GroundlabelError, LabelMap, LazyPipeline, LoadedImage, Prompt, PromptError, WeightsError,
-    load_image, model_version, parse_prompt,
-)
+from pipeline import GroundlabelError, LazyPipeline, Options, PromptError, model_version, parse_prompt
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
-from .convert import LabelStudioResult, to_label_studio
-from .errors import ConfigError, RequestError, SyncError
-from .prefetch import prefetched
+from .convert import LabelStudioResult
+from .errors import ConfigError, RequestError, SyncError, http_status
+from .files import write_atomic
 from .settings import BackendSettings
+from .tasks import predict_tasks
 
 log = logging.getLogger(__name__)
+# Label Studio servers whose connections stay open: one per URL and token that /setup announced.
+MAX_CLIENTS = 8
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,9 @@ class PromptStore:
     def set(self, project: str, prompt: str) -> None:
         with self._lock:
             prompts = self._read()
-            if prompts.get(project) == prompt:
-                return
-            prompts[project] = prompt
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(prompts, indent=1))
-            os.replace(tmp, self.path)
+            if prompts.get(project) != prompt:
+                prompts[project] = prompt
+                write_atomic(self.path, json.dumps(prompts, indent=1))
 
     def _read(self) -> dict[str, str]:
         try:
@@ -82,86 +78,62 @@ class MLBackend:
         self.settings = settings
         self.prompts = PromptStore(settings.state_dir / "prompts.json")
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
-        self._clients: dict[Credentials, LabelStudioClient] = {}
+        self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._lock = threading.Lock()
 
     def setup(self, body: dict) -> dict:
         """Remember where the project's Label Studio is; answer the model version. Never loads a model."""
         project = project_id(body.get("project"))
         if body.get("hostname") and body.get("access_token"):
-            self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
+            with self._lock:
+                self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
         config = _try_parse(body.get("schema"))
-        segmenter = self._segmenter(config)
-        box, text = self.settings.box_threshold, self.settings.text_threshold
-        return {"model_version": self.model_version(segmenter, box, text)}
+        return {"model_version": self.model_version(self.settings.options(masks=bool(config and config.wants_masks)))}
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
         TextArea result; batch requests (context null) use the project's last prompt or its label values.
         Raises ``RequestError`` / ``ConfigError`` for a malformed request and ``PromptError`` for a prompt the
-        detector cannot read (never remembered); a task that fails gets an empty prediction and a log line."""
+        detector cannot read (never remembered). A task that fails for good gets an empty prediction; one that may
+        work later gets ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged."""
         request = PredictRequest.parse(body)
         config, project = request.config, request.project
-        thresholds = {"box": config.box_threshold, "text": config.text_threshold}
-        thresholds.update(config.thresholds_from(request.results))
-        box = _clamp(thresholds["box"], self.settings.box_threshold)
-        text = _clamp(thresholds["text"], self.settings.text_threshold)
-        segmenter = self._segmenter(config)
-        empty = LabelStudioResult([], 0.0, self.model_version(segmenter, box, text))
+        options = request.options(self.settings)
+        empty = LabelStudioResult([], 0.0, self.model_version(options)).payload()
         typed = _something_to_look_for(config.prompt_from(request.results))
         if typed is None and request.context is not None:
             log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
-            return {"results": [empty.payload() for _ in request.tasks]}
+            return {"results": [empty for _ in request.tasks]}
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
         prompt = pipeline.check_prompt(typed or _something_to_look_for(self.prompts.get(project))
                                        or config.default_prompt)
         if typed:
             self.prompts.set(project, typed)
-        try:
-            client: LabelStudioClient | SyncError = self._client(project)
-        except SyncError as unusable:  # no Label Studio URL and token, or unusable ones: each task says why
-            client = unusable
-        label_map = config.label_map()
 
-        def fetch(task: dict):
-            if isinstance(client, SyncError):
-                raise client
+        def fetch(task: dict) -> bytes:
             data = task.get("data")
-            return load_image(client.download(config.image_url(data if isinstance(data, dict) else {}),
-                                              task_id=task.get("id")))
+            url = config.image_url(data if isinstance(data, dict) else {})
+            return self._client(project).download(url, task_id=task.get("id"))
 
         results = []
-        for task, image in prefetched(request.tasks, fetch):  # the next images download while one is predicted
-            try:
-                if isinstance(image, Exception):
-                    raise image
-                answer = self._predict_image(task, image, config, label_map, pipeline, prompt, box, text, segmenter)
-                results.append(answer.payload())
-            except (SyncError, GroundlabelError) as error:
-                log.warning("Task %s: empty prediction: %s", task.get("id"), error)
-                results.append(empty.payload())
-            except Exception:  # one broken task must not fail the batch; the traceback goes to the log
-                log.exception("Task %s: empty prediction after an unexpected error.", task.get("id"))
-                results.append(empty.payload())
+        for outcome in predict_tasks(request.tasks, fetch, pipeline, config, prompt, options):
+            if outcome.status == "done":
+                if outcome.result.skipped:
+                    log.info("Task %s: %s", outcome.task.get("id"), "; ".join(outcome.result.skipped))
+                results.append(outcome.result.payload())
+            elif outcome.status == "failed":
+                log.warning("Task %s: empty prediction: %s", outcome.task.get("id"), outcome.reason)
+                results.append(empty)
+            else:
+                log.warning("Task %s: nothing stored, the next run retries: %s", outcome.task.get("id"),
+                            outcome.reason)
+                results.append([])
         return {"results": results}
 
-    def _predict_image(self, task: dict, image: LoadedImage, config: ProjectConfig, label_map: LabelMap,
-                       pipeline: GroundingPipeline, prompt: Prompt, box: float, text: float,
-                       segmenter: str | None) -> LabelStudioResult:
-        try:
-            result = pipeline(image, prompt, box, text, segmenter=segmenter, label_map=label_map)
-        except WeightsError as error:  # boxes are still worth having; say why masks are missing
-            log.warning("No masks (%s); answering boxes only.", error)
-            result = pipeline(image, prompt, box, text, segmenter=None, label_map=label_map)
-        if result.unmapped:
-            log.info("Task %s: prompt phrases %s match none of the labels %s.", task.get("id"), result.unmapped,
-                     config.labels)
-        return to_label_studio(result, config)
-
-    def model_version(self, segmenter: str | None, box: float, text: float) -> str:
+    def model_version(self, options: Options) -> str:
         """Names detector, segmenter and thresholds, from the loaded pipeline or (before loading) the settings."""
         detector = self.models.get().detector.model_id if self.models.loaded else self.models.settings.detector
-        return model_version(detector, segmenter, box, text)
+        return model_version(detector, options)
 
     def remember_prompt(self, body: dict) -> str | None:
         """From a webhook event: the prompt in the annotation's TextArea result, stored for the project."""
@@ -174,23 +146,26 @@ class MLBackend:
             self.prompts.set(str(project["id"]), prompt)
         return prompt
 
-    def _segmenter(self, config: ProjectConfig | None) -> str | None:
-        return self.settings.segmenter if config is not None and config.wants_masks else None
-
     def _client(self, project: str) -> LabelStudioClient:
         """Environment credentials first (the operator chose them), else those Label Studio sent to /setup.
-        ``SyncError`` when there are none, or when they are unusable (a URL without http://, a refused token)."""
+        ``SyncError`` when there are none, or when they are unusable (a URL without http://, a refused token).
+        At most ``MAX_CLIENTS`` connections stay open; the least recently used one is closed."""
         settings = self.settings
-        if settings.label_studio_url and settings.label_studio_token:
-            credentials = Credentials(settings.label_studio_url, settings.label_studio_token)
-        else:
-            credentials = self._credentials.get(project)
-        if credentials is None:
-            raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY.")
         with self._lock:
+            if settings.label_studio_url and settings.label_studio_token:
+                credentials = Credentials(settings.label_studio_url, settings.label_studio_token)
+            else:
+                credentials = self._credentials.get(project)
+            if credentials is None:
+                raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and "
+                                "LABEL_STUDIO_API_KEY.")
             if credentials not in self._clients:
                 self._clients[credentials] = LabelStudioClient(credentials.url, credentials.token,
-                                                               timeout=settings.timeout)
+                                                               timeout=settings.timeout,
+                                                               max_image_bytes=settings.max_image_bytes)
+                while len(self._clients) > MAX_CLIENTS:
+                    self._clients.popitem(last=False)[1].close()
+            self._clients.move_to_end(credentials)
             return self._clients[credentials]
 
 
@@ -223,6 +198,15 @@ class PredictRequest:
             raise RequestError("'params.context' must be null or an object whose 'result' is a list of results.")
         return cls(tasks, project_id(body.get("project")), ProjectConfig.parse(body.get("label_config")), context)
 
+    def options(self, settings: BackendSettings) -> Options:
+        """Thresholds from the settings, overridden by the config's Number tags and the values set in the labeling
+        screen; the segmenter when the config has brush or polygon tags."""
+        thresholds = {"box": self.config.box_threshold, "text": self.config.text_threshold}
+        thresholds.update(self.config.thresholds_from(self.results))
+        return Options(_clamp(thresholds["box"], settings.box_threshold),
+                       _clamp(thresholds["text"], settings.text_threshold),
+                       settings.segmenter if self.config.wants_masks else None)
+
 
 def project_id(value) -> str:
     """Label Studio sends "<project id>.<creation timestamp>"; the id part names the project."""
@@ -253,10 +237,9 @@ def _clamp(value: float | None, default: float) -> float:
     return default if value is None else min(max(float(value), 0.0), 1.0)
 
 
-def create_router(models: LazyPipeline, settings: BackendSettings | None = None) -> APIRouter:
+def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
     """The ML-backend routes. With BASIC_AUTH_USER / BASIC_AUTH_PASS set, every route needs those credentials
-    (register the backend in Label Studio with basic auth)."""
-    settings = settings or BackendSettings.from_env()
+    (register the backend in Label Studio with basic auth). Errors become HTTP answers through ``HTTP_STATUS``."""
     backend = MLBackend(models, settings)
     dependencies = [Depends(_basic_auth(*settings.basic_auth))] if settings.basic_auth else []
     router = APIRouter(dependencies=dependencies)
@@ -274,10 +257,8 @@ def create_router(models: LazyPipeline, settings: BackendSettings | None = None)
         body = await _json_object(request)
         try:
             return await run_in_threadpool(backend.predict, body)
-        except (RequestError, ConfigError, PromptError) as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
-        except WeightsError as error:
-            raise HTTPException(status_code=503, detail=str(error)) from None
+        except GroundlabelError as error:
+            raise HTTPException(status_code=http_status(error), detail=str(error)) from None
 
     @router.post("/webhook")
     async def webhook(request: Request) -> dict:

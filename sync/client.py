@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,10 +22,8 @@ from label_studio_sdk.core.client_wrapper import SyncClientWrapper
 
 from .config import ProjectConfig
 from .errors import AuthError, DownloadError, LabelStudioError, UnreachableError
-from .settings import DEFAULT_TIMEOUT, BackendSettings
+from .settings import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_TIMEOUT, BackendSettings
 
-# Larger than any photo people label (a 40 MP JPEG is ~15 MB); a cap so a wrong URL cannot fill memory.
-DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 # URI schemes of Label Studio's cloud storages: only Label Studio can presign them.
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
 _MAX_REDIRECTS = 5
@@ -90,7 +87,7 @@ class LabelStudioClient:
     """
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, max_image_bytes: int | None = None
+        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     ):
         url = (url or "").strip().rstrip("/")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -102,7 +99,7 @@ class LabelStudioClient:
                                    "cloud metadata services live: groundlabel does not connect there.")
         self.url = url
         self.timeout = timeout
-        self.max_image_bytes = max_image_bytes or max_image_bytes_from_env()
+        self.max_image_bytes = max_image_bytes
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         try:
             self._auth = SyncClientWrapper(api_key=token.strip(), base_url=url + "/", httpx_client=self._http,
@@ -112,14 +109,15 @@ class LabelStudioClient:
             raise AuthError(f"The Label Studio token is not usable: {_detail(error.body)}", error.status_code) from None
 
     @classmethod
-    def from_env(cls, **kwargs) -> LabelStudioClient:
-        """From LABEL_STUDIO_URL (or LABEL_STUDIO_HOST) and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_ACCESS_TOKEN)."""
-        settings = BackendSettings.from_env()
-        if not settings.label_studio_url or not settings.label_studio_token:
+    def from_settings(cls, settings: BackendSettings, url: str | None = None) -> LabelStudioClient:
+        """The settings' Label Studio (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY), or ``url`` with their token."""
+        url = url or settings.label_studio_url
+        if not url or not settings.label_studio_token:
             raise LabelStudioError(
                 "Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN)."
             )
-        return cls(settings.label_studio_url, settings.label_studio_token, **kwargs)
+        return cls(url, settings.label_studio_token, timeout=settings.timeout,
+                   max_image_bytes=settings.max_image_bytes)
 
     def __enter__(self) -> LabelStudioClient:
         return self
@@ -251,14 +249,16 @@ class LabelStudioClient:
                         response.read()
                         reason = (_status_error(response, "download") if self.is_label_studio(target)
                                   else f"the image host answered {response.status_code}")
-                        raise DownloadError(f"Image {_safe(target)}: {reason}")
+                        raise DownloadError(f"Image {_safe(target)}: {reason}",
+                                            retryable=response.status_code == 429 or response.status_code >= 500)
                     return self._read_limited(response, target, deadline)
             except httpx.TimeoutException:
-                raise DownloadError(f"Image {_safe(target)}: no answer within {self.timeout:g} s.") from None
+                raise DownloadError(f"Image {_safe(target)}: no answer within {self.timeout:g} s.",
+                                    retryable=True) from None
             except httpx.HTTPError as error:
                 host = f"Label Studio at {self.url}" if self.is_label_studio(target) else "the image host"
                 reason = f"{host} is unreachable ({type(error).__name__}: {error})"
-                raise DownloadError(f"Image {_safe(target)}: {reason}.") from None
+                raise DownloadError(f"Image {_safe(target)}: {reason}.", retryable=True) from None
         raise DownloadError(f"Image {_safe(url)}: more than {_MAX_REDIRECTS} redirects.")
 
     def _read_limited(self, response: httpx.Response, target: str, deadline: float) -> bytes:
@@ -271,7 +271,8 @@ class LabelStudioClient:
             if size > self.max_image_bytes:
                 raise DownloadError(_too_big(target, size, self.max_image_bytes))
             if time.monotonic() > deadline:
-                raise DownloadError(f"Image {_safe(target)}: download took longer than {3 * self.timeout:g} s.")
+                raise DownloadError(f"Image {_safe(target)}: download took longer than {3 * self.timeout:g} s.",
+                                    retryable=True)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -307,11 +308,6 @@ class LabelStudioClient:
     def _stream(self, url: str):
         """A streamed GET (httpx raises its errors when the ``with`` block is entered)."""
         return self._http.stream("GET", url, headers=self._headers(url))
-
-
-def max_image_bytes_from_env() -> int:
-    """GROUNDLABEL_MAX_IMAGE_BYTES: the most bytes groundlabel takes for one image, downloaded or uploaded."""
-    return int(os.environ.get("GROUNDLABEL_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES))
 
 
 def link_local_address(url: str) -> str | None:

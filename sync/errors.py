@@ -1,17 +1,23 @@
-"""Errors of the Label Studio layer, each with a sentence a user can act on (and never the token)."""
+"""Errors of the Label Studio layer, each with a sentence a user can act on (and never the token), and the one
+table that turns any groundlabel error into an HTTP answer.
+
+``SyncError`` is a ``GroundlabelError``: the UI and the command lines show every one of them as its message.
+"""
 
 from __future__ import annotations
 
+from pipeline import GroundlabelError, ImageError, PromptError, SettingsError, WeightsError
 
-class SyncError(Exception):
+
+class SyncError(GroundlabelError):
     """Base class for everything that goes wrong between groundlabel and Label Studio."""
 
 
-class RequestError(SyncError, ValueError):
+class RequestError(SyncError):
     """A request to the ML backend is not what Label Studio sends: not a JSON object, or a field of the wrong shape."""
 
 
-class ConfigError(SyncError, ValueError):
+class ConfigError(SyncError):
     """The project's labeling config lacks a tag groundlabel needs, or is not valid XML."""
 
 
@@ -41,4 +47,22 @@ class UnreachableError(LabelStudioError):
 
 
 class DownloadError(SyncError):
-    """A task's image could not be fetched: bad URL, refused host, timeout, or over the size limit."""
+    """A task's image could not be fetched. ``retryable``: it may work later (timeout, host down, 5xx, 429), so
+    nothing is stored for it; otherwise (404, refused URL, too large) the failure is permanent."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# The one mapping from groundlabel's errors to HTTP answers of the ML backend (first match wins; the UI and the
+# command lines show the message of any GroundlabelError instead).
+HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (RequestError, 400), (ConfigError, 400), (PromptError, 400), (ImageError, 400), (SettingsError, 400),
+    (WeightsError, 503), (AuthError, 502), (LabelStudioError, 502), (DownloadError, 502), (GroundlabelError, 400),
+)
+
+
+def http_status(error: Exception) -> int | None:
+    """The HTTP status for ``error``; None for an error that is not groundlabel's (a bug: answer 500 and log it)."""
+    return next((status for kind, status in HTTP_STATUS if isinstance(error, kind)), None)

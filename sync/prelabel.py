@@ -20,17 +20,14 @@ from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-from pipeline import (
-    DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, GroundingPipeline, GroundlabelError, LazyPipeline, load_image,
-    parse_prompt,
-)
+from pipeline import GroundingPipeline, GroundlabelError, Options
 
 from .client import LabelStudioClient
-from .convert import LabelStudioResult, to_label_studio
-from .errors import LabelStudioError, SyncError
-from .prefetch import prefetched
+from .convert import LabelStudioResult
+from .errors import LabelStudioError
 from .push import Outbox, Pusher
 from .settings import BackendSettings
+from .tasks import predict_tasks, usable_options
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,7 @@ class PrelabelProgress:
     total: int | None = None
     done: int = 0
     skipped: int = 0
-    failed: dict[int, str] = field(default_factory=dict)  # task id -> reason
+    failed: dict[int, str] = field(default_factory=dict)  # task id -> reason (nothing stored: a rerun retries)
     queued: int = 0  # predictions kept in the outbox because Label Studio refused or was down
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
@@ -68,12 +65,10 @@ class PrelabelProgress:
 class PrelabelJob:
     project: int
     prompt: str | None = None  # None: the labels of the project's config
-    segmenter: str | None = None
-    box_threshold: float = DEFAULT_BOX_THRESHOLD
-    text_threshold: float = DEFAULT_TEXT_THRESHOLD
+    options: Options = Options()
     only_unlabeled: bool = False
     limit: int | None = None
-    batch_size: int | None = None  # images per detector forward; None: 4 on a GPU, 1 on a CPU
+    batch_size: int | None = None  # images per detector forward; None: the pipeline's (4 on a GPU, 1 on a CPU)
     write_batch: int = 10  # predictions per request to Label Studio
     prefetch: int = 4  # images downloaded and decoded ahead of the model
 
@@ -82,15 +77,15 @@ def prelabel(
     client: LabelStudioClient,
     pipeline: GroundingPipeline,
     job: PrelabelJob,
+    outbox: Outbox,
     on_progress: Callable[[PrelabelProgress], None] = lambda progress: None,
-    outbox: Outbox | None = None,
 ) -> PrelabelProgress:
-    """Run ``job``; returns the final counts. Raises only when the project itself is unusable."""
+    """Run ``job``; returns the final counts. Raises only when the project itself is unusable. A task whose image
+    fails gets no prediction (its reason is in ``failed``), so the next run tries it again."""
     config = client.project(job.project).config()
-    prompt = parse_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
-    label_map = config.label_map()
-    version = pipeline.model_version(job.segmenter, job.box_threshold, job.text_threshold)
-    batch_size = job.batch_size or (4 if pipeline.detector.device.type == "cuda" else 1)
+    prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
+    options = usable_options(pipeline, job.options)
+    version = pipeline.model_version(options)
     pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
     progress = PrelabelProgress()
     pending: list[tuple[int, LabelStudioResult]] = []
@@ -115,18 +110,15 @@ def prelabel(
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
     with _stop_on_ctrl_c() as stop:
-        images = prefetched(todo, lambda task: load_image(client.task_image(task, config)), job.prefetch)
-        for batch in _batches(images, batch_size):
-            ready = [(task, image) for task, image in batch if not isinstance(image, Exception)]
-            for task, error in ((task, image) for task, image in batch if isinstance(image, Exception)):
-                progress.failed[task.id] = str(error)
-                log.warning("Task %s skipped: %s", task.id, error)
-            if ready:
-                results = pipeline.batch([image for _, image in ready], prompt, job.box_threshold,
-                                         job.text_threshold, job.segmenter, label_map)
-                for (task, _), result in zip(ready, results):
-                    pending.append((task.id, to_label_studio(result, config)))
-                    progress.done += 1
+        outcomes = predict_tasks(todo, lambda task: client.task_image(task, config), pipeline, config, prompt,
+                                 options, batch_size=job.batch_size, prefetch=job.prefetch)
+        for outcome in outcomes:
+            if outcome.status == "done":
+                pending.append((outcome.task.id, outcome.result))
+                progress.done += 1
+            else:
+                progress.failed[outcome.task.id] = outcome.reason
+                log.warning("Task %s skipped: %s", outcome.task.id, outcome.reason)
             if len(pending) >= job.write_batch:
                 write()
             on_progress(progress)
@@ -150,17 +142,6 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
@@ -194,20 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=int, required=True)
     parser.add_argument("--prompt", help="default: the label values of the project's labeling config")
     parser.add_argument("--masks", metavar="SEGMENTER", help="mobile_sam, sam_vit_b, ... (default: boxes only)")
-    parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
-    parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    parser.add_argument("--box-threshold", type=float, help="default: $BOX_THRESHOLD or 0.35")
+    parser.add_argument("--text-threshold", type=float, help="default: $TEXT_THRESHOLD or 0.25")
     parser.add_argument("--only-unlabeled", action="store_true", help="skip tasks that already have an annotation")
     parser.add_argument("--limit", type=int, help="pre-annotate at most this many tasks")
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    job = PrelabelJob(args.project, args.prompt, args.masks, args.box_threshold, args.text_threshold,
-                      args.only_unlabeled, args.limit, args.batch_size)
-    try:
-        client = LabelStudioClient(args.url, BackendSettings.from_env().label_studio_token or "") if args.url \
-            else LabelStudioClient.from_env()
-        pipeline = LazyPipeline().get()
+    try:  # settings are checked before anything loads: a typo costs one line, not a traceback
+        settings = BackendSettings.from_env()
+        options = Options(settings.box_threshold if args.box_threshold is None else args.box_threshold,
+                          settings.text_threshold if args.text_threshold is None else args.text_threshold,
+                          args.masks)
+        job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size)
+        client = LabelStudioClient.from_settings(settings, args.url)
+        pipeline = GroundingPipeline.from_settings(settings.pipeline)
         with client, tqdm(unit="img", desc="pre-annotating") as bar:
             def show(progress: PrelabelProgress) -> None:
                 bar.total = progress.total
@@ -216,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                                 refresh=False)
                 bar.refresh()
 
-            progress = prelabel(client, pipeline, job, show)
-    except (SyncError, GroundlabelError) as error:
+            progress = prelabel(client, pipeline, job, Outbox(settings.outbox_dir), show)
+    except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(progress.summary())

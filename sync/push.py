@@ -11,17 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
 from .errors import AuthError, LabelStudioError
-from .settings import state_dir
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +52,16 @@ class OutboxItem:
 
 
 class Outbox:
-    """Results waiting for Label Studio, one JSON file each under ``directory`` (GROUNDLABEL_STATE_DIR/outbox).
+    """Results waiting for Label Studio, one JSON file each under ``directory`` (``BackendSettings.outbox_dir``).
 
     Files are written atomically and named by push key, so queueing the same push twice keeps one file.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None):
-        self.directory = Path(directory) if directory else state_dir() / "outbox"
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
 
     def put(self, item: OutboxItem) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{item.key}.json"
-        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(item.__dict__))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(self.directory / f"{item.key}.json", json.dumps(asdict(item)))
 
     def items(self, url: str | None = None) -> list[OutboxItem]:
         """Queued items, oldest first; only those for Label Studio ``url`` when given."""
@@ -88,12 +81,9 @@ class Outbox:
 
     def park(self, item: OutboxItem, error: str) -> Path:
         """Keep an item Label Studio rejected for good under ``failed/``, out of the retry loop but not lost."""
-        failed = Outbox(self.directory / "failed").put(OutboxItem(**{**item.__dict__, "error": error}))
+        failed = Outbox(self.directory / "failed").put(replace(item, error=error))
         self.remove(item.key)
         return failed
-
-    def __len__(self) -> int:
-        return len(self.items())
 
 
 class Pusher:
@@ -102,10 +92,10 @@ class Pusher:
     ``attempts`` tries per push with ``backoff`` seconds doubling between them; then the outbox.
     """
 
-    def __init__(self, client: LabelStudioClient, outbox: Outbox | None = None, *, attempts: int = 3,
+    def __init__(self, client: LabelStudioClient, outbox: Outbox, *, attempts: int = 3,
                  backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep):
         self.client = client
-        self.outbox = outbox if outbox is not None else Outbox()  # an empty Outbox is falsy (len 0)
+        self.outbox = outbox
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self._sleep = sleep
@@ -162,7 +152,7 @@ class Pusher:
                 continue
             self.outbox.remove(item.key)
             return outcome
-        queued = OutboxItem(**{**item.__dict__, "error": str(error), "attempts": item.attempts + attempts})
+        queued = replace(item, error=str(error), attempts=item.attempts + attempts)
         path = self.outbox.put(queued)
         log.warning("Push of %s for task %s queued in %s: %s", item.kind, item.task_id, path, error)
         return PushOutcome(item.task_id, item.kind, "queued", error=str(error))

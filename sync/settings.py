@@ -1,31 +1,27 @@
-"""Environment settings of the ML backend, under the names Label Studio's Grounding DINO / SAM examples use."""
+"""Settings of the Label Studio side and of the app, read from the environment once, by the entry points (app.py,
+``python -m sync.prelabel``), under the names Label Studio's Grounding DINO / SAM examples use.
+
+``BackendSettings`` carries the pipeline's own settings too, so an entry point reads the environment once and
+hands one object down to the UI, the ML-backend router and the command lines.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, segmenter_spec
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, PipelineSettings, SettingsError, \
+    segmenter_spec
 
 _TRUE = {"1", "true", "yes", "on"}
 # Seconds a Label Studio request or an image host may stay silent; a download gets three times this in all.
 DEFAULT_TIMEOUT = 10.0
+# Larger than any photo people label (a 40 MP JPEG is ~15 MB); a cap so a wrong URL cannot fill memory.
+DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 # Masks for configs that ask for them; USE_SAM picks SAM vit_h like Label Studio's Grounding SAM example.
 DEFAULT_SEGMENTER = "mobile_sam"
-
-
-def _first(*names: str) -> str | None:
-    return next((os.environ[name].strip() for name in names if os.environ.get(name, "").strip()), None)
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
-def state_dir() -> Path:
-    """Where groundlabel keeps small state (last prompt per project, the push outbox): GROUNDLABEL_STATE_DIR."""
-    return Path(os.environ.get("GROUNDLABEL_STATE_DIR") or Path.cwd() / ".groundlabel")
 
 
 @dataclass(frozen=True)
@@ -36,41 +32,63 @@ class BackendSettings:
     text_threshold: float = DEFAULT_TEXT_THRESHOLD
     segmenter: str | None = DEFAULT_SEGMENTER  # runs only for configs with BrushLabels / PolygonLabels; None: never
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
-    state_dir: Path = Path(".groundlabel")
+    state_dir: Path = Path(".groundlabel")  # small state: last prompt per project, the push outbox
     timeout: float = DEFAULT_TIMEOUT
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # per image, downloaded or uploaded
+    host: str = "0.0.0.0"
+    port: int = 7860
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.state_dir / "outbox"
+
+    def options(self, masks: bool = True) -> Options:
+        """The default options: these thresholds, and the segmenter when masks are wanted."""
+        return Options(self.box_threshold, self.text_threshold, self.segmenter if masks else None)
 
     @classmethod
-    def from_env(cls) -> BackendSettings:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> BackendSettings:
         """LABEL_STUDIO_URL | LABEL_STUDIO_HOST, LABEL_STUDIO_API_KEY | LABEL_STUDIO_ACCESS_TOKEN, BOX_THRESHOLD,
-        TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM (or GROUNDLABEL_SEGMENTER=name|none),
-        BASIC_AUTH_USER / BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds)."""
-        segmenter = _first("GROUNDLABEL_SEGMENTER") or (
-            "mobile_sam" if _flag("USE_MOBILE_SAM") else "sam_vit_h" if _flag("USE_SAM") else DEFAULT_SEGMENTER
+        TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
+        BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
+        GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, and ``PipelineSettings.from_env``'s variables."""
+        def first(*names: str) -> str | None:
+            return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
+
+        def flag(name: str) -> bool:
+            return (first(name) or "").lower() in _TRUE
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = first(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a number between {low:g} and {high:g}.") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name}={raw!r} is outside {low:g}..{high:g}.")
+            return value
+
+        segmenter = first("GROUNDLABEL_SEGMENTER") or (
+            "mobile_sam" if flag("USE_MOBILE_SAM") else "sam_vit_h" if flag("USE_SAM") else DEFAULT_SEGMENTER
         )
-        user, password = _first("BASIC_AUTH_USER"), _first("BASIC_AUTH_PASS")
+        user, password = first("BASIC_AUTH_USER"), first("BASIC_AUTH_PASS")
         if bool(user) != bool(password):
-            raise ValueError("Set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither: with only one of them the "
-                             "ML-backend routes would be open to anyone.")
+            raise SettingsError("Set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither: with only one of them the "
+                                "ML-backend routes would be open to anyone.")
         return cls(
-            label_studio_url=_first("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
-            label_studio_token=_first("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"),
-            box_threshold=_number("BOX_THRESHOLD", DEFAULT_BOX_THRESHOLD, 0.0, 1.0),
-            text_threshold=_number("TEXT_THRESHOLD", DEFAULT_TEXT_THRESHOLD, 0.0, 1.0),
+            label_studio_url=first("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
+            label_studio_token=first("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"),
+            box_threshold=number("BOX_THRESHOLD", DEFAULT_BOX_THRESHOLD, 0.0, 1.0),
+            text_threshold=number("TEXT_THRESHOLD", DEFAULT_TEXT_THRESHOLD, 0.0, 1.0),
             segmenter=None if segmenter.lower() == "none" else segmenter_spec(segmenter).name,  # fails on a typo
             basic_auth=(user, password) if user and password else None,
-            state_dir=state_dir(),
-            timeout=_number("GROUNDLABEL_TIMEOUT", DEFAULT_TIMEOUT, 0.1, 3600),
+            state_dir=Path(first("GROUNDLABEL_STATE_DIR") or Path.cwd() / ".groundlabel"),
+            timeout=number("GROUNDLABEL_TIMEOUT", DEFAULT_TIMEOUT, 0.1, 3600),
+            max_image_bytes=int(number("GROUNDLABEL_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES, 1, 1 << 40)),
+            host=first("GROUNDLABEL_HOST") or "0.0.0.0",
+            port=int(number("PORT", 7860, 1, 65535)),
+            pipeline=PipelineSettings.from_env(environ),
         )
-
-
-def _number(name: str, default: float, low: float, high: float) -> float:
-    raw = _first(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number between {low:g} and {high:g}.") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}={raw!r} is outside {low:g}..{high:g}.")
-    return value

@@ -6,7 +6,7 @@ import gradio as gr
 
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
 
-from .models import default_segmenter, segmenter_choices
+from .models import segmenter_choices
 
 BOXES, MASKS = "Boxes", "Boxes + masks"
 
@@ -21,12 +21,12 @@ def threshold_sliders(prefix: str) -> tuple[gr.Slider, gr.Slider]:
     return box, text
 
 
-def output_controls(prefix: str) -> tuple[gr.Radio, gr.Dropdown]:
+def output_controls(prefix: str, default_segmenter: str) -> tuple[gr.Radio, gr.Dropdown]:
     """Boxes or boxes + masks, and which segmenter draws the masks."""
     with gr.Row():
         mode = gr.Radio([BOXES, MASKS], value=BOXES, label="Output", scale=3, min_width=240,
                         elem_id=f"{prefix}-mode")
-        segmenter = gr.Dropdown(segmenter_choices(), value=default_segmenter(), label="Segmenter", scale=2,
+        segmenter = gr.Dropdown(segmenter_choices(), value=default_segmenter, label="Segmenter", scale=2,
                                 min_width=150, elem_id=f"{prefix}-segmenter")
     return mode, segmenter
 

@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage
-from sync.errors import SyncError
+from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage, Options
 
 from .models import ModelHub, ProgressFn, on_gpu
 
@@ -39,8 +38,7 @@ def run_query(hub: ModelHub, query: Query, box: float, text: float,
     start = time.perf_counter()
     pipeline = hub.load(query.segmenter, progress)
     progress(0.6, desc="Detecting and segmenting" if query.segmenter else "Detecting")
-    result = pipeline(query.image, query.prompt, box_threshold=box, text_threshold=text,
-                      segmenter=query.segmenter, label_map=query.label_map)
+    result = pipeline(query.image, query.prompt, Options(box, text, query.segmenter), query.label_map)
     return result, time.perf_counter() - start
 
 
@@ -73,7 +71,7 @@ def notice(text: str, kind: str = "error") -> str:
 
 def failure(error: Exception) -> str:
     """The message for a failed UI event: the error's own sentence, or a pointer to the log for a bug."""
-    if isinstance(error, (GroundlabelError, SyncError)):
+    if isinstance(error, GroundlabelError):
         return notice(str(error))
     logger.exception("UI event failed", exc_info=error)
     return notice(f"Unexpected error ({type(error).__name__}): {error}. The server log has the details.")

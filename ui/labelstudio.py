@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import html
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import gradio as gr
 
-from sync import BackendSettings, LabelStudioClient, Pusher, SyncError
+from pipeline import Options
+from sync import BackendSettings, LabelStudioClient, Outbox, Pusher, SyncError
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
 from .controls import BOXES, MASKS, chosen_segmenter, output_controls, threshold_sliders
@@ -24,152 +26,158 @@ from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
+Updates = dict[Any, Any]
 
 
-def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
+def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> None:
     """Lay out the Label Studio tab and wire its events; ``model_status`` is refreshed after model runs."""
-    env = BackendSettings.from_env()
-    workspace = gr.State(None, delete_callback=lambda ws: ws and ws.close())
-    review = gr.State(None)
+    layout(hub, model_status, settings).wire()
 
-    with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
-        url = gr.Textbox(env.label_studio_url or "", label="Label Studio URL", placeholder="http://localhost:8080",
-                         scale=3, elem_id="ls-url")
-        token = gr.Textbox(label="Access token", type="password", scale=3, elem_id="ls-token",
-                           placeholder="set in the environment: leave empty to use it" if env.label_studio_token
-                           else "Label Studio → Account & Settings → Access Token")
-        connect = gr.Button("Connect", variant="primary", scale=1, min_width=110, elem_id="ls-connect")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=280):  # connection, project and task list
-            connection = gr.HTML("<div class='gl-notice gl-info'>Not connected.</div>", padding=False,
-                                 elem_id="ls-connection")
-            project = gr.Dropdown([], value=None, label="Project", elem_id="ls-project")
-            chips = gr.CheckboxGroup([], label="Labels (the ticked ones form the prompt)", elem_id="ls-labels")
-            unlabeled = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
-            tasks = gr.Dataframe(headers=TASK_HEADERS, interactive=False, max_height=300, elem_id="ls-tasks",
-                                 column_widths=["18%", "50%", "16%", "16%"])
-            with gr.Row(equal_height=True, elem_classes="gl-pager-row"):
-                previous_page = gr.Button("◀", size="sm", min_width=50, scale=0, elem_id="ls-prev-page")
-                pager = gr.HTML("<div class='gl-pager'>Connect, then pick a project.</div>", elem_id="ls-pager")
-                next_page = gr.Button("▶", size="sm", min_width=50, scale=0, elem_id="ls-next-page")
-            with gr.Row():
-                retry = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
-                prelabel_all = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
-        with gr.Column(scale=6, min_width=420):  # the open task
-            header = gr.HTML(NO_TASK, elem_id="ls-task")
-            with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
-                prompt = gr.Textbox(label="Prompt", max_lines=2, scale=4, elem_id="ls-prompt")
-                detect = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
-            preview = gr.Image(label="What will be pushed", type="pil", format="jpeg", interactive=False, height=360,
-                               buttons=["fullscreen"], elem_id="ls-preview")
-            result_info = gr.HTML(elem_id="ls-summary")
-            with gr.Accordion("Output and thresholds", open=False):
-                mode, segmenter = output_controls("ls")
-                box, text = threshold_sliders("ls")
-        with gr.Column(scale=5, min_width=340):  # review and push
-            kind = gr.Radio(["annotation", "prediction"], value="annotation", label="Push as", elem_id="ls-kind")
-            with gr.Row(equal_height=True, elem_classes="gl-push-row"):
-                push = gr.Button("Push & next task", variant="primary", scale=3, elem_id="ls-push")
-                skip = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")
-            message = gr.HTML(elem_id="ls-message")
-            kept_info = gr.HTML(elem_id="ls-kept")
-            with gr.Column(elem_id="ls-review"):
-                @gr.render(inputs=[review, workspace], triggers=[review.change])
-                def review_rows(current: Review | None, ws: Workspace | None):
-                    """One row per detection: keep it or not, and its label (any label of the project)."""
-                    if current is None or ws is None or ws.config is None:
-                        return
-                    if len(current.result) == 0:
-                        gr.HTML(notice("Nothing found: lower the box threshold or change the prompt.", "info"))
-                        return
-                    for i, (phrase, score) in enumerate(zip(current.result.phrases, current.result.scores)):
-                        with gr.Row(equal_height=True, elem_classes="gl-review-row"):
-                            keep = gr.Checkbox(current.keep[i], label=f"#{i + 1}", interactive=True, container=False,
-                                               scale=0, min_width=64, elem_id=f"ls-keep-{i}")
-                            label = gr.Dropdown(ws.config.labels, value=current.labels[i], interactive=True,
-                                                show_label=False, container=False, scale=3, min_width=110,
-                                                elem_id=f"ls-label-{i}")
-                            gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>",
-                                    scale=2, min_width=80, padding=False)
-                        keep.input(decide(i, "keep"), [review, keep], [preview, kept_info])
-                        label.input(decide(i, "labels"), [review, label], [preview, kept_info])
 
-    # --- helpers: each returns {component: new value} ----------------------------------------------------------
+def guarded(report_to: str = "message") -> Callable:
+    """A handler whose failures become a readable message (in the component named ``report_to``); the rest of the
+    tab stays as it was."""
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        def wrapped(tab, *args, **kwargs) -> Updates:
+            try:
+                return handler(tab, *args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the UI boundary
+                return {getattr(tab, report_to): failure(error), tab.model_status: tab.hub.status_markdown()}
+        return wrapped
+    return decorate
 
-    def decide(index: int, choice: str):
-        """A review row's handler: record the keep/label choice and redraw what will be pushed."""
-        def handler(current: Review, value):
-            getattr(current, choice)[index] = value
-            return current.preview(), kept_text(current)
-        return handler
 
-    def kept_text(current: Review) -> str:
-        kept = current.kept()
-        labels = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.display_labels()).items())
-        return (f"<strong>{len(kept)} of {len(current.result)} kept</strong>{f' ({labels})' if labels else ''}: "
-                "untick to drop, pick another label from a row's menu, then push.")
+@dataclass
+class LabelStudioTab:
+    """The tab's components and its event handlers. Each handler answers ``{component: new value}`` for the
+    components it changes (never an empty dict: Gradio reads that as one missing value per output)."""
 
-    def task_list(ws: Workspace) -> dict:
+    hub: ModelHub
+    settings: BackendSettings
+    model_status: gr.Markdown
+    workspace: gr.State
+    review: gr.State
+    url: gr.Textbox
+    token: gr.Textbox
+    connect: gr.Button
+    connection: gr.HTML
+    project: gr.Dropdown
+    chips: gr.CheckboxGroup
+    unlabeled: gr.Checkbox
+    tasks: gr.Dataframe
+    previous_page: gr.Button
+    pager: gr.HTML
+    next_page: gr.Button
+    retry: gr.Button
+    prelabel_all: gr.Button
+    header: gr.HTML
+    prompt: gr.Textbox
+    detect: gr.Button
+    preview: gr.Image
+    result_info: gr.HTML
+    mode: gr.Radio
+    segmenter: gr.Dropdown
+    box: gr.Slider
+    text: gr.Slider
+    kind: gr.Radio
+    push: gr.Button
+    skip: gr.Button
+    message: gr.HTML
+    kept_info: gr.HTML
+
+    @property
+    def outputs(self) -> list:
+        """Every component a handler may change."""
+        return [self.workspace, self.review, self.connection, self.project, self.chips, self.tasks, self.pager,
+                self.header, self.preview, self.prompt, self.mode, self.result_info, self.kept_info, self.message,
+                self.model_status]
+
+    def wire(self) -> None:
+        everything, query = self.outputs, [self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text]
+        refilter = [self.workspace, self.mode, self.segmenter, self.box, self.text]
+        self.connect.click(self.on_connect, [self.url, self.token, self.workspace], everything)
+        self.token.submit(self.on_connect, [self.url, self.token, self.workspace], everything)
+        self.project.input(self.on_project, [self.workspace, self.project, self.unlabeled], everything)
+        self.unlabeled.input(self.on_filter, [self.workspace, self.unlabeled], everything)
+        self.previous_page.click(self.on_previous_page, [self.workspace], everything)
+        self.next_page.click(self.on_next_page, [self.workspace], everything)
+        self.chips.input(lambda ticked: ". ".join(ticked), self.chips, self.prompt)
+        self.tasks.select(self.on_task_click, query, everything, concurrency_id="model")
+        self.detect.click(self.on_detect, query, everything, concurrency_id="model")
+        self.prompt.submit(self.on_detect, query, everything, concurrency_id="model")
+        for control in (self.box, self.text):
+            control.change(self.on_refilter, refilter, everything, show_progress="minimal",
+                           trigger_mode="always_last", concurrency_limit=4)
+        for control in (self.mode, self.segmenter):
+            control.input(self.on_refilter, refilter, everything, concurrency_id="model")
+        self.push.click(self.on_push, [self.workspace, self.review, self.kind, *query[1:]], everything,
+                        concurrency_id="model")
+        self.skip.click(self.on_skip, query, everything, concurrency_id="model")
+        self.retry.click(self.on_retry, [self.workspace], everything)
+        self.prelabel_all.click(self.on_prelabel, query, everything, concurrency_id="model")
+
+    # --- pieces of answers ------------------------------------------------------------------------------------
+
+    def say(self, text: str, kind: str = "info") -> Updates:
+        return {self.message: notice(text, kind)}
+
+    def task_list(self, ws: Workspace) -> Updates:
         page = ws.page
         text = f"Page {page.page} of {page.pages} · {page.total} task{'s' * (page.total != 1)}"
-        return {tasks: ws.task_rows(), pager: f"<div class='gl-pager'>{text}</div>"}
+        return {self.tasks: ws.task_rows(), self.pager: f"<div class='gl-pager'>{text}</div>"}
 
-    def run(ws: Workspace, box_value: float, text_value: float, progress: ProgressFn) -> dict:
-        result, seconds = run_query(hub, ws.query, box_value, text_value, progress)
+    def run(self, ws: Workspace, box: float, text: float, progress: ProgressFn) -> Updates:
+        result, seconds = run_query(self.hub, ws.query, box, text, progress)
         current = Review.of(ws.query.image, result)
-        return {workspace: ws, review: current, preview: current.preview(), kept_info: kept_text(current),
-                result_info: summary(result, ws.query, seconds, box_value, text_value),
-                model_status: hub.status_markdown()}
+        return {self.workspace: ws, self.review: current, self.preview: current.preview(),
+                self.kept_info: kept_text(current), self.result_info: summary(result, ws.query, seconds, box, text),
+                self.model_status: self.hub.status_markdown()}
 
-    def open_task(ws: Workspace, task_id: int, prompt_text: str, mode_value: str, segmenter_value: str,
-                  box_value: float, text_value: float, progress: ProgressFn) -> dict:
+    def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
+                  text: float, progress: ProgressFn) -> Updates:
         progress(0.02, desc=f"Fetching task {task_id}")
-        query = ws.open(task_id, prompt_text, chosen_segmenter(mode_value, segmenter_value))
+        query = ws.open(task_id, prompt, chosen_segmenter(mode, segmenter))
         ids = ws.task_ids()
         where = f" · {ids.index(task_id) + 1} of {len(ids)} on this page" if task_id in ids else ""
-        updates = {header: f"<div class='gl-task'><strong>Task #{task_id}</strong> · {html.escape(ws.task_name())} · "
-                           f"{task_link(ws, task_id, 'open in Label Studio')}{where}</div>"}
+        updates = {self.header: f"<div class='gl-task'><strong>Task #{task_id}</strong> · "
+                                f"{html.escape(ws.task_name())} · {task_link(ws, task_id, 'open in Label Studio')}"
+                                f"{where}</div>"}
         if query.prompt.strip():
-            return updates | run(ws, box_value, text_value, progress)
-        return updates | {workspace: ws, review: None, preview: query.image.pil, kept_info: "",
-                          result_info: notice("Type what to look for, then press Enter.", "info")}
+            return updates | self.run(ws, box, text, progress)
+        return updates | {self.workspace: ws, self.review: None, self.preview: query.image.pil, self.kept_info: "",
+                          self.result_info: notice("Type what to look for, then press Enter.", "info")}
 
-    def advance(ws: Workspace, done: str, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                progress: ProgressFn) -> dict:
+    def turn_page(self, ws: Workspace | None, step: int) -> Updates:
+        if ws is None or ws.page is None:
+            return self.say("Connect and pick a project first: then the arrows turn its task pages.")
+        ws.load_page(min(max(1, ws.page.page + step), ws.page.pages))
+        return self.task_list(ws)
+
+    def advance(self, ws: Workspace, done: str, prompt: str, mode: str, segmenter: str, box: float, text: float,
+                progress: ProgressFn) -> Updates:
         """Open the task after the current one; ``done`` (what just happened) stays in the message box."""
         try:
             next_id = ws.next_task_id()
             ws.load_page(ws.page.page)
         except SyncError as error:
-            return {workspace: ws, message: done + failure(error)}
+            return {self.workspace: ws, self.message: done + failure(error)}
         if next_id is None:
-            return task_list(ws) | {workspace: ws, review: None, preview: None, header: NO_TASK, kept_info: "",
-                                    result_info: "", message: done + notice("No more tasks in this list.", "info")}
+            return self.task_list(ws) | {
+                self.workspace: ws, self.review: None, self.preview: None, self.header: NO_TASK, self.kept_info: "",
+                self.result_info: "", self.message: done + notice("No more tasks in this list.", "info")}
         try:
-            opened = open_task(ws, next_id, prompt_text, mode_value, segmenter_value, box_value, text_value, progress)
+            opened = self.open_task(ws, next_id, prompt, mode, segmenter, box, text, progress)
         except Exception as error:  # noqa: BLE001 - keep the report of the push, add why the next task did not open
-            return task_list(ws) | {workspace: ws, message: done + failure(error)}
-        return task_list(ws) | opened | {message: done}
+            return self.task_list(ws) | {self.workspace: ws, self.message: done + failure(error)}
+        return self.task_list(ws) | opened | {self.message: done}
 
-    def guarded(handler=None, *, report_to: gr.HTML | None = None):
-        """Any failure becomes a readable message (in ``report_to``, else the message box under the push
-        button); the rest of the tab stays as it was."""
-        if handler is None:
-            return functools.partial(guarded, report_to=report_to)
+    # --- handlers ------------------------------------------------------------------------------------------------
 
-        @functools.wraps(handler)
-        def wrapped(*args, **kwargs):
-            try:
-                return handler(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - the UI boundary
-                return {report_to or message: failure(error), model_status: hub.status_markdown()}
-        return wrapped
-
-    # --- handlers -----------------------------------------------------------------------------------------------
-
-    @guarded(report_to=connection)
-    def on_connect(url_text: str, token_text: str, old: Workspace | None):
-        client = LabelStudioClient(url_text, token_text or env_token_for(url_text, env))
+    @guarded("connection")
+    def on_connect(self, url: str, token: str, old: Workspace | None) -> Updates:
+        client = LabelStudioClient(url, token or env_token_for(url, self.settings), timeout=self.settings.timeout,
+                                   max_image_bytes=self.settings.max_image_bytes)
         try:
             user = client.whoami()
             projects = client.projects()
@@ -178,148 +186,216 @@ def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
             raise  # the previous connection, if any, stays usable
         if old is not None:
             old.close()
-        ws = Workspace(client, Pusher(client), user=user.get("email") or user.get("username") or "")
+        ws = Workspace(client, Pusher(client, Outbox(self.settings.outbox_dir)),
+                       user=user.get("email") or user.get("username") or "",
+                       max_pixels=self.settings.pipeline.max_pixels)
         waiting = ws.pusher.pending
         text = (f"Connected as {ws.user} · {len(projects)} project{'s' * (len(projects) != 1)}"
                 + (f" · {waiting} push(es) wait in the outbox: Retry outbox sends them." if waiting else ""))
         choices = [(f"{p.title} (#{p.id}) · {p.labeled_count}/{p.task_count} labeled", p.id) for p in projects]
-        return {workspace: ws, connection: notice(text, "ok"), message: "",
-                project: gr.Dropdown(choices=choices, value=None)}
+        return {self.workspace: ws, self.connection: notice(text, "ok"), self.message: "",
+                self.project: gr.Dropdown(choices=choices, value=None)}
 
-    @guarded
-    def on_project(ws: Workspace | None, project_id, unlabeled_only: bool):
+    @guarded()
+    def on_project(self, ws: Workspace | None, project_id, unlabeled_only: bool) -> Updates:
         if ws is None or project_id is None:
-            return {message: notice("Connect to Label Studio first.", "info")}
+            return self.say("Connect to Label Studio first.")
         config = ws.choose_project(int(project_id), unlabeled_only)
-        return task_list(ws) | {
-            workspace: ws, chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
-            prompt: config.default_prompt, mode: MASKS if config.wants_masks else BOXES, review: None, preview: None,
-            header: NO_TASK, kept_info: "", result_info: "", message: "",
+        return self.task_list(ws) | {
+            self.workspace: ws, self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
+            self.prompt: config.default_prompt, self.mode: MASKS if config.wants_masks else BOXES, self.review: None,
+            self.preview: None, self.header: NO_TASK, self.kept_info: "", self.result_info: "", self.message: "",
         }
 
-    @guarded
-    def on_filter(ws: Workspace | None, unlabeled_only: bool):
+    @guarded()
+    def on_filter(self, ws: Workspace | None, unlabeled_only: bool) -> Updates:
         if ws is None or ws.project is None:
-            return {}
+            return self.say("Pick a project first: the filter applies to its task list.")
         ws.unlabeled_only = unlabeled_only
         ws.load_page(1)
-        return task_list(ws)
+        return self.task_list(ws)
 
-    def turn_page(step: int):
-        @guarded
-        def handler(ws: Workspace | None):
-            if ws is None or ws.page is None:
-                return {}
-            ws.load_page(min(max(1, ws.page.page + step), ws.page.pages))
-            return task_list(ws)
-        return handler
+    @guarded()
+    def on_previous_page(self, ws: Workspace | None) -> Updates:
+        return self.turn_page(ws, -1)
 
-    @guarded
-    def on_task_click(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                      evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
+    @guarded()
+    def on_next_page(self, ws: Workspace | None) -> Updates:
+        return self.turn_page(ws, +1)
+
+    @guarded()
+    def on_task_click(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
+                      evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.page is None:
-            return {}
-        return open_task(ws, int(evt.row_value[0]), prompt_text, mode_value, segmenter_value, box_value,
-                         text_value, progress) | {message: ""}
+            return self.say("Connect and pick a project first.")
+        return self.open_task(ws, int(evt.row_value[0]), prompt, mode, segmenter, box, text, progress) | {self.message: ""}
 
-    @guarded
-    def on_detect(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                  progress=gr.Progress(track_tqdm=True)):
+    @guarded()
+    def on_detect(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
+                  progress=gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.query is None:
-            return {message: notice("Open a task first (click it in the list).", "info")}
-        ws.query = replace(ws.query, prompt=prompt_text, segmenter=chosen_segmenter(mode_value, segmenter_value))
-        return run(ws, box_value, text_value, progress) | {message: ""}
+            return self.say("Open a task first (click it in the list).")
+        ws.query = replace(ws.query, prompt=prompt, segmenter=chosen_segmenter(mode, segmenter))
+        return self.run(ws, box, text, progress) | {self.message: ""}
 
-    @guarded
-    def on_refilter(ws: Workspace | None, mode_value, segmenter_value, box_value, text_value,
-                    progress=gr.Progress(track_tqdm=True)):
+    @guarded()
+    def on_refilter(self, ws: Workspace | None, mode, segmenter, box, text,
+                    progress=gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.query is None or not ws.query.prompt.strip():
-            return {}
-        ws.query = replace(ws.query, segmenter=chosen_segmenter(mode_value, segmenter_value))
-        return run(ws, box_value, text_value, progress)
+            return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
+        ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
+        return self.run(ws, box, text, progress)
 
-    @guarded
-    def on_push(ws: Workspace | None, current: Review | None, kind_value: str, prompt_text, mode_value,
-                segmenter_value, box_value, text_value, progress=gr.Progress(track_tqdm=True)):
+    @guarded()
+    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, prompt, mode, segmenter,
+                box, text, progress=gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.task is None or current is None:
-            return {message: notice("Open a task and detect first.", "info")}
+            return self.say("Open a task and detect first.")
         task_id = ws.task.id
-        outcome, sent = ws.push(current, kind_value)
+        outcome, sent = ws.push(current, kind)  # a delivered push also delivers what waited in the outbox
         link = task_link(ws, task_id, f"task #{task_id}")
         if outcome.status == "queued":
-            done = (f"<div class='gl-notice gl-error'>Label Studio did not take the {kind_value} for {link}: "
+            done = (f"<div class='gl-notice gl-error'>Label Studio did not take the {kind} for {link}: "
                     f"{html.escape(outcome.error or '')} It is kept in the outbox ({ws.pusher.pending} waiting); "
                     "Retry outbox sends it.</div>")
         else:
-            delivered = sum(item.status != "queued" for item in ws.pusher.flush())
             verb = "Pushed" if outcome.status == "created" else "Already in Label Studio:"
-            done = (f"<div class='gl-notice gl-ok'>{verb} {kind_value} #{outcome.id} to {link}: "
-                    f"{html.escape(describe_regions(sent))}."
-                    + (f" Also delivered {delivered} from the outbox." if delivered else "") + "</div>")
-        return advance(ws, done, prompt_text, mode_value, segmenter_value, box_value, text_value, progress)
+            done = (f"<div class='gl-notice gl-ok'>{verb} {kind} #{outcome.id} to {link}: "
+                    f"{html.escape(describe_regions(sent))}.</div>")
+        return self.advance(ws, done, prompt, mode, segmenter, box, text, progress)
 
-    @guarded
-    def on_skip(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                progress=gr.Progress(track_tqdm=True)):
+    @guarded()
+    def on_skip(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
+                progress=gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.page is None:
-            return {message: notice("Pick a project first.", "info")}
-        return advance(ws, "", prompt_text, mode_value, segmenter_value, box_value, text_value, progress)
+            return self.say("Pick a project first.")
+        return self.advance(ws, "", prompt, mode, segmenter, box, text, progress)
 
-    @guarded
-    def on_retry(ws: Workspace | None, progress=gr.Progress()):
+    @guarded()
+    def on_retry(self, ws: Workspace | None, progress=gr.Progress()) -> Updates:
         if ws is None:
-            return {message: notice("Connect first: the outbox is kept per Label Studio URL.", "info")}
+            return self.say("Connect first: the outbox is kept per Label Studio URL.")
         progress(0.1, desc=f"Sending {ws.pusher.pending} waiting push(es)")
         sent = sum(item.status != "queued" for item in ws.pusher.flush())
         left = ws.pusher.pending
-        return {message: notice(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")}
+        return self.say(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")
 
-    @guarded
-    def on_prelabel(ws: Workspace | None, prompt_text, mode_value, segmenter_value, box_value, text_value,
-                    progress=gr.Progress()):
-        """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel
-        makes them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
+    @guarded()
+    def on_prelabel(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
+                    progress=gr.Progress()) -> Updates:
+        """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel makes
+        them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
         if ws is None or ws.project is None:
-            return {message: notice("Pick a project first.", "info")}
-        segmenter_name = chosen_segmenter(mode_value, segmenter_value)
-        pipeline = hub.load(segmenter_name, progress)
-        job = PrelabelJob(ws.project.id, prompt_text or None, segmenter_name, box_value, text_value,
-                          only_unlabeled=ws.unlabeled_only)
+            return self.say("Pick a project first.")
+        options = Options(box, text, chosen_segmenter(mode, segmenter))
+        pipeline = self.hub.load(options.segmenter, progress)
+        job = PrelabelJob(ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only)
 
         def show(state: PrelabelProgress) -> None:
             if state.total:
                 progress((state.finished, state.total), unit="tasks",
                          desc=f"Pre-annotating: {state.done} done, {state.skipped} skipped, {len(state.failed)} failed")
 
-        state = prelabel(ws.client, pipeline, job, show, outbox=ws.pusher.outbox)
+        state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show)
         ws.load_page(ws.page.page if ws.page else 1)
-        return task_list(ws) | {message: notice(state.summary(), "error" if state.failed or state.queued else "ok"),
-                                model_status: hub.status_markdown()}
+        return self.task_list(ws) | {self.message: notice(state.summary(), "error" if state.failed or state.queued else "ok"),
+                                    self.model_status: self.hub.status_markdown()}
 
-    # --- wiring -------------------------------------------------------------------------------------------------
 
-    everything = [workspace, review, connection, project, chips, tasks, pager, header, preview, prompt, mode,
-                  result_info, kept_info, message, model_status]
-    settings = [prompt, mode, segmenter, box, text]
-    connect.click(on_connect, [url, token, workspace], everything)
-    token.submit(on_connect, [url, token, workspace], everything)
-    project.input(on_project, [workspace, project, unlabeled], everything)
-    unlabeled.input(on_filter, [workspace, unlabeled], everything)
-    previous_page.click(turn_page(-1), [workspace], everything)
-    next_page.click(turn_page(+1), [workspace], everything)
-    chips.input(lambda ticked: ". ".join(ticked), chips, prompt)
-    tasks.select(on_task_click, [workspace, *settings], everything, concurrency_id="model")
-    detect.click(on_detect, [workspace, *settings], everything, concurrency_id="model")
-    prompt.submit(on_detect, [workspace, *settings], everything, concurrency_id="model")
-    for control in (box, text):
-        control.change(on_refilter, [workspace, mode, segmenter, box, text], everything, show_progress="minimal",
-                       trigger_mode="always_last", concurrency_limit=4)
-    for control in (mode, segmenter):
-        control.input(on_refilter, [workspace, mode, segmenter, box, text], everything, concurrency_id="model")
-    push.click(on_push, [workspace, review, kind, *settings], everything, concurrency_id="model")
-    skip.click(on_skip, [workspace, *settings], everything, concurrency_id="model")
-    retry.click(on_retry, [workspace], everything)
-    prelabel_all.click(on_prelabel, [workspace, *settings], everything, concurrency_id="model")
+def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> LabelStudioTab:
+    """The tab's components, in three columns: connection and tasks, the open task, review and push."""
+    c: dict[str, Any] = {"workspace": gr.State(None, delete_callback=lambda ws: ws and ws.close()),
+                         "review": gr.State(None)}
+    with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
+        c["url"] = gr.Textbox(settings.label_studio_url or "", label="Label Studio URL",
+                              placeholder="http://localhost:8080", scale=3, elem_id="ls-url")
+        c["token"] = gr.Textbox(label="Access token", type="password", scale=3, elem_id="ls-token",
+                                placeholder="set in the environment: leave empty to use it"
+                                if settings.label_studio_token else "Label Studio → Account & Settings → Access Token")
+        c["connect"] = gr.Button("Connect", variant="primary", scale=1, min_width=110, elem_id="ls-connect")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=280):
+            task_column(c)
+        with gr.Column(scale=6, min_width=420):
+            open_task_column(c, hub.default_segmenter)
+        with gr.Column(scale=5, min_width=340):
+            c["kind"] = gr.Radio(["annotation", "prediction"], value="annotation", label="Push as", elem_id="ls-kind")
+            with gr.Row(equal_height=True, elem_classes="gl-push-row"):
+                c["push"] = gr.Button("Push & next task", variant="primary", scale=3, elem_id="ls-push")
+                c["skip"] = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")
+            c["message"] = gr.HTML(elem_id="ls-message")
+            c["kept_info"] = gr.HTML(elem_id="ls-kept")
+            with gr.Column(elem_id="ls-review"):
+                review_rows(c["review"], c["workspace"], c["preview"], c["kept_info"])
+    return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
+
+
+def task_column(c: dict[str, Any]) -> None:
+    """Connection state, project, label chips and the paginated task list."""
+    c["connection"] = gr.HTML("<div class='gl-notice gl-info'>Not connected.</div>", padding=False,
+                              elem_id="ls-connection")
+    c["project"] = gr.Dropdown([], value=None, label="Project", elem_id="ls-project")
+    c["chips"] = gr.CheckboxGroup([], label="Labels (the ticked ones form the prompt)", elem_id="ls-labels")
+    c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
+    c["tasks"] = gr.Dataframe(headers=TASK_HEADERS, interactive=False, max_height=300, elem_id="ls-tasks",
+                              column_widths=["18%", "50%", "16%", "16%"])
+    with gr.Row(equal_height=True, elem_classes="gl-pager-row"):
+        c["previous_page"] = gr.Button("◀", size="sm", min_width=50, scale=0, elem_id="ls-prev-page")
+        c["pager"] = gr.HTML("<div class='gl-pager'>Connect, then pick a project.</div>", elem_id="ls-pager")
+        c["next_page"] = gr.Button("▶", size="sm", min_width=50, scale=0, elem_id="ls-next-page")
+    with gr.Row():
+        c["retry"] = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
+        c["prelabel_all"] = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
+
+
+def open_task_column(c: dict[str, Any], default_segmenter: str) -> None:
+    """The open task: its header, the prompt, the preview of what will be pushed, output and thresholds."""
+    c["header"] = gr.HTML(NO_TASK, elem_id="ls-task")
+    with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
+        c["prompt"] = gr.Textbox(label="Prompt", max_lines=2, scale=4, elem_id="ls-prompt")
+        c["detect"] = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
+    c["preview"] = gr.Image(label="What will be pushed", type="pil", format="jpeg", interactive=False, height=360,
+                            buttons=["fullscreen"], elem_id="ls-preview")
+    c["result_info"] = gr.HTML(elem_id="ls-summary")
+    with gr.Accordion("Output and thresholds", open=False):
+        c["mode"], c["segmenter"] = output_controls("ls", default_segmenter)
+        c["box"], c["text"] = threshold_sliders("ls")
+
+
+def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_info: gr.HTML) -> None:
+    """One row per detection, re-rendered when a new review starts: keep it or not, and its label."""
+    @gr.render(inputs=[review, workspace], triggers=[review.change])
+    def rows(current: Review | None, ws: Workspace | None) -> None:
+        if current is None or ws is None or ws.config is None:
+            return
+        if len(current.result) == 0:
+            gr.HTML(notice("Nothing found: lower the box threshold or change the prompt.", "info"))
+            return
+        for i, (phrase, score) in enumerate(zip(current.result.phrases, current.result.scores)):
+            with gr.Row(equal_height=True, elem_classes="gl-review-row"):
+                keep = gr.Checkbox(current.keep[i], label=f"#{i + 1}", interactive=True, container=False,
+                                   scale=0, min_width=64, elem_id=f"ls-keep-{i}")
+                label = gr.Dropdown(ws.config.labels, value=current.labels[i], interactive=True, show_label=False,
+                                    container=False, scale=3, min_width=110, elem_id=f"ls-label-{i}")
+                gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>", scale=2,
+                        min_width=80, padding=False)
+            keep.input(decide(i, "keep"), [review, keep], [preview, kept_info])
+            label.input(decide(i, "labels"), [review, label], [preview, kept_info])
+
+
+def decide(index: int, choice: str) -> Callable:
+    """A review row's handler: record the keep/label choice and redraw what will be pushed."""
+    def handler(current: Review, value) -> tuple:
+        getattr(current, choice)[index] = value
+        return current.preview(), kept_text(current)
+    return handler
+
+
+def kept_text(current: Review) -> str:
+    kept = current.kept()
+    labels = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.display_labels()).items())
+    return (f"<strong>{len(kept)} of {len(current.result)} kept</strong>{f' ({labels})' if labels else ''}: "
+            "untick to drop, pick another label from a row's menu, then push.")
 
 
 def task_link(ws: Workspace, task_id: int, text: str) -> str:

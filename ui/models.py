@@ -6,9 +6,11 @@ import html
 import threading
 from typing import Callable
 
-from pipeline import SEGMENTERS, GroundingPipeline, LazyPipeline, WeightsError, segmenter_spec
+import gradio as gr
+
+from pipeline import SEGMENTERS, GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError
 from pipeline.device import select_device
-from sync.settings import DEFAULT_SEGMENTER, BackendSettings
+from sync.settings import DEFAULT_SEGMENTER
 
 try:  # present on Hugging Face Spaces only
     import spaces
@@ -28,16 +30,14 @@ def segmenter_choices() -> list[str]:
     return list(SEGMENTERS)
 
 
-def default_segmenter() -> str:
-    """The ML backend's choice (GROUNDLABEL_SEGMENTER, USE_SAM, USE_MOBILE_SAM), else MobileSAM: fast on a CPU."""
-    return segmenter_spec(BackendSettings.from_env().segmenter or DEFAULT_SEGMENTER).name
-
-
 class ModelHub:
-    """Wraps the process-wide ``LazyPipeline``: loads with progress, remembers segmenter load failures."""
+    """Wraps the process-wide ``LazyPipeline``: loads with progress, remembers segmenter load failures.
+    ``default_segmenter`` is the ML backend's choice (GROUNDLABEL_SEGMENTER, USE_SAM, USE_MOBILE_SAM), else
+    MobileSAM: fast on a CPU."""
 
-    def __init__(self, lazy: LazyPipeline):
+    def __init__(self, lazy: LazyPipeline, default_segmenter: str | None = DEFAULT_SEGMENTER):
         self.lazy = lazy
+        self.default_segmenter = default_segmenter or DEFAULT_SEGMENTER
         self._segmenter_errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -81,6 +81,18 @@ class ModelHub:
             return f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])}"
         try:
             device = select_device(self.lazy.settings.device)
-        except RuntimeError as error:
+        except GroundlabelError as error:
             return f"<span class='gl-bad'>cannot load</span>: {html.escape(str(error))} Set GROUNDLABEL_DEVICE=cpu."
         return f"not loaded yet: loads on the first run, on **{device}**"
+
+
+def load_models(hub: ModelHub) -> Callable[..., str]:
+    """The *Load models* button's handler: load the detector now (downloading it once when online) instead of on the
+    first run; the status line shows the result, or why it failed and how to fix it."""
+    def load(progress=gr.Progress(track_tqdm=True)) -> str:
+        try:
+            hub.load(None, progress)
+        except WeightsError:
+            pass  # the status line says why
+        return hub.status_markdown()
+    return load

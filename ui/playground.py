@@ -41,7 +41,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
                                     info="Phrases separated by . or , (phrase:label names the label)",
                                     elem_id="pg-prompt")
                 run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
-            mode, segmenter = output_controls("pg")
+            mode, segmenter = output_controls("pg", hub.default_segmenter)
             box, text = threshold_sliders("pg")
             gr.Examples([[str(get_image(name)), words] for name, words in EXAMPLES], inputs=[image, prompt],
                         label="Examples")
@@ -74,7 +74,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
                     gr.DownloadButton(value=None, interactive=False), gr.skip())
         try:
             parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
-            query = Query(load_image(path), Path(path).name, prompt_text,
+            query = Query(load_image(path, hub.lazy.settings.max_pixels), Path(path).name, prompt_text,
                           chosen_segmenter(mode_value, segmenter_value))
             return show(query, box_value, text_value, progress)
         except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
-from pipeline import DetectionResult, LoadedImage, load_image, render
+from pipeline import DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, load_image, render
 from sync import (
     LabelStudioClient,
     LabelStudioResult,
@@ -43,12 +43,8 @@ class Review:
 
     def kept(self) -> DetectionResult:
         """The result to push: kept detections only, with the labels the reviewer chose."""
-        indices = [i for i, keep in enumerate(self.keep) if keep]
-        chosen = self.result.select(indices)
-        for position, index in enumerate(indices):
-            if self.labels[index] != chosen.labels[position]:
-                chosen = chosen.relabel(position, self.labels[index])
-        return chosen
+        kept = [i for i, keep in enumerate(self.keep) if keep]
+        return self.result[kept].with_labels([self.labels[i] for i in kept])
 
     def preview(self) -> Image.Image:
         """The image with what would be pushed drawn on it."""
@@ -66,6 +62,7 @@ class Workspace:
     client: LabelStudioClient
     pusher: Pusher
     user: str = ""
+    max_pixels: int = DEFAULT_MAX_PIXELS
     project: Project | None = None
     config: ProjectConfig | None = None
     unlabeled_only: bool = True
@@ -94,7 +91,7 @@ class Workspace:
     def fetch(self, task_id: int, prompt: str, segmenter: str | None) -> tuple[Task, Query]:
         """Task ``task_id`` and the query to run on its image, with the project's label mapping."""
         task = self.client.task(task_id)
-        image = load_image(self.client.task_image(task, self.config))
+        image = load_image(self.client.task_image(task, self.config), self.max_pixels)
         return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map())
 
     def open(self, task_id: int, prompt: str, segmenter: str | None) -> Query:
@@ -123,7 +120,7 @@ class Workspace:
         """Send the kept, relabeled detections to the open task (or ``task_id``) as a prediction or annotation."""
         missing = review.missing_labels()
         if missing:
-            raise ValueError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop them.")
+            raise GroundlabelError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop them.")
         result = to_label_studio(review.kept(), self.config)
         return self.pusher.push(self.task.id if task_id is None else task_id, result, kind), result
 

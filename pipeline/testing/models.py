@@ -72,19 +72,18 @@ def register_tiny_sam() -> None:
     """Make 'sam_tiny_test' a segmenter name the product can resolve and build (with a checkpoint path)."""
     import segment_anything
 
-    from pipeline import weights
+    from pipeline.registry import SegmenterSpec, register_segmenter
 
     segment_anything.sam_model_registry["vit_tiny_test"] = _tiny_sam
-    weights.SEGMENTERS["sam_tiny_test"] = weights.SegmenterSpec(
-        "sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth", "http://127.0.0.1:9/none.pth"
-    )
+    register_segmenter(SegmenterSpec("sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth",
+                                     "http://127.0.0.1:9/none.pth"))
 
 
 def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Path:
     """Save a random state dict for segmenter ``name`` ('sam_tiny_test', 'mobile_sam', 'sam_vit_b', ...)."""
     import importlib
 
-    from pipeline.weights import segmenter_spec
+    from pipeline.registry import segmenter_spec
 
     register_tiny_sam()
     spec = segmenter_spec(name)
@@ -93,6 +92,22 @@ def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+def write_all(directory: Path, shape: str = "tiny") -> dict[str, str]:
+    """A random-weight copy of the detector and of the segmenters worth trying offline under ``directory``; the
+    environment variables that make the app, the ML backend and the CLI use them."""
+    detector = save_grounding_dino(directory / f"grounding-dino-{shape}", shape)
+    segmenters = ["mobile_sam"] + (["sam_vit_b"] if shape == "real" else [])
+    env = {"GROUNDLABEL_DETECTOR": str(detector), "GROUNDLABEL_SEGMENTER": "mobile_sam", "GROUNDLABEL_OFFLINE": "1"}
+    for name in segmenters:
+        from pipeline.registry import segmenter_spec
+
+        spec = segmenter_spec(name)
+        env[spec.env_var] = str(save_segmenter(directory / spec.filename, name))
+    if shape == "tiny":
+        env["GROUNDLABEL_INPUT_SIZE"] = str(TEST_INPUT_SIZE)
+    return env
 
 
 @functools.cache

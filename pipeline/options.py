@@ -1,0 +1,43 @@
+"""What one request asks of the pipeline, as one frozen value passed down whole, and the version name it earns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SettingsError
+from .registry import segmenter_spec
+
+DEFAULT_BOX_THRESHOLD = 0.35
+DEFAULT_TEXT_THRESHOLD = 0.25
+VERSION_PREFIX = "groundlabel"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Thresholds and the segmenter for one request. Only post-processing reads the thresholds, so changing them
+    re-filters cached detector output; ``segmenter`` None means boxes only."""
+
+    box_threshold: float = DEFAULT_BOX_THRESHOLD
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD
+    segmenter: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("box_threshold", "text_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise SettingsError(f"{name.replace('_', ' ').capitalize()} must be a number from 0 to 1, got {value!r}.")
+            object.__setattr__(self, name, float(value))
+        if self.segmenter is not None:
+            object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
+
+
+def model_version(detector: str, options: Options) -> str:
+    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>``, the one name for what produced a result.
+
+    ``detector`` may be a Hub id or a path (its last part is used). Computable without loading any model (Label
+    Studio's /setup asks before the first prediction). The prefix tells our predictions from other models'.
+    """
+    name = detector.rstrip("/").split("/")[-1]
+    if options.segmenter:
+        name += f"+{options.segmenter}"
+    return f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"

@@ -1,0 +1,82 @@
+"""Models by short name: what users type in the UI, the CLI and the environment, and where each one comes from.
+
+The UI's dropdowns, ``python -m pipeline --masks``, the ML backend's settings and ``pipeline.testing`` (which
+writes a random-weight copy of each) all read these tables. Any Hub id or local directory still works as a
+detector; segmenters are the SAM family that ``segment_anything`` / ``mobile_sam`` build.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import SettingsError
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str  # what users type: grounding-dino-tiny, ...
+    source: str  # Hugging Face Hub id
+    licence: str
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    name: str  # what users type: sam_vit_b, mobile_sam, ...
+    package: str  # module whose sam_model_registry builds it
+    model_type: str  # key in that registry
+    filename: str
+    url: str
+    seed_env_var: str | None = None  # the name Label Studio's grounding_sam backend used for this checkpoint
+    licence: str = "Apache-2.0"
+
+    @property
+    def env_var(self) -> str:
+        """GROUNDLABEL_<NAME>_CHECKPOINT, upper case, anything but letters and digits as '_'."""
+        return f"GROUNDLABEL_{re.sub(r'[^A-Z0-9]', '_', self.name.upper())}_CHECKPOINT"
+
+
+DETECTORS = {
+    spec.name: spec
+    for spec in (
+        DetectorSpec("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
+        DetectorSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", "Apache-2.0"),
+    )
+}
+DEFAULT_DETECTOR = DETECTORS["grounding-dino-tiny"].source
+
+_META = "https://dl.fbaipublicfiles.com/segment_anything/"
+SEGMENTERS = {
+    spec.name: spec
+    for spec in (
+        SegmenterSpec("sam_vit_b", "segment_anything", "vit_b", "sam_vit_b_01ec64.pth", _META + "sam_vit_b_01ec64.pth"),
+        SegmenterSpec("sam_vit_l", "segment_anything", "vit_l", "sam_vit_l_0b3195.pth", _META + "sam_vit_l_0b3195.pth"),
+        SegmenterSpec("sam_vit_h", "segment_anything", "vit_h", "sam_vit_h_4b8939.pth", _META + "sam_vit_h_4b8939.pth",
+                      "SAM_CHECKPOINT"),
+        SegmenterSpec(
+            "mobile_sam", "mobile_sam", "vit_t", "mobile_sam.pt",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", "MOBILESAM_CHECKPOINT",
+        ),
+    )
+}
+_ALIASES = {"vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",
+            "vit_t": "mobile_sam", "mobilesam": "mobile_sam"}
+
+
+def detector_source(name: str) -> str:
+    """A registered short name -> its Hub id; anything else (a Hub id, a local directory) as it is."""
+    return DETECTORS[name].source if name in DETECTORS else name
+
+
+def segmenter_spec(name: str) -> SegmenterSpec:
+    """The spec for a segmenter name or alias; ``SettingsError`` listing the choices for an unknown one."""
+    key = str(name).lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in SEGMENTERS:
+        raise SettingsError(f"Unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}.")
+    return SEGMENTERS[key]
+
+
+def register_segmenter(spec: SegmenterSpec) -> None:
+    """Add a segmenter (e.g. ``pipeline.testing``'s toy models) so every name lookup finds it."""
+    SEGMENTERS[spec.name] = spec

@@ -1,0 +1,77 @@
+"""The pipeline's settings, read from the environment once, by the entry points (``python -m pipeline``, app.py).
+
+Nothing below the entry points reads the environment: the loaders get these values passed down, so tests and
+embedding programs configure groundlabel by building a ``PipelineSettings``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import SettingsError
+from .registry import DEFAULT_DETECTOR, SEGMENTERS
+
+# 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes.
+DEFAULT_MAX_PIXELS = 40_000_000
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Which detector, where it runs, and where segmenter weights come from.
+
+    ``checkpoints`` maps a segmenter name to a local checkpoint file; a segmenter without one is looked up in
+    ``cache_dir`` and, unless ``offline``, downloaded there once. ``batch_size`` is images per detector forward
+    (None: 4 on a GPU, 1 on a CPU).
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    device: str | None = None
+    dtype: str | None = None
+    input_size: int | None = None
+    checkpoints: Mapping[str, str] = field(default_factory=dict)
+    cache_dir: Path = Path.home() / ".cache" / "groundlabel"
+    offline: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_size: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
+        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _CACHE, _OFFLINE (or
+        HF_HUB_OFFLINE=1), and per segmenter GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
+        grounding_sam example used: SAM_CHECKPOINT, MOBILESAM_CHECKPOINT)."""
+        def get(name: str) -> str | None:
+            return (environ.get(name) or "").strip() or None
+
+        checkpoints = {}
+        for spec in SEGMENTERS.values():
+            path = get(spec.env_var) or (get(spec.seed_env_var) if spec.seed_env_var else None)
+            if path:
+                checkpoints[spec.name] = path
+        return cls(
+            detector=get("GROUNDLABEL_DETECTOR") or DEFAULT_DETECTOR,
+            device=get("GROUNDLABEL_DEVICE"),
+            dtype=get("GROUNDLABEL_DTYPE"),
+            input_size=_integer(get, "GROUNDLABEL_INPUT_SIZE"),
+            checkpoints=checkpoints,
+            cache_dir=Path(get("GROUNDLABEL_CACHE") or Path.home() / ".cache" / "groundlabel"),
+            offline=any((get(name) or "").lower() in _TRUE for name in ("GROUNDLABEL_OFFLINE", "HF_HUB_OFFLINE")),
+            max_pixels=_integer(get, "GROUNDLABEL_MAX_PIXELS") or DEFAULT_MAX_PIXELS,
+            batch_size=_integer(get, "GROUNDLABEL_BATCH_SIZE"),
+        )
+
+
+def _integer(get, name: str) -> int | None:
+    raw = get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number.") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than 0.")
+    return value

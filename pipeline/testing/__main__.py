@@ -1,0 +1,34 @@
+"""``python -m pipeline.testing write [--shape tiny|real] DIR``: random-weight models to try groundlabel offline.
+
+``write`` saves a random-weight copy of the detector and of MobileSAM (and SAM vit_b for ``--shape real``) the way
+real weights ship, and prints the environment that makes ``python app.py``, the ML backend and ``python -m
+pipeline`` use them. Their boxes are random: they show the app working, not what it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .models import write_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.testing", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    write = commands.add_parser("write", help="save random-weight models and print the environment to use them")
+    write.add_argument("directory", type=Path)
+    write.add_argument("--shape", choices=["tiny", "real"], default="tiny",
+                       help="tiny: toy widths, fast everywhere; real: the real architectures' sizes, for timings")
+    args = parser.parse_args(argv)
+    env = write_all(args.directory.resolve(), args.shape)
+    print("Random-weight models written. Use them with:")
+    print("  " + " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items()) + " python app.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

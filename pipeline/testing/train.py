@@ -1,0 +1,431 @@
+"""Train and evaluate the shapes models (``pipeline.testing.shapes``) on CPU.
+
+    python -m pipeline.testing train-shapes OUT/ [--minutes N] [--steps N] [--seed S] [--only detector|sam]
+    python -m pipeline.testing eval-shapes DIR [--scenes 200]
+
+Everything here is self-contained (own loss, own data): the product is only used to *evaluate*, through
+``GroundingPipeline`` (detector) and ``segment_anything.SamPredictor`` (SAM), exactly as users load weights.
+
+Why not transformers' own loss: in transformers 5.x ``GroundingDinoImageLoss._get_target_classes_one_hot`` offsets
+each image's class labels by ``len(label_maps[i])`` instead of the running total, so with a batch of more than two
+images the classification targets of images 2.. point into image 1's phrases. The loss below matches per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import shapes as S
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+DETECTOR_CONFIG = dict(
+    swin_embed_dim=16, swin_depths=[1, 1, 2, 1], swin_heads=[1, 2, 2, 4], d_model=64, num_queries=12,
+    encoder_layers=2, decoder_layers=3, ffn_dim=128, heads=4, text_hidden=64, text_layers=1, max_text_len=64,
+)
+DETECTOR_TRAIN = dict(batch=8, lr=1e-3, warmup=300, weight_decay=1e-4, clip=1.0, steps=12000)
+SAM_TRAIN = dict(batch=8, lr=2e-3, warmup=200, weight_decay=1e-4, clip=1.0, steps=3000)
+
+
+def _threads() -> None:
+    torch.set_num_threads(int(os.environ.get("GROUNDLABEL_TRAIN_THREADS", "2")))
+
+
+# --- detector -----------------------------------------------------------------------------------------------------
+
+
+def build_detector(seed: int = 0, config: dict | None = None):
+    from transformers import (
+        BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
+        GroundingDinoProcessor, SwinConfig,
+    )
+    import tempfile
+
+    c = {**DETECTOR_CONFIG, **(config or {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = BertTokenizer(vocab=str(S.write_shapes_vocab(Path(tmp) / "vocab.txt")), do_lower_case=True)
+    torch.manual_seed(seed)
+    swin = SwinConfig(embed_dim=c["swin_embed_dim"], depths=c["swin_depths"], num_heads=c["swin_heads"],
+                      out_indices=[2, 3, 4])
+    bert = BertConfig(vocab_size=len(tokenizer), hidden_size=c["text_hidden"], num_hidden_layers=c["text_layers"],
+                      num_attention_heads=2, intermediate_size=2 * c["text_hidden"], max_position_embeddings=128)
+    config = GroundingDinoConfig(
+        backbone_config=swin, text_config=bert, d_model=c["d_model"], num_queries=c["num_queries"],
+        encoder_layers=c["encoder_layers"], decoder_layers=c["decoder_layers"], encoder_ffn_dim=c["ffn_dim"],
+        decoder_ffn_dim=c["ffn_dim"], encoder_attention_heads=c["heads"], decoder_attention_heads=c["heads"],
+        max_text_len=c["max_text_len"], auxiliary_loss=True,
+    )
+    model = GroundingDinoForObjectDetection(config)
+    size = {"shortest_edge": S.SHAPES_INPUT_SIZE, "longest_edge": S.SHAPES_INPUT_SIZE * 1333 // 800}
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=size), tokenizer=tokenizer)
+    return model, processor
+
+
+def _cxcywh(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    x1, y1, x2, y2 = xyxy.T
+    return np.stack([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height], -1)
+
+
+def detector_batch(rng: np.random.Generator, tokenizer, batch: int, size=S.SHAPES_SCENE_SIZE):
+    images, texts, labels = [], [], []
+    for _ in range(batch):
+        image, shapes = S.make_scene(rng, size)
+        prompt = S.make_prompt(rng, shapes)
+        images.append((np.asarray(image, np.float32) / 255 - _MEAN) / _STD)
+        texts.append(prompt.text)
+        keep = [i for i, t in enumerate(prompt.targets) if t >= 0]
+        boxes = _cxcywh(np.stack([shapes[i].xyxy for i in keep]), *size) if keep else np.zeros((0, 4), np.float32)
+        labels.append({"class_labels": torch.tensor([prompt.targets[i] for i in keep], dtype=torch.long),
+                       "boxes": torch.tensor(boxes, dtype=torch.float32)})
+    text = tokenizer(texts, padding=True, return_tensors="pt")
+    pixel_values = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return dict(pixel_values=pixel_values, pixel_mask=torch.ones(batch, size[1], size[0], dtype=torch.long),
+                input_ids=text["input_ids"], attention_mask=text["attention_mask"],
+                token_type_ids=text["token_type_ids"]), labels
+
+
+def _focal(logits, targets, alpha=0.25, gamma=2.0):
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+
+
+def _xyxy(b):
+    return torch.cat([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
+
+
+def _giou(a, b):
+    from torchvision.ops import generalized_box_iou
+
+    return generalized_box_iou(_xyxy(a), _xyxy(b))
+
+
+def _set_loss(logits, boxes, label_maps, text_mask, targets):
+    """DETR-style set loss for one decoder stage: Hungarian matching per image on focal class cost (over the
+    phrase's tokens) + L1 + GIoU, then focal loss on every real token of every query, L1 and GIoU on matches."""
+    from scipy.optimize import linear_sum_assignment
+
+    batch, queries, tokens = logits.shape
+    onehot = torch.zeros_like(logits)
+    src, tgt = [], []
+    with torch.no_grad():
+        prob = logits.sigmoid()
+        for b, target in enumerate(targets):
+            n = len(target["class_labels"])
+            if n == 0:
+                continue
+            maps = label_maps[b][target["class_labels"]].float()
+            maps_norm = maps / maps.sum(-1, keepdim=True).clamp(min=1)
+            p = prob[b].nan_to_num(0.0)
+            neg = 0.75 * p ** 2 * -(1 - p + 1e-8).log()
+            pos = 0.25 * (1 - p) ** 2 * -(p + 1e-8).log()
+            cost = (pos - neg) @ maps_norm.t() * 2.0
+            cost = cost + 5.0 * torch.cdist(boxes[b], target["boxes"], p=1) - 2.0 * _giou(boxes[b], target["boxes"])
+            qi, ti = linear_sum_assignment(cost.nan_to_num(1e6).numpy())
+            onehot[b, qi] = maps[ti]
+            src.append((b, torch.as_tensor(qi), target["boxes"][ti]))
+    num = max(1, sum(len(t["class_labels"]) for t in targets))
+    cls = _focal(logits[text_mask], onehot[text_mask]).sum() / num
+    if src:
+        pred = torch.cat([boxes[b, q] for b, q, _ in src])
+        true = torch.cat([t for _, _, t in src])
+        l1 = F.l1_loss(pred, true, reduction="sum") / num
+        giou = (1 - torch.diag(_giou(pred, true))).sum() / num
+    else:
+        l1 = giou = boxes.sum() * 0
+    return 2.0 * cls + 5.0 * l1 + 2.0 * giou, cls.detach()
+
+
+def _loss_function(logits, labels, device, pred_boxes, config, label_maps, text_mask, outputs_class=None,
+                   outputs_coord=None, encoder_logits=None, encoder_pred_boxes=None, **_):
+    total, cls = _set_loss(logits, pred_boxes, label_maps, text_mask, labels)
+    for level in range(outputs_class.shape[0] - 1):
+        aux, _ = _set_loss(outputs_class[level], outputs_coord[level], label_maps, text_mask, labels)
+        total = total + aux
+    if encoder_logits is not None:
+        enc_mask = text_mask[:, :1].expand(-1, encoder_logits.shape[1], -1)
+        enc, _ = _set_loss(encoder_logits, encoder_pred_boxes, label_maps, enc_mask, labels)
+        total = total + enc
+    return total, {"loss_ce": cls}, None
+
+
+def _lr(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_detector(model, processor, directory: Path) -> Path:
+    from transformers import GroundingDinoForObjectDetection
+
+    directory.mkdir(parents=True, exist_ok=True)
+    clean = GroundingDinoForObjectDetection(model.config)
+    clean.load_state_dict(model.state_dict())
+    clean.eval().save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None):
+    _threads()
+    t = {**DETECTOR_TRAIN, **(train or {})}
+    model, processor = build_detector(seed, config)
+    model.loss_function = _loss_function
+    model.train()
+    log(f"detector: {sum(p.numel() for p in model.parameters()):,} params, {steps} steps, seed {seed}")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr(s, steps, t["warmup"]))
+    start, running = time.time(), None
+    step = 0
+    for step in range(steps):
+        inputs, labels = detector_batch(rng, processor.tokenizer, t["batch"])
+        loss = model(**inputs, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
+        optimizer.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        elapsed = time.time() - start
+        if step % 200 == 0 or step == steps - 1:
+            log(f"detector step {step} loss {running:.3f} lr {schedule.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min")
+        if minutes is not None and elapsed > minutes * 60:
+            log(f"detector: time limit reached at step {step}")
+            break
+    target = save_detector(model.eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
+    return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
+
+
+def eval_detector(directory: Path, scenes: int = 200, seed: int = 12345, box_threshold=S.SHAPES_BOX_THRESHOLD,
+                  text_threshold=S.SHAPES_TEXT_THRESHOLD, input_size=S.SHAPES_INPUT_SIZE) -> dict:
+    """Recall / precision at IoU 0.5 with the right prompt phrase, through the product's GroundingPipeline."""
+    _threads()
+    pipeline = S.load_shapes_pipeline(directory, input_size=input_size)
+    rng = np.random.default_rng(seed)
+    hits = asked = found = 0
+    bad_phrases = 0
+    for _ in range(scenes):
+        image, shapes = S.make_scene(rng)
+        prompt = S.make_prompt(rng, shapes)
+        result = S.run_pipeline(pipeline, image_bytes(image), prompt.text, box_threshold, text_threshold)
+        h, a, f = S.match_detections(shapes, prompt, result.xyxy, result.prompt_phrases, result.scores)
+        hits, asked, found = hits + h, asked + a, found + f
+        bad_phrases += sum(("[SEP]" in p or "[CLS]" in p or p.startswith("##")) for p in result.phrases)
+    return {"recall": hits / max(asked, 1), "precision": hits / max(found, 1), "asked": asked, "found": found,
+            "bad_phrases": bad_phrases, "scenes": scenes}
+
+
+def image_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- SAM ----------------------------------------------------------------------------------------------------------
+
+
+def _interior_points(rng, mask: np.ndarray, count: int, margin: int = 2) -> np.ndarray:
+    inner = mask.copy()
+    for _ in range(margin):
+        inner[1:] &= inner[:-1]; inner[:-1] &= inner[1:]; inner[:, 1:] &= inner[:, :-1]; inner[:, :-1] &= inner[:, 1:]
+    ys, xs = np.nonzero(inner if inner.any() else mask)
+    pick = rng.integers(len(xs), size=count)
+    return np.stack([xs[pick], ys[pick]], -1).astype(np.float32)
+
+
+def _sam_sample(rng, transform):
+    """A scene at a random size, resized the way SamPredictor does, one shape, and its mask in the 256 frame."""
+    long_side = int(rng.integers(128, 321))
+    short_side = int(long_side * rng.uniform(0.6, 1.0))
+    size = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
+    image, shapes = S.make_scene(rng, size, min_size=0.12, max_size=0.45)
+    array = transform.apply_image(np.asarray(image))
+    h, w = array.shape[:2]
+    return array, shapes, (image.height, image.width), (h, w)
+
+
+def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print, train=None):
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    _threads()
+    t = {**SAM_TRAIN, **(train or {})}
+    torch.manual_seed(seed)
+    sam = S.build_shapes_sam()
+    sam.train()
+    log(f"sam: {sum(p.numel() for p in sam.parameters()):,} params, {steps} steps, seed {seed}")
+    rng = np.random.default_rng(seed + 1)
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    optimizer = torch.optim.AdamW(sam.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr(s, steps, t["warmup"]))
+    size = sam.image_encoder.img_size
+    start, running, step = time.time(), None, 0
+    for step in range(steps):
+        batch, prompts = [], []
+        for _ in range(t["batch"]):
+            array, shapes, original, (h, w) = _sam_sample(rng, transform)
+            while not shapes:
+                array, shapes, original, (h, w) = _sam_sample(rng, transform)
+            shape = shapes[int(rng.integers(len(shapes)))]
+            scale = h / original[0]
+            mask = np.asarray(Image.fromarray(shape.mask).resize((w, h), Image.NEAREST))
+            full = np.zeros((size, size), np.float32)
+            full[:h, :w] = mask
+            box = shape.xyxy * scale
+            jitter = rng.normal(0, 0.04, 4) * np.array([box[2] - box[0], box[3] - box[1]] * 2)
+            box = (box + jitter * (rng.random() < 0.8)).astype(np.float32)
+            positives = _interior_points(rng, mask, int(rng.integers(1, 4)))
+            points, point_labels = positives, np.ones(len(positives), np.float32)
+            if rng.random() < 0.3:
+                others = ~mask
+                ys, xs = np.nonzero(others)
+                k = int(rng.integers(len(xs)))
+                points = np.concatenate([points, [[xs[k], ys[k]]]]).astype(np.float32)
+                point_labels = np.concatenate([point_labels, [0.0]]).astype(np.float32)
+            batch.append(torch.from_numpy(array).permute(2, 0, 1).float())
+            prompts.append((torch.from_numpy(box), torch.from_numpy(points), torch.from_numpy(point_labels),
+                            torch.from_numpy(full)))
+        pixels = torch.stack([sam.preprocess(x) for x in batch])
+        embeddings = sam.image_encoder(pixels)
+        pe = sam.prompt_encoder.get_dense_pe()
+        losses = []
+        for b, (box, points, point_labels, full) in enumerate(prompts):
+            for kind in ("box", "points"):
+                if kind == "box":
+                    sparse, dense = sam.prompt_encoder(points=None, boxes=box[None], masks=None)
+                else:
+                    sparse, dense = sam.prompt_encoder(points=(points[None], point_labels[None]), boxes=None,
+                                                       masks=None)
+                low, iou_pred = sam.mask_decoder(image_embeddings=embeddings[b:b + 1], image_pe=pe,
+                                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                                 multimask_output=False)
+                logits = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+                bce = F.binary_cross_entropy_with_logits(logits, full)
+                prob = logits.sigmoid()
+                dice = 1 - (2 * (prob * full).sum() + 1) / (prob.sum() + full.sum() + 1)
+                with torch.no_grad():
+                    hard = logits > 0
+                    true_iou = (hard & (full > 0)).sum() / ((hard | (full > 0)).sum().clamp(min=1))
+                losses.append(bce * 5 + dice + 0.1 * (iou_pred[0, 0] - true_iou) ** 2)
+        loss = torch.stack(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sam.parameters(), t["clip"])
+        optimizer.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        elapsed = time.time() - start
+        if step % 100 == 0 or step == steps - 1:
+            log(f"sam step {step} loss {running:.4f} lr {schedule.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min")
+        if minutes is not None and elapsed > minutes * 60:
+            log(f"sam: time limit reached at step {step}")
+            break
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / S.SHAPES_SAM_FILENAME
+    torch.save({k: v.detach().clone() for k, v in sam.eval().state_dict().items()}, target)
+    return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
+
+
+def eval_sam(checkpoint: Path, scenes: int = 200, seed: int = 54321, size=S.SHAPES_SCENE_SIZE) -> dict:
+    """Mean mask IoU through SamPredictor for a box prompt (the shape's box) and for one positive point
+    (a random pixel >= 2 px inside the shape), one shape per scene in turn."""
+    from segment_anything import SamPredictor
+
+    _threads()
+    S.register_shapes_sam()
+    import segment_anything
+
+    sam = segment_anything.sam_model_registry[S.SHAPES_SAM_MODEL_TYPE](checkpoint=str(checkpoint))
+    predictor = SamPredictor(sam.eval())
+    rng = np.random.default_rng(seed)
+    box_ious, point_ious = [], []
+    done = 0
+    while done < scenes:
+        image, shapes = S.make_scene(rng, size)
+        if not shapes:
+            continue
+        done += 1
+        predictor.set_image(np.asarray(image))
+        for shape in shapes:
+            masks, _, _ = predictor.predict(box=shape.xyxy, multimask_output=False)
+            box_ious.append(S.mask_iou(masks[0], shape.mask))
+            point = _interior_points(rng, shape.mask, 1)
+            masks, _, _ = predictor.predict(point_coords=point, point_labels=np.ones(1), multimask_output=False)
+            point_ious.append(S.mask_iou(masks[0], shape.mask))
+    return {"mask_iou_box": float(np.mean(box_ious)), "mask_iou_point": float(np.mean(point_ious)),
+            "masks": len(box_ious), "scenes": scenes}
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``train-shapes OUT [--minutes N] [--steps N] [--sam-steps N] [--seed S] [--only detector|sam]`` and
+    ``eval-shapes DIR [--scenes N]`` (DIR holds gdino-shapes/ and/or sam_shapes.pth)."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.testing")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train-shapes", help="train the shapes detector and SAM into OUT/")
+    train.add_argument("out", type=Path)
+    train.add_argument("--steps", type=int, default=DETECTOR_TRAIN["steps"], help="detector steps (schedule length)")
+    train.add_argument("--sam-steps", type=int, default=SAM_TRAIN["steps"])
+    train.add_argument("--minutes", type=float, default=None,
+                       help="stop each model's training after this many minutes even if steps remain")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--only", choices=("detector", "sam"), default=None)
+    train.add_argument("--no-eval", action="store_true")
+    evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
+    evaluate.add_argument("dir", type=Path)
+    evaluate.add_argument("--scenes", type=int, default=200)
+    args = parser.parse_args(argv)
+    if args.command == "train-shapes":
+        args.out.mkdir(parents=True, exist_ok=True)
+        logfile = (args.out / "train-log.txt").open("a")
+
+        def log(message: str) -> None:
+            print(message, flush=True)
+            logfile.write(message + "\n")
+            logfile.flush()
+
+        report = {"seed": args.seed}
+        if args.only in (None, "detector"):
+            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log)
+        if args.only in (None, "sam"):
+            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log)
+        if not args.no_eval:
+            report.update(_evaluate(args.out, 200))
+        log(json.dumps(report))
+        return 0
+    print(json.dumps(_evaluate(args.dir, args.scenes), indent=1))
+    return 0
+
+
+def _evaluate(directory: Path, scenes: int) -> dict:
+    report = {}
+    if (directory / S.SHAPES_DETECTOR_DIRNAME).is_dir():
+        report["detector"] = eval_detector(directory / S.SHAPES_DETECTOR_DIRNAME, scenes)
+    if (directory / S.SHAPES_SAM_FILENAME).is_file():
+        report["sam"] = eval_sam(directory / S.SHAPES_SAM_FILENAME, scenes)
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

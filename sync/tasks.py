@@ -1,0 +1,107 @@
+"""The one task loop: tasks -> images fetched ahead of the model -> the pipeline in batches -> Label Studio results.
+
+``/predict`` (interactive and "Retrieve predictions"), ``sync.prelabel`` and the UI's pre-annotation all run it,
+so they share one error policy. Each task ends in one of three outcomes, yielded in the tasks' order:
+
+- ``done``: regions to store;
+- ``failed``: a permanent reason (not an image, 404, no image in the task, a refused URL): retrying cannot help,
+  so the ML backend stores an empty prediction and logs the reason;
+- ``retry``: a transient reason (timeout, host down, 5xx): nothing is stored, so the next run tries again.
+
+Before any image is downloaded the prompt is checked against the detector (a prompt it cannot read fails the whole
+run with ``PromptError``), and a segmenter whose weights are missing turns the run into boxes only, said once in
+the log: boxes are still worth having.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Generic, Iterable, Iterator, Literal, TypeVar
+
+from pipeline import GroundingPipeline, GroundlabelError, LoadedImage, Options, Prompt, WeightsError, load_image
+
+from .config import ProjectConfig
+from .convert import LabelStudioResult, to_label_studio
+from .prefetch import prefetched
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Status = Literal["done", "failed", "retry"]
+
+
+@dataclass(frozen=True)
+class TaskOutcome(Generic[T]):
+    task: T
+    status: Status
+    result: LabelStudioResult | None = None  # for "done"
+    reason: str = ""  # for "failed" and "retry"
+
+
+def usable_options(pipeline: GroundingPipeline, options: Options) -> Options:
+    """``options``, without the segmenter when its weights cannot be loaded (the reason goes to the log)."""
+    if options.segmenter is None:
+        return options
+    try:
+        pipeline.segmenters.get(options.segmenter)
+    except WeightsError as error:
+        log.warning("No masks (%s); answering boxes only.", error)
+        return replace(options, segmenter=None)
+    return options
+
+
+def predict_tasks(tasks: Iterable[T], fetch: Callable[[T], bytes], pipeline: GroundingPipeline,
+                  config: ProjectConfig, prompt: str | Prompt, options: Options, *, batch_size: int | None = None,
+                  prefetch: int = 4) -> Iterator[TaskOutcome[T]]:
+    """One outcome per task of ``tasks``, in order. ``fetch(task)`` returns the task's image bytes; up to
+    ``prefetch`` downloads run ahead of the model, and up to ``batch_size`` images (default: the pipeline's) go
+    through the detector together (images of one processed size share a forward)."""
+    prompt = pipeline.check_prompt(prompt)
+    options = usable_options(pipeline, options)
+    label_map = config.label_map()
+
+    def load(task: T) -> LoadedImage:
+        return load_image(fetch(task), pipeline.settings.max_pixels)
+
+    def predict(images: list[LoadedImage]) -> list[LabelStudioResult]:
+        return [to_label_studio(result, config) for result in pipeline.batch(images, prompt, options, label_map)]
+
+    batch: list[tuple[T, LoadedImage | Exception]] = []
+    for item in prefetched(tasks, load, prefetch):
+        batch.append(item)
+        if len(batch) >= (batch_size or pipeline.batch_size):
+            yield from _run(batch, predict)
+            batch = []
+    yield from _run(batch, predict)
+
+
+def _run(batch: list[tuple[T, LoadedImage | Exception]],
+         predict: Callable[[list[LoadedImage]], list[LabelStudioResult]]) -> Iterator[TaskOutcome[T]]:
+    """Outcomes for one batch; a batch the pipeline fails on is run image by image, so one bad image fails alone."""
+    ready = [(task, image) for task, image in batch if not isinstance(image, Exception)]
+    try:
+        results = predict([image for _, image in ready]) if ready else []
+        answers = {id(task): result for (task, _), result in zip(ready, results)}
+    except Exception:  # noqa: BLE001 - find the image it failed on (cached stages make the reruns cheap)
+        answers = {id(task): _alone(predict, image) for task, image in ready}
+    for task, image in batch:
+        answer = answers.get(id(task), image)
+        yield TaskOutcome(task, "done", answer) if isinstance(answer, LabelStudioResult) else _failure(task, answer)
+
+
+def _alone(predict: Callable[[list[LoadedImage]], list[LabelStudioResult]],
+           image: LoadedImage) -> LabelStudioResult | Exception:
+    try:
+        return predict([image])[0]
+    except Exception as error:  # noqa: BLE001 - becomes this task's outcome
+        return error
+
+
+def _failure(task: T, error: Exception) -> TaskOutcome[T]:
+    """``retry`` for what may pass (errors that say they are retryable), ``failed`` for everything else."""
+    if getattr(error, "retryable", False):
+        return TaskOutcome(task, "retry", reason=str(error))
+    if not isinstance(error, GroundlabelError):  # a bug, not the task: keep the traceback for the log
+        log.error("Unexpected error on a task", exc_info=error)
+        return TaskOutcome(task, "failed", reason=f"unexpected error ({type(error).__name__}): {error}")
+    return TaskOutcome(task, "failed", reason=str(error))

