@@ -46,13 +46,19 @@ class MaskPrompt:
         if len(self.points) != len(self.positive):
             raise ValueError(f"{len(self.points)} points but {len(self.positive)} positive/negative flags.")
         if self.box is not None:
-            object.__setattr__(self, "box", tuple(round(float(v), 2) for v in self.box))
-        object.__setattr__(self, "points", tuple((round(float(x), 2), round(float(y), 2)) for x, y in self.points))
+            object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(self, "points", tuple((float(x), float(y)) for x, y in self.points))
         object.__setattr__(self, "positive", tuple(bool(flag) for flag in self.positive))
 
     @classmethod
     def from_box(cls, xyxy: Sequence[float] | np.ndarray) -> MaskPrompt:
         return cls(box=tuple(float(v) for v in xyxy))
+
+    @property
+    def key(self) -> tuple:
+        """What the mask cache knows this prompt by: coordinates to 1/100 pixel."""
+        box = None if self.box is None else tuple(round(v, 2) for v in self.box)
+        return box, tuple((round(x, 2), round(y, 2)) for x, y in self.points), self.positive
 
     @property
     def shape(self) -> tuple[bool, int]:
@@ -92,7 +98,7 @@ class Segmenter:
         masks = np.zeros((len(prompts), image.height, image.width), dtype=bool)
         todo = []
         for i, prompt in enumerate(prompts):
-            cached = self._masks.get((image.sha1, prompt))
+            cached = self._masks.get((image.sha1, prompt.key))
             if cached is None:
                 todo.append(i)
             else:
@@ -105,7 +111,7 @@ class Segmenter:
                     else [self._decode_one(prompts[i]) for i in todo]
             for i, mask in zip(todo, decoded):
                 masks[i] = mask
-                self._masks.put((image.sha1, prompts[i]), mask)
+                self._masks.put((image.sha1, prompts[i].key), mask)
         return masks
 
     def embed(self, image: LoadedImage) -> None:

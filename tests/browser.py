@@ -7,16 +7,13 @@ of its page in test-artifacts/. Never run ``playwright install``: the browser is
 from __future__ import annotations
 
 import io
-from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.labelstudio import serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -33,20 +30,6 @@ def pytest_runtest_makereport(item, call):
     if report.failed and report.when in ("setup", "call"):
         item.stash[_FAILED] = True
     return report
-
-
-@pytest.fixture(scope="session")
-def app_url(pipeline, tmp_path_factory):
-    """The real app (UI + ML-backend routes) serving the tiny-model pipeline; masks from the tiny SAM, outbox
-    and prompts in a temporary state dir."""
-    from app import create_app
-    from pipeline import LazyPipeline
-
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("GROUNDLABEL_SEGMENTER", "sam_tiny_test")
-        env.setenv("GROUNDLABEL_STATE_DIR", str(tmp_path_factory.mktemp("state")))
-        with serve(create_app(LazyPipeline(pipeline=pipeline))) as url:
-            yield url
 
 
 @pytest.fixture(scope="session")
@@ -108,17 +91,6 @@ def set_slider(page, selector: str, value: float) -> None:
     box = page.locator(f"{selector} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
-
-
-@contextmanager
-def count_calls(module):
-    """Count forward passes of a torch module (e.g. the detector) while the block runs."""
-    calls = SimpleNamespace(count=0)
-    handle = module.register_forward_hook(lambda *args: setattr(calls, "count", calls.count + 1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def smooth_png(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:

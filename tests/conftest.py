@@ -11,7 +11,7 @@ os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # pipeline.testing.model
 import numpy as np
 import pytest
 
-from pipeline.testing.models import TEST_INPUT_SIZE, cached_models, register_tiny_sam
+from pipeline.testing.models import load_tiny_pipeline, TEST_INPUT_SIZE, cached_models, register_tiny_sam
 
 pytest_plugins = ["tests.labelstudio"]
 
@@ -29,8 +29,26 @@ def pipeline(model_paths):
     from pipeline import GroundingPipeline
 
     detector_dir, sam_checkpoint = model_paths
-    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE,
-                                             checkpoints={"sam_tiny_test": str(sam_checkpoint)})
+    return load_tiny_pipeline(detector_dir, sam_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def app_settings(tmp_path_factory):
+    """The test app's settings: masks from the tiny SAM, outbox and prompts in a temporary state dir."""
+    from sync import BackendSettings
+
+    return BackendSettings(segmenter="sam_tiny_test", state_dir=tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="session")
+def app_url(pipeline, app_settings):
+    """The real app (UI + ML-backend routes) serving the tiny-model pipeline, configured by ``app_settings``."""
+    from app import create_app
+    from pipeline import LazyPipeline
+    from sync.testing import serve
+
+    with serve(create_app(app_settings, LazyPipeline(pipeline=pipeline))) as url:
+        yield url
 
 
 @pytest.fixture

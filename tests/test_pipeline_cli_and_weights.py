@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 from segment_anything import SamPredictor
 
-from pipeline import WeightsError, load_image
+from pipeline import MaskPrompt, Options, PipelineSettings, SettingsError, WeightsError, load_image, segmenter_spec
 from pipeline.__main__ import main
 from pipeline.segmenter import Segmenter
-from pipeline.weights import resolve_checkpoint, segmenter_spec
+from pipeline.weights import resolve_checkpoint
 from pipeline.testing.models import save_segmenter
 
 
@@ -23,7 +23,7 @@ def test_cli_writes_an_annotated_png_and_the_detections_json(model_paths, photo,
                  "--device", "cpu", "--out", str(tmp_path / "out")])
     assert code == 0
     written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
-    expected = pipeline(photo, "brown dog:dog. possum", box_threshold=0.4, segmenter="sam_tiny_test")
+    expected = pipeline(photo, "brown dog:dog. possum", Options(0.4, segmenter="sam_tiny_test"))
     assert [d["box_xyxy"] for d in written["detections"]] == [[round(float(v), 2) for v in b] for b in expected.xyxy]
     assert {d["label"] for d in written["detections"]} <= {"dog", None}
     assert written["unmapped"] == ["possum"]
@@ -47,32 +47,54 @@ def test_cli_explains_missing_detector_weights(tmp_path, capsys):
 
 def test_mobile_sam_loads_from_a_checkpoint_and_matches_its_predictor(tmp_path, photo):
     checkpoint = save_segmenter(tmp_path / "mobile_sam.pt", "mobile_sam")
-    segmenter = Segmenter("MobileSAM", checkpoint, device="cpu")
+    segmenter = Segmenter(segmenter_spec("MobileSAM"), checkpoint, device="cpu")
     boxes = np.array([[10, 20, 200, 220], [300, 100, 630, 470]], dtype=np.float32)
-    masks = segmenter.segment(load_image(photo), boxes)
+    masks = segmenter.decode(load_image(photo), [MaskPrompt.from_box(box) for box in boxes])
     predictor = SamPredictor(segmenter.predictor.model)
     predictor.set_image(photo)
     for box, mask in zip(boxes, masks):
         assert np.array_equal(mask, predictor.predict(box=box, multimask_output=False)[0][0])
 
 
-def test_checkpoint_comes_from_the_env_variable_then_the_cache_dir(tmp_path, monkeypatch):
+def test_checkpoint_comes_from_the_env_variable_then_the_cache_dir(tmp_path):
     spec = segmenter_spec("vit_b")
-    monkeypatch.setenv("GROUNDLABEL_CACHE", str(tmp_path / "cache"))
+    env = {"GROUNDLABEL_CACHE": str(tmp_path / "cache")}
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / spec.filename).write_bytes(b"x")
-    assert resolve_checkpoint(spec) == tmp_path / "cache" / spec.filename
+
+    def resolved(env):
+        settings = PipelineSettings.from_env(env)
+        return resolve_checkpoint(spec, settings.checkpoints.get(spec.name), settings.cache_dir, settings.offline)
+
+    assert resolved(env) == tmp_path / "cache" / spec.filename
     (tmp_path / "mine.pth").write_bytes(b"x")
-    monkeypatch.setenv(spec.env_var, str(tmp_path / "mine.pth"))
-    assert resolve_checkpoint(spec) == tmp_path / "mine.pth"
+    assert resolved({**env, spec.env_var: str(tmp_path / "mine.pth")}) == tmp_path / "mine.pth"
+    assert resolved({**env, "SAM_CHECKPOINT": str(tmp_path / "mine.pth")}) == tmp_path / "cache" / spec.filename
 
 
 def test_broken_checkpoint_is_a_weights_error(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a usable sam_tiny_test checkpoint"):
-        Segmenter("sam_tiny_test", tmp_path / "broken.pth", device="cpu")
+        Segmenter(segmenter_spec("sam_tiny_test"), tmp_path / "broken.pth", device="cpu")
 
 
 def test_unknown_segmenter_lists_the_choices():
-    with pytest.raises(ValueError, match="choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam"):
+    with pytest.raises(SettingsError, match="choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam"):
         segmenter_spec("sam3")
+
+
+@pytest.mark.parametrize("command", [["pipeline"], ["sync.prelabel", "--project", "1"]])
+def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp_path):
+    import subprocess
+    import sys
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    args = [str(image), "--prompt", "dog"] if command == ["pipeline"] else []
+    done = subprocess.run([sys.executable, "-m", *command, *args, "--masks", "nope"], capture_output=True, text=True,
+                          env={"PATH": "", "HF_HUB_OFFLINE": "1", "LABEL_STUDIO_URL": "http://127.0.0.1:9",
+                               "LABEL_STUDIO_API_KEY": "x"}, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == ("error: Unknown segmenter 'nope'; choose one of sam_vit_b, "
+                                                      "sam_vit_l, sam_vit_h, mobile_sam.")
+    assert "Traceback" not in done.stderr

@@ -10,41 +10,23 @@ import torch
 from PIL import Image
 from segment_anything import SamPredictor
 
-from pipeline import GroundingPipeline, LabelMap, PromptError, WeightsError, load_image, parse_prompt, render
+from pipeline import (
+    GroundingPipeline, LabelMap, MaskPrompt, Options, PromptError, WeightsError, load_image, parse_prompt, render,
+    segmenter_spec,
+)
 from pipeline.detector import GroundingDinoDetector
 from pipeline.segmenter import Segmenter
-from pipeline.testing.models import TEST_INPUT_SIZE
+from pipeline.testing.models import TEST_INPUT_SIZE, load_tiny_pipeline
+from tests.counting import count_calls
 
 PROMPT = "brown dog. possum on a fence"
-
-
-class CallCounter:
-    """Counts forward calls of a module (wrapping its forward), so tests can prove a cache answered."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.calls = 0
-        original = module.forward
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return original(*args, **kwargs)
-
-        module.forward = counted
-        self._restore = lambda: setattr(module, "forward", original)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._restore()
 
 
 @pytest.fixture
 def fresh(model_paths) -> GroundingPipeline:
     """A pipeline with empty caches (the session one is shared across tests)."""
     detector_dir, sam_checkpoint = model_paths
-    return GroundingPipeline.from_pretrained(str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE,
-                                             checkpoints={"sam_tiny_test": str(sam_checkpoint)})
+    return load_tiny_pipeline(detector_dir, sam_checkpoint)
 
 
 def same_detections(a, b) -> bool:
@@ -66,11 +48,11 @@ def test_missing_detector_gives_a_weights_error_with_the_fix(tmp_path):
 
 def test_missing_segmenter_weights_name_the_file_and_the_variable(fresh, photo):
     with pytest.raises(WeightsError, match=r"mobile_sam\.pt.*GROUNDLABEL_MOBILE_SAM_CHECKPOINT"):
-        fresh(photo, PROMPT, segmenter="mobile_sam")
+        fresh(photo, PROMPT, Options(segmenter="mobile_sam"))
 
 
 def test_detections_are_boxes_inside_the_image_with_prompt_labels(pipeline, photo):
-    result = pipeline(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0))
     assert len(result) == pipeline.detector.model.config.num_queries
     assert (result.xyxy[:, [0, 2]] >= 0).all() and (result.xyxy[:, [0, 2]] <= 640).all()
     assert (result.xyxy[:, [1, 3]] >= 0).all() and (result.xyxy[:, [1, 3]] <= 480).all()
@@ -79,21 +61,21 @@ def test_detections_are_boxes_inside_the_image_with_prompt_labels(pipeline, phot
 
 
 def test_threshold_change_refilters_cached_output_like_a_fresh_run(fresh, model_paths, photo):
-    fresh(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
-    with CallCounter(fresh.detector.model) as counter:
-        refiltered = fresh(photo, PROMPT, box_threshold=0.5, text_threshold=0.4)
-    assert counter.calls == 0
-    other = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE)
-    assert same_detections(refiltered, other(photo, PROMPT, box_threshold=0.5, text_threshold=0.4))
-    assert 0 < len(refiltered) < len(fresh(photo, PROMPT, box_threshold=0.0))
+    fresh(photo, PROMPT, Options(0.0, 0.0))
+    with count_calls(fresh.detector.model) as counter:
+        refiltered = fresh(photo, PROMPT, Options(0.5, 0.4))
+    assert counter.count == 0
+    other = load_tiny_pipeline(model_paths[0])
+    assert same_detections(refiltered, other(photo, PROMPT, Options(0.5, 0.4)))
+    assert 0 < len(refiltered) < len(fresh(photo, PROMPT, Options(0.0)))
 
 
 def test_new_prompt_runs_the_detector_again(fresh, photo):
     fresh(photo, PROMPT)
-    with CallCounter(fresh.detector.model) as counter:
+    with count_calls(fresh.detector.model) as counter:
         fresh(photo, "cat")
-        fresh(photo, "cat", box_threshold=0.9)
-    assert counter.calls == 1
+        fresh(photo, "cat", Options(0.9))
+    assert counter.count == 1
 
 
 def test_filtering_matches_transformers_post_processing(pipeline, photo):
@@ -106,28 +88,32 @@ def test_filtering_matches_transformers_post_processing(pipeline, photo):
     expected = detector.processor.post_process_grounded_object_detection(
         outputs, inputs["input_ids"], threshold=0.3, text_threshold=0.2, target_sizes=[(480, 640)]
     )[0]
-    result = pipeline(photo, PROMPT, box_threshold=0.3, text_threshold=0.2)
+    result = pipeline(photo, PROMPT, Options(0.3, 0.2))
     assert np.allclose(result.xyxy, expected["boxes"].clamp(min=0).numpy().clip(max=[640, 480, 640, 480]), atol=1e-3)
     assert np.allclose(result.scores, expected["scores"].numpy(), atol=1e-5)
-    assert result.phrases == [text.strip() for text in expected["text_labels"]]
+    # Phrases are whole words of the box's own prompt phrase: never separators, special tokens or '##' pieces
+    # (transformers' text labels decode every token above the text threshold, those included).
+    assert any(label.strip() != label.strip(" .") or "[" in label for label in expected["text_labels"])
+    for phrase, prompt_phrase in zip(result.phrases, result.prompt_phrases):
+        assert phrase.split() == [word for word in prompt_phrase.split() if word in phrase.split()]
+        assert "[" not in phrase and "##" not in phrase and "." not in phrase
 
 
 def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, photo):
     raw = pipeline.detector.raw([load_image(photo)], parse_prompt(PROMPT))[0]
     probs = raw.logits.sigmoid()
-    ids = raw.input_ids.tolist()
+    ids = raw.tokens.input_ids.tolist()
     first = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][:2]  # "brown dog"
     second = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][2:]  # "possum on a fence"
     expected = ["brown dog" if probs[q, first].max() > probs[q, second].max() else "possum on a fence"
                 for q in range(len(probs))]
     order = probs.max(dim=-1).values > 0.0
-    result = pipeline(photo, PROMPT, box_threshold=0.0, text_threshold=0.0)
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0))
     assert result.prompt_phrases == [phrase for phrase, keep in zip(expected, order) if keep]
 
 
 def test_labels_map_to_targets_and_unmapped_phrases_are_reported(pipeline, photo):
-    result = pipeline(photo, "brown dog:Dog. possum on a fence", box_threshold=0.0,
-                      label_map=LabelMap(["Dog", "Cat"]))
+    result = pipeline(photo, "brown dog:Dog. possum on a fence", Options(0.0), LabelMap(["Dog", "Cat"]))
     assert set(result.labels) <= {"Dog", None}
     assert result.unmapped == ["possum on a fence"]
     assert all((label is None) == (phrase == "possum on a fence")
@@ -141,8 +127,8 @@ def test_exif_rotated_photo_gives_boxes_and_masks_in_the_upright_frame(pipeline,
     exif[0x0112] = 6
     Image.fromarray(photo).save(buffer, format="PNG", exif=exif.tobytes())
     upright = np.rot90(photo, k=-1).copy()
-    rotated_result = pipeline(buffer.getvalue(), PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
-    upright_result = pipeline(upright, PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
+    rotated_result = pipeline(buffer.getvalue(), PROMPT, Options(0.2, segmenter="sam_tiny_test"))
+    upright_result = pipeline(upright, PROMPT, Options(0.2, segmenter="sam_tiny_test"))
     assert (rotated_result.width, rotated_result.height) == (480, 640)
     assert rotated_result.masks.shape[1:] == (640, 480)
     assert same_detections(rotated_result, upright_result)
@@ -150,7 +136,7 @@ def test_exif_rotated_photo_gives_boxes_and_masks_in_the_upright_frame(pipeline,
 
 
 def test_masks_equal_sam_predictor_on_the_same_boxes(pipeline, photo):
-    result = pipeline(photo, PROMPT, box_threshold=0.5, segmenter="sam_tiny_test")
+    result = pipeline(photo, PROMPT, Options(0.5, segmenter="sam_tiny_test"))
     predictor = SamPredictor(pipeline.segmenters.get("sam_tiny_test").predictor.model)
     predictor.set_image(photo)
     assert len(result) > 0 and result.masks.shape == (len(result), 480, 640)
@@ -160,32 +146,33 @@ def test_masks_equal_sam_predictor_on_the_same_boxes(pipeline, photo):
 
 
 def test_new_prompt_on_same_image_reuses_the_sam_embedding(fresh, photo):
-    first = fresh(photo, PROMPT, box_threshold=0.5, segmenter="sam_tiny_test")
+    first = fresh(photo, PROMPT, Options(0.5, segmenter="sam_tiny_test"))
     model = fresh.segmenters.get("sam_tiny_test").predictor.model
-    with CallCounter(model.image_encoder) as encoder, CallCounter(model.mask_decoder) as decoder:
-        result = fresh(photo, "cat. dog", box_threshold=0.5, segmenter="sam_tiny_test")
+    with count_calls(model.image_encoder) as encoder, count_calls(model.mask_decoder) as decoder:
+        result = fresh(photo, "cat. dog", Options(0.5, segmenter="sam_tiny_test"))
     seen = {tuple(np.round(box, 2)) for box in first.xyxy}
     new_boxes = [box for box in result.xyxy if tuple(np.round(box, 2)) not in seen]
-    assert encoder.calls == 0
-    assert decoder.calls == len(new_boxes) > 0
+    assert encoder.count == 0
+    assert decoder.count == len(new_boxes) > 0
 
 
 def test_threshold_change_with_masks_runs_no_model(fresh, photo):
-    fresh(photo, PROMPT, box_threshold=0.1, segmenter="sam_tiny_test")
+    fresh(photo, PROMPT, Options(0.1, segmenter="sam_tiny_test"))
     model = fresh.segmenters.get("sam_tiny_test").predictor.model
-    with CallCounter(fresh.detector.model) as detector, CallCounter(model.image_encoder) as encoder, \
-            CallCounter(model.mask_decoder) as decoder:
-        result = fresh(photo, PROMPT, box_threshold=0.3, segmenter="sam_tiny_test")
-    assert (detector.calls, encoder.calls, decoder.calls) == (0, 0, 0)
+    with count_calls(fresh.detector.model) as detector, count_calls(model.image_encoder) as encoder, \
+            count_calls(model.mask_decoder) as decoder:
+        result = fresh(photo, PROMPT, Options(0.3, segmenter="sam_tiny_test"))
+    assert (detector.count, encoder.count, decoder.count) == (0, 0, 0)
     assert result.masks.shape[0] == len(result)
 
 
 def test_caches_are_bounded(model_paths):
     detector_dir, sam_checkpoint = model_paths
-    segmenter = Segmenter("sam_tiny_test", sam_checkpoint, device="cpu", embedding_cache_bytes=3 * (1 << 20))
+    segmenter = Segmenter(segmenter_spec("sam_tiny_test"), sam_checkpoint, device="cpu",
+                          embedding_cache_bytes=3 * (1 << 20))
     rng = np.random.default_rng(1)
     for _ in range(4):
-        segmenter.segment(load_image(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)), np.array([[1, 1, 30, 30.0]]))
+        segmenter.decode(load_image(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)), [MaskPrompt((1, 1, 30, 30))])
     features = segmenter.predictor.features
     per_image = features.element_size() * features.nelement()
     assert len(segmenter._embeddings) == (3 << 20) // per_image < 4
@@ -198,15 +185,17 @@ def test_over_long_prompt_is_refused_with_the_token_count(pipeline, photo):
 
 
 def test_render_draws_on_a_copy(pipeline, photo):
-    result = pipeline(photo, PROMPT, box_threshold=0.3, segmenter="sam_tiny_test")
-    drawn = np.asarray(render(load_image(photo), result))
+    result = pipeline(photo, PROMPT, Options(0.3, segmenter="sam_tiny_test"))
+    image = load_image(photo)
+    drawn = np.asarray(render(image, result))
     assert drawn.shape == photo.shape and not np.array_equal(drawn, photo)
+    assert np.array_equal(np.asarray(image.pil), photo)  # the input is untouched
     assert result.to_supervision().class_id.shape == (len(result),)
 
 
 def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):
-    result = pipeline(photo, PROMPT, box_threshold=0.2, segmenter="sam_tiny_test")
-    kept = result.select([2, 0]).relabel(0, "wolf")
+    result = pipeline(photo, PROMPT, Options(0.2, segmenter="sam_tiny_test"))
+    kept = result[[2, 0]].with_labels(["wolf", result.labels[0]])
     assert np.array_equal(kept.xyxy, result.xyxy[[2, 0]])
     assert np.array_equal(kept.masks, result.masks[[2, 0]])
     assert kept.labels == ["wolf", result.labels[0]]
@@ -214,9 +203,9 @@ def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):
 
 def test_a_batch_gives_the_same_results_as_one_image_at_a_time(fresh, model_paths, photo):
     other = np.ascontiguousarray(photo[::-1])
-    with CallCounter(fresh.detector.model) as counter:
-        batched = fresh.batch([photo, other], PROMPT, box_threshold=0.3)
-    assert counter.calls == 1
-    single = GroundingPipeline.from_pretrained(str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE)
+    with count_calls(fresh.detector.model) as counter:
+        batched = fresh.batch([photo, other], PROMPT, Options(0.3))
+    assert counter.count == 1
+    single = load_tiny_pipeline(model_paths[0])
     for result, image in zip(batched, [photo, other]):
-        assert same_detections(result, single(image, PROMPT, box_threshold=0.3))
+        assert same_detections(result, single(image, PROMPT, Options(0.3)))

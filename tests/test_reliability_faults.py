@@ -15,7 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from pipeline import LazyPipeline, load_image
+from pipeline import Options, LazyPipeline, load_image
 from sync import BackendSettings, LabelStudioClient, Outbox, ProjectConfig, Pusher, to_label_studio
 from sync.prelabel import PrelabelJob, prelabel
 from tests.hostile import Answer, cutting_proxy, web_host
@@ -108,7 +108,7 @@ def test_prelabel_run_keeps_going_when_label_studio_stops_and_nothing_is_lost_or
     project = label_studio.create_project(BOXES_ONLY, title="prelabel restart")
     tasks = label_studio.import_tasks(project, [{"image": host(path)} for path in images])
     outbox = Outbox(tmp_path / "outbox")
-    job = PrelabelJob(project, prompt=None, box_threshold=BOX, write_batch=4)  # the project's labels as prompt
+    job = PrelabelJob(project, prompt=None, options=Options(BOX), write_batch=4)  # the project's labels as prompt
     stops: list[int] = []
     with contextlib.ExitStack() as down:
         def stop_after_the_first_write(progress) -> None:
@@ -116,20 +116,20 @@ def test_prelabel_run_keeps_going_when_label_studio_stops_and_nothing_is_lost_or
                 stops.append(progress.done)
                 down.enter_context(label_studio.stopped())
 
-        progress = prelabel(ls_client, pipeline, job, stop_after_the_first_write, outbox=outbox)
+        progress = prelabel(ls_client, pipeline, job, outbox, stop_after_the_first_write)
     # Label Studio is back
     before_flush = sum(predictions_per_task(label_studio, project).values())
     delivered = Pusher(ls_client, outbox).flush()
-    rerun = prelabel(ls_client, pipeline, job, outbox=outbox)
+    rerun = prelabel(ls_client, pipeline, job, outbox)
 
     assert stops == [4] and (progress.done, progress.failed, progress.queued) == (12, {}, 8) and before_flush == 4
-    assert [o.status for o in delivered] == ["created"] * 8 and len(outbox) == 0
+    assert [o.status for o in delivered] == ["created"] * 8 and outbox.items() == []
     assert (rerun.done, rerun.skipped) == (0, 12)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in tasks})
     for task, path in zip(tasks, images):  # each task got its own image's prediction
         (landed,) = label_studio.api("GET", "/api/predictions", params={"task": task})
         config = ProjectConfig.parse(BOXES_ONLY)
-        result = pipeline(images[path], "cats. house", BOX, label_map=config.label_map())
+        result = pipeline(images[path], "cats. house", Options(BOX), config.label_map())
         assert landed["result"] == to_label_studio(result, config).result
 
 
@@ -140,8 +140,8 @@ def test_prelabel_bulk_write_whose_answer_is_lost_is_not_written_twice(label_stu
 
     with cutting_proxy(label_studio.port) as proxy, LabelStudioClient(proxy.url, label_studio.token) as client:
         proxy.cut(f"POST /api/projects/{project}/import/predictions".encode())
-        progress = prelabel(client, pipeline, PrelabelJob(project, prompt="cats", box_threshold=BOX, write_batch=3),
-                            outbox=Outbox(tmp_path / "outbox"))
+        progress = prelabel(client, pipeline, PrelabelJob(project, prompt="cats", options=Options(BOX), write_batch=3),
+                            Outbox(tmp_path / "outbox"))
 
     assert proxy.cuts == 1 and (progress.done, progress.failed, progress.queued) == (6, {}, 0)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in tasks})

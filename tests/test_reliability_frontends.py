@@ -6,6 +6,7 @@ and 5 unicode prompts per front end, 6 uploads (one over the byte limit) and 4 L
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from gradio_client import Client, handle_file
 
 from pipeline import LazyPipeline
 from pipeline.__main__ import main
-from sync.client import DEFAULT_MAX_IMAGE_BYTES
+from sync.settings import DEFAULT_MAX_IMAGE_BYTES
 from tests.hostile import EMPTY_PROMPTS, UNICODE_PROMPTS, broken_images, prompt_of_tokens
 from tests.labelstudio import free_port, png, serve
 
@@ -79,17 +80,6 @@ def test_cli_reads_unicode_prompts(model_paths, tmp_path, capsys, image_files, p
 
 
 @pytest.fixture(scope="module")
-def app_url(pipeline, tmp_path_factory):
-    """The real app (UI and ML-backend routes) over the tiny models, its state in a temporary directory."""
-    from app import create_app
-
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("GROUNDLABEL_STATE_DIR", str(tmp_path_factory.mktemp("frontends-state")))
-        with serve(create_app(LazyPipeline(pipeline=pipeline))) as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
 def ui(app_url):
     """The app's Gradio API, called the way its page calls it."""
     client = Client(app_url, verbose=False)
@@ -97,9 +87,14 @@ def ui(app_url):
     client.close()
 
 
+def detect_all(ui, path, prompt: str) -> tuple:
+    """The playground's Detect button: what the page shows (image, message, table, download, model status)."""
+    return ui.predict(handle_file(str(path)), prompt, "Boxes", "sam_tiny_test", 0.3, 0.25, api_name="/detect")
+
+
 def detect(ui, path, prompt: str) -> str:
-    """The playground's Detect button; the message shown under the result."""
-    return ui.predict(handle_file(str(path)), prompt, "Boxes", "sam_tiny_test", 0.3, 0.25, api_name="/detect")[1]
+    """The message shown under the result."""
+    return detect_all(ui, path, prompt)[1]
 
 
 @pytest.mark.parametrize("case", BROKEN)
@@ -129,9 +124,11 @@ def test_app_refuses_a_prompt_with_nothing_to_look_for_or_too_many_tokens(ui, im
 
 @pytest.mark.parametrize("prompt", UNICODE_PROMPTS)
 def test_app_reads_unicode_prompts(ui, image_files, prompt):
-    message = detect(ui, image_files[1], prompt)
+    _, message, table, *_ = detect_all(ui, image_files[1], prompt)
 
-    assert "detections</strong> for" in message
+    count = int(re.search(r"<strong>(\d+) detections?</strong>", message).group(1))
+    labels = {row[1] for row in table["data"]}
+    assert count == len(table["data"]) > 0 and labels <= {"cats", "house"}, (message, labels)
 
 
 LABEL_STUDIO_URLS = {

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from pipeline import LabelMap, LazyPipeline, PromptError
+from pipeline import Options, LabelMap, LazyPipeline, PromptError
 from sync import BackendSettings
 from tests.hostile import (
     EMPTY_PROMPTS, UNICODE_PROMPTS, Answer, broken_images, prompt_of_tokens, web_host,
@@ -244,8 +244,8 @@ def test_phrases_that_match_no_project_label_give_no_region_and_are_logged(backe
 # --- prompts as the detector reads them ----------------------------------------------------------------------------
 
 def test_question_mark_separates_phrases_as_grounding_dino_reads_it(pipeline, photo):
-    asked = pipeline(photo, "cats? house", box_threshold=0.3, label_map=LabelMap(["cats", "house"]))
-    dotted = pipeline(photo, "cats. house", box_threshold=0.3, label_map=LabelMap(["cats", "house"]))
+    asked = pipeline(photo, "cats? house", Options(0.3), LabelMap(["cats", "house"]))
+    dotted = pipeline(photo, "cats. house", Options(0.3), LabelMap(["cats", "house"]))
 
     assert asked.unmapped == [] and len(asked) > 0
     assert asked.labels == dotted.labels and asked.xyxy.tolist() == dotted.xyxy.tolist()
@@ -254,6 +254,6 @@ def test_question_mark_separates_phrases_as_grounding_dino_reads_it(pipeline, ph
 @pytest.mark.parametrize("unreadable", ["\ufffd", "\u0301"])  # BERT drops U+FFFD and strips accents
 def test_phrase_the_text_encoder_cannot_read_is_named_instead_of_shifting_labels(pipeline, photo, unreadable):
     with pytest.raises(PromptError, match="no characters the detector can read") as refused:
-        pipeline(photo, f"{unreadable}. cats", label_map=LabelMap(["cats"]))
+        pipeline(photo, f"{unreadable}. cats", Options(), LabelMap(["cats"]))
 
     assert repr(unreadable) in str(refused.value)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from pipeline import LazyPipeline
+from pipeline import LazyPipeline, SettingsError
 from sync import BackendSettings, LabelStudioClient, Outbox, ProjectConfig, Pusher, SyncError, to_label_studio
 from tests.hostile import Answer, web_host
 from tests.labelstudio import (
@@ -112,15 +112,13 @@ def test_token_never_appears_in_logs_errors_exceptions_or_api_answers(label_stud
     assert_secret_free(wrong, *texts)
 
 
-def test_the_ui_never_shows_or_forwards_the_environments_token(label_studio, pipeline, recorder, monkeypatch,
-                                                               tmp_path):
+def test_the_ui_never_shows_or_forwards_the_environments_token(label_studio, pipeline, recorder, tmp_path):
     from app import create_app
 
-    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    monkeypatch.setenv("GROUNDLABEL_STATE_DIR", str(tmp_path))
+    settings = BackendSettings.from_env({"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+                                         "GROUNDLABEL_STATE_DIR": str(tmp_path)})
     recorder.requests.clear()
-    with serve(create_app(LazyPipeline(pipeline=pipeline))) as url:
+    with serve(create_app(settings, LazyPipeline(pipeline=pipeline))) as url:
         pages = [httpx.get(f"{url}{path}", timeout=30).text for path in ("/", "/config", "/gradio_api/info")]
         ui = Client(url, verbose=False)
         connected = ui.predict(label_studio.url, "", api_name="/on_connect")
@@ -157,21 +155,17 @@ def test_basic_auth_refuses_wrong_credentials_on_every_route_with_401(pipeline, 
 
 
 @pytest.mark.parametrize(("user", "password"), [("labelstudio", ""), ("", "s3cret")])
-def test_half_configured_basic_auth_refuses_to_start_open(monkeypatch, user, password):
-    monkeypatch.setenv("BASIC_AUTH_USER", user)
-    monkeypatch.setenv("BASIC_AUTH_PASS", password)
-
-    with pytest.raises(ValueError, match="BASIC_AUTH_USER and BASIC_AUTH_PASS"):
-        BackendSettings.from_env()
+def test_half_configured_basic_auth_refuses_to_start_open(user, password):
+    with pytest.raises(SettingsError, match="BASIC_AUTH_USER and BASIC_AUTH_PASS"):
+        BackendSettings.from_env({"BASIC_AUTH_USER": user, "BASIC_AUTH_PASS": password})
 
 
-def test_basic_auth_also_guards_the_ui_which_acts_with_the_environments_token(pipeline, monkeypatch, tmp_path):
+def test_basic_auth_also_guards_the_ui_which_acts_with_the_environments_token(pipeline, tmp_path):
     from app import create_app
 
-    monkeypatch.setenv("BASIC_AUTH_USER", "labelstudio")
-    monkeypatch.setenv("BASIC_AUTH_PASS", "s3cret")
-    monkeypatch.setenv("GROUNDLABEL_STATE_DIR", str(tmp_path))
-    with serve(create_app(LazyPipeline(pipeline=pipeline))) as url:
+    settings = BackendSettings.from_env({"BASIC_AUTH_USER": "labelstudio", "BASIC_AUTH_PASS": "s3cret",
+                                         "GROUNDLABEL_STATE_DIR": str(tmp_path)})
+    with serve(create_app(settings, LazyPipeline(pipeline=pipeline))) as url:
         anonymous = [httpx.get(f"{url}{path}", timeout=30).status_code for path in ("/config", "/gradio_api/info")]
         wrong = httpx.post(f"{url}/login", data={"username": "labelstudio", "password": "guess"}, timeout=30)
         with httpx.Client(base_url=url, timeout=30) as session:

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import Options
+from sync import Outbox
 from sync.prelabel import PrelabelJob, prelabel
 
 CONFIG = """<View>
@@ -48,31 +50,32 @@ def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(label_studio,
                                                                     project_with_tasks, tmp_path):
     project, task_ids = project_with_tasks
     seen = []
-    job = PrelabelJob(project, prompt="dog. possum", box_threshold=0.3, write_batch=8)
-    first = prelabel(ls_client, pipeline, job, on_progress=lambda p: seen.append((p.finished, p.total)))
+    job = PrelabelJob(project, prompt="dog. possum", options=Options(0.3), write_batch=8)
+    outbox = Outbox(tmp_path / "outbox")
+    first = prelabel(ls_client, pipeline, job, outbox, on_progress=lambda p: seen.append((p.finished, p.total)))
     assert (first.done, first.skipped, first.failed) == (TASKS, 0, {})
     assert seen[0] == (0, TASKS) and seen[-1] == (TASKS, TASKS)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
     stored = label_studio.api("GET", "/api/predictions", params={"task": task_ids[0]})[0]
-    expected = pipeline(png(0), "dog. possum", box_threshold=0.3)
+    expected = pipeline(png(0), "dog. possum", Options(0.3))
     assert stored["model_version"] == expected.model_version
     assert len(stored["result"]) == sum(label is not None for label in expected.labels)
     assert {r["value"]["rectanglelabels"][0] for r in stored["result"]} <= {"dog", "possum"}
 
-    second = prelabel(ls_client, pipeline, job)
+    second = prelabel(ls_client, pipeline, job, outbox)
     assert (second.done, second.skipped) == (0, TASKS)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
 
 
-def test_a_broken_image_fails_its_task_only(label_studio, ls_client, pipeline):
+def test_a_broken_image_fails_its_task_only(label_studio, ls_client, pipeline, tmp_path):
     project = label_studio.create_project(CONFIG, title="prelabel broken")
     good = label_studio.import_local_files(project, {"ok.png": png(1)}, folder=f"broken{project}")
     bad = label_studio.import_local_files(project, {"bad.png": b"not a png"}, folder=f"broken{project}")
-    progress = prelabel(ls_client, pipeline, PrelabelJob(project))  # no prompt: the config's labels
+    progress = prelabel(ls_client, pipeline, PrelabelJob(project), Outbox(tmp_path))  # no prompt: the config's labels
     assert progress.done == 1 and list(progress.failed) == bad
     stored = label_studio.api("GET", "/api/predictions", params={"task": good[0]})[0]
-    expected = pipeline(png(1), "dog. possum")
+    expected = pipeline(png(1), "dog. possum", Options())
     assert len(stored["result"]) == len(expected) > 0
     assert "not a readable image" in progress.failed[bad[0]]
     assert predictions_per_task(label_studio, project) == Counter({good[0]: 1})

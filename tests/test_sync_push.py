@@ -117,7 +117,7 @@ def test_queued_work_label_studio_rejects_for_good_is_parked_not_lost(label_stud
 
     (outcome,) = Pusher(ls_client, outbox).flush()
 
-    assert outcome.status == "failed" and outcome.task_id == 10**9 and len(outbox) == 0
+    assert outcome.status == "failed" and outcome.task_id == 10**9 and outbox.items() == []
     (parked,) = Outbox(outbox.directory / "failed").items()
     assert parked.payload == result.payload() and parked.error == outcome.error
 
@@ -129,4 +129,4 @@ def test_a_request_label_studio_rejects_is_raised_not_queued(ls_client, outbox, 
     with pytest.raises(LabelStudioError) as rejected:
         Pusher(ls_client, outbox).push(10**9, result)
 
-    assert 400 <= rejected.value.status < 500 and len(outbox) == 0
+    assert 400 <= rejected.value.status < 500 and outbox.items() == []

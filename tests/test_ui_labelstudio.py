@@ -9,9 +9,8 @@ from collections import Counter
 import pytest
 from playwright.sync_api import expect
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, load_image
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
-from sync.settings import state_dir
 from tests.browser import smooth_png
 from tests.labelstudio import GROUNDING_DINO_CONFIG
 
@@ -29,8 +28,8 @@ def project(label_studio, request):
 
 def expected_result(pipeline, image: bytes):
     """What the UI should find in a task: the config's default prompt, default thresholds, the tiny SAM."""
-    return pipeline(load_image(image), CONFIG.default_prompt, DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD,
-                    segmenter="sam_tiny_test", label_map=CONFIG.label_map())
+    return pipeline(load_image(image), CONFIG.default_prompt,
+                    Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), CONFIG.label_map())
 
 
 def connect(page, url: str, token: str) -> None:
@@ -94,12 +93,13 @@ def test_wrong_token_shows_readable_error_and_never_the_token(page, label_studio
     assert wrong not in caplog.text
 
 
-def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(page, label_studio, project, pipeline):
+def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(page, label_studio, project, pipeline,
+                                                                   app_settings):
     project_id, images = project
     first, image = next(iter(images.items()))
     choose_project(page, label_studio, project_id)
     open_task(page, first)
-    outbox = Outbox(state_dir() / "outbox")
+    outbox = Outbox(app_settings.outbox_dir)
     waiting = len(outbox.items(label_studio.url))
 
     with label_studio.stopped():

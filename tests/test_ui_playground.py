@@ -9,8 +9,9 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from pipeline import DEFAULT_BOX_THRESHOLD, load_image, render
-from tests.browser import count_calls, grid_row, grid_rows, set_slider, smooth_png
+from pipeline import Options, DEFAULT_BOX_THRESHOLD, load_image, render
+from tests.browser import grid_row, grid_rows, set_slider, smooth_png
+from tests.counting import count_calls
 from tests.labelstudio import serve
 
 pytest_plugins = ["tests.browser"]
@@ -33,7 +34,7 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
     path = fresh_image(tmp_path, seed=1)
     run_prompt(page, path, "dog. fence")
 
-    expected = pipeline(load_image(path), "dog. fence", box_threshold=DEFAULT_BOX_THRESHOLD)
+    expected = pipeline(load_image(path), "dog. fence", Options(DEFAULT_BOX_THRESHOLD))
     assert len(expected) > 0, "the tiny model finds nothing on this image: pick another seed"
     assert grid_rows(page, "#pg-table") == len(expected)
     assert f"{len(expected)} detections" in page.locator("#pg-message").inner_text()
@@ -61,7 +62,7 @@ def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeli
     with count_calls(pipeline.detector.model) as forwards:
         run_prompt(page, path, "cat")
         assert forwards.count == 1
-        scores = pipeline(load_image(path), "cat", box_threshold=DEFAULT_BOX_THRESHOLD).scores
+        scores = pipeline(load_image(path), "cat", Options(DEFAULT_BOX_THRESHOLD)).scores
         assert len(scores) >= 2, "the tiny model finds too little on this image: pick another seed"
         # The slider step whose count is closest to half: any move that changes the count will do.
         steps = np.round(np.arange(DEFAULT_BOX_THRESHOLD + 0.01, 1.0, 0.01), 2)
@@ -101,9 +102,10 @@ def test_empty_prompt_is_explained_not_run(page, tmp_path):
 def test_missing_detector_weights_show_the_fix_in_model_status(open_page, tmp_path):
     from app import create_app
     from pipeline import LazyPipeline, PipelineSettings
+    from sync import BackendSettings
 
-    models = LazyPipeline(PipelineSettings(detector=str(tmp_path / "no-such-detector")))
-    with serve(create_app(models)) as url:
+    models = LazyPipeline(PipelineSettings(detector=str(tmp_path / "no-such-detector"), offline=True))
+    with serve(create_app(BackendSettings(state_dir=tmp_path), models)) as url:
         page = open_page(url)
         expect(page.locator("#model-status")).to_contain_text("not loaded yet")
         page.locator("#load-models").click()

@@ -115,3 +115,13 @@ def cached_models(root: str, shape: str = "tiny") -> tuple[Path, Path]:
     """(detector dir, tiny SAM checkpoint) under ``root``, built once per process."""
     base = Path(root)
     return save_grounding_dino(base / f"gdino-{shape}", shape), save_segmenter(base / "sam_tiny_test.pth")
+
+
+def load_tiny_pipeline(detector_dir: Path, sam_checkpoint: Path | None = None):
+    """A ``GroundingPipeline`` over saved tiny models, on the CPU, offline, at the tests' input size."""
+    from pipeline import GroundingPipeline, PipelineSettings
+
+    register_tiny_sam()
+    checkpoints = {"sam_tiny_test": str(sam_checkpoint)} if sam_checkpoint else {}
+    return GroundingPipeline.from_settings(PipelineSettings(
+        detector=str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE, checkpoints=checkpoints, offline=True))
