@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-SCRIPTS = ["bench.pipeline_speed", "bench.server_overhead", "bench.prelabel_throughput", "bench.memory"]
+SCRIPTS = ["bench.pipeline_speed", "bench.mask_stage", "bench.server_overhead", "bench.prelabel_throughput", "bench.memory"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

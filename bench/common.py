@@ -44,10 +44,10 @@ def real_models(segmenters: list[str] = (), shape: str = "real") -> tuple[Path, 
     return detector, checkpoints
 
 
-def load_pipeline(detector: Path, checkpoints: dict[str, str]) -> GroundingPipeline:
+def load_pipeline(detector: Path, checkpoints: dict[str, str], device: str | None = None) -> GroundingPipeline:
     """The product's pipeline over the benchmark's models, offline."""
     return GroundingPipeline.from_settings(PipelineSettings(detector=str(detector), checkpoints=checkpoints,
-                                                            offline=True))
+                                                            device=device, offline=True))
 
 
 def machine() -> str:

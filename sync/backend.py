@@ -118,8 +118,9 @@ class MLBackend:
         results = []
         for outcome in predict_tasks(request.tasks, fetch, pipeline, config, prompt, options):
             if outcome.status == "done":
-                if outcome.result.skipped:
-                    log.info("Task %s: %s", outcome.task.get("id"), "; ".join(outcome.result.skipped))
+                if outcome.result.unmapped:
+                    log.info("Task %s: prompt phrases %s match none of the labels %s.", outcome.task.get("id"),
+                             outcome.result.unmapped, config.labels)
                 results.append(outcome.result.payload())
             elif outcome.status == "failed":
                 log.warning("Task %s: empty prediction: %s", outcome.task.get("id"), outcome.reason)

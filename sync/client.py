@@ -91,12 +91,13 @@ class LabelStudioClient:
     ):
         url = (url or "").strip().rstrip("/")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise LabelStudioError(f"The Label Studio URL must start with http:// or https://, got {url!r}.")
+            raise LabelStudioError(f"The Label Studio URL must start with http:// or https://, got {url!r}.",
+                                   retryable=False)
         if not (token or "").strip():
             raise AuthError("No Label Studio token given: copy it from Label Studio's Account & Settings page.")
         if (address := link_local_address(url)) is not None:
             raise LabelStudioError(f"The Label Studio URL {url!r} points at the link-local address {address}, where "
-                                   "cloud metadata services live: groundlabel does not connect there.")
+                                   "cloud metadata services live: groundlabel does not connect there.", retryable=False)
         self.url = url
         self.timeout = timeout
         self.max_image_bytes = max_image_bytes

@@ -30,6 +30,7 @@ class LabelStudioResult:
     score: float
     model_version: str
     skipped: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)  # prompt phrases that name none of the project's labels
 
     @property
     def region_ids(self) -> list[str]:
@@ -77,6 +78,7 @@ def to_label_studio(
         score=round(float(np.mean(scores)), 4) if scores else 0.0,
         model_version=result.model_version,
         skipped=skipped,
+        unmapped=list(result.unmapped),
     )
 
 

@@ -24,13 +24,17 @@ class ConfigError(SyncError):
 class LabelStudioError(SyncError):
     """Label Studio answered with an error, or could not be reached. ``status`` is the HTTP status, if any."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retryable: bool | None = None):
         super().__init__(message)
         self.status = status
+        self._retryable = retryable
 
     @property
     def retryable(self) -> bool:
-        """Worth trying again later: the server is down, overloaded or failing, not refusing the request."""
+        """Worth trying again later: the server is down, overloaded or failing, not refusing the request (a URL
+        that can never work says so with ``retryable=False``)."""
+        if self._retryable is not None:
+            return self._retryable
         return self.status is None or self.status == 429 or self.status >= 500
 
 

@@ -60,10 +60,11 @@ def backend_app(models: LazyPipeline, settings: BackendSettings) -> FastAPI:
     return app
 
 
-def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX):
+def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX,
+             segmenter: str | None = SEGMENTER):
     """What the backend should answer: the pipeline run directly, converted for the config."""
     config = ProjectConfig.parse(config_xml)
-    result = pipeline(image, prompt, Options(box, TEXT, SEGMENTER), config.label_map())
+    result = pipeline(image, prompt, Options(box, TEXT, segmenter), config.label_map())
     return result, to_label_studio(result, config)
 
 

@@ -65,8 +65,10 @@ def predict(url: str, tasks, prompt: str | None = "cats", project: str = "1.1",
 
 
 def logged(caplog, task_id: int) -> str:
-    """The reason logged for task ``task_id``'s empty prediction."""
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Task {task_id}: empty prediction")]
+    """The reason logged for task ``task_id``'s empty prediction (or, for a failure that may pass, for storing
+    nothing)."""
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Task {task_id}: ")
+             and ("empty prediction" in r.getMessage() or "nothing stored" in r.getMessage())]
     assert len(lines) == 1, caplog.text
     return lines[0]
 
@@ -114,7 +116,7 @@ def test_setup_and_webhook_take_any_json_object_and_refuse_the_rest(backend):
     refused = [httpx.post(f"{backend}/{route}", content=b"[]", headers={"Content-Type": "application/json"})
                for route in ("setup", "webhook")]
 
-    assert setup.status_code == 200 and setup.json()["model_version"].startswith("gdino-tiny")
+    assert setup.status_code == 200 and setup.json()["model_version"].startswith("groundlabel-gdino-tiny")
     assert hook.status_code == 200 and hook.json()["prompt"] is None
     assert [r.status_code for r in refused] == [400, 400] and all("JSON object" in r.text for r in refused)
 
@@ -154,7 +156,11 @@ def test_unusable_task_image_gets_an_empty_prediction_and_a_logged_reason(backen
 
     assert answer.status_code == 200, answer.text
     broken, fine = answer.json()["results"]
-    assert broken["result"] == [] and fine["result"] == expected(pipeline, IMAGE, "cats. house")[1].result
+    assert fine["result"] == expected(pipeline, IMAGE, "cats. house")[1].result
+    if case == "missing upload on Label Studio":  # Label Studio 1.23 answers 500 there: maybe passing, so retried
+        assert broken == [] and "nothing stored, the next run retries" in logged(caplog, task["id"])
+    else:  # for good: an empty prediction is stored, so Label Studio does not ask again
+        assert broken["result"] == [] and "empty prediction" in logged(caplog, task["id"])
     assert words in logged(caplog, task["id"])
     assert elapsed < 5  # nothing waited on the network: link-local hosts are never contacted
 
@@ -168,8 +174,8 @@ def test_slow_image_host_is_cut_off_at_the_timeout(pipeline, label_studio, host,
         answer = predict(url, [{"id": 42, "data": {"image": host(path)}}])
         elapsed = time.monotonic() - started
 
-    assert answer.status_code == 200 and answer.json()["results"][0]["result"] == []
-    assert words in logged(caplog, 42)
+    assert answer.status_code == 200 and answer.json()["results"] == [[]]  # nothing stored: the next run retries
+    assert words in logged(caplog, 42) and "the next run retries" in logged(caplog, 42)
     assert elapsed < 4.5
 
 

@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sync import AuthError, DownloadError, LabelStudioClient, LabelStudioError, ProjectConfig, UnreachableError
+from sync import (
+    AuthError, BackendSettings, DownloadError, LabelStudioClient, LabelStudioError, ProjectConfig, UnreachableError,
+)
 from tests.labelstudio import GROUNDING_DINO_CONFIG, LEGACY_TOKEN, exif_rotated_jpeg, free_port, png
 
 
@@ -172,13 +174,11 @@ def test_cloud_uris_go_through_label_studio_presign_and_unusable_urls_are_refuse
         ls_client.download("/data/upload/999/missing.png")
 
 
-def test_client_from_the_seeds_environment_names(label_studio, monkeypatch):
-    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_HOST", "LABEL_STUDIO_ACCESS_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+def test_client_from_the_seeds_environment_names(label_studio):
     with pytest.raises(LabelStudioError, match="Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
-        LabelStudioClient.from_env()
-    monkeypatch.setenv("LABEL_STUDIO_HOST", label_studio.url)
-    monkeypatch.setenv("LABEL_STUDIO_ACCESS_TOKEN", label_studio.token)
+        LabelStudioClient.from_settings(BackendSettings.from_env({}))
+    settings = BackendSettings.from_env({"LABEL_STUDIO_HOST": label_studio.url,
+                                         "LABEL_STUDIO_ACCESS_TOKEN": label_studio.token})
 
-    with LabelStudioClient.from_env() as client:
+    with LabelStudioClient.from_settings(settings) as client:
         assert client.url == label_studio.url and client.whoami()["email"] == "admin@example.com"

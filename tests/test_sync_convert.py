@@ -80,7 +80,7 @@ def test_region_ids_are_stable_and_unique_and_change_with_the_geometry():
     result = detections(50, 50, boxes, ["cats", "cats", "cats"], masks=blob_masks(50, 50, boxes))
 
     first, second = to_label_studio(result, CONFIG), to_label_studio(result, CONFIG)
-    moved = to_label_studio(result.select([2]), CONFIG)
+    moved = to_label_studio(result[[2]], CONFIG)
 
     assert first.region_ids == second.region_ids
     assert len(set(first.region_ids)) == len(first.result) == 6
@@ -105,8 +105,8 @@ def test_unlabeled_detections_are_left_out_with_a_reason():
 def test_relabel_and_select_reach_label_studio_and_empty_results_score_zero():
     result = detections(40, 40, [[1, 1, 10, 10], [5, 5, 20, 20]], [None, "cats"])
 
-    kept = to_label_studio(result.relabel(0, "house").select([0]), CONFIG)
-    nothing = to_label_studio(result.select([]), CONFIG)
+    kept = to_label_studio(result.with_labels(["house", "cats"])[[0]], CONFIG)
+    nothing = to_label_studio(result[[]], CONFIG)
 
     assert [r["value"]["rectanglelabels"] for r in kept.result] == [["house"]] and kept.skipped == []
     assert (nothing.result, nothing.score) == ([], 0.0)

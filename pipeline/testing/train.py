@@ -182,10 +182,17 @@ def save_detector(model, processor, directory: Path) -> Path:
     return directory
 
 
-def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None):
+def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None,
+                   init: Path | None = None):
     _threads()
     t = {**DETECTOR_TRAIN, **(train or {})}
     model, processor = build_detector(seed, config)
+    if init:  # a second stage continues from a saved model at half the peak learning rate, on fresh scenes
+        from transformers import GroundingDinoForObjectDetection
+
+        model = GroundingDinoForObjectDetection.from_pretrained(init / S.SHAPES_DETECTOR_DIRNAME)
+        t["lr"], seed = t["lr"] / 2, seed + 100
+        log(f"detector: continuing from {init}")
     model.loss_function = _loss_function
     model.train()
     log(f"detector: {sum(p.numel() for p in model.parameters()):,} params, {steps} steps, seed {seed}")
@@ -264,14 +271,18 @@ def _sam_sample(rng, transform):
     return array, shapes, (image.height, image.width), (h, w)
 
 
-def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print, train=None):
+def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print, train=None,
+              init: Path | None = None):
     from segment_anything.utils.transforms import ResizeLongestSide
 
     _threads()
     t = {**SAM_TRAIN, **(train or {})}
     torch.manual_seed(seed)
-    sam = S.build_shapes_sam()
+    sam = S.build_shapes_sam(str(init / S.SHAPES_SAM_FILENAME) if init else None)
     sam.train()
+    if init:  # a second stage continues from a saved model at half the peak learning rate, on fresh scenes
+        t["lr"], seed = t["lr"] / 2, seed + 100
+        log(f"sam: continuing from {init}")
     log(f"sam: {sum(p.numel() for p in sam.parameters()):,} params, {steps} steps, seed {seed}")
     rng = np.random.default_rng(seed + 1)
     transform = ResizeLongestSide(sam.image_encoder.img_size)
@@ -392,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--only", choices=("detector", "sam"), default=None)
     train.add_argument("--no-eval", action="store_true")
+    train.add_argument("--init", type=Path, default=None,
+                       help="continue from the models in this directory (a second stage, half the peak lr)")
     evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
     evaluate.add_argument("dir", type=Path)
     evaluate.add_argument("--scenes", type=int, default=200)
@@ -407,9 +420,9 @@ def main(argv: list[str] | None = None) -> int:
 
         report = {"seed": args.seed}
         if args.only in (None, "detector"):
-            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log)
+            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log, init=args.init)
         if args.only in (None, "sam"):
-            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log)
+            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init)
         if not args.no_eval:
             report.update(_evaluate(args.out, 200))
         log(json.dumps(report))

@@ -1,0 +1,64 @@
+"""Images per detector forward: time per image for 1 vs N images of one size in a forward, and how far a batched
+image's boxes move from its single run (padding-free batches should match to float noise; fp16 on a GPU a little
+more). Prints a markdown table.
+
+Run: ``python -m bench.detector_batch [--shape real|tiny] [--batch 4] [--device cuda] [--dtype float16]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from bench.common import print_table, real_models, timed
+from pipeline import GroundingPipeline, Options, PipelineSettings, load_image
+
+PROMPT = "brown dog. possum on a fence"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=("tiny", "real"), default="real")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", default="640x480", help="image WxH")
+    parser.add_argument("--device")
+    parser.add_argument("--dtype")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    width, height = map(int, args.size.split("x"))
+    detector, _ = real_models(shape=args.shape)
+    settings = PipelineSettings(detector=str(detector), device=args.device, dtype=args.dtype, offline=True)
+    pipeline = GroundingPipeline.from_settings(settings)
+    rng = np.random.default_rng(0)
+    images = [load_image(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)) for _ in range(args.batch)]
+    options = Options(0.0, 0.0)
+
+    def run(size: int) -> list:
+        pipeline.detector._raw_cache.clear()
+        pipeline.settings = replace(settings, batch_size=size)
+        results = []
+        for start in range(0, len(images), size):
+            results += pipeline.batch(images[start:start + size], PROMPT, options)
+        if pipeline.detector.device.type == "cuda":
+            torch.cuda.synchronize()
+        return results
+
+    singles, batched = run(1), run(args.batch)  # warm-up, and the results to compare
+    box_diff = max(float(np.abs(a.xyxy - b.xyxy).max()) for a, b in zip(singles, batched))
+    score_diff = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(singles, batched))
+    one = timed(lambda: run(1), args.repeats) / len(images)
+    many = timed(lambda: run(args.batch), args.repeats) / len(images)
+    device = f"{pipeline.detector.device} {str(pipeline.detector.dtype).replace('torch.', '')}"
+    print_table(f"Detector forward per image, {args.shape} grounding-dino-tiny shape, {width}x{height}, {device}",
+                ("images per forward", "ms per image", "speed-up", "max box moved vs single (px)",
+                 "max score change"),
+                [("1", f"{one * 1000:.1f}", "1.00x", "0", "0"),
+                 (str(args.batch), f"{many * 1000:.1f}", f"{one / many:.2f}x", f"{box_diff:.3g}",
+                  f"{score_diff:.3g}")])
+
+
+if __name__ == "__main__":
+    main()
