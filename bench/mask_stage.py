@@ -1,6 +1,6 @@
 """The mask stage for N boxes on one image whose embedding is cached: a loop over ``SamPredictor.predict`` (how
 groundlabel decoded before ``Segmenter.decode``, and its CPU default now) against one batched ``predict_torch`` call
-(its CUDA default). Prints a markdown table; the ratio is taken in one run, on the same warm embedding.
+(its default). Prints a markdown table; the ratio is taken in one run, on the same warm embedding.
 
 Run: ``python -m bench.mask_stage [--segmenters mobile_sam sam_vit_b] [--boxes 10] [--device cpu|cuda]``.
 """
@@ -40,12 +40,11 @@ def main() -> None:
             segmenter.decode(image, [MaskPrompt.from_box(box + offset) for box in boxes], batched=batched)
 
         loop, batch = timed(lambda: decode(False), args.repeats), timed(lambda: decode(True), args.repeats)
-        default = "batched" if segmenter.device.type == "cuda" else "loop"
         rows.append((name, str(segmenter.device), f"{loop * 1000:.0f} ms", f"{batch * 1000:.0f} ms",
-                     f"{loop / batch:.2f}x", default))
+                     f"{loop / batch:.2f}x"))
     print_table(f"Mask stage for {args.boxes} boxes, {width}x{height}, embedding cached (median of {args.repeats})",
-                ("segmenter", "device", "loop of predict (before)", "one predict_torch", "loop / batched",
-                 "decode() default"), rows)
+                ("segmenter", "device", "loop of predict (before)", "one predict_torch (decode's default)",
+                 "loop / batched"), rows)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, la
     other = next(label for label in CONFIG.labels if label != expected.labels[1])
     page.locator("#ls-label-1 input").click()
     page.get_by_role("option", name=other, exact=True).click()
-    kept = expected.select(range(1, len(expected))).relabel(0, other)
+    kept = expected[1:].with_labels([other, *expected.labels[2:]])
     counts = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.labels).items())
     expect(page.locator("#ls-kept")).to_contain_text(f"{len(kept)} of {len(expected)} kept ({counts})")
     page.locator("#ls-kind").get_by_label("annotation").check()
@@ -135,3 +135,17 @@ def test_environment_token_goes_only_to_the_environment_url():
     assert env_token_for("http://ls.internal:8080/", env) == "secret-token"
     assert env_token_for("http://attacker.example:8080", env) == ""
     assert env_token_for("http://ls.internal:8080", BackendSettings()) == ""
+
+
+def test_controls_used_before_connecting_answer_with_a_hint_and_no_error_badge(page):
+    page.get_by_role("tab", name="Label Studio").click()
+    hints = [("#ls-next-page", "Connect and pick a project first"), ("#ls-prev-page", "Connect and pick a project"),
+             ("#ls-unlabeled input", "Pick a project first"), ("#ls-push", "Open a task and detect first"),
+             ("#ls-detect", "Open a task first")]
+    for control, hint in hints:
+        page.locator(control).click()
+        expect(page.locator("#ls-message")).to_contain_text(hint)
+    page.get_by_text("Output and thresholds").click()
+    page.locator("#ls-mode").get_by_label("Boxes + masks").check()
+    page.wait_for_timeout(500)
+    assert page.locator(".error, .toast-body.error").count() == 0  # Gradio's red "Error" badge and toast

@@ -136,11 +136,23 @@ def _set_loss(logits, boxes, label_maps, text_mask, targets):
             pos = 0.25 * (1 - p) ** 2 * -(p + 1e-8).log()
             cost = (pos - neg) @ maps_norm.t() * 2.0
             cost = cost + 5.0 * torch.cdist(boxes[b], target["boxes"], p=1) - 2.0 * _giou(boxes[b], target["boxes"])
-            qi, ti = linear_sum_assignment(cost.nan_to_num(1e6).numpy())
+            qi, ti = linear_sum_assignment(cost.nan_to_num(1e6).cpu().numpy())
             onehot[b, qi] = maps[ti]
             src.append((b, torch.as_tensor(qi), target["boxes"][ti]))
     num = max(1, sum(len(t["class_labels"]) for t in targets))
     cls = _focal(logits[text_mask], onehot[text_mask]).sum() / num
+    # Which phrase: a softmax over each matched query's text tokens. Unlike the focal loss it gains nothing from a
+    # direction shared by all words, so the text features cannot collapse onto one "any shape" vector (they did
+    # within 500 steps without it: every word token ended up with the same feature and the prompt stopped mattering).
+    rows = [(b, torch.as_tensor(q)) for b, q, _ in src]
+    if rows:
+        chosen = torch.cat([logits[b, q] for b, q in rows])
+        valid = torch.cat([text_mask[b, q] for b, q in rows])
+        positive = torch.cat([onehot[b, q] for b, q in rows]) > 0
+        masked = chosen.masked_fill(~valid, float("-inf"))
+        which = (masked.logsumexp(-1) - masked.masked_fill(~positive, float("-inf")).logsumexp(-1)).sum() / num
+    else:
+        which = logits.new_zeros(())
     if src:
         pred = torch.cat([boxes[b, q] for b, q, _ in src])
         true = torch.cat([t for _, _, t in src])
@@ -148,7 +160,7 @@ def _set_loss(logits, boxes, label_maps, text_mask, targets):
         giou = (1 - torch.diag(_giou(pred, true))).sum() / num
     else:
         l1 = giou = boxes.sum() * 0
-    return 2.0 * cls + 5.0 * l1 + 2.0 * giou, cls.detach()
+    return 2.0 * cls + 1.0 * which + 5.0 * l1 + 2.0 * giou, which.detach()
 
 
 def _loss_function(logits, labels, device, pred_boxes, config, label_maps, text_mask, outputs_class=None,
@@ -193,8 +205,9 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
         model = GroundingDinoForObjectDetection.from_pretrained(init / S.SHAPES_DETECTOR_DIRNAME)
         t["lr"], seed = t["lr"] / 2, seed + 100
         log(f"detector: continuing from {init}")
+    device = torch.device(os.environ.get("GROUNDLABEL_TRAIN_DEVICE", "cpu"))
     model.loss_function = _loss_function
-    model.train()
+    model.to(device).train()
     log(f"detector: {sum(p.numel() for p in model.parameters()):,} params, {steps} steps, seed {seed}")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -204,6 +217,8 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
     step = 0
     for step in range(steps):
         inputs, labels = detector_batch(rng, processor.tokenizer, t["batch"])
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        labels = [{k: v.to(device) for k, v in label.items()} for label in labels]
         loss = model(**inputs, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,10 +229,13 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
         elapsed = time.time() - start
         if step % 200 == 0 or step == steps - 1:
             log(f"detector step {step} loss {running:.3f} lr {schedule.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min")
+        if step % 500 == 499:  # a snapshot to look at while training goes on (overwritten at the end)
+            save_detector(model, processor, out / S.SHAPES_DETECTOR_DIRNAME)
+            model.train()
         if minutes is not None and elapsed > minutes * 60:
             log(f"detector: time limit reached at step {step}")
             break
-    target = save_detector(model.eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
+    target = save_detector(model.cpu().eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
     return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
 
 
@@ -401,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--minutes", type=float, default=None,
                        help="stop each model's training after this many minutes even if steps remain")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--lr", type=float, default=None, help="detector peak learning rate")
     train.add_argument("--only", choices=("detector", "sam"), default=None)
     train.add_argument("--no-eval", action="store_true")
     train.add_argument("--init", type=Path, default=None,
@@ -420,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report = {"seed": args.seed}
         if args.only in (None, "detector"):
-            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log, init=args.init)
+            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log, init=args.init,
+                                                              train={"lr": args.lr} if args.lr else None)
         if args.only in (None, "sam"):
             _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init)
         if not args.no_eval:
