@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-SCRIPTS = ["bench.pipeline_speed", "bench.mask_stage", "bench.server_overhead", "bench.prelabel_throughput", "bench.memory"]
+SCRIPTS = ["bench.pipeline_speed", "bench.mask_stage", "bench.detector_batch", "bench.server_overhead",
+           "bench.prelabel_throughput", "bench.memory"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

@@ -15,7 +15,8 @@ from .segmenter import MaskPrompt, Segmenter, SegmenterPool
 from .settings import DEFAULT_MAX_PIXELS, PipelineSettings
 
 __all__ = [
-    "DEFAULT_BOX_THRESHOLD", "DEFAULT_DETECTOR", "DEFAULT_MAX_PIXELS", "DEFAULT_TEXT_THRESHOLD", "DETECTORS", "DetectionResult",
+    "DEFAULT_BOX_THRESHOLD", "DEFAULT_DETECTOR", "DEFAULT_MAX_PIXELS", "DEFAULT_TEXT_THRESHOLD", "DETECTORS",
+    "DetectionResult",
     "GroundingDinoDetector", "GroundingPipeline", "GroundlabelError", "ImageError", "LabelMap", "LazyPipeline",
     "LoadedImage", "MaskPrompt", "Options", "PipelineSettings", "Prompt", "PromptError", "SEGMENTERS", "Segmenter",
     "SegmenterPool", "SegmenterSpec", "SettingsError", "VERSION_PREFIX", "WeightsError", "load_image",

@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
     parser.add_argument("--detector", help="registered name, Hub id or local directory "
                                            "(default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)")
-    parser.add_argument("--checkpoint", help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)")
+    parser.add_argument("--checkpoint",
+                        help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--out", type=Path, default=Path("."), help="output directory")
     return parser.parse_args(argv)

@@ -25,7 +25,8 @@ class Options:
         for name in ("box_threshold", "text_threshold"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-                raise SettingsError(f"{name.replace('_', ' ').capitalize()} must be a number from 0 to 1, got {value!r}.")
+                what = name.replace("_", " ").capitalize()
+                raise SettingsError(f"{what} must be a number from 0 to 1, got {value!r}.")
             object.__setattr__(self, name, float(value))
         if self.segmenter is not None:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here

@@ -8,7 +8,6 @@ click and a Label Studio smart-tool keypoint are all ``MaskPrompt``s.
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import threading
 import warnings

@@ -19,7 +19,8 @@ def resolve_checkpoint(spec: SegmenterSpec, path: str | os.PathLike | None, cach
     """Find the checkpoint for ``spec``; download it into ``cache_dir`` once if allowed, else explain how to get it."""
     if path:
         if not Path(path).is_file():
-            raise WeightsError(f"{spec.name} checkpoint not found at {str(path)!r} (from {spec.env_var} or the caller).")
+            raise WeightsError(f"{spec.name} checkpoint not found at {str(path)!r} "
+                               f"(from {spec.env_var} or the caller).")
         return Path(path)
     cached = cache_dir / spec.filename
     if cached.is_file():

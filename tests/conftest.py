@@ -11,7 +11,7 @@ os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # pipeline.testing.model
 import numpy as np
 import pytest
 
-from pipeline.testing.models import load_tiny_pipeline, TEST_INPUT_SIZE, cached_models, register_tiny_sam
+from pipeline.testing.models import cached_models, load_tiny_pipeline, register_tiny_sam
 
 pytest_plugins = ["tests.labelstudio"]
 
@@ -26,8 +26,6 @@ def model_paths(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pipeline(model_paths):
-    from pipeline import GroundingPipeline
-
     detector_dir, sam_checkpoint = model_paths
     return load_tiny_pipeline(detector_dir, sam_checkpoint)
 

@@ -74,13 +74,15 @@ UNICODE_PROMPTS = ["猫:cats. 家:house", "café crème:cats", "🐱 кошка:
 @dataclass(frozen=True)
 class Answer:
     """What the host sends for one path: ``delay`` seconds of silence first, then status, headers and body
-    (``drip``: the body one byte per ``drip`` seconds, for a server that never quite finishes)."""
+    (``drip``: the body one byte per ``drip`` seconds, for a server that never quite finishes;
+    ``declare_length=False``: no Content-Length, the body ends when the connection closes)."""
 
     body: bytes = b""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drip: float = 0.0
+    declare_length: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,11 @@ class WebHost:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(answer.body)))
+                    if answer.declare_length:
+                        self.send_header("Content-Length", str(len(answer.body)))
+                    else:
+                        self.close_connection = True
+                        self.send_header("Connection", "close")
                     self.end_headers()
                     if not answer.drip:
                         self.wfile.write(answer.body)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -99,6 +100,11 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def predictions_per_task(label_studio, project: int) -> Counter:
+    """How many predictions each task of ``project`` holds in Label Studio."""
+    return Counter(p["task"] for p in label_studio.api("GET", "/api/predictions", params={"project": project}))
 
 
 def detections(width, height, boxes, labels, masks=None, scores=None) -> DetectionResult:

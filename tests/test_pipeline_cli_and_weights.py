@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 from segment_anything import SamPredictor
 
-from pipeline import MaskPrompt, Options, PipelineSettings, SettingsError, WeightsError, load_image, segmenter_spec
+from pipeline import (
+    MaskPrompt, Options, PipelineSettings, SettingsError, WeightsError, load_image, segmenter_spec,
+)
 from pipeline.__main__ import main
 from pipeline.segmenter import Segmenter
 from pipeline.weights import resolve_checkpoint

@@ -15,12 +15,13 @@ from collections import Counter
 import httpx
 import pytest
 
-from pipeline import Options, LazyPipeline, load_image
+from pipeline import LazyPipeline, Options, load_image
 from sync import BackendSettings, LabelStudioClient, Outbox, ProjectConfig, Pusher, to_label_studio
 from sync.prelabel import PrelabelJob, prelabel
 from tests.hostile import Answer, cutting_proxy, web_host
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, blob_masks, detections, expected, png, serve,
+    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, blob_masks, detections, expected, png,
+    predictions_per_task, serve,
 )
 
 CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
@@ -96,10 +97,6 @@ def web_images():
     images = {f"/p{i}.png": png(44, 30 + i, seed=60 + i) for i in range(12)}
     with web_host({path: Answer(data) for path, data in images.items()}) as host:
         yield host, images
-
-
-def predictions_per_task(label_studio, project: int) -> Counter:
-    return Counter(p["task"] for p in label_studio.api("GET", "/api/predictions", params={"project": project}))
 
 
 def test_prelabel_run_keeps_going_when_label_studio_stops_and_nothing_is_lost_or_doubled(

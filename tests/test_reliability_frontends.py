@@ -12,11 +12,10 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from pipeline import LazyPipeline
 from pipeline.__main__ import main
 from sync.settings import DEFAULT_MAX_IMAGE_BYTES
 from tests.hostile import EMPTY_PROMPTS, UNICODE_PROMPTS, broken_images, prompt_of_tokens
-from tests.labelstudio import free_port, png, serve
+from tests.labelstudio import free_port, png
 
 BROKEN = broken_images()
 REFUSED_PROMPTS = {**{name: (text, "prompt is empty") for name, text in EMPTY_PROMPTS.items()},

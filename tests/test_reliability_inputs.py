@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from pipeline import Options, LabelMap, LazyPipeline, PromptError
+from pipeline import LabelMap, LazyPipeline, Options, PromptError
 from sync import BackendSettings
 from tests.hostile import (
     EMPTY_PROMPTS, UNICODE_PROMPTS, Answer, broken_images, prompt_of_tokens, web_host,

@@ -115,7 +115,8 @@ def test_token_never_appears_in_logs_errors_exceptions_or_api_answers(label_stud
 def test_the_ui_never_shows_or_forwards_the_environments_token(label_studio, pipeline, recorder, tmp_path):
     from app import create_app
 
-    settings = BackendSettings.from_env({"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+    settings = BackendSettings.from_env({"LABEL_STUDIO_URL": label_studio.url,
+                                         "LABEL_STUDIO_API_KEY": label_studio.token,
                                          "GROUNDLABEL_STATE_DIR": str(tmp_path)})
     recorder.requests.clear()
     with serve(create_app(settings, LazyPipeline(pipeline=pipeline))) as url:

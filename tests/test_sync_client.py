@@ -3,54 +3,29 @@ and image downloads for every URL kind with the token kept on the Label Studio h
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sync import (
     AuthError, BackendSettings, DownloadError, LabelStudioClient, LabelStudioError, ProjectConfig, UnreachableError,
 )
+from tests.hostile import Answer, web_host
 from tests.labelstudio import GROUNDING_DINO_CONFIG, LEGACY_TOKEN, exif_rotated_jpeg, free_port, png
 
 
-class ImageHost(BaseHTTPRequestHandler):
-    """Another web server holding images: /img.png, /redirect (to /img.png), /big, /slow. Records headers."""
-
-    seen: list[dict] = []
-    image = png(30, 20)
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        ImageHost.seen.append(dict(self.headers))
-        if self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "/img.png")
-            self.end_headers()
-            return
-        if self.path == "/slow":
-            time.sleep(2)
-        body = b"\0" * 5000 if self.path == "/big" else self.image
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.end_headers()  # no Content-Length: the limit must hold while streaming
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
-
-    def log_message(self, *args):
-        pass
+IMAGE = png(30, 20)
 
 
 @pytest.fixture(scope="module")
 def image_host():
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), ImageHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
+    """Another web server holding images: /img.png, /redirect (to /img.png), /big (streamed without a declared
+    length: the limit must hold while streaming), /slow. Records requests and their headers."""
+    routes = {"/img.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
+              "/redirect": Answer(status=302, headers={"Location": "/img.png"}),
+              "/big": Answer(b"\0" * 5000, declare_length=False), "/slow": Answer(IMAGE, delay=2)}
+    with web_host(routes) as host:
+        yield host
 
 
 def test_legacy_token_and_personal_access_token_both_connect(label_studio):
@@ -75,7 +50,7 @@ def test_unreachable_server_and_bad_urls_give_clear_errors():
     with LabelStudioClient(f"http://127.0.0.1:{port}", LEGACY_TOKEN, timeout=2) as client:
         with pytest.raises(UnreachableError, match=f"127.0.0.1:{port} is unreachable"):
             client.projects()
-    with pytest.raises(Exception, match="must start with http"):
+    with pytest.raises(LabelStudioError, match="must start with http"):
         LabelStudioClient("localhost:8080", LEGACY_TOKEN)
 
 
@@ -138,24 +113,24 @@ def test_uploaded_and_local_file_images_download_with_the_token(label_studio, ls
 
 
 def test_other_hosts_never_receive_the_token(ls_client, image_host):
-    ImageHost.seen.clear()
+    image_host.requests.clear()
 
-    assert ls_client.download(f"{image_host}/img.png") == ImageHost.image
-    assert ls_client.download(f"{image_host}/redirect") == ImageHost.image
+    assert ls_client.download(image_host("/img.png")) == IMAGE
+    assert ls_client.download(image_host("/redirect")) == IMAGE
 
-    assert len(ImageHost.seen) == 3
-    assert not any(key.lower() == "authorization" for headers in ImageHost.seen for key in headers)
+    assert [request.path for request in image_host.requests] == ["/img.png", "/redirect", "/img.png"]
+    assert not any(key.lower() == "authorization" for request in image_host.requests for key in request.headers)
     assert ls_client.is_label_studio(ls_client.url + "/data/upload/1/a.png")
-    assert not ls_client.is_label_studio(image_host + "/data/upload/1/a.png")
+    assert not ls_client.is_label_studio(image_host("/data/upload/1/a.png"))
 
 
 def test_downloads_have_a_size_limit_and_a_timeout(label_studio, image_host):
     with LabelStudioClient(label_studio.url, LEGACY_TOKEN, timeout=0.5, max_image_bytes=4000) as client:
         with pytest.raises(DownloadError, match="over the size limit"):
-            client.download(f"{image_host}/big")
+            client.download(image_host("/big"))
         started = time.monotonic()
         with pytest.raises(DownloadError, match="no answer within 0.5 s"):
-            client.download(f"{image_host}/slow")
+            client.download(image_host("/slow"))
         assert time.monotonic() - started < 1.9
 
 

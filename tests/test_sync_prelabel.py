@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -11,13 +10,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from pipeline import Options
 from sync import Outbox
 from sync.prelabel import PrelabelJob, prelabel
+from tests.labelstudio import png as random_png
+from tests.labelstudio import predictions_per_task
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -28,11 +27,8 @@ CONFIG = """<View>
 TASKS = 50
 
 
-def png(seed: int, size=(96, 72)) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
-        buffer, format="PNG")
-    return buffer.getvalue()
+def png(seed: int) -> bytes:
+    return random_png(96, 72, seed)
 
 
 @pytest.fixture
@@ -40,10 +36,6 @@ def project_with_tasks(label_studio) -> tuple[int, list[int]]:
     project = label_studio.create_project(CONFIG, title="prelabel test")
     files = {f"img{i:02d}.png": png(i) for i in range(TASKS)}
     return project, label_studio.import_local_files(project, files, folder=f"prelabel{project}")
-
-
-def predictions_per_task(label_studio, project: int) -> Counter:
-    return Counter(p["task"] for p in label_studio.api("GET", "/api/predictions", params={"project": project}))
 
 
 def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(label_studio, ls_client, pipeline,

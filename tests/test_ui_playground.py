@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from pipeline import Options, DEFAULT_BOX_THRESHOLD, load_image, render
+from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image, render
 from tests.browser import grid_row, grid_rows, set_slider, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import serve

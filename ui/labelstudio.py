@@ -197,7 +197,7 @@ class LabelStudioTab:
                 self.project: gr.Dropdown(choices=choices, value=None)}
 
     @guarded()
-    def on_project(self, ws: Workspace | None, project_id, unlabeled_only: bool) -> Updates:
+    def on_project(self, ws: Workspace | None, project_id: int | None, unlabeled_only: bool) -> Updates:
         if ws is None or project_id is None:
             return self.say("Connect to Label Studio first.")
         config = ws.choose_project(int(project_id), unlabeled_only)
@@ -224,31 +224,33 @@ class LabelStudioTab:
         return self.turn_page(ws, +1)
 
     @guarded()
-    def on_task_click(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
-                      evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)) -> Updates:
+    def on_task_click(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
+                      evt: gr.SelectData, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.page is None:
             return self.say("Connect and pick a project first.")
-        return self.open_task(ws, int(evt.row_value[0]), prompt, mode, segmenter, box, text, progress) | {self.message: ""}
+        opened = self.open_task(ws, int(evt.row_value[0]), prompt, mode, segmenter, box, text, progress)
+        return opened | {self.message: ""}
 
     @guarded()
-    def on_detect(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
-                  progress=gr.Progress(track_tqdm=True)) -> Updates:
+    def on_detect(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
+                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.query is None:
             return self.say("Open a task first (click it in the list).")
         ws.query = replace(ws.query, prompt=prompt, segmenter=chosen_segmenter(mode, segmenter))
         return self.run(ws, box, text, progress) | {self.message: ""}
 
     @guarded()
-    def on_refilter(self, ws: Workspace | None, mode, segmenter, box, text,
-                    progress=gr.Progress(track_tqdm=True)) -> Updates:
+    def on_refilter(self, ws: Workspace | None, mode: str, segmenter: str, box: float, text: float,
+                    progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.query is None or not ws.query.prompt.strip():
             return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
         ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
         return self.run(ws, box, text, progress)
 
     @guarded()
-    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, prompt, mode, segmenter,
-                box, text, progress=gr.Progress(track_tqdm=True)) -> Updates:
+    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, prompt: str, mode: str,
+                segmenter: str, box: float, text: float,
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.task is None or current is None:
             return self.say("Open a task and detect first.")
         task_id = ws.task.id
@@ -265,14 +267,14 @@ class LabelStudioTab:
         return self.advance(ws, done, prompt, mode, segmenter, box, text, progress)
 
     @guarded()
-    def on_skip(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
-                progress=gr.Progress(track_tqdm=True)) -> Updates:
+    def on_skip(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.page is None:
             return self.say("Pick a project first.")
         return self.advance(ws, "", prompt, mode, segmenter, box, text, progress)
 
     @guarded()
-    def on_retry(self, ws: Workspace | None, progress=gr.Progress()) -> Updates:
+    def on_retry(self, ws: Workspace | None, progress: gr.Progress = gr.Progress()) -> Updates:
         if ws is None:
             return self.say("Connect first: the outbox is kept per Label Studio URL.")
         progress(0.1, desc=f"Sending {ws.pusher.pending} waiting push(es)")
@@ -281,8 +283,8 @@ class LabelStudioTab:
         return self.say(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")
 
     @guarded()
-    def on_prelabel(self, ws: Workspace | None, prompt, mode, segmenter, box, text,
-                    progress=gr.Progress()) -> Updates:
+    def on_prelabel(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
+                    progress: gr.Progress = gr.Progress()) -> Updates:
         """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel makes
         them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
         if ws is None or ws.project is None:
@@ -298,8 +300,9 @@ class LabelStudioTab:
 
         state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show)
         ws.load_page(ws.page.page if ws.page else 1)
-        return self.task_list(ws) | {self.message: notice(state.summary(), "error" if state.failed or state.queued else "ok"),
-                                    self.model_status: self.hub.status_markdown()}
+        kind = "error" if state.failed or state.queued else "ok"
+        return self.task_list(ws) | {self.message: notice(state.summary(), kind),
+                                     self.model_status: self.hub.status_markdown()}
 
 
 def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> LabelStudioTab:
@@ -309,9 +312,9 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
     with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
         c["url"] = gr.Textbox(settings.label_studio_url or "", label="Label Studio URL",
                               placeholder="http://localhost:8080", scale=3, elem_id="ls-url")
-        c["token"] = gr.Textbox(label="Access token", type="password", scale=3, elem_id="ls-token",
-                                placeholder="set in the environment: leave empty to use it"
-                                if settings.label_studio_token else "Label Studio → Account & Settings → Access Token")
+        hint = "set in the environment: leave empty to use it" if settings.label_studio_token \
+            else "Label Studio → Account & Settings → Access Token"
+        c["token"] = gr.Textbox(label="Access token", type="password", scale=3, elem_id="ls-token", placeholder=hint)
         c["connect"] = gr.Button("Connect", variant="primary", scale=1, min_width=110, elem_id="ls-connect")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=280):
@@ -385,7 +388,7 @@ def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_i
 
 def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
-    def handler(current: Review, value) -> tuple:
+    def handler(current: Review, value: bool | str) -> tuple:
         getattr(current, choice)[index] = value
         return current.preview(), kept_text(current)
     return handler
