@@ -88,7 +88,8 @@ class MLBackend:
             with self._lock:
                 self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
         config = _try_parse(body.get("schema"))
-        return {"model_version": self.model_version(self.settings.options(masks=bool(config and config.wants_masks)))}
+        options = options_for(config, None, self.settings) if config else self.settings.options(masks=False)
+        return {"model_version": self.model_version(options)}
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
@@ -98,7 +99,7 @@ class MLBackend:
         work later gets ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged."""
         request = PredictRequest.parse(body)
         config, project = request.config, request.project
-        options = request.options(self.settings)
+        options = options_for(config, request.results, self.settings)
         empty = LabelStudioResult([], 0.0, self.model_version(options)).payload()
         typed = _something_to_look_for(config.prompt_from(request.results))
         if typed is None and request.context is not None:
@@ -199,14 +200,16 @@ class PredictRequest:
             raise RequestError("'params.context' must be null or an object whose 'result' is a list of results.")
         return cls(tasks, project_id(body.get("project")), ProjectConfig.parse(body.get("label_config")), context)
 
-    def options(self, settings: BackendSettings) -> Options:
-        """Thresholds from the settings, overridden by the config's Number tags and the values set in the labeling
-        screen; the segmenter when the config has brush or polygon tags."""
-        thresholds = {"box": self.config.box_threshold, "text": self.config.text_threshold}
-        thresholds.update(self.config.thresholds_from(self.results))
-        return Options(_clamp(thresholds["box"], settings.box_threshold),
-                       _clamp(thresholds["text"], settings.text_threshold),
-                       settings.segmenter if self.config.wants_masks else None)
+
+def options_for(config: ProjectConfig, results: list[dict] | None, settings: BackendSettings) -> Options:
+    """The one place a project's options come from, so /setup announces the version its predictions carry:
+    thresholds from the settings, overridden by the config's Number tags' defaults and then by the values set in
+    the labeling screen (``results``); the segmenter when the config has brush or polygon tags."""
+    thresholds = {"box": config.box_threshold, "text": config.text_threshold}
+    thresholds.update(config.thresholds_from(results))
+    return Options(_clamp(thresholds["box"], settings.box_threshold),
+                   _clamp(thresholds["text"], settings.text_threshold),
+                   settings.segmenter if config.wants_masks else None)
 
 
 def project_id(value) -> str:

@@ -152,7 +152,7 @@ def test_batch_uses_the_projects_last_prompt_from_interactive_or_webhook(
     assert stored[str(project)] == "cats"
 
 
-def test_number_tags_in_the_config_set_the_batch_thresholds(label_studio, ml_backend, pipeline):
+def test_number_tags_set_the_batch_thresholds_and_the_announced_version_so_reruns_add_nothing(label_studio, ml_backend, pipeline):
     xml = GROUNDING_DINO_CONFIG.replace(
         "</View>\n  <RectangleLabels", '</View>\n  <Number name="box_threshold" toName="image" defaultValue="0.9999"/>'
                                        "\n  <RectangleLabels")
@@ -162,11 +162,16 @@ def test_number_tags_in_the_config_set_the_batch_thresholds(label_studio, ml_bac
     (task,) = label_studio.upload_images(project, {"a.png": image})
 
     (prediction,) = retrieve_predictions(label_studio, project, [task])[task]
+    again = [retrieve_predictions(label_studio, project, [task])[task] for _ in range(2)]
+    announced = httpx.post(f"{ml_backend[0]}/setup", timeout=10, json={"project": f"{project}.1", "schema": xml})
 
     result, conversion = expected(pipeline, image, "cats. house", xml, box=0.9999)
     assert prediction["result"] == conversion.result and len(result) > 0
     assert "box0.9999-" in prediction["model_version"] and all(score > 0.9999 for score in result.scores)
     assert len(result) < len(expected(pipeline, image, "cats. house")[0])
+    # /setup announces the version the predictions carry, so Label Studio does not predict again and again
+    assert announced.json()["model_version"] == prediction["model_version"]
+    assert [len(predictions) for predictions in again] == [1, 1]
 
 
 def test_health_answers_within_label_studios_timeout_while_a_batch_runs(label_studio, ml_backend):
