@@ -52,7 +52,8 @@ def main() -> int:
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    settings.configure_logging()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 

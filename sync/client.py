@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Iterator
 from urllib.parse import urljoin, urlsplit
 
@@ -101,7 +102,9 @@ class LabelStudioClient:
         self.url = url
         self.timeout = timeout
         self.max_image_bytes = max_image_bytes
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        # No cookie jar: Label Studio's session cookie would go to every port of its host; the token is enough.
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
+                                  cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         try:
             self._auth = SyncClientWrapper(api_key=token.strip(), base_url=url + "/", httpx_client=self._http,
                                            timeout=timeout)
@@ -245,6 +248,9 @@ class LabelStudioClient:
                 with self._stream(target) as response:
                     if response.is_redirect:
                         target = urljoin(target, response.headers["location"])
+                        if urlsplit(target).scheme.lower() not in ("http", "https"):
+                            raise DownloadError(f"Image {_safe(url)}: redirected to a {urlsplit(target).scheme}:// "
+                                                "URL; groundlabel follows redirects to http(s) only.")
                         continue
                     if response.status_code >= 400:
                         response.read()
@@ -355,8 +361,9 @@ def _detail(body: Any) -> str:
 def _status_error(response: httpx.Response, what: str) -> LabelStudioError:
     try:
         detail = _detail(response.json())
-    except ValueError:
-        detail = response.text[:300]
+    except ValueError:  # an error page: its HTML says nothing a log line needs
+        html = "html" in response.headers.get("content-type", "").lower()
+        detail = "an HTML error page" if html else " ".join(response.text.split())[:300]
     status = response.status_code
     if status in (401, 403):
         return AuthError(

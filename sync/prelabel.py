@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:  # settings are checked before anything loads: a typo costs one line, not a traceback
         settings = BackendSettings.from_env()
+        settings.configure_logging()
         options = Options(settings.box_threshold if args.box_threshold is None else args.box_threshold,
                           settings.text_threshold if args.text_threshold is None else args.text_threshold,
                           args.masks)

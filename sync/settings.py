@@ -7,6 +7,7 @@ hands one object down to the UI, the ML-backend router and the command lines.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class BackendSettings:
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # per image, downloaded or uploaded
     host: str = "0.0.0.0"
     port: int = 7860
+    log_level: str = "INFO"
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     @property
@@ -52,7 +54,7 @@ class BackendSettings:
         """LABEL_STUDIO_URL | LABEL_STUDIO_HOST, LABEL_STUDIO_API_KEY | LABEL_STUDIO_ACCESS_TOKEN, BOX_THRESHOLD,
         TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
-        GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, and ``PipelineSettings.from_env``'s variables."""
+        GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, and ``PipelineSettings.from_env``'s variables."""
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
 
@@ -90,5 +92,18 @@ class BackendSettings:
             max_image_bytes=int(number("GROUNDLABEL_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES, 1, 1 << 40)),
             host=first("GROUNDLABEL_HOST") or "0.0.0.0",
             port=int(number("PORT", 7860, 1, 65535)),
+            log_level=_log_level(first("GROUNDLABEL_LOG_LEVEL") or "INFO"),
             pipeline=PipelineSettings.from_env(environ),
         )
+
+    def configure_logging(self) -> None:
+        """Timestamped log lines at ``log_level`` for the app and the command lines (httpx's per-request lines
+        only from DEBUG on)."""
+        logging.basicConfig(level=self.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.DEBUG if self.log_level == "DEBUG" else logging.WARNING)
+
+
+def _log_level(name: str) -> str:
+    if name.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"GROUNDLABEL_LOG_LEVEL={name!r}: use DEBUG, INFO, WARNING or ERROR.")
+    return name.upper()

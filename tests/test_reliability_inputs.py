@@ -36,6 +36,9 @@ def host():
     """The web host the tasks' absolute image URLs point at."""
     routes = {"/ok.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
               "/to-metadata": Answer(status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
+              "/to-file": Answer(status=302, headers={"Location": "file:///etc/passwd"}),
+              "/missing.html": Answer(b"<html>\n<body><h1>Not Found</h1>" + b"x" * 2000 + b"</body></html>", status=404,
+                                      headers={"Content-Type": "text/html"}),
               "/slow.png": Answer(IMAGE, delay=5), "/drip.png": Answer(IMAGE[:100], drip=0.1)}
     routes.update({f"/broken/{i}": Answer(data) for i, (data, _) in enumerate(BROKEN.values())})
     with web_host(routes) as server:
@@ -132,6 +135,7 @@ TASK_FAILURES = {  # case -> (task data, words the logged reason must contain); 
     "metadata address as a number": ({"image": "http://2852039166/latest/meta-data/"}, "link-local"),
     "IPv6 link-local address": ({"image": "http://[fe80::1]/cat.png"}, "link-local"),
     "redirect to the metadata address": ({"image": "{host}/to-metadata"}, "link-local"),
+    "redirect to file://": ({"image": "{host}/to-file"}, "redirected to a file:// URL"),
     "no data": (None, "has no image in data['image']"),
     "image in another field": ({"picture": "{host}/ok.png"}, "has no image in data['image']"),
     "image not text": ({"image": 42}, "has no image in data['image']"),

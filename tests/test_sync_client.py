@@ -157,3 +157,16 @@ def test_client_from_the_seeds_environment_names(label_studio):
 
     with LabelStudioClient.from_settings(settings) as client:
         assert client.url == label_studio.url and client.whoami()["email"] == "admin@example.com"
+
+
+def test_an_error_page_is_named_not_dumped_and_no_cookie_leaves_label_studio(ls_client, image_host):
+    with pytest.raises(LabelStudioError) as refused:
+        ls_client.api("GET", "/no-such-page/")
+    ls_client.projects()
+    image_host.requests.clear()
+    ls_client.download(image_host("/img.png"))  # the same host name, another port
+
+    assert refused.value.status == 404 and "<" not in str(refused.value) and len(str(refused.value)) < 200
+    assert "an HTML error page" in str(refused.value)
+    assert len(ls_client._http.cookies) == 0
+    assert not any(key.lower() == "cookie" for request in image_host.requests for key in request.headers)
