@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import GroundlabelError, LazyPipeline, Options, PromptError, model_version, parse_prompt
+from pipeline import GroundlabelError, LazyPipeline, Options, Prompt, PromptError, model_version, parse_prompt
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
@@ -109,7 +109,7 @@ class MLBackend:
         prompt = pipeline.check_prompt(typed or _something_to_look_for(self.prompts.get(project))
                                        or config.default_prompt)
         if typed:
-            self.prompts.set(project, typed)
+            self._remember(project, typed, prompt, config)
 
         def fetch(task: dict) -> bytes:
             data = task.get("data")
@@ -131,6 +131,15 @@ class MLBackend:
                             outcome.reason)
                 results.append([])
         return {"results": results}
+
+    def _remember(self, project: str, typed: str, prompt: Prompt, config: ProjectConfig) -> None:
+        """Keep ``typed`` as the project's batch prompt, unless none of its phrases names a label of the project: a
+        batch run with it would store nothing but empty predictions."""
+        if len(config.label_map().unmapped(prompt.phrases, prompt.explicit_labels)) == len(prompt.phrases):
+            log.info("Prompt %r is not kept for project %s's batch runs: it names none of the labels %s.", typed,
+                     project, config.labels)
+            return
+        self.prompts.set(project, typed)
 
     def model_version(self, options: Options) -> str:
         """Names detector, segmenter and thresholds, from the loaded pipeline or (before loading) the settings."""

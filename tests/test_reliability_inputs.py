@@ -212,6 +212,20 @@ def test_prompt_with_nothing_to_look_for_answers_nothing_and_is_not_remembered(b
     assert batch.json()["results"][0]["result"] == expected(pipeline, IMAGE, "house")[1].result
 
 
+def test_prompt_naming_no_project_label_is_answered_but_not_kept_for_batch_runs(backend, host, pipeline, caplog):
+    task = {"id": 611, "data": {"image": host("/ok.png")}}
+    caplog.set_level(logging.INFO)
+    predict(backend, [task], prompt="house", project="610.1").raise_for_status()
+
+    for unmapped in ("giraffe", "dog:zebra"):
+        typed = predict(backend, [task], prompt=unmapped, project="610.1")
+        assert typed.status_code == 200 and typed.json()["results"][0]["result"] == []
+    batch = predict(backend, [task], prompt=None, project="610.1")
+
+    assert batch.json()["results"][0]["result"] == expected(pipeline, IMAGE, "house")[1].result
+    assert "Prompt 'dog:zebra' is not kept for project 610's batch runs" in caplog.text
+
+
 def test_prompt_over_the_text_encoders_256_tokens_is_refused_and_256_are_read(backend, host, pipeline):
     task = {"id": 602, "data": {"image": host("/ok.png")}}
     predict(backend, [task], prompt="house", project="610.1").raise_for_status()
