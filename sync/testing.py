@@ -36,6 +36,11 @@ SECRET_KEY = "groundlabel-tests-not-secret-0123456789"
 # Generic names label-studio also reads; a value left over in the environment would change how it starts.
 _GENERIC_ENV = ("HOST", "PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "DEBUG", "LOG_LEVEL", "CI")
 
+# The Label Studio settings README.md tells users to set for a backend on a local address (and for a legacy token);
+# tests/test_sync_backend.py checks the README still says each of them.
+README_SETTINGS = {"LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+                   "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true"}
+
 GROUNDING_DINO_CONFIG = """<View>
   <Image name="image" value="$image"/>
   <Style>
@@ -87,14 +92,17 @@ class LabelStudioServer:
         return self.data_dir.with_suffix(".log")
 
     def env(self) -> dict[str, str]:
+        """The server's environment: the README's settings for an ML backend on a local address, and what a test
+        server needs (its admin, a legacy token, local-files serving, no telemetry); nothing that loosens more."""
         env = {k: v for k, v in self.base_env.items() if k not in _GENERIC_ENV}
+        env.update(README_SETTINGS)
         env.update(
             LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir), DJANGO_DB="sqlite", SECRET_KEY=SECRET_KEY,
             LABEL_STUDIO_USERNAME=ADMIN_EMAIL, LABEL_STUDIO_PASSWORD=ADMIN_PASSWORD, LABEL_STUDIO_USER_TOKEN=self.token,
-            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true", LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-            LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(self.files_root), LABEL_STUDIO_ML_BLOCK_LOCAL_IP="false",
-            LABEL_STUDIO_SSRF_PROTECTION_ENABLED="false", SENTRY_DSN="", FRONTEND_SENTRY_DSN="",
-            LABEL_STUDIO_COLLECT_ANALYTICS="false", LABEL_STUDIO_LATEST_VERSION_CHECK="false",
+            LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+            LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(self.files_root),
+            SENTRY_DSN="", FRONTEND_SENTRY_DSN="", LABEL_STUDIO_COLLECT_ANALYTICS="false",
+            LABEL_STUDIO_LATEST_VERSION_CHECK="false",
         )
         return env
 

@@ -260,3 +260,12 @@ def test_the_seeds_environment_names_are_honoured(monkeypatch):
     monkeypatch.setenv("BOX_THRESHOLD", "0.5")
     assert (BackendSettings.from_env().label_studio_url, BackendSettings.from_env().segmenter) == (
         "http://preferred:8080", None)
+
+
+def test_the_test_label_studio_runs_with_the_settings_the_readme_gives_users():
+    from pathlib import Path
+
+    from sync.testing import README_SETTINGS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert all(f"{name}={value}" in readme for name, value in README_SETTINGS.items())
