@@ -15,8 +15,7 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -28,9 +27,9 @@ from .client import LabelStudioClient
 from .config import ProjectConfig
 from .convert import LabelStudioResult
 from .errors import ConfigError, RequestError, SyncError, http_status
-from .files import write_atomic
+from .files import JsonStore
 from .settings import BackendSettings
-from .tasks import predict_tasks
+from .tasks import TaskOutcome, predict_tasks
 
 log = logging.getLogger(__name__)
 # Label Studio servers whose connections stay open: one per URL and token that /setup announced.
@@ -43,40 +42,14 @@ class Credentials:
     token: str = field(repr=False)
 
 
-class PromptStore:
-    """The last prompt used per project, in one JSON file: batch retrieval reuses what the annotator typed."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-
-    def get(self, project: str) -> str | None:
-        return self._read().get(project)
-
-    def set(self, project: str, prompt: str) -> None:
-        with self._lock:
-            prompts = self._read()
-            if prompts.get(project) != prompt:
-                prompts[project] = prompt
-                write_atomic(self.path, json.dumps(prompts, indent=1))
-
-    def _read(self) -> dict[str, str]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as error:
-            log.warning("Prompt store %s is unreadable (%s); starting empty.", self.path, error)
-            return {}
-
-
 class MLBackend:
     """The protocol's logic, without HTTP: ``setup`` and ``predict`` take and return Label Studio's JSON."""
 
     def __init__(self, models: LazyPipeline, settings: BackendSettings):
         self.models = models
         self.settings = settings
-        self.prompts = PromptStore(settings.state_dir / "prompts.json")
+        self.prompts = JsonStore(settings.state_dir / "prompts.json")  # the last prompt per project
+        self.retries = JsonStore(settings.state_dir / "retries.json")  # "<project>:<task>" -> transient failures
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._lock = threading.Lock()
@@ -116,21 +89,30 @@ class MLBackend:
             url = config.image_url(data if isinstance(data, dict) else {})
             return self._client(project).download(url, task_id=task.get("id"))
 
-        results = []
-        for outcome in predict_tasks(request.tasks, fetch, pipeline, config, prompt, options):
-            if outcome.status == "done":
-                if outcome.result.unmapped:
-                    log.info("Task %s: prompt phrases %s match none of the labels %s.", outcome.task.get("id"),
-                             outcome.result.unmapped, config.labels)
-                results.append(outcome.result.payload())
-            elif outcome.status == "failed":
-                log.warning("Task %s: empty prediction: %s", outcome.task.get("id"), outcome.reason)
-                results.append(empty)
-            else:
-                log.warning("Task %s: nothing stored, the next run retries: %s", outcome.task.get("id"),
-                            outcome.reason)
-                results.append([])
-        return {"results": results}
+        outcomes = predict_tasks(request.tasks, fetch, pipeline, config, prompt, options)
+        return {"results": [self._answer(project, outcome, config, empty) for outcome in outcomes]}
+
+    def _answer(self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig, empty: dict) -> dict | list:
+        """What Label Studio gets for one task: its prediction, an empty one (failed for good, reason logged), or
+        ``[]`` (nothing stored: it asks again next run) for a failure that may pass, until a task has failed so
+        ``settings.max_retries`` times in a row (Label Studio answers 500 for some permanent faults too)."""
+        task_id, key = outcome.task.get("id"), f"{project}:{outcome.task.get('id')}"
+        if outcome.status == "retry":
+            tries = self.retries.get(key, 0) + 1
+            if tries < self.settings.max_retries:
+                self.retries.set(key, tries)
+                log.warning("Task %s: nothing stored, the next run retries (%d of %d tries): %s", task_id, tries,
+                            self.settings.max_retries, outcome.reason)
+                return []
+            outcome = replace(outcome, reason=f"{outcome.reason} (failed {tries} times: given up)")
+        self.retries.delete(key)
+        if outcome.status == "done":
+            if outcome.result.unmapped:
+                log.info("Task %s: prompt phrases %s match none of the labels %s.", task_id, outcome.result.unmapped,
+                         config.labels)
+            return outcome.result.payload()
+        log.warning("Task %s: empty prediction: %s", task_id, outcome.reason)
+        return empty
 
     def _remember(self, project: str, typed: str, prompt: Prompt, config: ProjectConfig) -> None:
         """Keep ``typed`` as the project's batch prompt, unless none of its phrases names a label of the project: a

@@ -37,6 +37,7 @@ def host():
     routes = {"/ok.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
               "/to-metadata": Answer(status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
               "/to-file": Answer(status=302, headers={"Location": "file:///etc/passwd"}),
+              "/busy.png": Answer(b"try later", status=503),
               "/missing.html": Answer(b"<html>\n<body><h1>Not Found</h1>" + b"x" * 2000 + b"</body></html>", status=404,
                                       headers={"Content-Type": "text/html"}),
               "/slow.png": Answer(IMAGE, delay=5), "/drip.png": Answer(IMAGE[:100], drip=0.1)}
@@ -181,6 +182,20 @@ def test_slow_image_host_is_cut_off_at_the_timeout(pipeline, label_studio, host,
     assert answer.status_code == 200 and answer.json()["results"] == [[]]  # nothing stored: the next run retries
     assert words in logged(caplog, 42) and "the next run retries" in logged(caplog, 42)
     assert elapsed < 4.5
+
+
+def test_a_task_failing_in_a_way_that_may_pass_is_retried_then_given_up_on(pipeline, label_studio, host, tmp_path,
+                                                                           caplog):
+    settings = settings_for(label_studio, tmp_path, max_retries=3)
+    task = {"id": 44, "data": {"image": host("/busy.png")}}
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        answers = [predict(url, [task], prompt=None).json()["results"][0] for _ in range(4)]
+
+    assert answers[:2] == [[], []]  # nothing stored: Label Studio asks again next run
+    assert answers[2]["result"] == [] and answers[3] == []  # the third failure is stored empty; the count restarts
+    assert "(1 of 3 tries)" in caplog.text and "(2 of 3 tries)" in caplog.text
+    (gave_up,) = [line for line in caplog.messages if line.startswith("Task 44: empty prediction")]
+    assert gave_up.endswith("answered 503 (failed 3 times: given up)")
 
 
 def test_setup_with_an_unusable_label_studio_url_gives_empty_predictions_not_a_500(pipeline, tmp_path, caplog):
