@@ -68,7 +68,7 @@ class GroundingPipeline:
             prompt_phrases=prompt_phrases,
             labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
             unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
-            model_version=self.model_version(options),
+            model_version=self.model_version(options, prompt),
         )
 
     def segment(self, image: LoadedImage, result: DetectionResult, segmenter: str) -> DetectionResult:
@@ -83,6 +83,6 @@ class GroundingPipeline:
         self.detector.tokenize(prompt)
         return prompt
 
-    def model_version(self, options: Options) -> str:
+    def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
-        return model_version(self.detector.model_id, options)
+        return model_version(self.detector.model_id, options, prompt)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .errors import SettingsError
+from .prompts import Prompt
 from .registry import segmenter_spec
 
 DEFAULT_BOX_THRESHOLD = 0.35
@@ -32,13 +34,21 @@ class Options:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
 
 
-def model_version(detector: str, options: Options) -> str:
-    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>``, the one name for what produced a result.
+def model_version(detector: str, options: Options, prompt: Prompt | None = None) -> str:
+    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-p<hash>]``, the one name for what produced a result.
 
-    ``detector`` may be a Hub id or a path (its last part is used). Computable without loading any model (Label
-    Studio's /setup asks before the first prediction). The prefix tells our predictions from other models'.
+    ``detector`` may be a Hub id or a path (its last part is used); ``prompt`` adds a short hash of its phrases and
+    explicit labels, so results of another prompt count as another version. Computable without loading any model
+    (Label Studio's /setup asks before the first prediction). The prefix tells our predictions from other models'.
     """
     name = detector.rstrip("/").split("/")[-1]
     if options.segmenter:
         name += f"+{options.segmenter}"
-    return f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
+    version = f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
+    return f"{version}-p{prompt_hash(prompt)}" if prompt is not None else version
+
+
+def prompt_hash(prompt: Prompt) -> str:
+    """Six hex digits naming a prompt: its phrases, in order, and the labels written with them."""
+    labels = ";".join(f"{phrase}:{label}" for phrase, label in sorted(prompt.explicit_labels.items()))
+    return hashlib.sha1(f"{prompt.text}|{labels}".encode()).hexdigest()[:6]

@@ -61,28 +61,28 @@ class MLBackend:
             with self._lock:
                 self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
         config = _try_parse(body.get("schema"))
-        options = options_for(config, None, self.settings) if config else self.settings.options(masks=False)
-        return {"model_version": self.model_version(options)}
+        if config is None:
+            return {"model_version": self.model_version(self.settings.options(masks=False))}
+        return {"model_version": self.model_version(options_for(config, None, self.settings),
+                                                    self.batch_prompt(project, config))}
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
-        TextArea result; batch requests (context null) use the project's last prompt or its label values.
+        TextArea result; batch requests (context null) use the project's batch prompt (``batch_prompt``).
         Raises ``RequestError`` / ``ConfigError`` for a malformed request and ``PromptError`` for a prompt the
-        detector cannot read (never remembered). A task that fails for good gets an empty prediction; one that may
-        work later gets ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged."""
+        detector cannot read. A task that fails for good gets an empty prediction; one that may work later gets
+        ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged."""
         request = PredictRequest.parse(body)
         config, project = request.config, request.project
         options = options_for(config, request.results, self.settings)
-        empty = LabelStudioResult([], 0.0, self.model_version(options)).payload()
         typed = _something_to_look_for(config.prompt_from(request.results))
+        prompt = parse_prompt(typed) if typed else self.batch_prompt(project, config)
+        empty = LabelStudioResult([], 0.0, self.model_version(options, prompt)).payload()
         if typed is None and request.context is not None:
             log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
             return {"results": [empty for _ in request.tasks]}
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
-        prompt = pipeline.check_prompt(typed or _something_to_look_for(self.prompts.get(project))
-                                       or config.default_prompt)
-        if typed:
-            self._remember(project, typed, prompt, config)
+        pipeline.check_prompt(prompt)
 
         def fetch(task: dict) -> bytes:
             data = task.get("data")
@@ -114,30 +114,42 @@ class MLBackend:
         log.warning("Task %s: empty prediction: %s", task_id, outcome.reason)
         return empty
 
-    def _remember(self, project: str, typed: str, prompt: Prompt, config: ProjectConfig) -> None:
-        """Keep ``typed`` as the project's batch prompt, unless none of its phrases names a label of the project: a
-        batch run with it would store nothing but empty predictions."""
-        if len(config.label_map().unmapped(prompt.phrases, prompt.explicit_labels)) == len(prompt.phrases):
-            log.info("Prompt %r is not kept for project %s's batch runs: it names none of the labels %s.", typed,
-                     project, config.labels)
-            return
-        self.prompts.set(project, typed)
+    def batch_prompt(self, project: str, config: ProjectConfig) -> Prompt:
+        """What "Retrieve predictions" looks for: the prompt last submitted with an annotation (``remember_prompt``),
+        else every label of the config. Its hash is part of the model version, so a new batch prompt makes Label
+        Studio predict again, while a prompt typed to try it on one task changes nothing."""
+        return parse_prompt(_something_to_look_for(self.prompts.get(project)) or config.default_prompt)
 
-    def model_version(self, options: Options) -> str:
-        """Names detector, segmenter and thresholds, from the loaded pipeline or (before loading) the settings."""
+    def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
+        """Names detector, segmenter, thresholds and prompt, from the loaded pipeline or (before loading) the
+        settings."""
         detector = self.models.get().detector.model_id if self.models.loaded else self.models.settings.detector
-        return model_version(detector, options)
+        return model_version(detector, options, prompt)
 
     def remember_prompt(self, body: dict) -> str | None:
-        """From a webhook event: the prompt in the annotation's TextArea result, stored for the project."""
+        """From a webhook event: the prompt in the submitted annotation's TextArea, kept as the project's batch
+        prompt, unless none of its phrases names a label of the project (a batch run with it would store nothing
+        but empty predictions) or the detector cannot read it."""
         project = body.get("project") if isinstance(body.get("project"), dict) else {}
         annotation = body.get("annotation") if isinstance(body.get("annotation"), dict) else {}
         config = _try_parse(project.get("label_config"))
         results = annotation.get("result")
-        prompt = _something_to_look_for(config.prompt_from(results)) if config and _is_result_list(results) else None
-        if prompt and project.get("id") is not None:
-            self.prompts.set(str(project["id"]), prompt)
-        return prompt
+        typed = _something_to_look_for(config.prompt_from(results)) if config and _is_result_list(results) else None
+        if not typed or project.get("id") is None:
+            return None
+        prompt = parse_prompt(typed)
+        if len(config.label_map().unmapped(prompt.phrases, prompt.explicit_labels)) == len(prompt.phrases):
+            log.info("Prompt %r is not kept for project %s's batch runs: it names none of the labels %s.", typed,
+                     project["id"], config.labels)
+            return None
+        if self.models.loaded:
+            try:
+                self.models.get().check_prompt(prompt)
+            except PromptError as error:
+                log.info("Prompt %r is not kept for project %s's batch runs: %s", typed, project["id"], error)
+                return None
+        self.prompts.set(str(project["id"]), typed)
+        return typed
 
     def _client(self, project: str) -> LabelStudioClient:
         """Environment credentials first (the operator chose them), else those Label Studio sent to /setup.

@@ -85,7 +85,7 @@ def prelabel(
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, job.options)
-    version = pipeline.model_version(options)
+    version = pipeline.model_version(options, prompt)
     pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
     progress = PrelabelProgress()
     pending: list[tuple[int, LabelStudioResult]] = []

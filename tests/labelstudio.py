@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -67,6 +68,15 @@ def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DI
     config = ProjectConfig.parse(config_xml)
     result = pipeline(image, prompt, Options(box, TEXT, segmenter), config.label_map())
     return result, to_label_studio(result, config)
+
+
+def submit_prompt(url: str, project: int | str, text: str, config: str = GROUNDING_DINO_CONFIG) -> dict:
+    """Label Studio's webhook call for an annotation submitted with ``text`` in the prompt TextArea of ``project``
+    (an id, or Label Studio's "<id>.<timestamp>"); the backend's answer."""
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": int(str(project).split(".")[0]), "label_config": config},
+             "annotation": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
+                                        "value": {"text": [text]}}]}}
+    return httpx.post(f"{url}/webhook", json=event, timeout=10).json()
 
 
 def prompt_context(text: str) -> dict:

@@ -21,7 +21,7 @@ from tests.hostile import (
     EMPTY_PROMPTS, UNICODE_PROMPTS, Answer, broken_images, prompt_of_tokens, web_host,
 )
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, expected, png, prompt_context, serve,
+    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, expected, png, prompt_context, serve, submit_prompt,
 )
 
 IMAGE = png(48, 40, seed=21)
@@ -217,24 +217,26 @@ def test_prompt_with_nothing_to_look_for_answers_nothing_and_is_not_remembered(b
     project = f"{600 + list(EMPTY_PROMPTS).index(case)}.1"
     task = {"id": 601, "data": {"image": host("/ok.png")}}
     caplog.set_level(logging.INFO)
-    predict(backend, [task], prompt="house", project=project).raise_for_status()
+    assert submit_prompt(backend, project, "house")["prompt"] == "house"
 
     empty = predict(backend, [task], prompt=EMPTY_PROMPTS[case], project=project)
+    kept = submit_prompt(backend, project, EMPTY_PROMPTS[case])
     batch = predict(backend, [task], prompt=None, project=project)
 
     assert empty.status_code == 200 and empty.json()["results"][0]["result"] == []
-    assert "without a prompt" in caplog.text
+    assert "without a prompt" in caplog.text and kept["prompt"] is None
     assert batch.json()["results"][0]["result"] == expected(pipeline, IMAGE, "house")[1].result
 
 
 def test_prompt_naming_no_project_label_is_answered_but_not_kept_for_batch_runs(backend, host, pipeline, caplog):
     task = {"id": 611, "data": {"image": host("/ok.png")}}
     caplog.set_level(logging.INFO)
-    predict(backend, [task], prompt="house", project="610.1").raise_for_status()
+    submit_prompt(backend, "610.1", "house")
 
     for unmapped in ("giraffe", "dog:zebra"):
         typed = predict(backend, [task], prompt=unmapped, project="610.1")
         assert typed.status_code == 200 and typed.json()["results"][0]["result"] == []
+        assert submit_prompt(backend, "610.1", unmapped)["prompt"] is None
     batch = predict(backend, [task], prompt=None, project="610.1")
 
     assert batch.json()["results"][0]["result"] == expected(pipeline, IMAGE, "house")[1].result
@@ -243,11 +245,12 @@ def test_prompt_naming_no_project_label_is_answered_but_not_kept_for_batch_runs(
 
 def test_prompt_over_the_text_encoders_256_tokens_is_refused_and_256_are_read(backend, host, pipeline):
     task = {"id": 602, "data": {"image": host("/ok.png")}}
-    predict(backend, [task], prompt="house", project="610.1").raise_for_status()
+    submit_prompt(backend, "612.1", "house")
 
-    too_long = predict(backend, [task], prompt=prompt_of_tokens(257), project="610.1")
-    longest = predict(backend, [task], prompt=prompt_of_tokens(256), project="611.1")
-    batch = predict(backend, [task], prompt=None, project="610.1")
+    too_long = predict(backend, [task], prompt=prompt_of_tokens(257), project="612.1")
+    not_kept = submit_prompt(backend, "612.1", prompt_of_tokens(257))
+    longest = predict(backend, [task], prompt=prompt_of_tokens(256), project="613.1")
+    batch = predict(backend, [task], prompt=None, project="612.1")
 
     assert too_long.status_code == 400
     assert "257 tokens long; the detector reads at most 256" in too_long.json()["detail"]
@@ -255,6 +258,7 @@ def test_prompt_over_the_text_encoders_256_tokens_is_refused_and_256_are_read(ba
     assert longest.status_code == 200 and len(result) > 0
     assert longest.json()["results"][0]["result"] == conversion.result
     assert batch.json()["results"][0]["result"] == expected(pipeline, IMAGE, "house")[1].result
+    assert not_kept["prompt"] is None
 
 
 @pytest.mark.parametrize("prompt", UNICODE_PROMPTS)
@@ -263,6 +267,7 @@ def test_unicode_prompt_is_detected_labeled_and_remembered(backend, host, pipeli
     task = {"id": 603, "data": {"image": host("/ok.png")}}
 
     typed = predict(backend, [task], prompt=prompt, project=project)
+    submit_prompt(backend, project, prompt)
     batch = predict(backend, [task], prompt=None, project=project)
 
     result, conversion = expected(pipeline, IMAGE, prompt)

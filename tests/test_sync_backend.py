@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from pipeline import GroundingPipeline, LazyPipeline, PipelineSettings
+from pipeline import GroundingPipeline, LazyPipeline, PipelineSettings, parse_prompt
+from pipeline.options import prompt_hash
 from sync import BackendSettings, box_to_pixels, rle_to_mask
 from tests.counting import count_calls
 from tests.labelstudio import (
@@ -59,7 +60,8 @@ def test_interactive_prompt_gives_labeled_boxes_and_masks_that_decode_to_the_pip
 
     result, conversion = expected(pipeline, image, "cats")
     assert len(result) > 0 and answer["result"] == conversion.result
-    assert answer["model_version"] == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}"
+    assert answer["model_version"] == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}-p" + \
+        prompt_hash(parse_prompt("cats"))
     boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
     brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
     assert len(boxes) == len(brushes) == len(result)
@@ -130,24 +132,27 @@ def test_batch_retrieval_answers_each_task_in_order_broken_tasks_empty_and_trans
     print(f"batch of {len(tasks)} tasks through Label Studio: {elapsed:.2f} s")
 
 
-def test_batch_uses_the_projects_last_prompt_from_interactive_or_webhook(
+def test_a_submitted_prompt_becomes_the_batch_prompt_and_a_new_one_makes_retrieval_predict_again(
         label_studio, project_with_backend, ml_backend, pipeline):
     project, ml_id = project_with_backend
     image = png(40, 40, seed=4)
-    first, second, third = label_studio.upload_images(project, {"a.png": image, "b.png": image, "c.png": image})
+    first, second = label_studio.upload_images(project, {"a.png": image, "b.png": image})
 
-    interactive(label_studio, ml_id, first, prompt_context("house"))
-    after_interactive = retrieve_predictions(label_studio, project, [second])[second][0]
+    interactive(label_studio, ml_id, first, prompt_context("house"))  # trying a prompt on one task changes nothing
+    labels_only = retrieve_predictions(label_studio, project, [second])[second]
+    unchanged = retrieve_predictions(label_studio, project, [second])[second]
     project_json = label_studio.api("GET", f"/api/projects/{project}")
     event = {"action": "ANNOTATION_CREATED", "project": project_json, "task": {"id": first},
              "annotation": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
                                         "value": {"text": ["cats"]}}]}}
     hook = httpx.post(f"{ml_backend[0]}/webhook", json=event, timeout=10).json()
-    after_webhook = retrieve_predictions(label_studio, project, [third])[third][0]
+    after_webhook = retrieve_predictions(label_studio, project, [second])[second]
 
-    assert after_interactive["result"] == expected(pipeline, image, "house")[1].result
+    assert [p["result"] for p in labels_only] == [expected(pipeline, image, "cats. house")[1].result]
+    assert len(unchanged) == 1  # same prompt, same version: Label Studio asks nothing
     assert hook["prompt"] == "cats"
-    assert after_webhook["result"] == expected(pipeline, image, "cats")[1].result
+    assert len(after_webhook) == 2 and after_webhook[1]["result"] == expected(pipeline, image, "cats")[1].result
+    assert after_webhook[0]["model_version"] != after_webhook[1]["model_version"]  # the prompt's hash differs
     stored = json.loads((ml_backend[1].state_dir / "prompts.json").read_text())
     assert stored[str(project)] == "cats"
 
@@ -218,7 +223,8 @@ def test_setup_answers_without_loading_models_and_predict_explains_missing_weigh
             "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}})
 
     assert state["readable_state"] == "Connected"
-    assert state["model_version"] == "groundlabel-no-detector+mobile_sam-box0.35-text0.25"
+    assert state["model_version"] == "groundlabel-no-detector+mobile_sam-box0.35-text0.25-p" + \
+        prompt_hash(parse_prompt("cats. house"))
     assert health["status"] == "UP" and health["models"]["loaded"] is False and not missing.loaded
     assert predict.status_code == 503 and "no-detector" in predict.json()["detail"]
 
