@@ -14,7 +14,9 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
+from typing import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -27,7 +29,9 @@ from .client import LabelStudioClient
 from .config import ProjectConfig
 from .convert import LabelStudioResult
 from .errors import ConfigError, RequestError, SyncError, http_status
+from .background import Finisher
 from .files import JsonStore
+from .push import Outbox
 from .settings import BackendSettings
 from .tasks import TaskOutcome, predict_tasks
 
@@ -50,6 +54,7 @@ class MLBackend:
         self.settings = settings
         self.prompts = JsonStore(settings.state_dir / "prompts.json")  # the last prompt per project
         self.retries = JsonStore(settings.state_dir / "retries.json")  # "<project>:<task>" -> transient failures
+        self.finisher = Finisher(Outbox(settings.outbox_dir))  # batch tasks past the time budget
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._lock = threading.Lock()
@@ -71,16 +76,23 @@ class MLBackend:
         TextArea result; batch requests (context null) use the project's batch prompt (``batch_prompt``).
         Raises ``RequestError`` / ``ConfigError`` for a malformed request and ``PromptError`` for a prompt the
         detector cannot read. A task that fails for good gets an empty prediction; one that may work later gets
-        ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged."""
+        ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged. A batch answers within
+        ``settings.predict_budget`` seconds: tasks past it get ``[]`` now and are finished in the background."""
         request = PredictRequest.parse(body)
+        if request.context is None:
+            return self._predict(request)
+        with self.finisher.interactive():  # background work waits for this one
+            return self._predict(request)
+
+    def _predict(self, request: PredictRequest) -> dict:
         config, project = request.config, request.project
         options = options_for(config, request.results, self.settings)
         typed = _something_to_look_for(config.prompt_from(request.results))
         prompt = parse_prompt(typed) if typed else self.batch_prompt(project, config)
-        empty = LabelStudioResult([], 0.0, self.model_version(options, prompt)).payload()
+        empty = LabelStudioResult([], 0.0, self.model_version(options, prompt))
         if typed is None and request.context is not None:
             log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
-            return {"results": [empty for _ in request.tasks]}
+            return {"results": [empty.payload() for _ in request.tasks]}
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
         pipeline.check_prompt(prompt)
 
@@ -89,12 +101,41 @@ class MLBackend:
             url = config.image_url(data if isinstance(data, dict) else {})
             return self._client(project).download(url, task_id=task.get("id"))
 
-        outcomes = predict_tasks(request.tasks, fetch, pipeline, config, prompt, options)
-        return {"results": [self._answer(project, outcome, config, empty) for outcome in outcomes]}
+        def answer(outcome: TaskOutcome[dict]) -> LabelStudioResult | None:
+            return self._answer(project, outcome, config, empty)
 
-    def _answer(self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig, empty: dict) -> dict | list:
+        todo = request.tasks if request.context is not None else [  # an annotator waits for an interactive answer
+            task for task in request.tasks if not self.finisher.owns(project, task.get("id"))]
+        outcomes = predict_tasks(todo, fetch, pipeline, config, prompt, options)
+        budget = self.settings.predict_budget if request.context is None else 0
+        deadline, answers = time.monotonic() + budget, {}
+        for outcome in outcomes:
+            answers[id(outcome.task)] = answer(outcome)
+            if budget and time.monotonic() > deadline and len(answers) < len(todo):
+                self._finish_later(project, todo[len(answers):], outcomes, answer)
+                break
+        # tasks past the budget or being finished in the background: "nothing yet"
+        return {"results": [result.payload() if (result := answers.get(id(task))) else [] for task in request.tasks]}
+
+    def _finish_later(self, project: str, rest: list[dict], outcomes: Iterator[TaskOutcome[dict]],
+                      answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None]) -> None:
+        """Hand the rest of a batch past its budget to the background, or, without a Label Studio to write to,
+        say so (the cached model outputs make the next retrieval fast)."""
+        try:
+            client = self._client(project)
+        except SyncError as error:
+            self.finisher.last_error = f"Batch tasks past the time budget cannot be written in the background: {error}"
+            log.warning("Project %s: %s", project, self.finisher.last_error)
+            outcomes.close()
+            return
+        log.info("Project %s: time budget of %g s spent; %d tasks answered \"nothing yet\" are finished in the "
+                 "background.", project, self.settings.predict_budget, len(rest))
+        self.finisher.finish(project, rest, outcomes, answer, client)
+
+    def _answer(self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig,
+                empty: LabelStudioResult) -> LabelStudioResult | None:
         """What Label Studio gets for one task: its prediction, an empty one (failed for good, reason logged), or
-        ``[]`` (nothing stored: it asks again next run) for a failure that may pass, until a task has failed so
+        nothing (None: it asks again next run) for a failure that may pass, until a task has failed so
         ``settings.max_retries`` times in a row (Label Studio answers 500 for some permanent faults too)."""
         task_id, key = outcome.task.get("id"), f"{project}:{outcome.task.get('id')}"
         if outcome.status == "retry":
@@ -103,14 +144,14 @@ class MLBackend:
                 self.retries.set(key, tries)
                 log.warning("Task %s: nothing stored, the next run retries (%d of %d tries): %s", task_id, tries,
                             self.settings.max_retries, outcome.reason)
-                return []
+                return None
             outcome = replace(outcome, reason=f"{outcome.reason} (failed {tries} times: given up)")
         self.retries.delete(key)
         if outcome.status == "done":
             if outcome.result.unmapped:
                 log.info("Task %s: prompt phrases %s match none of the labels %s.", task_id, outcome.result.unmapped,
                          config.labels)
-            return outcome.result.payload()
+            return outcome.result
         log.warning("Task %s: empty prediction: %s", task_id, outcome.reason)
         return empty
 
@@ -253,7 +294,8 @@ def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
 
     @router.get("/health")
     async def health() -> dict:  # on the event loop: answers even when every worker thread is busy
-        return {"status": "UP", "model_class": "groundlabel", "models": models.status()}
+        return {"status": "UP", "model_class": "groundlabel", "models": models.status(),
+                "background": {"tasks": backend.finisher.running, "error": backend.finisher.last_error}}
 
     @router.post("/setup")
     async def setup(request: Request) -> dict:

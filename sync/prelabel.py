@@ -24,8 +24,7 @@ from pipeline import GroundingPipeline, GroundlabelError, Options
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
-from .errors import LabelStudioError
-from .push import Outbox, Pusher
+from .push import Outbox, Pusher, write_predictions
 from .settings import BackendSettings
 from .tasks import predict_tasks, usable_options
 
@@ -92,7 +91,7 @@ def prelabel(
 
     def write() -> None:
         if pending:
-            queued, refused = _write_predictions(client, job.project, pending, pusher)
+            queued, refused = write_predictions(client, job.project, pending, pusher)
             progress.queued += queued
             for task_id in refused:
                 progress.done -= 1
@@ -142,31 +141,6 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
-                       pusher: Pusher) -> tuple[int, dict[int, str]]:
-    """One request for many predictions. When it fails in a way that may pass, Label Studio may have written them
-    all the same (an answer lost to a restart or a timeout), so each is then delivered on its own by ``pusher``,
-    which skips what is already there, retries, and keeps in the outbox what Label Studio still does not take.
-    Refusals (4xx) are reported. Returns (how many were queued, {task id: refusal})."""
-    try:
-        client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
-        return 0, {}
-    except LabelStudioError as error:
-        if not error.retryable:
-            log.warning("Label Studio refused %d predictions: %s", len(predictions), error)
-            return 0, {task: f"Label Studio refused the prediction: {error}" for task, _ in predictions}
-        log.warning("Writing %d predictions failed (%s); delivering them one by one.", len(predictions), error)
-    queued, refused = 0, {}
-    for task, result in predictions:
-        try:  # once one waits in the outbox, Label Studio is away: one quick try each for the others
-            queued += pusher.push(task, result, attempts=1 if queued else None).status == "queued"
-        except LabelStudioError as error:
-            refused[task] = f"Label Studio refused the prediction: {error}"
-    if queued:
-        log.warning("%d predictions kept in the outbox (%s).", queued, pusher.outbox.directory)
-    return queued, refused
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,3 +181,28 @@ def push_key(url: str, task_id: int, kind: str, result: LabelStudioResult) -> st
 def _fingerprint(regions: list[dict]) -> str:
     """Region ids (content-derived, see ``to_label_studio``) in a canonical order."""
     return ",".join(sorted(str(region.get("id")) for region in regions))
+
+
+def write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
+                       pusher: Pusher) -> tuple[int, dict[int, str]]:
+    """One request for many predictions. When it fails in a way that may pass, Label Studio may have written them
+    all the same (an answer lost to a restart or a timeout), so each is then delivered on its own by ``pusher``,
+    which skips what is already there, retries, and keeps in the outbox what Label Studio still does not take.
+    Refusals (4xx) are reported. Returns (how many were queued, {task id: refusal})."""
+    try:
+        client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
+        return 0, {}
+    except LabelStudioError as error:
+        if not error.retryable:
+            log.warning("Label Studio refused %d predictions: %s", len(predictions), error)
+            return 0, {task: f"Label Studio refused the prediction: {error}" for task, _ in predictions}
+        log.warning("Writing %d predictions failed (%s); delivering them one by one.", len(predictions), error)
+    queued, refused = 0, {}
+    for task, result in predictions:
+        try:  # once one waits in the outbox, Label Studio is away: one quick try each for the others
+            queued += pusher.push(task, result, attempts=1 if queued else None).status == "queued"
+        except LabelStudioError as error:
+            refused[task] = f"Label Studio refused the prediction: {error}"
+    if queued:
+        log.warning("%d predictions kept in the outbox (%s).", queued, pusher.outbox.directory)
+    return queued, refused

@@ -40,6 +40,7 @@ class BackendSettings:
     port: int = 7860
     log_level: str = "INFO"
     max_retries: int = 3  # runs a task may fail in a way that may pass before it gets an empty prediction
+    predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     @property
@@ -55,7 +56,8 @@ class BackendSettings:
         """LABEL_STUDIO_URL | LABEL_STUDIO_HOST, LABEL_STUDIO_API_KEY | LABEL_STUDIO_ACCESS_TOKEN, BOX_THRESHOLD,
         TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
-        GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES, and ``PipelineSettings.from_env``'s variables."""
+        GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
+        GROUNDLABEL_PREDICT_BUDGET, and ``PipelineSettings.from_env``'s variables."""
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
 
@@ -95,6 +97,7 @@ class BackendSettings:
             port=int(number("PORT", 7860, 1, 65535)),
             log_level=_log_level(first("GROUNDLABEL_LOG_LEVEL") or "INFO"),
             max_retries=int(number("GROUNDLABEL_MAX_RETRIES", 3, 1, 1000)),
+            predict_budget=number("GROUNDLABEL_PREDICT_BUDGET", 60.0, 0.0, 3600),
             pipeline=PipelineSettings.from_env(environ),
         )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 
 import httpx
@@ -18,7 +19,8 @@ from pipeline.options import prompt_hash
 from sync import BackendSettings, box_to_pixels, rle_to_mask
 from tests.counting import count_calls
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, exif_rotated_jpeg, expected, png, prompt_context, serve,
+    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, exif_rotated_jpeg, expected, png,
+    predictions_per_task, prompt_context, serve,
 )
 
 
@@ -275,3 +277,37 @@ def test_the_test_label_studio_runs_with_the_settings_the_readme_gives_users():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert all(f"{name}={value}" in readme for name, value in README_SETTINGS.items())
+
+
+def test_a_batch_past_its_time_budget_answers_nothing_yet_and_finishes_in_the_background(
+        label_studio, pipeline, tmp_path):
+    settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
+                               box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path,
+                               predict_budget=0.5)
+    project = label_studio.create_project(title="budget")
+    images = {f"t{i:02d}.png": png(40, 32, seed=300 + i) for i in range(60)}
+    ids = label_studio.upload_images(project, images)
+    tasks = [{"id": task, "data": label_studio.api("GET", f"/api/tasks/{task}")["data"]} for task in ids]
+    body = {"tasks": tasks, "project": f"{project}.1", "label_config": GROUNDING_DINO_CONFIG,
+            "params": {"context": None}}
+
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        first = httpx.post(f"{url}/predict", json=body, timeout=60).json()["results"]
+        while_running = httpx.post(f"{url}/predict", json=body, timeout=60).json()["results"]
+        interactive = httpx.post(f"{url}/predict", timeout=60, json={**body, "tasks": tasks[-1:],
+                                                                    "params": {"context": prompt_context("cats")}})
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{url}/health", timeout=5).json()["background"]["tasks"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+    answered = [task for task, answer in zip(ids, first) if answer != []]
+    for task, answer in zip(ids, first):  # what Label Studio would store from the first answer
+        if answer != []:
+            label_studio.api("POST", "/api/predictions", json={"task": task, **answer})
+
+    stored = predictions_per_task(label_studio, project)
+    assert 0 < len(answered) < 60 and first[len(answered):] == [[]] * (60 - len(answered))  # "nothing yet"
+    assert all(answer == [] for answer in while_running[len(answered):])  # never computed or stored twice
+    assert interactive.status_code == 200 and interactive.json()["results"][0]["result"]  # answered meanwhile
+    assert stored == Counter({task: 1 for task in ids})  # all 60, none twice
+    late = label_studio.api("GET", "/api/predictions", params={"task": ids[-1]})[0]
+    assert late["result"] == expected(pipeline, images["t59.png"], "cats. house")[1].result
