@@ -306,7 +306,8 @@ def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
         body = await _json_object(request)
         try:
             return await run_in_threadpool(backend.predict, body)
-        except GroundlabelError as error:
+        except GroundlabelError as error:  # Label Studio shows only the status: the reason goes to the log too
+            log.warning("/predict answered %d: %s", http_status(error), error)
             raise HTTPException(status_code=http_status(error), detail=str(error)) from None
 
     @router.post("/webhook")
