@@ -1,4 +1,6 @@
-"""``python -m pipeline.testing write [--shape tiny|real] DIR``: random-weight models to try groundlabel offline.
+"""``python -m pipeline.testing write [--shape tiny|real] DIR``: random-weight models to try groundlabel offline;
+``train-shapes OUT`` and ``eval-shapes DIR``: the toy models that learned a world of coloured shapes
+(``pipeline.testing.train``, docs/toy-models.md).
 
 ``write`` saves a random-weight copy of the detector and of MobileSAM (and SAM vit_b for ``--shape real``) the way
 real weights ship, and prints the environment that makes ``python app.py``, the ML backend and ``python -m
@@ -16,6 +18,11 @@ from .models import write_all
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("train-shapes", "eval-shapes"):
+        from .train import main as train_main
+
+        return train_main(argv)
     parser = argparse.ArgumentParser(prog="python -m pipeline.testing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

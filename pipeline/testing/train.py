@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,14 +32,15 @@ _STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 DETECTOR_CONFIG = dict(
     swin_embed_dim=16, swin_depths=[1, 1, 2, 1], swin_heads=[1, 2, 2, 4], d_model=64, num_queries=12,
-    encoder_layers=2, decoder_layers=3, ffn_dim=128, heads=4, text_hidden=64, text_layers=1, max_text_len=64,
+    encoder_layers=2, decoder_layers=3, ffn_dim=128, heads=4, text_hidden=64, text_layers=1, max_text_len=64, text_gain=0.15,
 )
-DETECTOR_TRAIN = dict(batch=8, lr=1e-3, warmup=300, weight_decay=1e-4, clip=1.0, steps=12000)
+DETECTOR_TRAIN = dict(batch=8, lr=6e-4, warmup=300, weight_decay=1e-4, clip=1.0, steps=3000)
 SAM_TRAIN = dict(batch=8, lr=2e-3, warmup=200, weight_decay=1e-4, clip=1.0, steps=3000)
+TRAINING = {"threads": 2, "device": "cpu"}  # set by main() from --threads / --device
 
 
 def _threads() -> None:
-    torch.set_num_threads(int(os.environ.get("GROUNDLABEL_TRAIN_THREADS", "2")))
+    torch.set_num_threads(TRAINING["threads"])
 
 
 # --- detector -----------------------------------------------------------------------------------------------------
@@ -69,6 +68,8 @@ def build_detector(seed: int = 0, config: dict | None = None):
         max_text_len=c["max_text_len"], auxiliary_loss=True,
     )
     model = GroundingDinoForObjectDetection(config)
+    with torch.no_grad():  # start with small text features: query . token logits near 0 instead of +-30 (saturated)
+        model.model.encoder.layers[-1].text_enhancer_layer.layer_norm_after.weight.fill_(c.get("text_gain", 1.0))
     size = {"shortest_edge": S.SHAPES_INPUT_SIZE, "longest_edge": S.SHAPES_INPUT_SIZE * 1333 // 800}
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=size), tokenizer=tokenizer)
     return model, processor
@@ -122,7 +123,7 @@ def _set_loss(logits, boxes, label_maps, text_mask, targets):
 
     batch, queries, tokens = logits.shape
     onehot = torch.zeros_like(logits)
-    src, tgt = [], []
+    src = []
     with torch.no_grad():
         prob = logits.sigmoid()
         for b, target in enumerate(targets):
@@ -195,7 +196,7 @@ def save_detector(model, processor, directory: Path) -> Path:
 
 
 def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None,
-                   init: Path | None = None):
+                   init: Path | None = None, stop_after: int | None = None):
     _threads()
     t = {**DETECTOR_TRAIN, **(train or {})}
     model, processor = build_detector(seed, config)
@@ -205,7 +206,7 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
         model = GroundingDinoForObjectDetection.from_pretrained(init / S.SHAPES_DETECTOR_DIRNAME)
         t["lr"], seed = t["lr"] / 2, seed + 100
         log(f"detector: continuing from {init}")
-    device = torch.device(os.environ.get("GROUNDLABEL_TRAIN_DEVICE", "cpu"))
+    device = torch.device(TRAINING["device"])
     model.loss_function = _loss_function
     model.to(device).train()
     log(f"detector: {sum(p.numel() for p in model.parameters()):,} params, {steps} steps, seed {seed}")
@@ -234,6 +235,9 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
             model.train()
         if minutes is not None and elapsed > minutes * 60:
             log(f"detector: time limit reached at step {step}")
+            break
+        if stop_after is not None and step + 1 >= stop_after:
+            log(f"detector: stopped after step {step} as asked")
             break
     target = save_detector(model.cpu().eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
     return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
@@ -290,7 +294,7 @@ def _sam_sample(rng, transform):
 
 
 def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print, train=None,
-              init: Path | None = None):
+              init: Path | None = None, stop_after: int | None = None):
     from segment_anything.utils.transforms import ResizeLongestSide
 
     _threads()
@@ -368,6 +372,9 @@ def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print
         if minutes is not None and elapsed > minutes * 60:
             log(f"sam: time limit reached at step {step}")
             break
+        if stop_after is not None and step + 1 >= stop_after:
+            log(f"sam: stopped after step {step} as asked")
+            break
     out.mkdir(parents=True, exist_ok=True)
     target = out / S.SHAPES_SAM_FILENAME
     torch.save({k: v.detach().clone() for k, v in sam.eval().state_dict().items()}, target)
@@ -419,9 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--minutes", type=float, default=None,
                        help="stop each model's training after this many minutes even if steps remain")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--stop-after", type=int, default=None,
+                       help="end after this many steps of the --steps schedule (what a --minutes cap did, exactly)")
     train.add_argument("--lr", type=float, default=None, help="detector peak learning rate")
     train.add_argument("--only", choices=("detector", "sam"), default=None)
     train.add_argument("--no-eval", action="store_true")
+    train.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a shared 2-core machine)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (measured: no faster for these tiny models)")
     train.add_argument("--init", type=Path, default=None,
                        help="continue from the models in this directory (a second stage, half the peak lr)")
     evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
@@ -429,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--scenes", type=int, default=200)
     args = parser.parse_args(argv)
     if args.command == "train-shapes":
+        TRAINING.update(threads=args.threads, device=args.device)
         args.out.mkdir(parents=True, exist_ok=True)
         logfile = (args.out / "train-log.txt").open("a")
 
@@ -439,10 +451,12 @@ def main(argv: list[str] | None = None) -> int:
 
         report = {"seed": args.seed}
         if args.only in (None, "detector"):
-            _, report["detector_training"] = train_detector(args.out, args.steps, args.seed, args.minutes, log, init=args.init,
-                                                              train={"lr": args.lr} if args.lr else None)
+            _, report["detector_training"] = train_detector(
+                args.out, args.steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after,
+                train={"lr": args.lr} if args.lr else None)
         if args.only in (None, "sam"):
-            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init)
+            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log,
+                                                  init=args.init, stop_after=args.stop_after)
         if not args.no_eval:
             report.update(_evaluate(args.out, 200))
         log(json.dumps(report))
