@@ -1,5 +1,5 @@
 """A real Label Studio server on 127.0.0.1, started and filled from Python: for the tests' fixtures, benchmarks and
-scripts that need one (``with running_label_studio(os.environ) as server: ...``).
+scripts that need one (``with running_label_studio(environment) as server: ...``, passing the caller's environment).
 
 The server is started with the settings groundlabel's README gives Label Studio, an admin with a legacy token, and
 local-files serving under ``files_root``. The first start migrates a template data dir (~20 s) under

@@ -313,53 +313,8 @@ def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print
     size = sam.image_encoder.img_size
     start, running, step = time.time(), None, 0
     for step in range(steps):
-        batch, prompts = [], []
-        for _ in range(t["batch"]):
-            array, shapes, original, (h, w) = _sam_sample(rng, transform)
-            while not shapes:
-                array, shapes, original, (h, w) = _sam_sample(rng, transform)
-            shape = shapes[int(rng.integers(len(shapes)))]
-            scale = h / original[0]
-            mask = np.asarray(Image.fromarray(shape.mask).resize((w, h), Image.NEAREST))
-            full = np.zeros((size, size), np.float32)
-            full[:h, :w] = mask
-            box = shape.xyxy * scale
-            jitter = rng.normal(0, 0.04, 4) * np.array([box[2] - box[0], box[3] - box[1]] * 2)
-            box = (box + jitter * (rng.random() < 0.8)).astype(np.float32)
-            positives = _interior_points(rng, mask, int(rng.integers(1, 4)))
-            points, point_labels = positives, np.ones(len(positives), np.float32)
-            if rng.random() < 0.3:
-                others = ~mask
-                ys, xs = np.nonzero(others)
-                k = int(rng.integers(len(xs)))
-                points = np.concatenate([points, [[xs[k], ys[k]]]]).astype(np.float32)
-                point_labels = np.concatenate([point_labels, [0.0]]).astype(np.float32)
-            batch.append(torch.from_numpy(array).permute(2, 0, 1).float())
-            prompts.append((torch.from_numpy(box), torch.from_numpy(points), torch.from_numpy(point_labels),
-                            torch.from_numpy(full)))
-        pixels = torch.stack([sam.preprocess(x) for x in batch])
-        embeddings = sam.image_encoder(pixels)
-        pe = sam.prompt_encoder.get_dense_pe()
-        losses = []
-        for b, (box, points, point_labels, full) in enumerate(prompts):
-            for kind in ("box", "points"):
-                if kind == "box":
-                    sparse, dense = sam.prompt_encoder(points=None, boxes=box[None], masks=None)
-                else:
-                    sparse, dense = sam.prompt_encoder(points=(points[None], point_labels[None]), boxes=None,
-                                                       masks=None)
-                low, iou_pred = sam.mask_decoder(image_embeddings=embeddings[b:b + 1], image_pe=pe,
-                                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                                 multimask_output=False)
-                logits = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-                bce = F.binary_cross_entropy_with_logits(logits, full)
-                prob = logits.sigmoid()
-                dice = 1 - (2 * (prob * full).sum() + 1) / (prob.sum() + full.sum() + 1)
-                with torch.no_grad():
-                    hard = logits > 0
-                    true_iou = (hard & (full > 0)).sum() / ((hard | (full > 0)).sum().clamp(min=1))
-                losses.append(bce * 5 + dice + 0.1 * (iou_pred[0, 0] - true_iou) ** 2)
-        loss = torch.stack(losses).mean()
+        batch, prompts = _sam_batch(rng, transform, t["batch"], size)
+        loss = _sam_loss(sam, batch, prompts, size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), t["clip"])
@@ -379,6 +334,63 @@ def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print
     target = out / S.SHAPES_SAM_FILENAME
     torch.save({k: v.detach().clone() for k, v in sam.eval().state_dict().items()}, target)
     return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
+
+
+def _sam_batch(rng, transform, count: int, size: int) -> tuple[list, list]:
+    """``count`` scenes resized for the SAM, each with one shape's (jittered box, 1-3 positive points and sometimes
+    a negative one, full-size target mask)."""
+    batch, prompts = [], []
+    for _ in range(count):
+        array, shapes, original, (h, w) = _sam_sample(rng, transform)
+        while not shapes:
+            array, shapes, original, (h, w) = _sam_sample(rng, transform)
+        shape = shapes[int(rng.integers(len(shapes)))]
+        scale = h / original[0]
+        mask = np.asarray(Image.fromarray(shape.mask).resize((w, h), Image.NEAREST))
+        full = np.zeros((size, size), np.float32)
+        full[:h, :w] = mask
+        box = shape.xyxy * scale
+        jitter = rng.normal(0, 0.04, 4) * np.array([box[2] - box[0], box[3] - box[1]] * 2)
+        box = (box + jitter * (rng.random() < 0.8)).astype(np.float32)
+        positives = _interior_points(rng, mask, int(rng.integers(1, 4)))
+        points, point_labels = positives, np.ones(len(positives), np.float32)
+        if rng.random() < 0.3:
+            others = ~mask
+            ys, xs = np.nonzero(others)
+            k = int(rng.integers(len(xs)))
+            points = np.concatenate([points, [[xs[k], ys[k]]]]).astype(np.float32)
+            point_labels = np.concatenate([point_labels, [0.0]]).astype(np.float32)
+        batch.append(torch.from_numpy(array).permute(2, 0, 1).float())
+        prompts.append((torch.from_numpy(box), torch.from_numpy(points), torch.from_numpy(point_labels),
+                        torch.from_numpy(full)))
+    return batch, prompts
+
+
+def _sam_loss(sam, batch: list, prompts: list, size: int) -> torch.Tensor:
+    """BCE x5 + dice on the full-size mask, and the IoU head's error, for the box and for the points of each."""
+    pixels = torch.stack([sam.preprocess(x) for x in batch])
+    embeddings = sam.image_encoder(pixels)
+    pe = sam.prompt_encoder.get_dense_pe()
+    losses = []
+    for b, (box, points, point_labels, full) in enumerate(prompts):
+        for kind in ("box", "points"):
+            if kind == "box":
+                sparse, dense = sam.prompt_encoder(points=None, boxes=box[None], masks=None)
+            else:
+                sparse, dense = sam.prompt_encoder(points=(points[None], point_labels[None]), boxes=None,
+                                                   masks=None)
+            low, iou_pred = sam.mask_decoder(image_embeddings=embeddings[b:b + 1], image_pe=pe,
+                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                             multimask_output=False)
+            logits = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+            bce = F.binary_cross_entropy_with_logits(logits, full)
+            prob = logits.sigmoid()
+            dice = 1 - (2 * (prob * full).sum() + 1) / (prob.sum() + full.sum() + 1)
+            with torch.no_grad():
+                hard = logits > 0
+                true_iou = (hard & (full > 0)).sum() / ((hard | (full > 0)).sum().clamp(min=1))
+            losses.append(bce * 5 + dice + 0.1 * (iou_pred[0, 0] - true_iou) ** 2)
+    return torch.stack(losses).mean()
 
 
 def eval_sam(checkpoint: Path, scenes: int = 200, seed: int = 54321, size=S.SHAPES_SCENE_SIZE) -> dict:
