@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -57,6 +58,8 @@ class MLBackend:
         self.finisher = Finisher(Outbox(settings.outbox_dir))  # batch tasks past the time budget
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
+        self._public = LabelStudioClient.for_public_images(timeout=settings.timeout,
+                                                          max_image_bytes=settings.max_image_bytes)
         self._lock = threading.Lock()
 
     def setup(self, body: dict) -> dict:
@@ -99,7 +102,13 @@ class MLBackend:
         def fetch(task: dict) -> bytes:
             data = task.get("data")
             url = config.image_url(data if isinstance(data, dict) else {})
-            return self._client(project).download(url, task_id=task.get("id"))
+            try:
+                client = self._client(project)
+            except SyncError:  # no Label Studio known: an image at a public URL needs none
+                if urlsplit(url).scheme.lower() not in ("http", "https"):
+                    raise
+                client = self._public
+            return client.download(url, task_id=task.get("id"))
 
         def answer(outcome: TaskOutcome[dict]) -> LabelStudioResult | None:
             return self._answer(project, outcome, config, empty)

@@ -113,6 +113,17 @@ class LabelStudioClient:
             raise AuthError(f"The Label Studio token is not usable: {_detail(error.body)}", error.status_code) from None
 
     @classmethod
+    def for_public_images(cls, *, timeout: float = DEFAULT_TIMEOUT,
+                          max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> LabelStudioClient:
+        """A client for images at absolute http(s) URLs when no Label Studio is known: it sends no credentials
+        anywhere (no URL is Label Studio's), with the same limits, redirect and link-local rules."""
+        client = cls.__new__(cls)
+        client.url, client.timeout, client.max_image_bytes, client._auth = "", timeout, max_image_bytes, None
+        client._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
+                                    cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        return client
+
+    @classmethod
     def from_settings(cls, settings: BackendSettings, url: str | None = None) -> LabelStudioClient:
         """The settings' Label Studio (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY), or ``url`` with their token."""
         url = url or settings.label_studio_url
@@ -287,6 +298,8 @@ class LabelStudioClient:
 
     def is_label_studio(self, url: str) -> bool:
         """Same scheme, host and port as the Label Studio URL: the only place the token may be sent."""
+        if not self.url:
+            return False
         ours, theirs = urlsplit(self.url), urlsplit(url)
         return (ours.scheme, ours.hostname, ours.port) == (theirs.scheme.lower(), theirs.hostname, theirs.port)
 

@@ -198,6 +198,18 @@ def test_a_task_failing_in_a_way_that_may_pass_is_retried_then_given_up_on(pipel
     assert gave_up.endswith("answered 503 (failed 3 times: given up)")
 
 
+def test_an_image_at_a_public_url_needs_no_label_studio_credentials(pipeline, host, tmp_path, caplog):
+    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        host.requests.clear()
+        public, upload = predict(url, [{"id": 45, "data": {"image": host("/ok.png")}},
+                                       {"id": 46, "data": {"image": "/data/upload/1/a.png"}}]).json()["results"]
+
+    assert public["result"] == expected(pipeline, IMAGE, "cats")[1].result != []
+    assert not any(key.lower() in ("authorization", "cookie") for r in host.requests for key in r.headers)
+    assert upload["result"] == [] and "Label Studio's URL and token are unknown" in logged(caplog, 46)
+
+
 def test_setup_with_an_unusable_label_studio_url_gives_empty_predictions_not_a_500(pipeline, tmp_path, caplog):
     settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
