@@ -210,6 +210,19 @@ def test_an_image_at_a_public_url_needs_no_label_studio_credentials(pipeline, ho
     assert upload["result"] == [] and "Label Studio's URL and token are unknown" in logged(caplog, 46)
 
 
+def test_without_a_label_studio_to_write_to_the_batch_past_its_budget_says_so(pipeline, host, tmp_path, caplog):
+    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path,
+                               predict_budget=0.001)
+    tasks = [{"id": 50 + i, "data": {"image": host("/ok.png")}} for i in range(3)]
+    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
+        answer = predict(url, tasks, prompt=None).json()["results"]
+        health = httpx.get(f"{url}/health", timeout=5).json()["background"]
+
+    assert answer[0] != [] and answer[1:] == [[], []]
+    assert health["tasks"] == 0 and "cannot be written in the background" in health["error"]
+    assert "Label Studio's URL and token are unknown" in health["error"] and health["error"] in caplog.text
+
+
 def test_setup_with_an_unusable_label_studio_url_gives_empty_predictions_not_a_500(pipeline, tmp_path, caplog):
     settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:

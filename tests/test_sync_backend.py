@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -18,6 +20,7 @@ from pipeline import GroundingPipeline, LazyPipeline, PipelineSettings, parse_pr
 from pipeline.options import prompt_hash
 from sync import BackendSettings, box_to_pixels, rle_to_mask
 from tests.counting import count_calls
+from tests.hostile import Answer, web_host
 from tests.labelstudio import (
     BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, exif_rotated_jpeg, expected, png,
     predictions_per_task, prompt_context, serve,
@@ -280,34 +283,42 @@ def test_the_test_label_studio_runs_with_the_settings_the_readme_gives_users():
 
 
 def test_a_batch_past_its_time_budget_answers_nothing_yet_and_finishes_in_the_background(
-        label_studio, pipeline, tmp_path):
+        label_studio, pipeline, tmp_path, caplog):
     settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
                                box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path,
                                predict_budget=0.5)
     project = label_studio.create_project(title="budget")
     images = {f"t{i:02d}.png": png(40, 32, seed=300 + i) for i in range(60)}
     ids = label_studio.upload_images(project, images)
-    tasks = [{"id": task, "data": label_studio.api("GET", f"/api/tasks/{task}")["data"]} for task in ids]
-    body = {"tasks": tasks, "project": f"{project}.1", "label_config": GROUNDING_DINO_CONFIG,
-            "params": {"context": None}}
+    caplog.set_level(logging.INFO)
 
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
-        first = httpx.post(f"{url}/predict", json=body, timeout=60).json()["results"]
-        while_running = httpx.post(f"{url}/predict", json=body, timeout=60).json()["results"]
-        interactive = httpx.post(f"{url}/predict", timeout=60, json={**body, "tasks": tasks[-1:],
-                                                                    "params": {"context": prompt_context("cats")}})
+        ml_id = label_studio.register_ml_backend(project, url)
+        retrieve_predictions(label_studio, project, ids)  # Label Studio stores what the first answer holds
+        retrieve_predictions(label_studio, project, ids)  # again, while the background finishes the rest
+        answer = interactive(label_studio, ml_id, ids[-1], prompt_context("cats"))  # answered meanwhile
         deadline = time.monotonic() + 300
         while httpx.get(f"{url}/health", timeout=5).json()["background"]["tasks"] and time.monotonic() < deadline:
             time.sleep(0.5)
-    answered = [task for task, answer in zip(ids, first) if answer != []]
-    for task, answer in zip(ids, first):  # what Label Studio would store from the first answer
-        if answer != []:
-            label_studio.api("POST", "/api/predictions", json={"task": task, **answer})
 
-    stored = predictions_per_task(label_studio, project)
-    assert 0 < len(answered) < 60 and first[len(answered):] == [[]] * (60 - len(answered))  # "nothing yet"
-    assert all(answer == [] for answer in while_running[len(answered):])  # never computed or stored twice
-    assert interactive.status_code == 200 and interactive.json()["results"][0]["result"]  # answered meanwhile
-    assert stored == Counter({task: 1 for task in ids})  # all 60, none twice
+    (later,) = re.findall(r"time budget of 0.5 s spent; (\d+) tasks answered \"nothing yet\"", caplog.text)
+    assert 0 < int(later) < 60  # the first answer held predictions and "nothing yet" entries
+    assert answer["result"]
+    assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in ids})  # all 60, none twice
     late = label_studio.api("GET", "/api/predictions", params={"task": ids[-1]})[0]
     assert late["result"] == expected(pipeline, images["t59.png"], "cats. house")[1].result
+
+
+def test_an_image_host_down_during_retrieval_leaves_nothing_behind_and_the_next_retrieval_fills_the_task(
+        label_studio, ml_backend, pipeline):
+    image = png(48, 40, seed=400)
+    with web_host({"/photo.png": Answer(b"down for maintenance", status=503)}) as host:
+        project = label_studio.create_project(title="host down")
+        (task,) = label_studio.import_tasks(project, [{"image": host("/photo.png")}])
+        label_studio.register_ml_backend(project, ml_backend[0])
+        while_down = retrieve_predictions(label_studio, project, [task])[task]
+        host.routes["/photo.png"] = Answer(image, headers={"Content-Type": "image/png"})
+        back = retrieve_predictions(label_studio, project, [task])[task]
+
+    assert while_down == []  # no empty prediction stored: Label Studio will ask again
+    assert len(back) == 1 and back[0]["result"] == expected(pipeline, image, "cats. house")[1].result != []
