@@ -123,8 +123,9 @@ class MLBackend:
             if budget and time.monotonic() > deadline and len(answers) < len(todo):
                 self._finish_later(project, todo[len(answers):], outcomes, answer)
                 break
-        # tasks past the budget or being finished in the background: "nothing yet"
-        return {"results": [result.payload() if (result := answers.get(id(task))) else [] for task in request.tasks]}
+        # None: a failure that may pass, a task past the budget or one being finished in the background ("nothing yet")
+        results = [answers.get(id(task)) for task in request.tasks]
+        return {"results": [[] if result is None else result.payload() for result in results]}
 
     def _finish_later(self, project: str, rest: list[dict], outcomes: Iterator[TaskOutcome[dict]],
                       answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None]) -> None:
