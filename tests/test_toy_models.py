@@ -92,25 +92,24 @@ def test_detector_recall_and_precision(shapes_pipeline):
     assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (recall, precision)
 
 
-def test_sam_masks_from_box_and_point():
-    import segment_anything
-    from segment_anything import SamPredictor
+def test_sam_masks_from_a_box_and_from_a_click_through_the_product(shapes_pipeline):
+    """Refinement's right answer: the product's Segmenter.decode, given a shape's box or one click on it (batched,
+    from one cached embedding per scene), returns that shape's mask."""
+    from pipeline import MaskPrompt, load_image
 
-    S.register_shapes_sam()
-    sam = segment_anything.sam_model_registry[S.SHAPES_SAM_MODEL_TYPE](checkpoint=str(S.shapes_sam_checkpoint()))
-    predictor = SamPredictor(sam.eval())
+    segmenter = shapes_pipeline.segmenters.get(S.SHAPES_SEGMENTER)
     rng = np.random.default_rng(99)
     box_ious, point_ious = [], []
     for _ in range(25):
         image, shapes = S.make_scene(rng)
-        predictor.set_image(np.asarray(image))
+        prompts = []
         for shape in shapes:
-            masks, _, _ = predictor.predict(box=shape.xyxy, multimask_output=False)
-            box_ious.append(S.mask_iou(masks[0], shape.mask))
             ys, xs = np.nonzero(shape.mask)
             k = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))  # the shape's most central pixel
-            masks, _, _ = predictor.predict(point_coords=np.array([[xs[k], ys[k]]], np.float32),
-                                            point_labels=np.ones(1), multimask_output=False)
-            point_ious.append(S.mask_iou(masks[0], shape.mask))
+            prompts += [MaskPrompt.from_box(shape.xyxy), MaskPrompt(points=((xs[k], ys[k]),), positive=(True,))]
+        masks = segmenter.decode(load_image(_png(image)), prompts)
+        for shape, from_box, from_click in zip(shapes, masks[::2], masks[1::2]):
+            box_ious.append(S.mask_iou(from_box, shape.mask))
+            point_ious.append(S.mask_iou(from_click, shape.mask))
     assert np.mean(box_ious) >= MIN_MASK_IOU_BOX, np.mean(box_ious)
     assert np.mean(point_ious) >= MIN_MASK_IOU_POINT, np.mean(point_ious)
