@@ -97,12 +97,12 @@ def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Pa
 def write_all(directory: Path, shape: str = "tiny") -> dict[str, str]:
     """A random-weight copy of the detector and of the segmenters worth trying offline under ``directory``; the
     environment variables that make the app, the ML backend and the CLI use them."""
+    from pipeline.registry import segmenter_spec
+
     detector = save_grounding_dino(directory / f"grounding-dino-{shape}", shape)
     segmenters = ["mobile_sam"] + (["sam_vit_b"] if shape == "real" else [])
     env = {"GROUNDLABEL_DETECTOR": str(detector), "GROUNDLABEL_SEGMENTER": "mobile_sam", "GROUNDLABEL_OFFLINE": "1"}
     for name in segmenters:
-        from pipeline.registry import segmenter_spec
-
         spec = segmenter_spec(name)
         env[spec.env_var] = str(save_segmenter(directory / spec.filename, name))
     if shape == "tiny":
