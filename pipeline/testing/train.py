@@ -177,6 +177,28 @@ def _loss_function(logits, labels, device, pred_boxes, config, label_maps, text_
     return total, {"loss_ce": cls}, None
 
 
+def _optimise(loss: torch.Tensor, model: torch.nn.Module, optimizer, schedule, clip: float) -> float:
+    """One optimiser step on ``loss`` (gradients clipped to ``clip``); the loss's value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
+def _stop(name: str, step: int, elapsed: float, minutes: float | None, stop_after: int | None, log) -> bool:
+    """Whether a training loop ends after ``step``: its time limit, or ``--stop-after`` (which repeats a time-limited
+    run exactly)."""
+    if minutes is not None and elapsed > minutes * 60:
+        log(f"{name}: time limit reached at step {step}")
+        return True
+    if stop_after is not None and step + 1 >= stop_after:
+        log(f"{name}: stopped after step {step} as asked")
+        return True
+    return False
+
+
 def _lr(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -220,24 +242,15 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
         inputs, labels = detector_batch(rng, processor.tokenizer, t["batch"])
         inputs = {k: v.to(device) for k, v in inputs.items()}
         labels = [{k: v.to(device) for k, v in label.items()} for label in labels]
-        loss = model(**inputs, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
-        optimizer.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        value = _optimise(model(**inputs, labels=labels).loss, model, optimizer, schedule, t["clip"])
+        running = value if running is None else 0.98 * running + 0.02 * value
         elapsed = time.time() - start
         if step % 200 == 0 or step == steps - 1:
             log(f"detector step {step} loss {running:.3f} lr {schedule.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min")
         if step % 500 == 499:  # a snapshot to look at while training goes on (overwritten at the end)
             save_detector(model, processor, out / S.SHAPES_DETECTOR_DIRNAME)
             model.train()
-        if minutes is not None and elapsed > minutes * 60:
-            log(f"detector: time limit reached at step {step}")
-            break
-        if stop_after is not None and step + 1 >= stop_after:
-            log(f"detector: stopped after step {step} as asked")
+        if _stop("detector", step, elapsed, minutes, stop_after, log):
             break
     target = save_detector(model.cpu().eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
     return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
@@ -314,21 +327,12 @@ def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print
     start, running, step = time.time(), None, 0
     for step in range(steps):
         batch, prompts = _sam_batch(rng, transform, t["batch"], size)
-        loss = _sam_loss(sam, batch, prompts, size)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(sam.parameters(), t["clip"])
-        optimizer.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        value = _optimise(_sam_loss(sam, batch, prompts, size), sam, optimizer, schedule, t["clip"])
+        running = value if running is None else 0.98 * running + 0.02 * value
         elapsed = time.time() - start
         if step % 100 == 0 or step == steps - 1:
             log(f"sam step {step} loss {running:.4f} lr {schedule.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min")
-        if minutes is not None and elapsed > minutes * 60:
-            log(f"sam: time limit reached at step {step}")
-            break
-        if stop_after is not None and step + 1 >= stop_after:
-            log(f"sam: stopped after step {step} as asked")
+        if _stop("sam", step, elapsed, minutes, stop_after, log):
             break
     out.mkdir(parents=True, exist_ok=True)
     target = out / S.SHAPES_SAM_FILENAME
