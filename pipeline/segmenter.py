@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import logging
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from itertools import groupby
@@ -27,6 +29,7 @@ from .images import LoadedImage
 from .registry import SegmenterSpec, segmenter_spec
 from .weights import resolve_checkpoint
 
+log = logging.getLogger(__name__)
 _EmbeddingEntry = tuple[torch.Tensor, tuple[int, int], tuple[int, int]]  # features, original size, input size
 
 
@@ -83,7 +86,8 @@ class Segmenter:
         self._embeddings: LRUCache[_EmbeddingEntry] = LRUCache(
             64, embedding_cache_bytes, sizeof=lambda entry: entry[0].element_size() * entry[0].nelement()
         )
-        self._masks: LRUCache[np.ndarray] = LRUCache(4096, mask_cache_bytes, sizeof=lambda mask: mask.nbytes)
+        self._masks: LRUCache[tuple[np.ndarray, float]] = LRUCache(4096, mask_cache_bytes,
+                                                                    sizeof=lambda entry: entry[0].nbytes)
         self._lock = threading.Lock()
 
     @property
@@ -95,29 +99,38 @@ class Segmenter:
         the image's embedding (cached) is loaded. Prompts of one shape go through the decoder together, one call
         each shape: 1.8-3.3x faster than a loop for 10 boxes on CPUs and 2.1-2.4x on a GPU (bench/mask_stage.py);
         ``batched=False`` is that loop, ``SamPredictor.predict`` per prompt."""
+        return self.decode_with_scores(image, prompts, batched)[0]
+
+    def decode_with_scores(self, image: LoadedImage, prompts: Sequence[MaskPrompt],
+                           batched: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``decode``'s masks and, per mask, the model's own estimate of its IoU (a score for the region)."""
         masks = np.zeros((len(prompts), image.height, image.width), dtype=bool)
+        scores = np.zeros(len(prompts), dtype=np.float32)
         todo = []
         for i, prompt in enumerate(prompts):
             cached = self._masks.get((image.sha1, prompt.key))
             if cached is None:
                 todo.append(i)
             else:
-                masks[i] = cached
+                masks[i], scores[i] = cached
         if todo:
             with self._lock, torch.inference_mode():
                 self.embed(image)
                 decoded = self._decode_batched([prompts[i] for i in todo]) if batched \
                     else [self._decode_one(prompts[i]) for i in todo]
-            for i, mask in zip(todo, decoded):
-                masks[i] = mask
-                self._masks.put((image.sha1, prompts[i].key), mask)
-        return masks
+            for i, (mask, score) in zip(todo, decoded):
+                masks[i], scores[i] = mask, score
+                self._masks.put((image.sha1, prompts[i].key), (mask, float(score)))
+        return masks, scores
 
     def embed(self, image: LoadedImage) -> None:
         """Load the image embedding into the predictor, from the cache when this image was embedded before."""
         cached = self._embeddings.get(image.sha1)
         if cached is None:
+            started = time.perf_counter()
             self.predictor.set_image(image.array)
+            log.info("%s embedded a new %dx%d image in %.2f s (later prompts on it run only the mask decoder).",
+                     self.name, image.width, image.height, time.perf_counter() - started)
             self._embeddings.put(
                 image.sha1, (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
             )
@@ -126,16 +139,17 @@ class Segmenter:
         self.predictor.features, self.predictor.original_size, self.predictor.input_size = cached
         self.predictor.is_image_set = True
 
-    def _decode_one(self, prompt: MaskPrompt) -> np.ndarray:
+    def _decode_one(self, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
         points = np.array(prompt.points, dtype=np.float32) if prompt.points else None
         labels = np.array(prompt.positive, dtype=np.int64) if prompt.points else None
         box = np.array(prompt.box, dtype=np.float32) if prompt.box is not None else None
-        masks, _, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=False)
-        return masks[0]
+        masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box,
+                                                  multimask_output=False)
+        return masks[0], float(scores[0])
 
-    def _decode_batched(self, prompts: list[MaskPrompt]) -> list[np.ndarray]:
-        """Prompts grouped by shape, each group one ``predict_torch`` call; masks back in the prompts' order."""
-        out: list[np.ndarray | None] = [None] * len(prompts)
+    def _decode_batched(self, prompts: list[MaskPrompt]) -> list[tuple[np.ndarray, float]]:
+        """Prompts grouped by shape, each group one ``predict_torch`` call; (mask, score) in the prompts' order."""
+        out: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
         transform, size, device = self.predictor.transform, self.predictor.original_size, self.predictor.device
         order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape)
         for (has_box, n_points), group in groupby(order, key=lambda i: prompts[i].shape):
@@ -148,9 +162,9 @@ class Segmenter:
                 coords = transform.apply_coords_torch(
                     torch.tensor([prompts[i].points for i in group], dtype=torch.float32, device=device), size)
                 labels = torch.tensor([prompts[i].positive for i in group], dtype=torch.int64, device=device)
-            masks, _, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
-            for i, mask in zip(group, masks[:, 0].cpu().numpy()):
-                out[i] = mask
+            masks, scores, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
+            for i, mask, score in zip(group, masks[:, 0].cpu().numpy(), scores[:, 0].tolist()):
+                out[i] = mask, score
         return out
 
 

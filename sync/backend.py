@@ -3,7 +3,9 @@
 A drop-in for Label Studio's Grounding DINO / Grounding SAM backends, minus their failure modes: regions carry
 the project's labels, the prompt is found by the TextArea's name, batch retrieval answers one prediction per
 task in order (an empty one, with the reason logged, for a task that fails), /setup never loads a model, and
-inference runs in a worker thread so health checks answer while a batch is running. A request Label Studio would
+inference runs in a worker thread so health checks answer while a batch is running. Label Studio's smart tools
+(a keypoint or box drawn with a ``smart="true"`` tag) are answered with the segmenter's mask for them
+(``sync.smart``), from the image and embedding the task's text prompt or earlier clicks left in the caches. A request Label Studio would
 never send (not a JSON object, fields of the wrong shape, a prompt the detector cannot read) is answered 400 with
 the reason, without echoing the body (it may hold Label Studio's token).
 """
@@ -24,7 +26,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import GroundlabelError, LazyPipeline, Options, Prompt, PromptError, model_version, parse_prompt
+from pipeline import (
+    GroundlabelError, LazyPipeline, LoadedImage, Options, Prompt, PromptError, SettingsError, load_image, model_version,
+    parse_prompt,
+)
+from pipeline.cache import LRUCache
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
@@ -34,11 +40,14 @@ from .background import Finisher
 from .files import JsonStore
 from .push import Outbox
 from .settings import BackendSettings
+from .smart import SmartRequest
 from .tasks import TaskOutcome, predict_tasks
 
 log = logging.getLogger(__name__)
 # Label Studio servers whose connections stay open: one per URL and token that /setup announced.
 MAX_CLIENTS = 8
+# Decoded task images kept by URL, for clicks that follow a prediction on the same task: ~10 photos of 12 MP.
+IMAGE_CACHE_BYTES = 384 << 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class MLBackend:
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._public = LabelStudioClient.for_public_images(timeout=settings.timeout,
                                                           max_image_bytes=settings.max_image_bytes)
+        self._images: LRUCache[LoadedImage] = LRUCache(64, IMAGE_CACHE_BYTES,
+                                                        sizeof=lambda image: image.width * image.height * 3)
         self._lock = threading.Lock()
 
     def setup(self, body: dict) -> dict:
@@ -89,6 +100,9 @@ class MLBackend:
 
     def _predict(self, request: PredictRequest) -> dict:
         config, project = request.config, request.project
+        smart = SmartRequest.from_results(config, request.results)
+        if smart is not None:
+            return {"results": [self._predict_smart(project, config, task, smart).payload() for task in request.tasks]}
         options = options_for(config, request.results, self.settings)
         typed = _something_to_look_for(config.prompt_from(request.results))
         prompt = parse_prompt(typed) if typed else self.batch_prompt(project, config)
@@ -99,16 +113,8 @@ class MLBackend:
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
         pipeline.check_prompt(prompt)
 
-        def fetch(task: dict) -> bytes:
-            data = task.get("data")
-            url = config.image_url(data if isinstance(data, dict) else {})
-            try:
-                client = self._client(project)
-            except SyncError:  # no Label Studio known: an image at a public URL needs none
-                if urlsplit(url).scheme.lower() not in ("http", "https"):
-                    raise
-                client = self._public
-            return client.download(url, task_id=task.get("id"))
+        def fetch(task: dict) -> LoadedImage:
+            return self._image(project, config, task, pipeline.settings.max_pixels, reuse=request.context is not None)
 
         def answer(outcome: TaskOutcome[dict]) -> LabelStudioResult | None:
             return self._answer(project, outcome, config, empty)
@@ -126,6 +132,43 @@ class MLBackend:
         # None: a failure that may pass, a task past the budget or one being finished in the background ("nothing yet")
         results = [answers.get(id(task)) for task in request.tasks]
         return {"results": [[] if result is None else result.payload() for result in results]}
+
+    def _predict_smart(self, project: str, config: ProjectConfig, task: dict,
+                       smart: SmartRequest) -> LabelStudioResult:
+        """The mask for the annotator's smart-tool clicks on ``task``: only the mask decoder runs when the image's
+        embedding is cached (a text prompt with masks on the task, or an earlier click, put it there)."""
+        name = self.settings.segmenter
+        if name is None:
+            raise SettingsError("Smart tools need a segmenter, and GROUNDLABEL_SEGMENTER is 'none'.")
+        pipeline = self.models.get()
+        segmenter = pipeline.segmenters.get(name)
+        image = self._image(project, config, task, pipeline.settings.max_pixels, reuse=True)
+        masks, scores = segmenter.decode_with_scores(image, [smart.mask_prompt(image.width, image.height)])
+        version = self.model_version(Options(self.settings.box_threshold, self.settings.text_threshold, name))
+        answer = smart.answer(config, masks[0], float(scores[0]), version)
+        if not answer.result:
+            log.info("Task %s: the smart-tool prompt gave an empty mask.", task.get("id"))
+        return answer
+
+    def _image(self, project: str, config: ProjectConfig, task: dict, max_pixels: int, reuse: bool) -> LoadedImage:
+        """The task's image. Every image fetched is kept by URL (``IMAGE_CACHE_BYTES`` of decoded pixels); with
+        ``reuse`` (interactive requests: an annotator's prompts and clicks on the task they have open) a kept one
+        answers, so clicks never download and decode it again. Batch runs always fetch: they are the retries that
+        must see the image as it is now."""
+        data = task.get("data")
+        url = config.image_url(data if isinstance(data, dict) else {})
+        try:
+            client = self._client(project)
+        except SyncError:  # no Label Studio known: an image at a public URL needs none
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise
+            client = self._public
+        key = (client.url, url, max_pixels)
+        image = self._images.get(key) if reuse else None
+        if image is None:
+            image = load_image(client.download(url, task_id=task.get("id")), max_pixels)
+            self._images.put(key, image)
+        return image
 
     def _finish_later(self, project: str, rest: list[dict], outcomes: Iterator[TaskOutcome[dict]],
                       answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None]) -> None:

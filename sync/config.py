@@ -12,6 +12,9 @@ from .errors import ConfigError
 
 # Control tags groundlabel can fill, by the result type Label Studio gives their regions.
 REGION_TYPES = {"RectangleLabels": "rectanglelabels", "BrushLabels": "brushlabels", "PolygonLabels": "polygonlabels"}
+# Control tags that are Label Studio's smart tools when marked smart="true" (on the tag or a label): a click or a
+# dragged box that asks the segmenter for one object's mask, never a place for text-prompt detections.
+SMART_TYPES = {"KeyPointLabels": "keypointlabels", "RectangleLabels": "rectanglelabels"}
 # Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
 _THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold"}
 
@@ -27,12 +30,23 @@ class LabelsControl:
 
 
 @dataclass(frozen=True)
+class SmartTool:
+    """One smart KeyPointLabels / RectangleLabels tag: the annotator's click or box on it is a mask prompt."""
+
+    name: str
+    type: str  # keypointlabels | rectanglelabels
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """What a labeling config asks for, e.g. Label Studio's Grounding DINO example: an Image, a TextArea prompt,
     RectangleLabels and BrushLabels over that image.
 
     ``aliases`` come from ``predicted_values="cat,kitten"`` on a Label: prompt phrases that mean that label.
     Thresholds come from ``<Number name="box_threshold" defaultValue="0.3">`` tags when the config has them.
+    ``smart_tools`` are KeyPointLabels / RectangleLabels marked ``smart="true"``: prompts for the segmenter only,
+    so text-prompt boxes go to a plain RectangleLabels beside them.
     """
 
     image: str  # the Image tag's name: every region's ``to_name``
@@ -43,6 +57,7 @@ class ProjectConfig:
     text_threshold: float | None = None
     # "box" / "text" -> the name of the Number tag that sets that threshold
     threshold_tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    smart_tools: tuple[SmartTool, ...] = ()
     xml: str = field(default="", repr=False, compare=False)
 
     @classmethod
@@ -57,11 +72,14 @@ class ProjectConfig:
         images = {obj.name: obj for obj in interface.objects if obj.tag == "Image"}
         if not images:
             raise ConfigError('The labeling config has no <Image> tag: add <Image name="image" value="$image"/>.')
-        usable = [c for c in interface.controls if c.tag in REGION_TYPES and any(t in images for t in c.to_name)]
+        on_images = [c for c in interface.controls if any(t in images for t in c.to_name)]
+        smart = [c for c in on_images if c.tag in SMART_TYPES and _is_smart(c)]
+        usable = [c for c in on_images if c.tag in REGION_TYPES and c.name not in {s.name for s in smart}]
         if not usable:
             raise ConfigError(
-                "The labeling config has no <RectangleLabels>, <BrushLabels> or <PolygonLabels> tag on an <Image>: "
-                "add e.g. <RectangleLabels name=\"label\" toName=\"image\"><Label value=\"cat\"/></RectangleLabels>."
+                "The labeling config has no <RectangleLabels>, <BrushLabels> or <PolygonLabels> tag on an <Image>"
+                + (" besides its smart tools, which only prompt the segmenter" if smart else "")
+                + ": add e.g. <BrushLabels name=\"mask\" toName=\"image\"><Label value=\"cat\"/></BrushLabels>."
             )
         image = images[next(t for t in usable[0].to_name if t in images)]
         controls = tuple(_labels_control(c) for c in usable if image.name in c.to_name)
@@ -79,6 +97,8 @@ class ProjectConfig:
             box_threshold=thresholds.get("box", (None, None))[1],
             text_threshold=thresholds.get("text", (None, None))[1],
             threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
+            smart_tools=tuple(SmartTool(c.name, SMART_TYPES[c.tag], tuple(c.labels))
+                              for c in smart if image.name in c.to_name),
             xml=xml,
         )
 
@@ -147,6 +167,12 @@ class ProjectConfig:
                 if item.get("from_name") == name and isinstance(number, (int, float)):
                     found[kind] = float(number)
         return found
+
+
+def _is_smart(control) -> bool:
+    """Label Studio's rule: ``smart="true"`` (or ``smartOnly``) on the tag or on any of its labels."""
+    tags = [control.attr, *(tag.attr for tag in (control.labels_attrs or {}).values())]
+    return any(str(attrs.get(key, "")).lower() == "true" for attrs in tags for key in ("smart", "smartOnly"))
 
 
 def _labels_control(control) -> LabelsControl:

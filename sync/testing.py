@@ -59,6 +59,29 @@ GROUNDING_DINO_CONFIG = """<View>
   </BrushLabels>
 </View>"""
 
+# The README's config for text prompts and Label Studio's smart tools in one labeling screen: type a prompt for
+# boxes and masks of every match, click (Alt-click: negative) or drag a smart box to get one object's mask.
+SMART_TOOLS_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <TextArea name="prompt" toName="image" editable="true" rows="2" maxSubmissions="1" showSubmitButton="true"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="cats" background="yellow"/>
+    <Label value="house" background="blue"/>
+  </RectangleLabels>
+  <BrushLabels name="mask" toName="image">
+    <Label value="cats" background="yellow"/>
+    <Label value="house" background="blue"/>
+  </BrushLabels>
+  <KeyPointLabels name="click" toName="image" smart="true">
+    <Label value="cats" smart="true" background="yellow" showInline="true"/>
+    <Label value="house" smart="true" background="blue" showInline="true"/>
+  </KeyPointLabels>
+  <RectangleLabels name="smartbox" toName="image" smart="true">
+    <Label value="cats" smart="true" background="yellow" showInline="true"/>
+    <Label value="house" smart="true" background="blue" showInline="true"/>
+  </RectangleLabels>
+</View>"""
+
 
 
 def free_port() -> int:
