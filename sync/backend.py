@@ -5,9 +5,9 @@ the project's labels, the prompt is found by the TextArea's name, batch retrieva
 task in order (an empty one, with the reason logged, for a task that fails), /setup never loads a model, and
 inference runs in a worker thread so health checks answer while a batch is running. Label Studio's smart tools
 (a keypoint or box drawn with a ``smart="true"`` tag) are answered with the segmenter's mask for them
-(``sync.smart``), from the image and embedding the task's text prompt or earlier clicks left in the caches. A request Label Studio would
-never send (not a JSON object, fields of the wrong shape, a prompt the detector cannot read) is answered 400 with
-the reason, without echoing the body (it may hold Label Studio's token).
+(``sync.smart``), from the image and embedding the task's text prompt or earlier clicks left in the caches. A
+request Label Studio would never send (not a JSON object, fields of the wrong shape, a prompt the detector cannot
+read) is answered 400 with the reason, without echoing the body (it may hold Label Studio's token).
 """
 
 from __future__ import annotations

@@ -214,6 +214,9 @@ class LabelStudioClient:
         body = {"task": int(task_id), "result": result, "score": score, "model_version": model_version}
         return self.api("POST", "/api/predictions", json={k: v for k, v in body.items() if v is not None})
 
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.api("DELETE", f"/api/predictions/{int(prediction_id)}")
+
     def create_annotation(self, task_id: int, result: list[dict]) -> dict:
         return self.api("POST", f"/api/tasks/{int(task_id)}/annotations/", json={"result": result})
 

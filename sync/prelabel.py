@@ -3,7 +3,9 @@
 Images are downloaded and decoded by a small thread pool ahead of the model (a bounded prefetch), the model
 sees them in batches where the device gains from it, predictions are written to Label Studio in batches, and
 tasks that already hold a prediction of the same model_version are skipped, so a rerun resumes where the last
-run stopped. Ctrl-C stops after the current batch is written: nothing is half-written.
+run stopped. Ctrl-C stops after the current batch is written: nothing is half-written. ``--replace`` removes each
+task's earlier groundlabel predictions (other models' stay) once its new one is in, so changed settings replace
+rather than pile up.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-from pipeline import GroundingPipeline, GroundlabelError, Options
+from pipeline import VERSION_PREFIX, GroundingPipeline, GroundlabelError, Options
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
-from .push import Outbox, Pusher, write_predictions
+from .push import Outbox, Pusher, remove_older_predictions, write_predictions
 from .settings import BackendSettings
 from .tasks import predict_tasks, usable_options
 
@@ -70,6 +72,7 @@ class PrelabelJob:
     batch_size: int | None = None  # images per detector forward; None: the pipeline's (4 on a GPU, 1 on a CPU)
     write_batch: int = 10  # predictions per request to Label Studio
     prefetch: int = 4  # images downloaded and decoded ahead of the model
+    replace_older: bool = False  # remove each task's earlier groundlabel predictions once its new one is written
 
 
 def prelabel(
@@ -91,7 +94,7 @@ def prelabel(
 
     def write() -> None:
         if pending:
-            queued, refused = write_predictions(client, job.project, pending, pusher)
+            queued, refused = write_predictions(client, job.project, pending, pusher, job.replace_older)
             progress.queued += queued
             for task_id in refused:
                 progress.done -= 1
@@ -104,6 +107,9 @@ def prelabel(
             break
         if version in task.model_versions:
             progress.skipped += 1
+            if job.replace_older and any(v != version and str(v).startswith(VERSION_PREFIX)
+                                         for v in task.model_versions):
+                remove_older_predictions(client, task.id, version)
         else:
             todo.append(task)
     progress.total = len(todo) + progress.skipped
@@ -153,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-threshold", type=float, help="default: $TEXT_THRESHOLD or 0.25")
     parser.add_argument("--only-unlabeled", action="store_true", help="skip tasks that already have an annotation")
     parser.add_argument("--limit", type=int, help="pre-annotate at most this many tasks")
+    parser.add_argument("--replace", action="store_true",
+                        help="remove each task's earlier groundlabel predictions (other models' stay) once the new "
+                             "one is written, so a task holds one of ours")
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
     args = parser.parse_args(argv)
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         options = Options(settings.box_threshold if args.box_threshold is None else args.box_threshold,
                           settings.text_threshold if args.text_threshold is None else args.text_threshold,
                           args.masks)
-        job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size)
+        job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size,
+                          replace_older=args.replace)
         client = LabelStudioClient.from_settings(settings, args.url)
         pipeline = GroundingPipeline.from_settings(settings.pipeline)
         with client, tqdm(unit="img", desc="pre-annotating") as bar:

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
+from pipeline import VERSION_PREFIX
+
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
 from .errors import AuthError, LabelStudioError
@@ -49,6 +51,7 @@ class OutboxItem:
     payload: dict  # LabelStudioResult.payload()
     error: str = ""
     attempts: int = 0
+    replace_older: bool = False  # once delivered, remove the task's earlier groundlabel predictions
 
 
 class Outbox:
@@ -101,9 +104,11 @@ class Pusher:
         self._sleep = sleep
 
     def push(self, task_id: int, result: LabelStudioResult, kind: Kind = "prediction",
-             attempts: int | None = None) -> PushOutcome:
+             attempts: int | None = None, replace_older: bool = False) -> PushOutcome:
         """Deliver ``result`` to task ``task_id`` as a prediction or an annotation, in ``attempts`` tries (default:
-        the pusher's; 1 queues at once when Label Studio is known to be away).
+        the pusher's; 1 queues at once when Label Studio is known to be away). With ``replace_older``, a
+        prediction once delivered (now or from the outbox) replaces the task's earlier groundlabel predictions
+        (``remove_older_predictions``).
 
         Raises ``LabelStudioError`` only for a refusal that retrying cannot fix (e.g. 400 invalid result,
         404 task gone); anything that may pass later ends ``queued`` in the outbox.
@@ -111,7 +116,7 @@ class Pusher:
         if kind not in ("prediction", "annotation"):
             raise ValueError(f"kind must be 'prediction' or 'annotation', not {kind!r}.")
         item = OutboxItem(push_key(self.client.url, task_id, kind, result), self.client.url, int(task_id), kind,
-                          result.payload())
+                          result.payload(), replace_older=replace_older and kind == "prediction")
         outcome = self._deliver(item, max(1, attempts or self.attempts))
         if outcome.status != "queued" and self.pending:
             self.flush()  # Label Studio answers again: deliver what waited for it
@@ -151,6 +156,9 @@ class Pusher:
                 error = failed
                 continue
             self.outbox.remove(item.key)
+            if item.replace_older:
+                remove_older_predictions(self.client, item.task_id, item.payload["model_version"],
+                                         item.payload["result"])
             return outcome
         queued = replace(item, error=str(error), attempts=item.attempts + attempts)
         path = self.outbox.put(queued)
@@ -183,14 +191,40 @@ def _fingerprint(regions: list[dict]) -> str:
     return ",".join(sorted(str(region.get("id")) for region in regions))
 
 
+def remove_older_predictions(client: LabelStudioClient, task_id: int, model_version: str,
+                             regions: list[dict] | None = None) -> int:
+    """Delete the task's groundlabel predictions (``model_version`` starting with ``VERSION_PREFIX``) except the
+    first one of ``model_version`` (with these ``regions``, when given: the prediction just written). Other
+    models' predictions stay. Label Studio has no replace-in-one-write, so this runs right after the write; a
+    failure here leaves older ones (logged), never a task without the new one. Returns how many were deleted."""
+    wanted, kept, deleted = None if regions is None else _fingerprint(regions), False, 0
+    try:
+        for entry in client.predictions(task_id):
+            version = str(entry.get("model_version") or "")
+            if not version.startswith(VERSION_PREFIX):
+                continue
+            if not kept and version == model_version and wanted in (None, _fingerprint(entry.get("result") or [])):
+                kept = True
+                continue
+            client.delete_prediction(entry["id"])
+            deleted += 1
+    except LabelStudioError as error:
+        log.warning("Task %s: earlier groundlabel predictions not all removed (%s); rerun with replace to finish.",
+                    task_id, error)
+    return deleted
+
+
 def write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
-                       pusher: Pusher) -> tuple[int, dict[int, str]]:
+                      pusher: Pusher, replace_older: bool = False) -> tuple[int, dict[int, str]]:
     """One request for many predictions. When it fails in a way that may pass, Label Studio may have written them
     all the same (an answer lost to a restart or a timeout), so each is then delivered on its own by ``pusher``,
     which skips what is already there, retries, and keeps in the outbox what Label Studio still does not take.
-    Refusals (4xx) are reported. Returns (how many were queued, {task id: refusal})."""
+    Refusals (4xx) are reported. With ``replace_older``, each task's earlier groundlabel predictions are removed once
+    its new one is in. Returns (how many were queued, {task id: refusal})."""
     try:
         client.import_predictions(project, [{"task": task, **result.payload()} for task, result in predictions])
+        for task, result in predictions if replace_older else []:
+            remove_older_predictions(client, task, result.model_version, result.result)
         return 0, {}
     except LabelStudioError as error:
         if not error.retryable:
@@ -200,7 +234,8 @@ def write_predictions(client: LabelStudioClient, project: int, predictions: list
     queued, refused = 0, {}
     for task, result in predictions:
         try:  # once one waits in the outbox, Label Studio is away: one quick try each for the others
-            queued += pusher.push(task, result, attempts=1 if queued else None).status == "queued"
+            queued += pusher.push(task, result, attempts=1 if queued else None,
+                                  replace_older=replace_older).status == "queued"
         except LabelStudioError as error:
             refused[task] = f"Label Studio refused the prediction: {error}"
     if queued:

@@ -104,3 +104,41 @@ def test_interrupted_run_writes_whole_predictions_and_a_rerun_finishes_the_rest(
     assert f"Finished: {TASKS - sum(written.values())} pre-annotated, {sum(written.values())} skipped" in rerun.stdout
     assert "pre-annotating: 100%" in rerun.stderr
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
+
+
+def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alone(label_studio, ls_client, pipeline,
+                                                                                   tmp_path):
+    project = label_studio.create_project(CONFIG, title="prelabel replace")
+    tasks = label_studio.import_local_files(project, {f"r{i}.png": png(200 + i) for i in range(3)},
+                                            folder=f"replace{project}")
+    other = ls_client.create_prediction(tasks[0], [], score=0.5, model_version="yolo-v8")
+    outbox = Outbox(tmp_path)
+
+    def versions(task: int) -> list[str]:
+        return sorted(p["model_version"] for p in label_studio.api("GET", "/api/predictions", params={"task": task}))
+
+    prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.3)), outbox)
+    piled = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.4)), outbox)  # no replace
+    assert piled.done == 3 and len(versions(tasks[1])) == 2  # without --replace, the two settings pile up
+    replaced = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True),
+                        outbox)
+
+    newest = pipeline.model_version(Options(0.5), pipeline.check_prompt("dog. possum"))
+    assert replaced.done == 3
+    assert versions(tasks[0]) == sorted([newest, "yolo-v8"]) and versions(tasks[1]) == versions(tasks[2]) == [newest]
+    kept = label_studio.api("GET", "/api/predictions", params={"task": tasks[1]})[0]
+    assert kept["result"] == expected_regions(pipeline, png(201), Options(0.5))
+    assert other["id"] in {p["id"] for p in label_studio.api("GET", "/api/predictions", params={"task": tasks[0]})}
+
+    # a rerun with the current settings but replace on cleans a task that still holds an older one of ours
+    ls_client.create_prediction(tasks[2], [], score=0.1, model_version="groundlabel-old")
+    again = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True),
+                     outbox)
+    assert again.skipped == 3 and versions(tasks[2]) == [newest]
+
+
+def expected_regions(pipeline, image: bytes, options: Options) -> list[dict]:
+    from sync import ProjectConfig, to_label_studio
+
+    config = ProjectConfig.parse(CONFIG)
+    return to_label_studio(pipeline(image, "dog. possum", options, config.label_map()), config).result

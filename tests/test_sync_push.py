@@ -3,6 +3,8 @@ bit for bit), pushing twice does not duplicate, and a stopped server or a refuse
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,27 @@ def test_a_request_label_studio_rejects_is_raised_not_queued(ls_client, outbox, 
         Pusher(ls_client, outbox).push(10**9, result)
 
     assert 400 <= rejected.value.status < 500 and outbox.items() == []
+
+
+def test_a_prediction_pushed_with_replace_removes_our_earlier_ones_even_when_it_waited_in_the_outbox(
+        label_studio, ls_client, outbox, rotated_task):
+    task, image, red_box = rotated_task
+    pusher = Pusher(ls_client, outbox, attempts=1)
+    first = replace(regions(image, [red_box], ["cats"]), model_version="groundlabel-gdino-tiny-box0.3-text0.25")
+    pusher.push(task, first, kind="prediction")
+    other_model = ls_client.create_prediction(task, first.result, score=0.3, model_version="yolo-v8")
+    second = replace(regions(image, [[1, 1, 9, 9]], ["house"]), model_version="groundlabel-gdino-tiny-box0.5-text0.25")
+
+    with label_studio.stopped():
+        queued = pusher.push(task, second, kind="prediction", replace_older=True)
+    assert queued.status == "queued" and len(ls_client.predictions(task)) == 2  # nothing removed before it lands
+    delivered = pusher.flush()
+
+    stored = ls_client.predictions(task)
+    assert [outcome.status for outcome in delivered] == ["created"]
+    assert sorted(p["result"] == second.result for p in stored if p["model_version"].startswith("groundlabel")) \
+        == [True]
+    assert other_model["id"] in {p["id"] for p in stored}
+    third = replace(second, result=regions(image, [[2, 2, 12, 12]], ["cats"]).result)
+    pusher.push(task, third, kind="prediction")  # without replace: ours pile up, as asked
+    assert len(ls_client.predictions(task)) == 3

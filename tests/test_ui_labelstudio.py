@@ -126,6 +126,17 @@ def test_prelabel_button_predicts_every_task_once(page, label_studio, project, p
     page.locator("#ls-prelabel").click()
     expect(page.locator("#ls-message")).to_contain_text(f"Finished: 0 pre-annotated, {len(images)} skipped")
 
+    # another prompt is another model version: with "Replace our earlier predictions" it replaces, never piles up
+    page.locator("#ls-prompt textarea").fill("cats")
+    page.locator("#ls-replace input").check()
+    page.locator("#ls-prelabel").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"Finished: {len(images)} pre-annotated, 0 skipped")
+    version = pipeline.model_version(Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"),
+                                     pipeline.check_prompt("cats"))
+    for task_id in images:
+        predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
+        assert [p["model_version"] for p in predictions] == [version]
+
 
 def test_environment_token_goes_only_to_the_environment_url():
     from sync import BackendSettings

@@ -81,6 +81,7 @@ class LabelStudioTab:
     box: gr.Slider
     text: gr.Slider
     kind: gr.Radio
+    replace: gr.Checkbox
     push: gr.Button
     skip: gr.Button
     message: gr.HTML
@@ -111,11 +112,11 @@ class LabelStudioTab:
                            trigger_mode="always_last", concurrency_limit=4)
         for control in (self.mode, self.segmenter):
             control.input(self.on_refilter, refilter, everything, concurrency_id="model")
-        self.push.click(self.on_push, [self.workspace, self.review, self.kind, *query[1:]], everything,
+        self.push.click(self.on_push, [self.workspace, self.review, self.kind, self.replace, *query[1:]], everything,
                         concurrency_id="model")
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
-        self.prelabel_all.click(self.on_prelabel, query, everything, concurrency_id="model")
+        self.prelabel_all.click(self.on_prelabel, [*query, self.replace], everything, concurrency_id="model")
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -248,13 +249,14 @@ class LabelStudioTab:
         return self.run(ws, box, text, progress)
 
     @guarded()
-    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, prompt: str, mode: str,
-                segmenter: str, box: float, text: float,
+    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, replace_older: bool, prompt: str,
+                mode: str, segmenter: str, box: float, text: float,
                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         if ws is None or ws.task is None or current is None:
             return self.say("Open a task and detect first.")
         task_id = ws.task.id
-        outcome, sent = ws.push(current, kind)  # a delivered push also delivers what waited in the outbox
+        # a delivered push also delivers what waited in the outbox
+        outcome, sent = ws.push(current, kind, replace_older=replace_older)
         link = task_link(ws, task_id, f"task #{task_id}")
         if outcome.status == "queued":
             done = (f"<div class='gl-notice gl-error'>Label Studio did not take the {kind} for {link}: "
@@ -284,14 +286,15 @@ class LabelStudioTab:
 
     @guarded()
     def on_prelabel(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                    progress: gr.Progress = gr.Progress()) -> Updates:
+                    replace_older: bool, progress: gr.Progress = gr.Progress()) -> Updates:
         """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel makes
         them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
         options = Options(box, text, chosen_segmenter(mode, segmenter))
         pipeline = self.hub.load(options.segmenter, progress)
-        job = PrelabelJob(ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only)
+        job = PrelabelJob(ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only,
+                          replace_older=replace_older)
 
         def show(state: PrelabelProgress) -> None:
             if state.total:
@@ -323,6 +326,9 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
             open_task_column(c, hub.default_segmenter)
         with gr.Column(scale=5, min_width=340):
             c["kind"] = gr.Radio(["annotation", "prediction"], value="annotation", label="Push as", elem_id="ls-kind")
+            c["replace"] = gr.Checkbox(False, label="Replace our earlier predictions", elem_id="ls-replace",
+                                       info="Predictions pushed or pre-annotated replace groundlabel's earlier ones "
+                                            "on the task (other models' stay)")
             with gr.Row(equal_height=True, elem_classes="gl-push-row"):
                 c["push"] = gr.Button("Push & next task", variant="primary", scale=3, elem_id="ls-push")
                 c["skip"] = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")

@@ -116,13 +116,17 @@ class Workspace:
             return None
         return next((task.id for task in self.page.tasks if task.id != current), None)
 
-    def push(self, review: Review, kind: str, task_id: int | None = None) -> tuple[PushOutcome, LabelStudioResult]:
-        """Send the kept, relabeled detections to the open task (or ``task_id``) as a prediction or annotation."""
+    def push(self, review: Review, kind: str, task_id: int | None = None,
+             replace_older: bool = False) -> tuple[PushOutcome, LabelStudioResult]:
+        """Send the kept, relabeled detections to the open task (or ``task_id``) as a prediction or annotation; a
+        prediction with ``replace_older`` replaces groundlabel's earlier predictions of the task."""
         missing = review.missing_labels()
         if missing:
-            raise GroundlabelError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop them.")
+            raise GroundlabelError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop "
+                                   "them.")
         result = to_label_studio(review.kept(), self.config)
-        return self.pusher.push(self.task.id if task_id is None else task_id, result, kind), result
+        task = self.task.id if task_id is None else task_id
+        return self.pusher.push(task, result, kind, replace_older=replace_older), result
 
     def task_ids(self) -> list[int]:
         return [task.id for task in self.page.tasks] if self.page else []
