@@ -1,4 +1,5 @@
-"""Command line: ``python -m pipeline IMAGE [IMAGE ...] --prompt "dog. possum"`` -> annotated PNG + JSON per image."""
+"""Command line: ``python -m pipeline IMAGE|FOLDER ... --prompt "dog. possum"`` -> annotated PNG + JSON per image,
+or, with ``--export coco|yolo|voc``, one dataset of all the images in that format."""
 
 from __future__ import annotations
 
@@ -7,22 +8,27 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
 from .engine import GroundingPipeline
+from .export import FORMATS, DatasetItem, export_dataset
 from .errors import GroundlabelError
-from .images import load_image
+from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
 from .registry import SEGMENTERS
 from .render import render
+from .results import DetectionResult
 from .settings import PipelineSettings
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
-    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     parser.add_argument("--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum"')
     parser.add_argument("--labels", help="comma-separated target labels; phrases that map to none are reported")
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
@@ -34,13 +40,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--out", type=Path, default=Path("."), help="output directory")
+    parser.add_argument("--export", choices=FORMATS,
+                        help="write one dataset in this format to --out instead of a PNG + JSON per image (classes: "
+                             "--labels, else the prompt's labels; masks as polygons)")
     return parser.parse_args(argv)
+
+
+def image_paths(paths: list[Path]) -> list[Path]:
+    """The files given, with each folder replaced by the images in it (sorted)."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
-    failed = 0
+    failed = []
     try:  # every setting is checked before a model loads: a typo costs one line, not a traceback
         options = Options(args.box_threshold, args.text_threshold, args.masks)
         env = PipelineSettings.from_env()
@@ -51,22 +71,39 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
-        for path in tqdm(args.images, desc="images", unit="img", disable=len(args.images) < 2):
-            try:
-                image = load_image(path, settings.max_pixels)
-                result = pipeline(image, prompt, options, LabelMap(labels))
-            except (GroundlabelError, OSError) as error:
-                tqdm.write(f"{path}: {error}", file=sys.stderr)  # above the progress bar, on a line of its own
-                failed += 1
-                continue
+        label_map = LabelMap(labels)
+        found = detect_all(pipeline, image_paths(args.images), prompt, options, label_map, failed)
+        if args.export:
+            classes = labels or list(dict.fromkeys(label for label in (
+                label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt.phrases) if label))
+            items = (DatasetItem(path.name, image, result, source=path) for path, image, result in found)
+            count = export_dataset(items, classes, args.export, args.out)  # images leave memory once written
+            print(f"{args.export} dataset of {count} images, classes {', '.join(classes)}: {args.out}")
+        for path, image, result in [] if args.export else found:
             render(image, result).save(args.out / f"{path.stem}.groundlabel.png")
             (args.out / f"{path.stem}.groundlabel.json").write_text(json.dumps(result.to_dict(), indent=2))
-            unmapped = f"; unmapped phrases: {', '.join(result.unmapped)}" if result.unmapped and labels else ""
-            tqdm.write(f"{path}: {len(result)} detections -> {args.out / path.stem}.groundlabel.png/.json{unmapped}")
+            tqdm.write(f"{path}: -> {args.out / path.stem}.groundlabel.png/.json")
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 1 if failed else 0
+
+
+def detect_all(pipeline: GroundingPipeline, paths: list[Path], prompt, options: Options, label_map: LabelMap,
+               failed: list[Path]) -> Iterator[tuple[Path, LoadedImage, DetectionResult]]:
+    """(path, image, result) per readable image, one at a time; an unreadable one is reported, added to ``failed``
+    and skipped."""
+    for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
+        try:
+            image = load_image(path, pipeline.settings.max_pixels)
+            result = pipeline(image, prompt, options, label_map)
+        except (GroundlabelError, OSError) as error:
+            tqdm.write(f"{path}: {error}", file=sys.stderr)  # above the progress bar, on a line of its own
+            failed.append(path)
+            continue
+        unmapped = f"; unmapped phrases: {', '.join(result.unmapped)}" if result.unmapped and label_map.labels else ""
+        tqdm.write(f"{path}: {len(result)} detections{unmapped}")
+        yield path, image, result
 
 
 if __name__ == "__main__":

@@ -143,3 +143,51 @@ def rle_to_mask(region: dict) -> np.ndarray:
     """A brush region -> (H, W) bool mask, decoded with label-studio-sdk's own RLE decoder."""
     width, height = region["original_width"], region["original_height"]
     return decode_rle(region["value"]["rle"]).reshape(height, width, 4)[:, :, 3] > 127
+
+
+def polygon_to_mask(region: dict) -> np.ndarray:
+    """A polygon region -> (H, W) bool mask (its points are percent of the image)."""
+    width, height = region["original_width"], region["original_height"]
+    points = np.array(region["value"]["points"], dtype=np.float64).reshape(-1, 2) / 100 * [width, height]
+    return sv.polygon_to_mask(np.round(points).astype(int), (width, height)).astype(bool)
+
+
+def from_label_studio(regions: list[dict], width: int, height: int, model_version: str = "") -> DetectionResult:
+    """Label Studio regions of one task (an annotation's or a prediction's ``result``) -> one detection per object
+    on a ``width`` x ``height`` image: a brush or polygon region is an object with its mask, taking the box of the
+    rectangle of the same label that overlaps its extent most (IoU >= 0.5; groundlabel sends both for each
+    detection), else the mask's extent; a rectangle no mask claims is an object of its own, whose mask (when the
+    task has masks) is its box. Regions of other types (keypoints, text) are left out."""
+    boxes = [(r, box_to_pixels(r)) for r in regions if r.get("type") == "rectanglelabels"]
+    objects: list[tuple[str, np.ndarray, np.ndarray | None, float]] = []
+    for region in regions:
+        kind = region.get("type")
+        if kind not in ("brushlabels", "polygonlabels"):
+            continue
+        mask = rle_to_mask(region) if kind == "brushlabels" else polygon_to_mask(region)
+        if not mask.any() or (mask.shape != (height, width)):
+            continue
+        label = region["value"][kind][0]
+        extent = sv.mask_to_xyxy(mask[None])[0].astype(np.float64) + [0, 0, 1, 1]
+        same = [(i, box) for i, (r, box) in enumerate(boxes) if r["value"]["rectanglelabels"][0] == label]
+        ious = [float(sv.box_iou_batch(box[None], extent[None])[0, 0]) for _, box in same]
+        best = int(np.argmax(ious)) if ious else -1
+        if best >= 0 and ious[best] >= 0.5:
+            index, box = same[best]
+            boxes[index] = (boxes[index][0], None)  # claimed
+            extent = box
+        objects.append((label, extent, mask, float(region.get("score") or 1.0)))
+    with_masks = bool(objects)
+    for region, box in boxes:
+        if box is not None:
+            box_mask = np.zeros((height, width), bool) if with_masks else None
+            if box_mask is not None:
+                x0, y0, x1, y1 = np.round(np.clip(box, 0, [width, height] * 2)).astype(int)
+                box_mask[y0:y1, x0:x1] = True
+            objects.append((region["value"]["rectanglelabels"][0], box, box_mask, float(region.get("score") or 1.0)))
+    labels = [label for label, *_ in objects]
+    return DetectionResult(
+        width=width, height=height, xyxy=np.array([box for _, box, *_ in objects], np.float32).reshape(-1, 4),
+        scores=np.array([score for *_, score in objects], np.float32), phrases=list(labels),
+        prompt_phrases=list(labels), labels=list(labels),
+        masks=np.array([mask for _, _, mask, _ in objects]) if with_masks else None, model_version=model_version)

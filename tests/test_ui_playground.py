@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 
 import numpy as np
+import supervision as sv
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -55,6 +57,20 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
     exported = json.loads(download.value.path().read_text())
     assert exported["prompt"] == "dog. fence"
     assert exported["detections"] == expected.to_dict()["detections"]
+
+    page.locator("#pg-make-dataset").click()  # the image as a one-image COCO dataset, read back by supervision
+    with page.expect_download() as download:
+        page.locator("#pg-dataset a").first.click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        archive.extractall(tmp_path / "dataset")
+    dataset = sv.DetectionDataset.from_coco(str(tmp_path / "dataset" / "images"),
+                                            str(tmp_path / "dataset" / "annotations.json"))
+    ((_, image, found),) = list(dataset)
+    assert image.shape[:2] == (expected.height, expected.width)
+    assert sorted(dataset.classes[c] for c in found.class_id) == sorted(expected.labels)
+    np.testing.assert_allclose(found.xyxy[np.argsort(found.xyxy[:, 0])],
+                               np.clip(expected.xyxy, 0, [expected.width, expected.height] * 2)[
+                                   np.argsort(expected.xyxy[:, 0])], atol=1.0)
 
 
 def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeline, tmp_path):

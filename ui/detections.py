@@ -6,12 +6,16 @@ import hashlib
 import html
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage, Options
+from pipeline.export import DatasetItem, export_dataset
 
 from .models import ModelHub, ProgressFn, on_gpu
 
@@ -87,3 +91,20 @@ def write_json(result: DetectionResult, query: Query, box: float, text: float) -
     path = folder / f"{Path(query.name).stem or 'image'}-detections.json"
     path.write_bytes(data)
     return str(path)
+
+
+def write_dataset_zip(result: DetectionResult, query: Query, fmt: str) -> str:
+    """The image and its labeled detections as a one-image ``fmt`` dataset (COCO / YOLO / VOC, supervision's
+    writers), zipped for download; classes are the labels in the order they appear."""
+    classes = list(dict.fromkeys(label for label in result.labels if label is not None))
+    key = hashlib.sha1(f"{query.image.sha1}|{fmt}|{result.model_version}|".encode() + result.xyxy.tobytes()
+                       + (b"" if result.masks is None else np.packbits(result.masks).tobytes())).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "groundlabel-datasets" / key
+    name = f"{Path(query.name).stem or 'image'}-{fmt}"
+    archive = folder / f"{name}.zip"
+    if not archive.exists():
+        dataset = folder / name
+        shutil.rmtree(dataset, ignore_errors=True)
+        export_dataset([DatasetItem(query.name, query.image, result)], classes or ["object"], fmt, dataset)
+        shutil.make_archive(str(folder / name), "zip", dataset)
+    return str(archive)

@@ -1,4 +1,5 @@
-"""Playground tab: image + prompt -> rendered boxes (and masks), a detections table and a JSON download.
+"""Playground tab: image + prompt -> rendered boxes (and masks), a detections table, a JSON download and the
+image as a one-image COCO / YOLO / VOC dataset (zip).
 
 Needs no Label Studio (it is also the Hugging Face Spaces demo). Threshold sliders re-filter the detector's cached
 output, and a new prompt on the same image reuses the segmenter's embedding: both caches live in the pipeline,
@@ -14,9 +15,12 @@ import gradio as gr
 from gradio.media import get_image
 
 from pipeline import load_image, parse_prompt, render
+from pipeline.export import FORMATS
 
 from .controls import chosen_segmenter, output_controls, threshold_sliders
-from .detections import TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, write_json
+from .detections import (
+    TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, write_dataset_zip, write_json,
+)
 from .models import ModelHub
 
 EXAMPLES = [["cheetah.jpg", "cheetah"], ["lion.jpg", "lion. rock"], ["tower.jpg", "tower. tree branch"]]
@@ -51,27 +55,47 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
             message = gr.HTML(elem_id="pg-message")
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
                                  column_widths=["8%", "22%", "30%", "12%", "28%"])
-            download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
+            with gr.Row(equal_height=True):
+                download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
+                dataset_format = gr.Dropdown(list(FORMATS), value="coco", show_label=False, min_width=90,
+                                             elem_id="pg-format")
+                make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
+            dataset = gr.File(label="This image as a dataset (zip)", interactive=False, visible=False,
+                              elem_id="pg-dataset")
 
-    outputs = [last_query, result_image, message, table, download, model_status]
+    outputs = [last_query, result_image, message, table, download, dataset, model_status]
 
     def show(query: Query, box_value: float, text_value: float, progress: gr.Progress) -> tuple:
         result, seconds = run_query(hub, query, box_value, text_value, progress)
         rendered = render(query.image, result)
         path = write_json(result, query, box_value, text_value)
         return (query, rendered, summary(result, query, seconds, box_value, text_value), table_rows(result),
-                gr.DownloadButton(value=path, interactive=True), hub.status_markdown())
+                gr.DownloadButton(value=path, interactive=True), gr.File(value=None, visible=False),
+                hub.status_markdown())
 
     def fail(error: Exception) -> tuple:
-        return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), hub.status_markdown()
+        return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
+
+    def cleared(text: str) -> tuple:
+        return (None, None, notice(text, "info"), [], gr.DownloadButton(value=None, interactive=False),
+                gr.File(value=None, visible=False), gr.skip())
+
+    def dataset_zip(query, box_value, text_value, fmt, progress=gr.Progress(track_tqdm=True)):
+        """The shown result (from the caches: no model runs) as a one-image dataset in ``fmt``, zipped."""
+        if query is None:
+            return gr.skip(), notice("Detect something first.", "info")
+        try:
+            result, _ = run_query(hub, query, box_value, text_value, progress)
+            return gr.File(value=write_dataset_zip(result, query, fmt), visible=True), gr.skip()
+        except Exception as error:  # noqa: BLE001 - the UI boundary
+            return gr.skip(), failure(error)
 
     def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value,
                progress=gr.Progress(track_tqdm=True)):
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
         path = uploaded_path(upload)
         if not path:
-            return (None, None, notice("Upload an image or pick an example.", "info"), [],
-                    gr.DownloadButton(value=None, interactive=False), gr.skip())
+            return cleared("Upload an image or pick an example.")
         try:
             parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
             query = Query(load_image(path, hub.lazy.settings.max_pixels), Path(path).name, prompt_text,
@@ -93,8 +117,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
     def on_image(upload, prompt_text, *rest):
         """A new image runs the current prompt right away; without a prompt, it asks for one."""
         if upload and not prompt_text.strip():
-            return (None, None, notice("Now type what to look for, then press Enter.", "info"), [],
-                    gr.DownloadButton(value=None, interactive=False), gr.skip())
+            return cleared("Now type what to look for, then press Enter.")
         return detect(upload, prompt_text, *rest)
 
     inputs = [image, prompt, mode, segmenter, box, text]  # the image unprocessed: see uploaded_path
@@ -107,3 +130,4 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
                        concurrency_limit=4)
     for control in (mode, segmenter):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
+    make_dataset.click(dataset_zip, [last_query, box, text, dataset_format], [dataset, message], concurrency_id="model")
