@@ -46,14 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def image_paths(paths: list[Path]) -> list[Path]:
-    """The files given, with each folder replaced by the images in it (sorted)."""
+def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
+    """The files given, with each folder replaced by the images in it (sorted); a folder with none is reported and
+    added to ``failed``."""
     found = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+        if not path.is_dir():
             found.append(path)
+            continue
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            print(f"{path}: a folder with no images in it ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+            failed.append(path)
+        found += images
     return found
 
 
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         label_map = LabelMap(labels)
-        found = detect_all(pipeline, image_paths(args.images), prompt, options, label_map, failed)
+        found = detect_all(pipeline, image_paths(args.images, failed), prompt, options, label_map, failed)
         if args.export:
             classes = labels or list(dict.fromkeys(label for label in (
                 label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt.phrases) if label))

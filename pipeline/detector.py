@@ -21,11 +21,12 @@ from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
 from .cache import LRUCache
 from .device import select_device, select_dtype
-from .errors import PromptError, WeightsError
+from .errors import PromptError
 from .images import LoadedImage
 from .options import Options
 from .prompts import Prompt
 from .registry import DEFAULT_DETECTOR, detector_source
+from .weights import load_pretrained
 
 # Grounding DINO's tokenizer ids for the phrase separator and the special tokens around the text.
 _SEPARATOR_IDS = (101, 102, 1012, 1029)
@@ -70,15 +71,8 @@ class GroundingDinoDetector:
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, dtype)
         self.input_size = input_size
-        try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id, local_files_only=offline)
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id, local_files_only=offline)
-        except (OSError, ValueError) as error:
-            raise WeightsError(
-                f"Could not load the detector {self.model_id!r}: {error}. On a machine with internet, a Hub id such as "
-                f"{DEFAULT_DETECTOR!r} is downloaded once into the Hugging Face cache; offline, pass a local directory "
-                "made with save_pretrained (GROUNDLABEL_DETECTOR=/path/to/dir)."
-            ) from None
+        self.processor, model = load_pretrained(self.model_id, offline, AutoProcessor,
+                                                AutoModelForZeroShotObjectDetection)
         self.model = model.to(self.device, self.dtype).eval()
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         self._raw_cache: LRUCache[RawDetections] = LRUCache(cache_items, sizeof=lambda raw: raw.nbytes)

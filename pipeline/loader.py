@@ -10,7 +10,9 @@ from .settings import PipelineSettings
 
 
 class LazyPipeline:
-    """Builds a ``GroundingPipeline`` on the first ``get()``; remembers a load failure so the UI can explain it."""
+    """Builds a ``GroundingPipeline`` on the first ``get()``. A failed load is remembered: later calls fail at once
+    with the same reason (a request must not wait for another download attempt that cannot work) until
+    ``retry()`` (the UI's *Load models*); the UI and /health show the reason (``status``)."""
 
     def __init__(self, settings: PipelineSettings | None = None, pipeline: GroundingPipeline | None = None):
         self.settings = settings or (pipeline.settings if pipeline else PipelineSettings())
@@ -21,13 +23,21 @@ class LazyPipeline:
     def get(self) -> GroundingPipeline:
         with self._lock:
             if self._pipeline is None:
+                if self._error is not None:
+                    raise WeightsError(self._error)
                 try:
                     self._pipeline = GroundingPipeline.from_settings(self.settings)
-                    self._error = None
                 except WeightsError as error:
                     self._error = str(error)
                     raise
             return self._pipeline
+
+    def retry(self) -> None:
+        """Forget remembered load failures (detector and segmenters): the next use tries to load again."""
+        with self._lock:
+            self._error = None
+            if self._pipeline is not None:
+                self._pipeline.segmenters.forget_failures()
 
     @property
     def loaded(self) -> bool:

@@ -170,7 +170,8 @@ class Segmenter:
 
 class SegmenterPool:
     """Segmenters by name, loaded on first use so the choice can change at run time. Each name has its own lock:
-    a download of one segmenter never blocks the use of another."""
+    a download of one segmenter never blocks the use of another. A failed load is remembered per name (requests
+    fail at once with its reason) until ``forget_failures()``."""
 
     def __init__(self, device: str | None = None, checkpoints: dict[str, str] | None = None,
                  cache_dir: Path | None = None, offline: bool = False):
@@ -179,6 +180,7 @@ class SegmenterPool:
         self.cache_dir = cache_dir or Path.home() / ".cache" / "groundlabel"
         self.offline = offline
         self._loaded: dict[str, Segmenter] = {}
+        self._failed: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -190,11 +192,21 @@ class SegmenterPool:
             lock = self._locks.setdefault(spec.name, threading.Lock())
         with lock:
             if spec.name not in self._loaded:
-                path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
-                segmenter = Segmenter(spec, path, self.device)
+                if spec.name in self._failed:
+                    raise WeightsError(self._failed[spec.name])
+                try:
+                    path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
+                    segmenter = Segmenter(spec, path, self.device)
+                except WeightsError as error:
+                    self._failed[spec.name] = str(error)
+                    raise
                 with self._lock:
                     self._loaded[spec.name] = segmenter
             return self._loaded[spec.name]
+
+    def forget_failures(self) -> None:
+        with self._lock:
+            self._failed.clear()
 
     @property
     def loaded(self) -> list[str]:

@@ -1,4 +1,6 @@
-"""SAM / MobileSAM checkpoint resolution: explicit path, cache dir, or a one-time download."""
+"""Weights: the detector from a local directory or the Hugging Face cache, else one download from the Hub after a
+quick check that the Hub answers; SAM / MobileSAM checkpoints from an explicit path, the cache dir, or a one-time
+download. A machine that cannot reach the Hub fails in seconds with the fix, not after minutes of retries."""
 
 from __future__ import annotations
 
@@ -7,15 +9,80 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Callable, TypeVar
 
+import httpx
 from tqdm.auto import tqdm
 
 from .errors import WeightsError
-from .registry import SegmenterSpec
+from .registry import DEFAULT_DETECTOR, SegmenterSpec
+
+T = TypeVar("T")
+
+
+# Seconds to wait for the Hugging Face Hub (or a checkpoint host) before calling it unreachable.
+HUB_TIMEOUT = 8.0
+OFFLINE_HINT = ("Offline, set GROUNDLABEL_OFFLINE=1 (or HF_HUB_OFFLINE=1) and pass local weights; to try the app "
+                "with no weights at all, run python app.py --demo.")
+
+
+def load_pretrained(model_id: str, offline: bool, *loaders: Callable[..., T]) -> list[T]:
+    """``loader.from_pretrained(model_id)`` for each loader (a processor, a model class): from a local directory or
+    the Hugging Face cache first, with no network at all; else, unless ``offline``, downloaded once, after
+    ``check_hub`` showed that the Hub answers. ``WeightsError`` with a one-line reason and the fix otherwise."""
+    local = Path(model_id).exists() or model_id.startswith(("/", ".", "~")) or "\\" in model_id  # a path
+    if local or _in_hub_cache(model_id):
+        try:
+            return [loader.from_pretrained(model_id, local_files_only=True) for loader in loaders]
+        except (OSError, ValueError) as error:
+            if local or offline:
+                raise WeightsError(_not_loadable(model_id, error, offline)) from None
+    elif offline:
+        raise WeightsError(_not_loadable(model_id, None, offline))
+    check_hub(model_id)
+    try:
+        return [loader.from_pretrained(model_id) for loader in loaders]
+    except (OSError, ValueError) as error:
+        raise WeightsError(_not_loadable(model_id, error, offline)) from None
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    """Whether the Hugging Face cache holds ``model_id``'s config: a file lookup, no network (transformers' own
+    ``local_files_only`` load of a model that is not cached still opens a connection to the Hub)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def check_hub(model_id: str, timeout: float = HUB_TIMEOUT) -> None:
+    """``WeightsError`` unless the Hub answers within ``timeout`` seconds (any HTTP status counts as an answer)."""
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(f"{constants.ENDPOINT}/api/models/{model_id}", timeout=timeout)
+    except httpx.HTTPError as error:
+        raise WeightsError(
+            f"The detector {model_id!r} is not on this machine, and the Hugging Face Hub ({constants.ENDPOINT}) did "
+            f"not answer within {timeout:g} s ({type(error).__name__}). {OFFLINE_HINT}"
+        ) from None
+
+
+def _not_loadable(model_id: str, error: Exception | None, offline: bool) -> str:
+    """One line: what failed (the library's reason, whitespace folded) and how to fix it."""
+    if error is None:
+        where = "it is not in the Hugging Face cache and downloads are off (GROUNDLABEL_OFFLINE / HF_HUB_OFFLINE)"
+    else:
+        where = " ".join(str(error).split()).rstrip(".")
+    return (f"Could not load the detector {model_id!r}: {where}. A Hub id such as {DEFAULT_DETECTOR!r} is downloaded "
+            "once into the Hugging Face cache on a machine with internet; or pass a local directory made with "
+            f"save_pretrained (GROUNDLABEL_DETECTOR=/path/to/dir). {OFFLINE_HINT}")
 
 
 def resolve_checkpoint(spec: SegmenterSpec, path: str | os.PathLike | None, cache_dir: Path, offline: bool,
-                       timeout: float = 30.0) -> Path:
+                       timeout: float = HUB_TIMEOUT) -> Path:
     """Find the checkpoint for ``spec``; download it into ``cache_dir`` once if allowed, else explain how to get it."""
     if path:
         if not Path(path).is_file():
@@ -34,7 +101,8 @@ def resolve_checkpoint(spec: SegmenterSpec, path: str | os.PathLike | None, cach
     try:
         _download(spec.url, cached, timeout)
     except OSError as error:
-        raise WeightsError(f"Could not download {spec.name} weights ({error}). {hint}") from None
+        reason = " ".join(str(error).split()).rstrip(".")
+        raise WeightsError(f"Could not download {spec.name} weights ({reason}). {hint}") from None
     return cached
 
 

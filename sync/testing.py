@@ -59,29 +59,25 @@ GROUNDING_DINO_CONFIG = """<View>
   </BrushLabels>
 </View>"""
 
-# The README's config for text prompts and Label Studio's smart tools in one labeling screen: type a prompt for
-# boxes and masks of every match, click (Alt-click: negative) or drag a smart box to get one object's mask.
+# The README's config for text prompts and Label Studio's smart tools in one labeling screen (the README shows it
+# verbatim): type a prompt for boxes and masks of every match, click (Alt-click: negative) or drag a smart box to
+# get one object's mask.
 SMART_TOOLS_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
   <TextArea name="prompt" toName="image" editable="true" rows="2" maxSubmissions="1" showSubmitButton="true"/>
-  <RectangleLabels name="label" toName="image">
-    <Label value="cats" background="yellow"/>
-    <Label value="house" background="blue"/>
+  <RectangleLabels name="label" toName="image">   <!-- text-prompt boxes land here -->
+    <Label value="cats"/><Label value="house"/>
   </RectangleLabels>
-  <BrushLabels name="mask" toName="image">
-    <Label value="cats" background="yellow"/>
-    <Label value="house" background="blue"/>
+  <BrushLabels name="mask" toName="image">        <!-- text-prompt masks and smart-tool masks land here -->
+    <Label value="cats"/><Label value="house"/>
   </BrushLabels>
   <KeyPointLabels name="click" toName="image" smart="true">
-    <Label value="cats" smart="true" background="yellow" showInline="true"/>
-    <Label value="house" smart="true" background="blue" showInline="true"/>
+    <Label value="cats" smart="true" showInline="true"/><Label value="house" smart="true" showInline="true"/>
   </KeyPointLabels>
   <RectangleLabels name="smartbox" toName="image" smart="true">
-    <Label value="cats" smart="true" background="yellow" showInline="true"/>
-    <Label value="house" smart="true" background="blue" showInline="true"/>
+    <Label value="cats" smart="true" showInline="true"/><Label value="house" smart="true" showInline="true"/>
   </RectangleLabels>
 </View>"""
-
 
 
 def free_port() -> int:

@@ -33,7 +33,7 @@ def image_files(tmp_path_factory):
         reasons[path] = words
     reasons[folder / "missing.png"] = "No such file"
     (folder / "a-folder.png").mkdir()
-    reasons[folder / "a-folder.png"] = "Is a directory"
+    reasons[folder / "a-folder.png"] = "a folder with no images"
     good = folder / "good.png"
     good.write_bytes(png(48, 36, seed=7))
     return reasons, good

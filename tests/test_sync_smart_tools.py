@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -87,6 +88,7 @@ def test_smart_tags_are_prompts_and_text_prompt_boxes_go_to_the_plain_rectangle_
     assert [(t.name, t.type, t.labels) for t in config.smart_tools] == [
         ("click", "keypointlabels", ("ball", "box")), ("smartbox", "rectanglelabels", ("ball", "box"))]
     assert ProjectConfig.parse(SMART_TOOLS_CONFIG).prompt == "prompt"
+    assert SMART_TOOLS_CONFIG in (Path(__file__).parent.parent / "README.md").read_text()  # what users copy
     # Label Studio's Segment Anything example: smart tools and brushes only, smart="true" on the tag alone
     sam_example = ProjectConfig.parse("""<View><Image name="image" value="$image"/>
       <BrushLabels name="tag" toName="image"><Label value="Banana"/></BrushLabels>

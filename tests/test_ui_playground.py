@@ -35,6 +35,7 @@ def run_prompt(page, image_path, prompt: str) -> None:
 def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
     path = fresh_image(tmp_path, seed=1)
     run_prompt(page, path, "dog. fence")
+    expect(page.locator("#model-status")).to_contain_text("Random weights")  # the tests' models, said so
 
     expected = pipeline(load_image(path), "dog. fence", Options(DEFAULT_BOX_THRESHOLD))
     assert len(expected) > 0, "the tiny model finds nothing on this image: pick another seed"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import html
 import threading
+from pathlib import Path
 from typing import Callable
 
 import gradio as gr
 
 from pipeline import SEGMENTERS, GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError
 from pipeline.device import select_device
+from pipeline.testing.models import RANDOM_WEIGHTS_MARKER
 from sync.settings import DEFAULT_SEGMENTER
 
 try:  # present on Hugging Face Spaces only
@@ -35,14 +37,20 @@ class ModelHub:
     ``default_segmenter`` is the ML backend's choice (GROUNDLABEL_SEGMENTER, USE_SAM, USE_MOBILE_SAM), else
     MobileSAM: fast on a CPU."""
 
-    def __init__(self, lazy: LazyPipeline, default_segmenter: str | None = DEFAULT_SEGMENTER):
+    def __init__(self, lazy: LazyPipeline, default_segmenter: str | None = DEFAULT_SEGMENTER, note: str = ""):
         self.lazy = lazy
         self.default_segmenter = default_segmenter or DEFAULT_SEGMENTER
+        self.note = note  # shown above the models' status, e.g. that the demo runs toy models
         self._segmenter_errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def load(self, segmenter: str | None, progress: ProgressFn) -> GroundingPipeline:
-        """The pipeline with ``segmenter`` loaded; the first call downloads/loads weights under a progress bar."""
+    def load(self, segmenter: str | None, progress: ProgressFn, retry: bool = False) -> GroundingPipeline:
+        """The pipeline with ``segmenter`` loaded; the first call downloads/loads weights under a progress bar. A
+        load that failed before fails again at once with its reason, unless ``retry`` (*Load models*)."""
+        if retry:
+            self.lazy.retry()
+            with self._lock:
+                self._segmenter_errors.clear()
         if not self.lazy.loaded:
             progress(0.05, desc=f"Loading detector {self.lazy.settings.detector} (the first run downloads it)")
         pipeline = self.lazy.get()
@@ -61,7 +69,11 @@ class ModelHub:
     def status_markdown(self) -> str:
         """One line per model: loaded where, loads on first use, or why it failed and how to fix it."""
         status = self.lazy.status()
-        lines = [f"**Detector** `{status['detector']}` " + self._detector_state(status)]
+        lines = [self.note] if self.note else []
+        if (Path(self.lazy.settings.detector) / RANDOM_WEIGHTS_MARKER).is_file():
+            lines.append("**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
+                         "but the boxes and masks mean nothing.")
+        lines.append(f"**Detector** `{status['detector']}` " + self._detector_state(status))
         loaded = set(status["segmenters"])
         with self._lock:
             errors = dict(self._segmenter_errors)
@@ -78,7 +90,8 @@ class ModelHub:
         if status["loaded"]:
             return f"loaded on **{status['device']}** ({status['dtype']})"
         if status["error"]:
-            return f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])}"
+            return (f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])} Requests fail at once "
+                    "until *Load models* tries again.")
         try:
             device = select_device(self.lazy.settings.device)
         except GroundlabelError as error:
@@ -88,10 +101,10 @@ class ModelHub:
 
 def load_models(hub: ModelHub) -> Callable[..., str]:
     """The *Load models* button's handler: load the detector now (downloading it once when online) instead of on the
-    first run; the status line shows the result, or why it failed and how to fix it."""
+    first run, trying again after a failure; the status line shows the result, or why it failed and how to fix it."""
     def load(progress=gr.Progress(track_tqdm=True)) -> str:
         try:
-            hub.load(None, progress)
+            hub.load(None, progress, retry=True)
         except WeightsError:
             pass  # the status line says why
         return hub.status_markdown()

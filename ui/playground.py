@@ -23,7 +23,8 @@ from .detections import (
 )
 from .models import ModelHub
 
-EXAMPLES = [["cheetah.jpg", "cheetah"], ["lion.jpg", "lion. rock"], ["tower.jpg", "tower. tree branch"]]
+# Gradio's bundled example photos, with prompts for them.
+EXAMPLES = [("cheetah.jpg", "cheetah"), ("lion.jpg", "lion. rock"), ("tower.jpg", "tower. tree branch")]
 
 
 def uploaded_path(upload: dict | None) -> str | None:
@@ -33,8 +34,10 @@ def uploaded_path(upload: dict | None) -> str | None:
     return (upload or {}).get("path")
 
 
-def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
-    """Lay out the playground and wire its events; ``model_status`` is refreshed after every run."""
+def playground_tab(hub: ModelHub, model_status: gr.Markdown,
+                   examples: list[tuple[str, str]] | None = None) -> None:
+    """Lay out the playground and wire its events; ``model_status`` is refreshed after every run. ``examples``
+    are (image path, prompt) pairs, by default Gradio's example photos."""
     last_query = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=480):
@@ -47,8 +50,9 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown) -> None:
                 run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
             mode, segmenter = output_controls("pg", hub.default_segmenter)
             box, text = threshold_sliders("pg")
-            gr.Examples([[str(get_image(name)), words] for name, words in EXAMPLES], inputs=[image, prompt],
-                        label="Examples")
+            examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
+            # the prompt first: it is set before the image, whose change then runs it
+            gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
         with gr.Column(scale=6, min_width=480):
             result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
                                     buttons=["download", "fullscreen"], elem_id="pg-result")

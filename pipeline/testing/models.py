@@ -32,8 +32,13 @@ def write_vocab(path: Path) -> Path:
     return path
 
 
+# Written beside random weights, so the UI can say that their boxes mean nothing.
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS.txt"
+
+
 def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
-    """Save a random Grounding DINO model + processor to ``directory`` (loadable with from_pretrained)."""
+    """Save a random Grounding DINO model + processor to ``directory`` (loadable with from_pretrained), marked
+    with ``RANDOM_WEIGHTS_MARKER``."""
     from transformers import (
         BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
         GroundingDinoProcessor, SwinConfig,
@@ -57,6 +62,8 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> 
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights from python -m pipeline.testing: for tests and "
+                                                   "trying the app offline; their boxes mean nothing.\n")
     return directory
 
 
