@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import supervision as sv
@@ -59,19 +60,27 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
     assert exported["prompt"] == "dog. fence"
     assert exported["detections"] == expected.to_dict()["detections"]
 
-    page.locator("#pg-make-dataset").click()  # the image as a one-image COCO dataset, read back by supervision
+    # this image and one more, with the same prompt, as a COCO dataset read back by supervision
+    more = fresh_image(tmp_path, seed=9)
+    page.locator("#pg-more-images input[type=file]").set_input_files(str(more))
+    page.locator("#pg-make-dataset").click()
+    expect(page.locator("#pg-message")).to_contain_text("coco dataset of 2 images.")
     with page.expect_download() as download:
         page.locator("#pg-dataset a").first.click()
     with zipfile.ZipFile(download.value.path()) as archive:
         archive.extractall(tmp_path / "dataset")
     dataset = sv.DetectionDataset.from_coco(str(tmp_path / "dataset" / "images"),
                                             str(tmp_path / "dataset" / "annotations.json"))
-    ((_, image, found),) = list(dataset)
-    assert image.shape[:2] == (expected.height, expected.width)
-    assert sorted(dataset.classes[c] for c in found.class_id) == sorted(expected.labels)
-    np.testing.assert_allclose(found.xyxy[np.argsort(found.xyxy[:, 0])],
-                               np.clip(expected.xyxy, 0, [expected.width, expected.height] * 2)[
-                                   np.argsort(expected.xyxy[:, 0])], atol=1.0)
+    found = {Path(name).name: (image, detections) for name, image, detections in dataset}
+    assert sorted(found) == sorted([path.name, more.name])
+    for name, want in [(path.name, expected), (more.name, pipeline(load_image(more), "dog. fence",
+                                                                   Options(DEFAULT_BOX_THRESHOLD)))]:
+        image, got = found[name]
+        assert image.shape[:2] == (want.height, want.width)
+        assert sorted(dataset.classes[c] for c in got.class_id) == sorted(want.labels)
+        np.testing.assert_allclose(got.xyxy[np.argsort(got.xyxy[:, 0])],
+                                   np.clip(want.xyxy, 0, [want.width, want.height] * 2)[np.argsort(want.xyxy[:, 0])],
+                                   atol=1.0)
 
 
 def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeline, tmp_path):

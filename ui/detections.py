@@ -93,18 +93,22 @@ def write_json(result: DetectionResult, query: Query, box: float, text: float) -
     return str(path)
 
 
-def write_dataset_zip(result: DetectionResult, query: Query, fmt: str) -> str:
-    """The image and its labeled detections as a one-image ``fmt`` dataset (COCO / YOLO / VOC, supervision's
-    writers), zipped for download; classes are the labels in the order they appear."""
-    classes = list(dict.fromkeys(label for label in result.labels if label is not None))
-    key = hashlib.sha1(f"{query.image.sha1}|{fmt}|{result.model_version}|".encode() + result.xyxy.tobytes()
-                       + (b"" if result.masks is None else np.packbits(result.masks).tobytes())).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "groundlabel-datasets" / key
-    name = f"{Path(query.name).stem or 'image'}-{fmt}"
+def write_dataset_zip(items: list[DatasetItem], fmt: str) -> str:
+    """Images and their labeled detections as a ``fmt`` dataset (COCO / YOLO / VOC, supervision's writers),
+    zipped for download, named after the first image; classes are the labels in the order they first appear.
+    Stored by content, so asking twice for the same dataset reuses the zip."""
+    classes = list(dict.fromkeys(label for item in items for label in item.result.labels if label is not None))
+    digest = hashlib.sha1(fmt.encode())
+    for item in items:
+        result = item.result
+        digest.update(f"|{item.name}|{item.image.sha1}|{result.model_version}|".encode() + result.xyxy.tobytes())
+        digest.update(b"" if result.masks is None else np.packbits(result.masks).tobytes())
+    folder = Path(tempfile.gettempdir()) / "groundlabel-datasets" / digest.hexdigest()[:16]
+    name = f"{Path(items[0].name).stem or 'image'}-{fmt}"
     archive = folder / f"{name}.zip"
     if not archive.exists():
         dataset = folder / name
         shutil.rmtree(dataset, ignore_errors=True)
-        export_dataset([DatasetItem(query.name, query.image, result)], classes or ["object"], fmt, dataset)
+        export_dataset(items, classes or ["object"], fmt, dataset)
         shutil.make_archive(str(folder / name), "zip", dataset)
     return str(archive)

@@ -1,5 +1,5 @@
 """Playground tab: image + prompt -> rendered boxes (and masks), a detections table, a JSON download and the
-image as a one-image COCO / YOLO / VOC dataset (zip).
+image (and any more uploaded with it, under the same prompt and settings) as a COCO / YOLO / VOC dataset (zip).
 
 Needs no Label Studio (it is also the Hugging Face Spaces demo). Threshold sliders re-filter the detector's cached
 output, and a new prompt on the same image reuses the segmenter's embedding: both caches live in the pipeline,
@@ -15,7 +15,7 @@ import gradio as gr
 from gradio.media import get_image
 
 from pipeline import load_image, parse_prompt, render
-from pipeline.export import FORMATS
+from pipeline.export import FORMATS, DatasetItem
 
 from .controls import chosen_segmenter, output_controls, threshold_sliders
 from .detections import (
@@ -64,7 +64,9 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                 dataset_format = gr.Dropdown(list(FORMATS), value="coco", show_label=False, min_width=90,
                                              elem_id="pg-format")
                 make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
-            dataset = gr.File(label="This image as a dataset (zip)", interactive=False, visible=False,
+            more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
+                                  file_count="multiple", file_types=["image"], height=90, elem_id="pg-more-images")
+            dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False,
                               elem_id="pg-dataset")
 
     outputs = [last_query, result_image, message, table, download, dataset, model_status]
@@ -84,15 +86,28 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         return (None, None, notice(text, "info"), [], gr.DownloadButton(value=None, interactive=False),
                 gr.File(value=None, visible=False), gr.skip())
 
-    def dataset_zip(query, box_value, text_value, fmt, progress=gr.Progress(track_tqdm=True)):
-        """The shown result (from the caches: no model runs) as a one-image dataset in ``fmt``, zipped."""
+    def dataset_zip(query, box_value, text_value, fmt, more, progress=gr.Progress(track_tqdm=True)):
+        """The shown result (from the caches: no model runs) and, with the same prompt and settings, each of
+        ``more`` images, as one dataset in ``fmt``, zipped. An image that cannot be read is named and left out."""
         if query is None:
-            return gr.skip(), notice("Detect something first.", "info")
+            return gr.skip(), notice("Detect something first: the dataset takes its prompt and settings.", "info")
+        items, skipped = [], []
+        for number, path in enumerate([None, *(more or [])]):
+            progress((number, len(more or []) + 1), unit="images", desc="Labeling the dataset's images")
+            try:
+                image = query.image if path is None else load_image(path, hub.lazy.settings.max_pixels)
+                name = query.name if path is None else Path(path).name
+                result, _ = run_query(hub, replace(query, image=image, name=name), box_value, text_value, progress)
+                items.append(DatasetItem(name, image, result))
+            except Exception as error:  # noqa: BLE001 - the UI boundary: named in the message, the rest goes on
+                skipped.append(f"{Path(path or query.name).name}: {error}")
         try:
-            result, _ = run_query(hub, query, box_value, text_value, progress)
-            return gr.File(value=write_dataset_zip(result, query, fmt), visible=True), gr.skip()
-        except Exception as error:  # noqa: BLE001 - the UI boundary
+            archive = write_dataset_zip(items, fmt)
+        except Exception as error:  # noqa: BLE001
             return gr.skip(), failure(error)
+        said = notice(f"{fmt} dataset of {len(items)} image{'s' * (len(items) != 1)}"
+                      + (f"; left out: {'; '.join(skipped)}" if skipped else "."), "error" if skipped else "ok")
+        return gr.File(value=archive, visible=True), said
 
     def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value,
                progress=gr.Progress(track_tqdm=True)):
@@ -134,4 +149,5 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                        concurrency_limit=4)
     for control in (mode, segmenter):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
-    make_dataset.click(dataset_zip, [last_query, box, text, dataset_format], [dataset, message], concurrency_id="model")
+    make_dataset.click(dataset_zip, [last_query, box, text, dataset_format, more_images], [dataset, message],
+                       concurrency_id="model")
