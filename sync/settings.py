@@ -54,7 +54,7 @@ class BackendSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BackendSettings:
         """LABEL_STUDIO_URL | LABEL_STUDIO_HOST, LABEL_STUDIO_API_KEY | LABEL_STUDIO_ACCESS_TOKEN, BOX_THRESHOLD,
-        TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
+        TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
         GROUNDLABEL_PREDICT_BUDGET, and ``PipelineSettings.from_env``'s variables."""
@@ -77,7 +77,7 @@ class BackendSettings:
             return value
 
         segmenter = first("GROUNDLABEL_SEGMENTER") or (
-            "mobile_sam" if flag("USE_MOBILE_SAM") else "sam_vit_h" if flag("USE_SAM") else DEFAULT_SEGMENTER
+            "mobile_sam" if flag("USE_MOBILE_SAM") else "sam_vit_h" if flag("USE_SAM") else _sam_choice(first)
         )
         user, password = first("BASIC_AUTH_USER"), first("BASIC_AUTH_PASS")
         if bool(user) != bool(password):
@@ -112,3 +112,15 @@ def _log_level(name: str) -> str:
     if name.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"GROUNDLABEL_LOG_LEVEL={name!r}: use DEBUG, INFO, WARNING or ERROR.")
     return name.upper()
+
+
+def _sam_choice(first) -> str:
+    """Label Studio's Segment Anything example backend picks its model with SAM_CHOICE=MobileSAM|SAM|ONNX."""
+    choice = (first("SAM_CHOICE") or "").strip()
+    if not choice:
+        return DEFAULT_SEGMENTER
+    known = {"mobilesam": "mobile_sam", "sam": "sam_vit_h"}
+    if choice.lower() not in known:
+        raise SettingsError(f"SAM_CHOICE={choice!r}: groundlabel runs MobileSAM or SAM (set SAM_CHOICE=MobileSAM or "
+                            "SAM, or GROUNDLABEL_SEGMENTER); ONNX exports are not supported.")
+    return known[choice.lower()]

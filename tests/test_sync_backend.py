@@ -271,6 +271,15 @@ def test_the_seeds_environment_names_are_honoured(monkeypatch):
     monkeypatch.setenv("BOX_THRESHOLD", "0.5")
     assert (BackendSettings.from_env().label_studio_url, BackendSettings.from_env().segmenter) == (
         "http://preferred:8080", None)
+    # Label Studio's Segment Anything example names its model with SAM_CHOICE
+    for name in ("GROUNDLABEL_SEGMENTER", "USE_MOBILE_SAM"):
+        monkeypatch.delenv(name)
+    for choice, segmenter in [("SAM", "sam_vit_h"), ("MobileSAM", "mobile_sam")]:
+        monkeypatch.setenv("SAM_CHOICE", choice)
+        assert BackendSettings.from_env().segmenter == segmenter
+    monkeypatch.setenv("SAM_CHOICE", "ONNX")
+    with pytest.raises(ValueError, match="ONNX exports are not supported"):
+        BackendSettings.from_env()
 
 
 def test_the_test_label_studio_runs_with_the_settings_the_readme_gives_users():
