@@ -197,6 +197,21 @@ def test_render_draws_on_a_copy(pipeline, photo):
     assert result.to_supervision().class_id.shape == (len(result),)
 
 
+@pytest.mark.parametrize("width,height", [(640, 480), (6000, 4000)])
+def test_overlays_read_the_same_at_display_size_and_a_tag_at_the_top_edge_stays_in_the_image(width, height):
+    from tests.labelstudio import detections
+
+    grey = Image.fromarray(np.full((height, width, 3), 128, np.uint8))
+    box = [0.1 * width, 0, 0.5 * width, 0.3 * height]  # touching the top edge, where the tag used to be cut off
+    changed = (np.asarray(render(grey, detections(width, height, [box], ["dog"]))) != 128).any(-1)
+
+    shrink = width / 640  # the UI shows results about 640 px wide
+    line = changed[int(0.2 * height):, int(0.3 * width)]  # the box's bottom edge, crossed downwards
+    assert 2 <= line.sum() / shrink <= 4  # 2-4 px on screen, for the 640 px image and the 6000 px photo alike
+    tag = changed[:, int(0.12 * width)]  # the tag's column, from the top of the image
+    assert tag[:int(12 * shrink)].all() and 14 <= tag[:int(0.2 * height)].sum() / shrink <= 40  # inside, readable
+
+
 def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):
     result = pipeline(photo, PROMPT, Options(0.2, segmenter="sam_tiny_test"))
     kept = result[[2, 0]].with_labels(["wolf", result.labels[0]])

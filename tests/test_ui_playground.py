@@ -13,6 +13,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image, render
+from ui.detections import threshold_text
 from tests.browser import grid_row, grid_rows, set_slider, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import serve
@@ -97,7 +98,7 @@ def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeli
         assert wanted != len(scores)
 
         set_slider(page, "#pg-box", threshold)
-        expect(page.locator("#pg-message")).to_contain_text(f"box ≥ {threshold:.2f}")
+        expect(page.locator("#pg-message")).to_contain_text(f"box ≥ {threshold_text(threshold)}")
 
         assert grid_rows(page, "#pg-table") == wanted
         assert forwards.count == 1
@@ -137,3 +138,16 @@ def test_missing_detector_weights_show_the_fix_in_model_status(open_page, tmp_pa
         page.locator("#load-models").click()
         expect(page.locator("#model-status")).to_contain_text("failed to load")
         expect(page.locator("#model-status")).to_contain_text("GROUNDLABEL_DETECTOR=/path/to/dir")
+
+
+def test_the_run_message_shows_thresholds_as_set_and_a_long_prompt_cut_short(photo):
+    from pipeline import DetectionResult
+    from ui.detections import PROMPT_SHOWN, Query, summary
+
+    long_prompt = ". ".join(f"thing {i}" for i in range(400))  # ~3000 characters
+    empty = DetectionResult(width=640, height=480, xyxy=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                            phrases=[], prompt_phrases=[], labels=[])
+    line = summary(empty, Query(load_image(photo), "photo.png", long_prompt), 0.04, 0.9995, 0.25)
+
+    assert "box ≥ 0.9995, text ≥ 0.25" in line
+    assert long_prompt[:PROMPT_SHOWN - 1] + "…" in line and len(line) < 400

@@ -14,9 +14,9 @@ BOXES, MASKS = "Boxes", "Boxes + masks"
 def threshold_sliders(prefix: str) -> tuple[gr.Slider, gr.Slider]:
     """Box and text threshold sliders, side by side (their moves re-filter cached detector output)."""
     with gr.Row():
-        box = gr.Slider(0.0, 1.0, value=DEFAULT_BOX_THRESHOLD, step=0.01, label="Box threshold",
+        box = gr.Slider(0.0, 1.0, value=DEFAULT_BOX_THRESHOLD, step=0.001, label="Box threshold",
                         info="Minimum box score", min_width=200, elem_id=f"{prefix}-box")
-        text = gr.Slider(0.0, 1.0, value=DEFAULT_TEXT_THRESHOLD, step=0.01, label="Text threshold",
+        text = gr.Slider(0.0, 1.0, value=DEFAULT_TEXT_THRESHOLD, step=0.001, label="Text threshold",
                          info="Minimum word score in a phrase", min_width=200, elem_id=f"{prefix}-text")
     return box, text
 

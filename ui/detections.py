@@ -56,11 +56,22 @@ def table_rows(result: DetectionResult) -> list[list]:
     ]
 
 
+# Characters of the prompt a run message repeats: a long prompt must not push the results off the screen.
+PROMPT_SHOWN = 80
+
+
+def threshold_text(value: float) -> str:
+    """0.35 -> "0.35", 0.9995 -> "0.9995" (never rounded up to a threshold that was not set), 0.4 -> "0.40"."""
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" * max(0, 4 - len(text))
+
+
 def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float) -> str:
     """"3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched."""
     count = f"{len(result)} detection{'s' if len(result) != 1 else ''}"
-    line = (f"<strong>{count}</strong> for “{html.escape(query.prompt)}” (box ≥ {box:.2f}, text ≥ {text:.2f}) "
-            f"in {seconds * 1000:.0f} ms")
+    prompt = query.prompt if len(query.prompt) <= PROMPT_SHOWN else query.prompt[:PROMPT_SHOWN - 1] + "…"
+    line = (f"<strong>{count}</strong> for “{html.escape(prompt)}” (box ≥ {threshold_text(box)}, "
+            f"text ≥ {threshold_text(text)}) in {seconds * 1000:.0f} ms")
     if result.unmapped:
         names = ", ".join(f"“{html.escape(p)}”" for p in result.unmapped)
         line += (f"<br>No project label for {names}: their boxes show as “phrase?”. "
