@@ -80,6 +80,7 @@ def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, la
     rectangles = [region for region in stored if region["type"] == "rectanglelabels"]
     assert Counter(region["value"]["rectanglelabels"][0] for region in rectangles) == Counter(kept.labels)
     expect(page.locator("#ls-task")).to_contain_text(f"Task #{second}")
+    expect(page.locator("#ls-project input")).to_have_value(re.compile(r"1/2 labeled"))  # counts follow pushes
     expect(page.locator("#ls-message").get_by_role("link")).to_have_attribute(
         "href", f"{label_studio.url}/projects/{project_id}/data?task={first}")
 

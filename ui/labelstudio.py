@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipeline import Options
-from sync import BackendSettings, LabelStudioClient, Outbox, Pusher, SyncError
+from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
 from .controls import BOXES, MASKS, chosen_segmenter, output_controls, threshold_sliders
@@ -161,17 +161,22 @@ class LabelStudioTab:
         try:
             next_id = ws.next_task_id()
             ws.load_page(ws.page.page)
+            counts = self.project_counts(ws)
         except SyncError as error:
             return {self.workspace: ws, self.message: done + failure(error)}
         if next_id is None:
-            return self.task_list(ws) | {
+            return self.task_list(ws) | counts | {
                 self.workspace: ws, self.review: None, self.preview: None, self.header: NO_TASK, self.kept_info: "",
                 self.result_info: "", self.message: done + notice("No more tasks in this list.", "info")}
         try:
             opened = self.open_task(ws, next_id, prompt, mode, segmenter, box, text, progress)
         except Exception as error:  # noqa: BLE001 - keep the report of the push, add why the next task did not open
-            return self.task_list(ws) | {self.workspace: ws, self.message: done + failure(error)}
-        return self.task_list(ws) | opened | {self.message: done}
+            return self.task_list(ws) | counts | {self.workspace: ws, self.message: done + failure(error)}
+        return self.task_list(ws) | counts | opened | {self.message: done}
+
+    def project_counts(self, ws: Workspace) -> Updates:
+        """The project list again, so its "n/m labeled" counts include what was just pushed."""
+        return {self.project: gr.Dropdown(choices=project_choices(ws.client.projects()), value=ws.project.id)}
 
     # --- handlers ------------------------------------------------------------------------------------------------
 
@@ -193,9 +198,8 @@ class LabelStudioTab:
         waiting = ws.pusher.pending
         text = (f"Connected as {ws.user} · {len(projects)} project{'s' * (len(projects) != 1)}"
                 + (f" · {waiting} push(es) wait in the outbox: Retry outbox sends them." if waiting else ""))
-        choices = [(f"{p.title} (#{p.id}) · {p.labeled_count}/{p.task_count} labeled", p.id) for p in projects]
         return {self.workspace: ws, self.connection: notice(text, "ok"), self.message: "",
-                self.project: gr.Dropdown(choices=choices, value=None)}
+                self.project: gr.Dropdown(choices=project_choices(projects), value=None)}
 
     @guarded()
     def on_project(self, ws: Workspace | None, project_id: int | None, unlabeled_only: bool) -> Updates:
@@ -303,9 +307,15 @@ class LabelStudioTab:
 
         state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show)
         ws.load_page(ws.page.page if ws.page else 1)
+        counts = self.project_counts(ws)
         kind = "error" if state.failed or state.queued else "ok"
-        return self.task_list(ws) | {self.message: notice(state.summary(), kind),
+        return self.task_list(ws) | counts | {self.message: notice(state.summary(), kind),
                                      self.model_status: self.hub.status_markdown()}
+
+
+def project_choices(projects: list[Project]) -> list[tuple[str, int]]:
+    """The project dropdown's entries: title, id and how many tasks are labeled."""
+    return [(f"{p.title} (#{p.id}) · {p.labeled_count}/{p.task_count} labeled", p.id) for p in projects]
 
 
 def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> LabelStudioTab:
