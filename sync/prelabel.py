@@ -81,9 +81,11 @@ def prelabel(
     job: PrelabelJob,
     outbox: Outbox,
     on_progress: Callable[[PrelabelProgress], None] = lambda progress: None,
+    stop: threading.Event | None = None,
 ) -> PrelabelProgress:
     """Run ``job``; returns the final counts. Raises only when the project itself is unusable. A task whose image
-    fails gets no prediction (its reason is in ``failed``), so the next run tries it again."""
+    fails gets no prediction (its reason is in ``failed``), so the next run tries it again. Setting ``stop`` (or
+    Ctrl-C in the main thread) ends the run after the current task, with what is done written."""
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, job.options)
@@ -114,7 +116,7 @@ def prelabel(
             todo.append(task)
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
-    with _stop_on_ctrl_c() as stop:
+    with _stop_on_ctrl_c(stop or threading.Event()) as stop:
         outcomes = predict_tasks(todo, lambda task: client.task_image(task, config), pipeline, config, prompt,
                                  options, batch_size=job.batch_size, prefetch=job.prefetch)
         for outcome in outcomes:
@@ -136,9 +138,8 @@ def prelabel(
 
 
 @contextlib.contextmanager
-def _stop_on_ctrl_c() -> Iterator[threading.Event]:
-    """Ctrl-C sets an event checked between batches, instead of raising in the middle of a write."""
-    stop = threading.Event()
+def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[threading.Event]:
+    """Ctrl-C sets ``stop``, checked between tasks, instead of raising in the middle of a write."""
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return

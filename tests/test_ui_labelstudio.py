@@ -12,7 +12,8 @@ from playwright.sync_api import expect
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
 from tests.browser import smooth_png
-from tests.labelstudio import GROUNDING_DINO_CONFIG
+from tests.counting import count_calls
+from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
 
 pytest_plugins = ["tests.browser"]
 CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
@@ -39,12 +40,12 @@ def connect(page, url: str, token: str) -> None:
     page.locator("#ls-connect").click()
 
 
-def choose_project(page, label_studio, project_id: int) -> None:
+def choose_project(page, label_studio, project_id: int, tasks: int = 2) -> None:
     connect(page, label_studio.url, label_studio.token)
     expect(page.locator("#ls-connection")).to_contain_text("Connected")
     page.locator("#ls-project input").click()
     page.get_by_role("option", name=re.compile(rf"\(#{project_id}\)")).click()
-    expect(page.locator("#ls-pager")).to_contain_text("2 tasks")
+    expect(page.locator("#ls-pager")).to_contain_text(f"{tasks} tasks")
 
 
 def open_task(page, task_id: int) -> None:
@@ -137,6 +138,23 @@ def test_prelabel_button_predicts_every_task_once(page, label_studio, project, p
     for task_id in images:
         predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
         assert [p["model_version"] for p in predictions] == [version]
+
+
+def test_detect_answers_while_a_pre_annotation_runs_and_cancel_stops_the_run(page, label_studio, pipeline):
+    project_id = label_studio.create_project(title="ui prelabel cancel")
+    tasks = label_studio.upload_images(project_id, {f"t{i}.png": smooth_png(60 + i) for i in range(6)})
+    choose_project(page, label_studio, project_id, tasks=6)
+
+    with count_calls(pipeline.detector.model, delay=1.0):  # every detector forward takes 1 s more
+        page.locator("#ls-prelabel").click()
+        expect(page.locator("#ls-message")).to_contain_text("Pre-annotating")  # its one progress display
+        open_task(page, tasks[-1])  # Detect on another task is answered in the middle of the run
+        page.locator("#ls-prelabel-cancel").click()
+        expect(page.locator("#ls-message")).to_contain_text("Interrupted: ")
+
+    done = int(re.search(r"Interrupted: (\d+) pre-annotated", page.locator("#ls-message").inner_text()).group(1))
+    stored = predictions_per_task(label_studio, project_id)
+    assert 1 <= done < len(tasks) and sum(stored.values()) == done and set(stored.values()) == {1}
 
 
 def test_environment_token_goes_only_to_the_environment_url():

@@ -71,6 +71,7 @@ class LabelStudioTab:
     next_page: gr.Button
     retry: gr.Button
     prelabel_all: gr.Button
+    cancel_prelabel: gr.Button
     header: gr.HTML
     prompt: gr.Textbox
     detect: gr.Button
@@ -116,7 +117,12 @@ class LabelStudioTab:
                         concurrency_id="model")
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
-        self.prelabel_all.click(self.on_prelabel, [*query, self.replace], everything, concurrency_id="model")
+        # Pre-annotation has its own queue, one run at a time, and one progress display: Detect, clicks and pushes
+        # (the "model" queue) never wait behind it. Cancel answers at once and stops it after the current task.
+        self.prelabel_all.click(self.on_prelabel, [*query, self.replace], everything, concurrency_id="prelabel",
+                                concurrency_limit=1, show_progress_on=[self.message])
+        self.cancel_prelabel.click(self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status],
+                                    queue=False)
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -305,12 +311,20 @@ class LabelStudioTab:
                 progress((state.finished, state.total), unit="tasks",
                          desc=f"Pre-annotating: {state.done} done, {state.skipped} skipped, {len(state.failed)} failed")
 
-        state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show)
+        ws.stop_prelabel.clear()
+        state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show, stop=ws.stop_prelabel)
         ws.load_page(ws.page.page if ws.page else 1)
         counts = self.project_counts(ws)
         kind = "error" if state.failed or state.queued else "ok"
         return self.task_list(ws) | counts | {self.message: notice(state.summary(), kind),
                                      self.model_status: self.hub.status_markdown()}
+
+    @guarded()
+    def on_cancel_prelabel(self, ws: Workspace | None) -> Updates:
+        if ws is None:
+            return self.say("Nothing to cancel.")
+        ws.stop_prelabel.set()
+        return self.say("Stopping the pre-annotation after the current task; what is done stays written.")
 
 
 def project_choices(projects: list[Project]) -> list[tuple[str, int]]:
@@ -365,6 +379,7 @@ def task_column(c: dict[str, Any]) -> None:
     with gr.Row():
         c["retry"] = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
         c["prelabel_all"] = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
+        c["cancel_prelabel"] = gr.Button("Cancel", size="sm", min_width=70, scale=0, elem_id="ls-prelabel-cancel")
 
 
 def open_task_column(c: dict[str, Any], default_segmenter: str) -> None:

@@ -4,6 +4,7 @@ reviewer's decisions on its detections (keep or drop, label) that become one pus
 from __future__ import annotations
 
 from collections import Counter
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -69,6 +70,7 @@ class Workspace:
     page: TaskPage | None = None
     task: Task | None = None
     query: Query | None = field(default=None, repr=False)
+    stop_prelabel: threading.Event = field(default_factory=threading.Event, repr=False)  # set by Cancel
 
     def close(self) -> None:
         self.client.close()
