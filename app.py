@@ -18,6 +18,7 @@ from pipeline.testing.demo import demo_examples, demo_settings
 from pipeline.testing.shapes import SHAPES_BOX_THRESHOLD, SHAPES_SEGMENTER, SHAPES_TEXT_THRESHOLD
 from sync import BackendSettings
 from sync.backend import create_router
+from ui.api import hide_the_rest, public_api
 from ui.labelstudio import labelstudio_tab
 from ui.models import ModelHub, load_models
 from ui.playground import playground_tab
@@ -28,6 +29,7 @@ def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str,
     """The Gradio UI: model status on top, then the playground (with ``examples``, by default Gradio's example
     photos) and the Label Studio review tabs."""
     with gr.Blocks(title="groundlabel") as demo:
+        public_api(hub)  # first: the names /detect and /refine are the public API's
         with gr.Row(elem_id="gl-header", equal_height=True):
             gr.Markdown("## groundlabel\nType what you look for, review the boxes, push them to Label Studio.",
                         elem_id="gl-title")
@@ -40,6 +42,7 @@ def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str,
             with gr.Tab("Label Studio", id="labelstudio", elem_id="tab-labelstudio"):
                 labelstudio_tab(hub, model_status, settings)
         load.click(load_models(hub), outputs=model_status, concurrency_id="model")
+    hide_the_rest(demo)
     return demo
 
 

@@ -140,7 +140,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         return detect(upload, prompt_text, *rest)
 
     inputs = [image, prompt, mode, segmenter, box, text]  # the image unprocessed: see uploaded_path
-    run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False)
+    run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect")
     prompt.submit(detect, inputs, outputs, concurrency_id="model", preprocess=False)
     image.change(on_image, inputs, outputs, concurrency_id="model", preprocess=False)
     refilter_inputs = [last_query, mode, segmenter, box, text]

@@ -1,0 +1,33 @@
+"""The page's public API through gradio_client, as the README documents it: ``/detect`` and ``/refine`` answer
+with the pipeline's own results, and no other endpoint is listed."""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+from gradio_client import Client, handle_file
+
+from pipeline import MaskPrompt, Options, load_image
+from tests.browser import smooth_png
+
+
+def test_detect_and_refine_answer_through_gradio_client_and_nothing_else_is_listed(app_url, pipeline, tmp_path):
+    path = tmp_path / "api.png"
+    path.write_bytes(smooth_png(31))
+    client = Client(app_url, verbose=False)
+
+    api = client.view_api(return_format="dict", print_info=False)
+    found = client.predict(handle_file(str(path)), "dog. fence", 0.35, 0.25, "sam_tiny_test", "", api_name="/detect")
+    refined = client.predict(handle_file(str(path)), [20, 30, 200, 180], [[100, 100], [150, 60]], [1, 0],
+                             "sam_tiny_test", api_name="/refine")
+
+    assert sorted(api["named_endpoints"]) == ["/detect", "/refine"] and not api["unnamed_endpoints"]
+    image = load_image(path)
+    want = pipeline(image, "dog. fence", Options(0.35, 0.25, "sam_tiny_test"))
+    assert len(want) > 0 and [d["label"] for d in found["detections"]] == want.labels
+    np.testing.assert_allclose([d["box_xyxy"] for d in found["detections"]], want.xyxy, atol=0.01)
+    for entry, mask in zip(found["detections"], want.masks):  # each mask as supervision's polygons of it
+        assert entry["mask_polygons"] == [p.astype(int).tolist() for p in sv.mask_to_polygons(mask)]
+    mask = pipeline.segmenters.get("sam_tiny_test").decode(
+        image, [MaskPrompt(box=(20, 30, 200, 180), points=((100, 100), (150, 60)), positive=(True, False))])[0]
+    assert refined["area"] == int(mask.sum()) and (refined["width"], refined["height"]) == (image.width, image.height)
