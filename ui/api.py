@@ -12,13 +12,12 @@ from "Use via API" (``hide_the_rest``). With basic auth set, the API needs it to
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
-import supervision as sv
 from gradio.data_classes import FileData
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DetectionResult, MaskPrompt, Options, load_image
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, MaskPrompt, Options, load_image
 from pipeline.errors import GroundlabelError
 
+from .detections import detections_json, mask_polygons
 from .models import ModelHub
 
 PUBLIC = ("detect", "refine")
@@ -42,7 +41,7 @@ def public_api(hub: ModelHub) -> None:
             result = pipeline(picture, prompt, Options(box_threshold, text_threshold, segmenter or None))
         except GroundlabelError as error:
             raise gr.Error(str(error)) from None
-        return _detections_json(result)
+        return detections_json(result)
 
     def refine(image: FileData, box: list | None = None, points: list | None = None, labels: list | None = None,
                segmenter: str = "") -> dict:
@@ -60,7 +59,7 @@ def public_api(hub: ModelHub) -> None:
         except (GroundlabelError, ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
         return {"width": picture.width, "height": picture.height, "segmenter": name,
-                "score": round(float(scores[0]), 4), "area": int(masks[0].sum()), "polygons": _polygons(masks[0])}
+                "score": round(float(scores[0]), 4), "area": int(masks[0].sum()), "polygons": mask_polygons(masks[0])}
 
     gr.api(detect, api_name="detect", concurrency_id="model")
     gr.api(refine, api_name="refine", concurrency_id="model")
@@ -76,16 +75,3 @@ def hide_the_rest(blocks: gr.Blocks) -> None:
 
 def _path(image: FileData | dict | str) -> str:
     return image if isinstance(image, str) else (image["path"] if isinstance(image, dict) else image.path)
-
-
-def _detections_json(result: DetectionResult) -> dict:
-    """``result.to_dict()`` with each detection's mask as polygons ([[x, y], ...] per part) when there are masks."""
-    data = result.to_dict()
-    if result.masks is not None:
-        for entry, mask in zip(data["detections"], result.masks):
-            entry["mask_polygons"] = _polygons(mask)
-    return data
-
-
-def _polygons(mask: np.ndarray) -> list[list[list[int]]]:
-    return [polygon.astype(int).tolist() for polygon in sv.mask_to_polygons(mask.astype(bool))] if mask.any() else []

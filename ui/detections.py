@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import supervision as sv
 
 from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage, Options
 from pipeline.export import DatasetItem, export_dataset
@@ -95,13 +96,27 @@ def failure(error: Exception) -> str:
 def write_json(result: DetectionResult, query: Query, box: float, text: float) -> str:
     """The result as a JSON file for download; named after the image, stored by content so repeats reuse it."""
     payload = {"image": query.name, "prompt": query.prompt, "box_threshold": box, "text_threshold": text,
-               "segmenter": query.segmenter, **result.to_dict()}
+               "segmenter": query.segmenter, **detections_json(result)}
     data = json.dumps(payload, indent=2).encode()
     folder = Path(tempfile.gettempdir()) / "groundlabel-json" / hashlib.sha1(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{Path(query.name).stem or 'image'}-detections.json"
     path.write_bytes(data)
     return str(path)
+
+
+def detections_json(result: DetectionResult) -> dict:
+    """``result.to_dict()`` with each detection's mask as polygons ([[x, y], ...] per part) when there are masks."""
+    data = result.to_dict()
+    if result.masks is not None:
+        for entry, mask in zip(data["detections"], result.masks):
+            entry["mask_polygons"] = mask_polygons(mask)
+    return data
+
+
+def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
+    """The mask's outlines in pixels, one polygon per part (supervision's tracing)."""
+    return [polygon.astype(int).tolist() for polygon in sv.mask_to_polygons(mask.astype(bool))] if mask.any() else []
 
 
 def write_dataset_zip(items: list[DatasetItem], fmt: str) -> str:
