@@ -14,7 +14,8 @@ DISPLAY_WIDTH = 640
 _MASKS = sv.MaskAnnotator(opacity=0.45)
 
 
-def render(image: LoadedImage | Image.Image, result: DetectionResult, display_width: int = DISPLAY_WIDTH) -> Image.Image:
+def render(image: LoadedImage | Image.Image, result: DetectionResult,
+           display_width: int = DISPLAY_WIDTH) -> Image.Image:
     """Boxes, masks (when present) and "label score" tags over a copy of the image. Line width and text grow with
     the image, so that shown ``display_width`` pixels wide a 6000x4000 photo has the same 2.5 px lines and
     readable tags as a 640 px one; tags stay inside the image and off each other (supervision's smart position)."""
