@@ -27,7 +27,8 @@ class SegmenterSpec:
     model_type: str  # key in that registry
     filename: str
     url: str
-    seed_env_var: str | None = None  # the name Label Studio's grounding_sam backend used for this checkpoint
+    # the names Label Studio's example backends read this checkpoint from (grounding_sam, segment_anything_model)
+    seed_env_vars: tuple[str, ...] = ()
     licence: str = "Apache-2.0"
 
     @property
@@ -52,10 +53,10 @@ SEGMENTERS = {
         SegmenterSpec("sam_vit_b", "segment_anything", "vit_b", "sam_vit_b_01ec64.pth", _META + "sam_vit_b_01ec64.pth"),
         SegmenterSpec("sam_vit_l", "segment_anything", "vit_l", "sam_vit_l_0b3195.pth", _META + "sam_vit_l_0b3195.pth"),
         SegmenterSpec("sam_vit_h", "segment_anything", "vit_h", "sam_vit_h_4b8939.pth", _META + "sam_vit_h_4b8939.pth",
-                      "SAM_CHECKPOINT"),
+                      ("SAM_CHECKPOINT", "VITH_CHECKPOINT")),
         SegmenterSpec(
             "mobile_sam", "mobile_sam", "vit_t", "mobile_sam.pt",
-            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", "MOBILESAM_CHECKPOINT",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", ("MOBILESAM_CHECKPOINT",),
         ),
     )
 }

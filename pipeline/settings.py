@@ -42,13 +42,13 @@ class PipelineSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
         """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _CACHE, _OFFLINE (or
         HF_HUB_OFFLINE=1), and per segmenter GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
-        grounding_sam example used: SAM_CHECKPOINT, MOBILESAM_CHECKPOINT)."""
+        example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
         def get(name: str) -> str | None:
             return (environ.get(name) or "").strip() or None
 
         checkpoints = {}
         for spec in SEGMENTERS.values():
-            path = get(spec.env_var) or (get(spec.seed_env_var) if spec.seed_env_var else None)
+            path = next((get(name) for name in (spec.env_var, *spec.seed_env_vars) if get(name)), None)
             if path:
                 checkpoints[spec.name] = path
         return cls(

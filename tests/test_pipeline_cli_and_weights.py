@@ -72,6 +72,11 @@ def test_checkpoint_comes_from_the_env_variable_then_the_cache_dir(tmp_path):
     (tmp_path / "mine.pth").write_bytes(b"x")
     assert resolved({**env, spec.env_var: str(tmp_path / "mine.pth")}) == tmp_path / "mine.pth"
     assert resolved({**env, "SAM_CHECKPOINT": str(tmp_path / "mine.pth")}) == tmp_path / "cache" / spec.filename
+    # Label Studio's example backends' names, for the checkpoints they mean
+    for name, segmenter in [("SAM_CHECKPOINT", "sam_vit_h"), ("VITH_CHECKPOINT", "sam_vit_h"),
+                            ("MOBILESAM_CHECKPOINT", "mobile_sam")]:
+        assert PipelineSettings.from_env({name: str(tmp_path / "mine.pth")}).checkpoints == {
+            segmenter: str(tmp_path / "mine.pth")}
 
 
 def test_broken_checkpoint_is_a_weights_error(tmp_path):
