@@ -151,3 +151,15 @@ def test_the_run_message_shows_thresholds_as_set_and_a_long_prompt_cut_short(pho
 
     assert "box ≥ 0.9995, text ≥ 0.25" in line
     assert long_prompt[:PROMPT_SHOWN - 1] + "…" in line and len(line) < 400
+
+
+def test_on_a_phone_the_result_and_its_message_come_right_after_the_detect_button(page, tmp_path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    run_prompt(page, fresh_image(tmp_path, seed=12), "dog")
+
+    detect = page.locator("#pg-run").bounding_box()
+    result, message = page.locator("#pg-result").bounding_box(), page.locator("#pg-message").bounding_box()
+    sliders = page.locator("#pg-box").bounding_box()
+    assert result["x"] >= 0 and result["x"] + result["width"] <= 390  # on the screen, not beside it
+    assert result["y"] - (detect["y"] + detect["height"]) < 300  # less than half a phone screen below the button
+    assert message["y"] < sliders["y"]  # the answer before the knobs that tune it

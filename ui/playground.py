@@ -39,8 +39,8 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     """Lay out the playground and wire its events; ``model_status`` is refreshed after every run. ``examples``
     are (image path, prompt) pairs, by default Gradio's example photos."""
     last_query = gr.State(None)
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5, min_width=480):
+    with gr.Row(equal_height=False, elem_id="pg-layout"):
+        with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
             image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                              height=230, elem_id="pg-image")
             with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
@@ -48,12 +48,13 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                                     info="Phrases separated by . or , (phrase:label names the label)",
                                     elem_id="pg-prompt")
                 run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
-            mode, segmenter = output_controls("pg", hub.default_segmenter)
-            box, text = threshold_sliders("pg")
-            examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
-            # the prompt first: it is set before the image, whose change then runs it
-            gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
-        with gr.Column(scale=6, min_width=480):
+            with gr.Column(elem_id="pg-controls"):  # on a phone: below the result (theme.CSS)
+                mode, segmenter = output_controls("pg", hub.default_segmenter)
+                box, text = threshold_sliders("pg")
+                examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
+                # the prompt first: it is set before the image, whose change then runs it
+                gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
+        with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
             result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
                                     buttons=["download", "fullscreen"], elem_id="pg-result")
             message = gr.HTML(elem_id="pg-message")
@@ -65,7 +66,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                                              elem_id="pg-format")
                 make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
             more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
-                                  file_count="multiple", file_types=["image"], height=90, elem_id="pg-more-images")
+                                  file_count="multiple", file_types=["image"], height=120, elem_id="pg-more-images")
             dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False,
                               elem_id="pg-dataset")
 

@@ -33,4 +33,13 @@ CSS = """
 .gl-pager { text-align: center; font-size: 0.85rem; padding-top: 6px; }
 .gl-task { font-size: 0.95rem; }
 .gl-info { background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+/* Phones: the result and its message right after the Detect button, the knobs below them. The input column's
+   children join the page's column (display: contents), so the output column can sit between them. */
+@media (max-width: 760px) {
+  #pg-layout { flex-direction: column; }
+  #pg-input { display: contents; }
+  #pg-output { order: 1; min-width: 0 !important; max-width: 100%; }
+  #pg-controls { min-width: 0 !important; max-width: 100%; }
+  #pg-controls { order: 2; }
+}
 """
