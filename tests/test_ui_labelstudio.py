@@ -157,6 +157,17 @@ def test_detect_answers_while_a_pre_annotation_runs_and_cancel_stops_the_run(pag
     assert 1 <= done < len(tasks) and sum(stored.values()) == done and set(stored.values()) == {1}
 
 
+def test_on_a_phone_the_review_rows_come_before_the_push_button(page, label_studio, project):
+    project_id, images = project
+    page.set_viewport_size({"width": 390, "height": 844})
+    choose_project(page, label_studio, project_id)
+    open_task(page, next(iter(images)))
+
+    first_row = page.locator("#ls-review .gl-review-row").first.bounding_box()
+    push = page.locator("#ls-push").bounding_box()
+    assert first_row["y"] + first_row["height"] <= push["y"] and push["x"] + push["width"] <= 390
+
+
 def test_environment_token_goes_only_to_the_environment_url():
     from sync import BackendSettings
     from ui.labelstudio import env_token_for

@@ -41,5 +41,6 @@ CSS = """
   #pg-output { order: 1; min-width: 0 !important; max-width: 100%; }
   #pg-controls { min-width: 0 !important; max-width: 100%; }
   #pg-controls { order: 2; }
+  #ls-review { order: -1; }  /* Label Studio tab: review the rows, then push */
 }
 """
