@@ -40,20 +40,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     are (image path, prompt) pairs, by default Gradio's example photos."""
     last_query = gr.State(None)
     with gr.Row(equal_height=False, elem_id="pg-layout"):
-        with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
-            image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                             height=230, elem_id="pg-image")
-            with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
-                prompt = gr.Textbox(label="Prompt", placeholder="dog. possum on a fence", max_lines=2, scale=4,
-                                    info="Phrases separated by . or , (phrase:label names the label)",
-                                    elem_id="pg-prompt")
-                run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
-            with gr.Column(elem_id="pg-controls"):  # on a phone: below the result (theme.CSS)
-                mode, segmenter = output_controls("pg", hub.default_segmenter)
-                box, text = threshold_sliders("pg")
-                examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
-                # the prompt first: it is set before the image, whose change then runs it
-                gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
+        image, prompt, run, mode, segmenter, box, text = input_column(hub, examples)
         with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
             result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
                                     buttons=["download", "fullscreen"], elem_id="pg-result")
@@ -67,8 +54,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                 make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
             more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
                                   file_count="multiple", file_types=["image"], height=120, elem_id="pg-more-images")
-            dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False,
-                              elem_id="pg-dataset")
+            dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False, elem_id="pg-dataset")
 
     outputs = [last_query, result_image, message, table, download, dataset, model_status]
 
@@ -82,33 +68,6 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
 
     def fail(error: Exception) -> tuple:
         return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
-
-    def cleared(text: str) -> tuple:
-        return (None, None, notice(text, "info"), [], gr.DownloadButton(value=None, interactive=False),
-                gr.File(value=None, visible=False), gr.skip())
-
-    def dataset_zip(query, box_value, text_value, fmt, more, progress=gr.Progress(track_tqdm=True)):
-        """The shown result (from the caches: no model runs) and, with the same prompt and settings, each of
-        ``more`` images, as one dataset in ``fmt``, zipped. An image that cannot be read is named and left out."""
-        if query is None:
-            return gr.skip(), notice("Detect something first: the dataset takes its prompt and settings.", "info")
-        items, skipped = [], []
-        for number, path in enumerate([None, *(more or [])]):
-            progress((number, len(more or []) + 1), unit="images", desc="Labeling the dataset's images")
-            try:
-                image = query.image if path is None else load_image(path, hub.lazy.settings.max_pixels)
-                name = query.name if path is None else Path(path).name
-                result, _ = run_query(hub, replace(query, image=image, name=name), box_value, text_value, progress)
-                items.append(DatasetItem(name, image, result))
-            except Exception as error:  # noqa: BLE001 - the UI boundary: named in the message, the rest goes on
-                skipped.append(f"{Path(path or query.name).name}: {error}")
-        try:
-            archive = write_dataset_zip(items, fmt)
-        except Exception as error:  # noqa: BLE001
-            return gr.skip(), failure(error)
-        said = notice(f"{fmt} dataset of {len(items)} image{'s' * (len(items) != 1)}"
-                      + (f"; left out: {'; '.join(skipped)}" if skipped else "."), "error" if skipped else "ok")
-        return gr.File(value=archive, visible=True), said
 
     def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value,
                progress=gr.Progress(track_tqdm=True)):
@@ -150,5 +109,59 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                        concurrency_limit=4)
     for control in (mode, segmenter):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
-    make_dataset.click(dataset_zip, [last_query, box, text, dataset_format, more_images], [dataset, message],
+    make_dataset.click(dataset_handler(hub), [last_query, box, text, dataset_format, more_images], [dataset, message],
                        concurrency_id="model")
+
+
+def cleared(text: str) -> tuple:
+    """The playground's outputs emptied, with ``text`` as the message."""
+    return (None, None, notice(text, "info"), [], gr.DownloadButton(value=None, interactive=False),
+            gr.File(value=None, visible=False), gr.skip())
+
+
+def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple:
+    """The image, the prompt and Detect, then the output choice, thresholds and examples (on a phone these go
+    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text)."""
+    with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
+        image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                         height=230, elem_id="pg-image")
+        with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
+            prompt = gr.Textbox(label="Prompt", placeholder="dog. possum on a fence", max_lines=2, scale=4,
+                                info="Phrases separated by . or , (phrase:label names the label)", elem_id="pg-prompt")
+            run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
+        with gr.Column(elem_id="pg-controls"):
+            mode, segmenter = output_controls("pg", hub.default_segmenter)
+            box, text = threshold_sliders("pg")
+            examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
+            # the prompt first: it is set before the image, whose change then runs it
+            gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
+    return image, prompt, run, mode, segmenter, box, text
+
+
+def dataset_handler(hub: ModelHub):
+    """*Make dataset*'s handler, for ``hub``."""
+
+    def dataset_zip(query, box_value, text_value, fmt, more, progress=gr.Progress(track_tqdm=True)):
+        """The shown result (from the caches: no model runs) and, with the same prompt and settings, each of
+        ``more`` images, as one dataset in ``fmt``, zipped. An image that cannot be read is named and left out."""
+        if query is None:
+            return gr.skip(), notice("Detect something first: the dataset takes its prompt and settings.", "info")
+        items, skipped = [], []
+        for number, path in enumerate([None, *(more or [])]):
+            progress((number, len(more or []) + 1), unit="images", desc="Labeling the dataset's images")
+            try:
+                image = query.image if path is None else load_image(path, hub.lazy.settings.max_pixels)
+                name = query.name if path is None else Path(path).name
+                result, _ = run_query(hub, replace(query, image=image, name=name), box_value, text_value, progress)
+                items.append(DatasetItem(name, image, result))
+            except Exception as error:  # noqa: BLE001 - the UI boundary: named in the message, the rest goes on
+                skipped.append(f"{Path(path or query.name).name}: {error}")
+        try:
+            archive = write_dataset_zip(items, fmt)
+        except Exception as error:  # noqa: BLE001
+            return gr.skip(), failure(error)
+        said = notice(f"{fmt} dataset of {len(items)} image{'s' * (len(items) != 1)}"
+                      + (f"; left out: {'; '.join(skipped)}" if skipped else "."), "error" if skipped else "ok")
+        return gr.File(value=archive, visible=True), said
+
+    return dataset_zip
