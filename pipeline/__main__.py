@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             items = (DatasetItem(path.name, image, result, source=path) for path, image, result in found)
             count = export_dataset(items, classes, args.export, args.out)  # images leave memory once written
             print(f"{args.export} dataset of {count} images, classes {', '.join(classes)}: {args.out}")
-        for path, image, result in [] if args.export else found:
-            render(image, result).save(args.out / f"{path.stem}.groundlabel.png")
-            (args.out / f"{path.stem}.groundlabel.json").write_text(json.dumps(result.to_dict(), indent=2))
-            tqdm.write(f"{path}: -> {args.out / path.stem}.groundlabel.png/.json")
+        else:
+            for path, image, result in found:
+                render(image, result).save(args.out / f"{path.stem}.groundlabel.png")
+                (args.out / f"{path.stem}.groundlabel.json").write_text(json.dumps(result.to_dict(), indent=2))
+                tqdm.write(f"{path}: -> {args.out / path.stem}.groundlabel.png/.json")
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

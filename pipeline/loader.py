@@ -46,7 +46,8 @@ class LazyPipeline:
     def status(self) -> dict:
         """What is loaded and where, or why loading failed: for the UI's status line and /health."""
         if self._pipeline is None:
-            return {"detector": self.settings.detector, "loaded": False, "error": self._error, "segmenters": []}
+            return {"detector": self.settings.detector, "loaded": False, "error": self._error, "segmenters": [],
+                    "segmenter_errors": {}}
         pipeline = self._pipeline
         return {
             "detector": pipeline.detector.model_id,
@@ -54,5 +55,6 @@ class LazyPipeline:
             "device": str(pipeline.detector.device),
             "dtype": str(pipeline.detector.dtype).replace("torch.", ""),
             "segmenters": pipeline.segmenters.loaded,
+            "segmenter_errors": pipeline.segmenters.failures,
             "error": None,
         }

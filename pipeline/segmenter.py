@@ -198,7 +198,8 @@ class SegmenterPool:
                     path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
                     segmenter = Segmenter(spec, path, self.device)
                 except WeightsError as error:
-                    self._failed[spec.name] = str(error)
+                    with self._lock:
+                        self._failed[spec.name] = str(error)
                     raise
                 with self._lock:
                     self._loaded[spec.name] = segmenter
@@ -207,6 +208,12 @@ class SegmenterPool:
     def forget_failures(self) -> None:
         with self._lock:
             self._failed.clear()
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Segmenter name -> why its load failed (remembered until ``forget_failures``)."""
+        with self._lock:
+            return dict(self._failed)
 
     @property
     def loaded(self) -> list[str]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import httpx
 from tqdm.auto import tqdm
 
 from .errors import WeightsError
@@ -61,9 +61,12 @@ def check_hub(model_id: str, timeout: float = HUB_TIMEOUT) -> None:
     """``WeightsError`` unless the Hub answers within ``timeout`` seconds (any HTTP status counts as an answer)."""
     from huggingface_hub import constants
 
+    request = urllib.request.Request(f"{constants.ENDPOINT}/api/models/{model_id}", method="HEAD")
     try:
-        httpx.head(f"{constants.ENDPOINT}/api/models/{model_id}", timeout=timeout)
-    except httpx.HTTPError as error:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # an HTTP status, even 401 or 404, is an answer: the download says what it means
+    except OSError as error:  # no connection, or no answer in time
         raise WeightsError(
             f"The detector {model_id!r} is not on this machine, and the Hugging Face Hub ({constants.ENDPOINT}) did "
             f"not answer within {timeout:g} s ({type(error).__name__}). {OFFLINE_HINT}"

@@ -97,3 +97,20 @@ def test_offline_never_opens_a_connection(tmp_path):
 
     assert hub.connections == [] and report["timings"][0] < 5
     assert "downloads are off" in report["messages"][0] and "\n" not in report["messages"][0]
+
+
+def test_a_segmenter_that_failed_to_load_is_said_in_the_status_and_health_until_load_models(pipeline):
+    import pytest
+
+    from pipeline import LazyPipeline, WeightsError
+    from ui.models import ModelHub, load_models
+
+    lazy = LazyPipeline(pipeline=pipeline)
+    hub = ModelHub(lazy)
+    with pytest.raises(WeightsError, match="downloads are off"):  # the tests run offline: no sam_vit_b weights
+        hub.load("sam_vit_b", lambda *args, **kwargs: None)
+
+    assert "**sam_vit_b** failed" in hub.status_markdown() and "sam_vit_b" in lazy.status()["segmenter_errors"]
+    with pytest.raises(WeightsError):  # remembered: no second try until asked
+        pipeline.segmenters.get("sam_vit_b")
+    assert "sam_vit_b" not in load_models(hub)() and lazy.status()["segmenter_errors"] == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +32,7 @@ def segmenter_choices() -> list[str]:
 
 
 class ModelHub:
-    """Wraps the process-wide ``LazyPipeline``: loads with progress, remembers segmenter load failures.
+    """Wraps the process-wide ``LazyPipeline``: loads with progress and says what is loaded or why not.
     ``default_segmenter`` is the ML backend's choice (GROUNDLABEL_SEGMENTER, USE_SAM, USE_MOBILE_SAM), else
     MobileSAM: fast on a CPU."""
 
@@ -41,29 +40,18 @@ class ModelHub:
         self.lazy = lazy
         self.default_segmenter = default_segmenter or DEFAULT_SEGMENTER
         self.note = note  # shown above the models' status, e.g. that the demo runs toy models
-        self._segmenter_errors: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     def load(self, segmenter: str | None, progress: ProgressFn, retry: bool = False) -> GroundingPipeline:
         """The pipeline with ``segmenter`` loaded; the first call downloads/loads weights under a progress bar. A
         load that failed before fails again at once with its reason, unless ``retry`` (*Load models*)."""
         if retry:
             self.lazy.retry()
-            with self._lock:
-                self._segmenter_errors.clear()
         if not self.lazy.loaded:
             progress(0.05, desc=f"Loading detector {self.lazy.settings.detector} (the first run downloads it)")
         pipeline = self.lazy.get()
         if segmenter and segmenter not in pipeline.segmenters.loaded:
             progress(0.4, desc=f"Loading segmenter {segmenter}")
-            try:
-                pipeline.segmenters.get(segmenter)
-            except WeightsError as error:
-                with self._lock:
-                    self._segmenter_errors[segmenter] = str(error)
-                raise
-            with self._lock:
-                self._segmenter_errors.pop(segmenter, None)
+            pipeline.segmenters.get(segmenter)  # a failure is remembered there, for the status line
         return pipeline
 
     def status_markdown(self) -> str:
@@ -74,9 +62,7 @@ class ModelHub:
             lines.append("**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
                          "but the boxes and masks mean nothing.")
         lines.append(f"**Detector** `{status['detector']}` " + self._detector_state(status))
-        loaded = set(status["segmenters"])
-        with self._lock:
-            errors = dict(self._segmenter_errors)
+        loaded, errors = set(status["segmenters"]), status["segmenter_errors"]
         for name in segmenter_choices():
             if name in loaded:
                 lines.append(f"**{name}** loaded")
