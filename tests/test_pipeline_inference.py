@@ -112,6 +112,30 @@ def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, phot
     assert result.prompt_phrases == [phrase for phrase, keep in zip(expected, order) if keep]
 
 
+@pytest.mark.parametrize("text_threshold", [0.0, 0.45, 0.5, 0.55, 1.0])
+def test_a_phrase_holds_the_words_of_its_prompt_phrase_that_the_box_scores_above_the_text_threshold(
+        pipeline, photo, text_threshold):
+    raw = pipeline.detector.raw([load_image(photo)], parse_prompt(PROMPT))[0]
+    probs = raw.logits.sigmoid()
+    tokenizer = pipeline.detector.processor.tokenizer
+    pieces = tokenizer.convert_ids_to_tokens(raw.tokens.input_ids.tolist())
+    result = pipeline(photo, PROMPT, Options(0.0, text_threshold))
+    kept = [q for q in range(len(probs)) if probs[q].max() > 0.0]
+    assert len(result) == len(kept) > 0
+    for q, phrase, prompt_phrase in zip(kept, result.phrases, result.prompt_phrases):
+        number = PROMPT.split(". ").index(prompt_phrase)
+        words, positions = [], [p for p, n in enumerate(raw.tokens.phrase_of_token.tolist()) if n == number]
+        for p in positions:  # whole words: a '##' piece belongs to the word before it
+            if pieces[p].startswith("##"):
+                words[-1].append(p)
+            else:
+                words.append([p])
+        expected = [word for word, span in zip(prompt_phrase.split(), words) if probs[q, span].max() > text_threshold]
+        assert phrase.split() == expected
+    if text_threshold == 1.0:
+        assert set(result.phrases) == {""}
+
+
 def test_labels_map_to_targets_and_unmapped_phrases_are_reported(pipeline, photo):
     result = pipeline(photo, "brown dog:Dog. possum on a fence", Options(0.0), LabelMap(["Dog", "Cat"]))
     assert set(result.labels) <= {"Dog", None}
