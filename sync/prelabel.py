@@ -28,9 +28,10 @@ from .client import LabelStudioClient
 from .convert import LabelStudioResult
 from .push import Outbox, Pusher, remove_older_predictions, write_predictions
 from .settings import BackendSettings
-from .tasks import predict_tasks, usable_options
+from .tasks import TaskOutcome, predict_tasks, usable_options
 
 log = logging.getLogger(__name__)
+Engine = Callable[..., Iterator[TaskOutcome]]  # predict_tasks' signature
 
 
 @dataclass
@@ -82,10 +83,12 @@ def prelabel(
     outbox: Outbox,
     on_progress: Callable[[PrelabelProgress], None] = lambda progress: None,
     stop: threading.Event | None = None,
+    engine: Engine = predict_tasks,
 ) -> PrelabelProgress:
     """Run ``job``; returns the final counts. Raises only when the project itself is unusable. A task whose image
     fails gets no prediction (its reason is in ``failed``), so the next run tries it again. Setting ``stop`` (or
-    Ctrl-C in the main thread) ends the run after the current task, with what is done written."""
+    Ctrl-C in the main thread) ends the run after the current task, with what is done written. ``engine`` runs the
+    model work: ``predict_tasks`` in this process, or a ``sync.ray_engine.RayEngine`` on a Ray cluster."""
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, job.options)
@@ -116,9 +119,9 @@ def prelabel(
             todo.append(task)
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
-    with _stop_on_ctrl_c(stop or threading.Event()) as stop:
-        outcomes = predict_tasks(todo, lambda task: client.task_image(task, config), pipeline, config, prompt,
-                                 options, batch_size=job.batch_size, prefetch=job.prefetch)
+    outcomes = engine(todo, lambda task: client.task_image(task, config), pipeline, config, prompt, options,
+                      batch_size=job.batch_size, prefetch=job.prefetch)
+    with _stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(outcomes):
         for outcome in outcomes:
             if outcome.status == "done":
                 pending.append((outcome.task.id, outcome.result))
@@ -165,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                              "one is written, so a task holds one of ours")
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: actors on a Ray cluster (pip install -r requirements-ray.txt; "
+                             "see docs/scaling.md)")
+    parser.add_argument("--address", help="with --engine ray: the cluster (auto, HOST:6379, ray://HOST:10001); "
+                                          "default: a local Ray started for this run")
+    parser.add_argument("--actors", type=int, help="with --engine ray: pipelines to run (default: one per GPU, "
+                                                   "else one per 4 CPUs)")
+    parser.add_argument("--cpus-per-actor", type=int, help="with --engine ray: CPUs (torch threads) per actor")
     args = parser.parse_args(argv)
     try:  # settings are checked before anything loads: a typo costs one line, not a traceback
         settings = BackendSettings.from_env()
@@ -174,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                           args.masks)
         job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size,
                           replace_older=args.replace)
+        engine = predict_tasks
+        if args.engine == "ray":
+            from .ray_engine import RayEngine  # Ray is imported only when asked for
+
+            engine = RayEngine(args.address, args.actors, args.cpus_per_actor)
         client = LabelStudioClient.from_settings(settings, args.url)
         pipeline = GroundingPipeline.from_settings(settings.pipeline)
         with client, tqdm(unit="img", desc="pre-annotating") as bar:
@@ -184,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                                 refresh=False)
                 bar.refresh()
 
-            progress = prelabel(client, pipeline, job, Outbox(settings.outbox_dir), show)
+            progress = prelabel(client, pipeline, job, Outbox(settings.outbox_dir), show, engine=engine)
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

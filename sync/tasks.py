@@ -86,7 +86,7 @@ def _run(batch: list[tuple[T, LoadedImage | Exception]],
         answers = {id(task): _alone(predict, image) for task, image in ready}
     for task, image in batch:
         answer = answers.get(id(task), image)
-        yield TaskOutcome(task, "done", answer) if isinstance(answer, LabelStudioResult) else _failure(task, answer)
+        yield TaskOutcome(task, "done", answer) if isinstance(answer, LabelStudioResult) else outcome_of_error(task, answer)
 
 
 def _alone(predict: Callable[[list[LoadedImage]], list[LabelStudioResult]],
@@ -97,7 +97,7 @@ def _alone(predict: Callable[[list[LoadedImage]], list[LabelStudioResult]],
         return error
 
 
-def _failure(task: T, error: Exception) -> TaskOutcome[T]:
+def outcome_of_error(task: T, error: Exception) -> TaskOutcome[T]:
     """``retry`` for what may pass (errors that say they are retryable), ``failed`` for everything else."""
     if getattr(error, "retryable", False):
         return TaskOutcome(task, "retry", reason=str(error))
