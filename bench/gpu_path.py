@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--shape", choices=("tiny", "real"), default="real")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--size", default="640x480", help="image WxH")
-    parser.add_argument("--segmenters", default="mobile_sam,sam_vit_b,sam_vit_h", help="comma-separated; the first one masks")
+    parser.add_argument("--segmenters", default="mobile_sam,sam_vit_b,sam_vit_h",
+                        help="comma-separated; the first one masks")
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--only-loop", action="store_true", help="only the pre-annotation loop's table")
     args = parser.parse_args()

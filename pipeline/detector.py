@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Hashable
 
 import numpy as np
@@ -25,6 +26,7 @@ from .images import LoadedImage
 from .options import Options
 from .prompts import Prompt
 from .registry import DEFAULT_DETECTOR, detector_source
+from .runtime import OpenVinoGroundingDino, check_runtime
 from .weights import load_pretrained
 
 # Grounding DINO's tokenizer ids for the phrase separator and the special tokens around the text.
@@ -65,14 +67,18 @@ class GroundingDinoDetector:
     """Any ``AutoModelForZeroShotObjectDetection`` checkpoint (registered name, Hub id or local directory)."""
 
     def __init__(self, model_id: str = DEFAULT_DETECTOR, device: str | None = None, dtype: str | None = None,
-                 input_size: int | None = None, cache_items: int = 64, offline: bool = False):
+                 input_size: int | None = None, cache_items: int = 64, offline: bool = False,
+                 runtime: str = "torch", cache_dir: Path | None = None):
         self.model_id = detector_source(model_id)
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, dtype)
+        self.runtime = check_runtime(runtime, self.device, self.dtype)  # a wrong setting fails before the download
         self.input_size = input_size
         self.processor, model = load_pretrained(self.model_id, offline, AutoProcessor,
                                                 AutoModelForZeroShotObjectDetection)
         self.model = model.to(self.device, self.dtype).eval()
+        self._openvino = OpenVinoGroundingDino(self.model, cache_dir or Path.home() / ".cache" / "groundlabel") \
+            if runtime == "openvino" else None
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         self._raw_cache: LRUCache[RawDetections] = LRUCache(cache_items, sizeof=lambda raw: raw.nbytes)
         self._tokens: LRUCache[TokenizedPrompt] = LRUCache(256)
@@ -119,9 +125,12 @@ class GroundingDinoDetector:
         inputs = {name: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
                   for name, value in inputs.items()}
         with self._model_lock, torch.inference_mode():
-            outputs = self.model(**inputs)
-        return [RawDetections(outputs.logits[i].float().cpu(), outputs.pred_boxes[i].float().cpu(), tokens)
-                for i in range(len(pixels))]
+            if self._openvino is not None:
+                logits, boxes = self._openvino(inputs)
+            else:
+                outputs = self.model(**inputs)
+                logits, boxes = outputs.logits, outputs.pred_boxes
+        return [RawDetections(logits[i].float().cpu(), boxes[i].float().cpu(), tokens) for i in range(len(pixels))]
 
     def postprocess(self, raw: RawDetections, width: int, height: int, options: Options) -> FilteredDetections:
         """Apply thresholds to cached raw outputs (no model run). Boxes and scores as transformers'

@@ -33,7 +33,8 @@ class GroundingPipeline:
     def from_settings(cls, settings: PipelineSettings) -> GroundingPipeline:
         """Load the detector now (registered name, Hub id or local dir); segmenters on first use."""
         detector = GroundingDinoDetector(settings.detector, device=settings.device, dtype=settings.dtype,
-                                         input_size=settings.input_size, offline=settings.offline)
+                                         input_size=settings.input_size, offline=settings.offline,
+                                         runtime=settings.runtime, cache_dir=settings.cache_dir)
         segmenters = SegmenterPool(device=str(detector.device), checkpoints=dict(settings.checkpoints),
                                    cache_dir=settings.cache_dir, offline=settings.offline)
         return cls(detector, segmenters, settings)

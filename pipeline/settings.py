@@ -37,10 +37,11 @@ class PipelineSettings:
     offline: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int | None = None
+    runtime: str = "torch"  # or "openvino": the detector on OpenVINO (CPU, fp32; pipeline/runtime.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
-        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _CACHE, _OFFLINE (or
+        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _CACHE, _OFFLINE (or
         HF_HUB_OFFLINE=1), and per segmenter GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
         def get(name: str) -> str | None:
@@ -61,6 +62,7 @@ class PipelineSettings:
             offline=any((get(name) or "").lower() in _TRUE for name in ("GROUNDLABEL_OFFLINE", "HF_HUB_OFFLINE")),
             max_pixels=_integer(get, "GROUNDLABEL_MAX_PIXELS") or DEFAULT_MAX_PIXELS,
             batch_size=_integer(get, "GROUNDLABEL_BATCH_SIZE"),
+            runtime=(get("GROUNDLABEL_RUNTIME") or "torch").lower(),
         )
 
 

@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="remove each task's earlier groundlabel predictions (other models' stay) once the new "
                              "one is written, so a task holds one of ours")
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
+    parser.add_argument("--write-batch", type=int, help="predictions per request to Label Studio (default: 10; 100 "
+                                                        "with --engine ray, where Label Studio's write rate is the "
+                                                        "ceiling: docs/scaling.md)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process; ray: actors on a Ray cluster (pip install -r requirements-ray.txt; "
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                           settings.text_threshold if args.text_threshold is None else args.text_threshold,
                           args.masks)
         job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size,
-                          replace_older=args.replace)
+                          args.write_batch or (100 if args.engine == "ray" else 10), replace_older=args.replace)
         engine = predict_tasks
         if args.engine == "ray":
             from .ray_engine import RayEngine  # Ray is imported only when asked for

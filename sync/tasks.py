@@ -86,7 +86,8 @@ def _run(batch: list[tuple[T, LoadedImage | Exception]],
         answers = {id(task): _alone(predict, image) for task, image in ready}
     for task, image in batch:
         answer = answers.get(id(task), image)
-        yield TaskOutcome(task, "done", answer) if isinstance(answer, LabelStudioResult) else outcome_of_error(task, answer)
+        done = isinstance(answer, LabelStudioResult)
+        yield TaskOutcome(task, "done", answer) if done else outcome_of_error(task, answer)
 
 
 def _alone(predict: Callable[[list[LoadedImage]], list[LabelStudioResult]],

@@ -99,6 +99,7 @@ class LabelStudioServer:
     base_env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the caller's environment, passed on
     port: int = field(default_factory=free_port)
     token: str = LEGACY_TOKEN
+    database: Mapping[str, str] = field(default_factory=lambda: {"DJANGO_DB": "sqlite"})  # or PostgreSQL's settings
     process: subprocess.Popen | None = None
     _personal_token: str | None = None
 
@@ -116,13 +117,14 @@ class LabelStudioServer:
         env = {k: v for k, v in self.base_env.items() if k not in _GENERIC_ENV}
         env.update(README_SETTINGS)
         env.update(
-            LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir), DJANGO_DB="sqlite", SECRET_KEY=SECRET_KEY,
+            LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir), SECRET_KEY=SECRET_KEY,
             LABEL_STUDIO_USERNAME=ADMIN_EMAIL, LABEL_STUDIO_PASSWORD=ADMIN_PASSWORD, LABEL_STUDIO_USER_TOKEN=self.token,
             LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
             LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(self.files_root),
             SENTRY_DSN="", FRONTEND_SENTRY_DSN="", LABEL_STUDIO_COLLECT_ANALYTICS="false",
             LABEL_STUDIO_LATEST_VERSION_CHECK="false",
         )
+        env.update(self.database)
         return env
 
     def start(self, timeout: float = 120.0) -> None:

@@ -116,7 +116,8 @@ def test_ctrl_c_on_the_command_line_stops_a_ray_run_and_a_rerun_finishes(ray_clu
            "GROUNDLABEL_DETECTOR": str(model_paths[0]), "GROUNDLABEL_DEVICE": "cpu",
            "GROUNDLABEL_STATE_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "sync.prelabel", "--project", str(project), "--prompt", PROMPT,
-               "--engine", "ray", "--address", ray_cluster, "--actors", "2", "--cpus-per-actor", "1"]
+               "--engine", "ray", "--address", ray_cluster, "--actors", "2", "--cpus-per-actor", "1",
+               "--write-batch", "4"]
     root = Path(__file__).resolve().parents[1]
     run = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
