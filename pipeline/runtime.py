@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import threading
 import time
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
@@ -96,7 +97,8 @@ class OpenVinoGroundingDino:
         height, width = example["pixel_values"].shape[-2:]
         log.info("Converting the detector for OpenVINO at %dx%d (once per processed size; kept in %s)...",
                  width, height, path.parent)
-        with _traceable(), torch.no_grad():
+        with _traceable(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the size branches the cache key accounts for
             graph = ov.convert_model(_Traced(self.model).eval(), example_input=tuple(example[n] for n in _INPUTS))
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{threading.get_ident()}.partial.xml")
