@@ -18,7 +18,7 @@ from .errors import GroundlabelError
 from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
-from .registry import SEGMENTERS
+from .registry import DETECTORS, SEGMENTERS
 from .render import render
 from .results import DetectionResult
 from .settings import PipelineSettings
@@ -43,7 +43,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export", choices=FORMATS,
                         help="write one dataset in this format to --out instead of a PNG + JSON per image (classes: "
                              "--labels, else the prompt's labels; masks as polygons)")
+    parser.add_argument("--models", action="store_true", help="list the registered detectors and segmenters, and exit")
     return parser.parse_args(argv)
+
+
+def models_listing() -> str:
+    """The registry as a table: the names --detector / --masks take, where the weights come from, the licence and
+    the variable that names a local copy."""
+    rows = [("detector", spec.name, spec.source, spec.licence, "GROUNDLABEL_DETECTOR (a Hub id or a directory)")
+            for spec in DETECTORS.values()]
+    rows += [("segmenter", spec.name, spec.source, spec.licence,
+              f"{spec.env_var} ({'a directory' if spec.hub else 'a file'})") for spec in SEGMENTERS.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4]
+                     for row in rows)
 
 
 def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
@@ -63,6 +76,9 @@ def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--models" in (sys.argv[1:] if argv is None else argv):  # needs no image and no prompt
+        print(models_listing())
+        return 0
     args = parse_args(argv)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
     failed = []

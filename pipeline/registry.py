@@ -2,7 +2,8 @@
 
 The UI's dropdowns, ``python -m pipeline --masks``, the ML backend's settings and ``pipeline.testing`` (which
 writes a random-weight copy of each) all read these tables. Any Hub id or local directory still works as a
-detector; segmenters are the SAM family that ``segment_anything`` / ``mobile_sam`` build.
+detector; segmenters are the SAM family that ``segment_anything`` / ``mobile_sam`` build (a checkpoint file each) and
+SAM 2.1 through transformers (a Hub id or a local directory each).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class SegmenterSpec:
     # the names Label Studio's example backends read this checkpoint from (grounding_sam, segment_anything_model)
     seed_env_vars: tuple[str, ...] = ()
     licence: str = "Apache-2.0"
+    hub: str = ""  # transformers models (SAM 2.1): the Hub id; their local copy is a directory, not a file
+
+    @property
+    def source(self) -> str:
+        """Where its weights come from: the Hub id, or the checkpoint file's download URL."""
+        return self.hub or self.url
 
     @property
     def env_var(self) -> str:
@@ -60,7 +67,15 @@ SEGMENTERS = {
         ),
     )
 }
-_ALIASES = {"vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",
+SEGMENTERS.update({  # SAM 2.1 through transformers: a Hub id (or a local directory) each
+    spec.name: spec
+    for spec in (
+        SegmenterSpec(f"sam2_1_hiera_{size.replace('-', '_')}", "transformers", "sam2", "",
+                      f"https://huggingface.co/facebook/sam2.1-hiera-{size}", hub=f"facebook/sam2.1-hiera-{size}")
+        for size in ("tiny", "small", "base-plus", "large")
+    )
+})
+_ALIASES = {"sam2": "sam2_1_hiera_tiny", "sam2_1": "sam2_1_hiera_tiny", "vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",
             "vit_t": "mobile_sam", "mobilesam": "mobile_sam"}
 
 
@@ -71,7 +86,7 @@ def detector_source(name: str) -> str:
 
 def segmenter_spec(name: str) -> SegmenterSpec:
     """The spec for a segmenter name or alias; ``SettingsError`` listing the choices for an unknown one."""
-    key = str(name).lower().replace("-", "_")
+    key = str(name).lower().replace("-", "_").replace("sam2.1", "sam2_1")
     key = _ALIASES.get(key, key)
     if key not in SEGMENTERS:
         raise SettingsError(f"Unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}.")

@@ -1,5 +1,5 @@
-"""Masks from SAM or MobileSAM in two stages, as ``SamPredictor``: ``embed`` an image once (the heavy encoder,
-cached), then ``decode`` any number of prompts against it (the light decoder, masks cached per prompt).
+"""Masks from SAM, MobileSAM or SAM 2.1 in two stages, as ``SamPredictor``: ``embed`` an image once (the heavy
+encoder, cached), then ``decode`` any number of prompts against it (the light decoder, masks cached per prompt).
 
 A prompt is one object's box and/or points flagged positive or negative: a detection's box, an edited box, a
 click and a Label Studio smart-tool keypoint are all ``MaskPrompt``s.
@@ -27,7 +27,7 @@ from .device import select_device
 from .errors import WeightsError
 from .images import LoadedImage
 from .registry import SegmenterSpec, segmenter_spec
-from .weights import resolve_checkpoint
+from .weights import load_pretrained, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 _EmbeddingEntry = tuple[torch.Tensor, tuple[int, int], tuple[int, int]]  # features, original size, input size
@@ -68,24 +68,17 @@ class MaskPrompt:
         return self.box is not None, len(self.points)
 
 
-class Segmenter:
-    """One SAM-family model with its predictor. The lock keeps concurrent callers off each other's image state."""
+class CachedSegmenter:
+    """What every segmenter shares: the embedding cache (per image), the mask cache (per image and prompt), and a
+    lock that keeps concurrent callers off the model's image state. Subclasses load a model and implement
+    ``_embed`` (the encoder: image -> embedding), ``_use`` (make an embedding the current one) and ``_decode_batched``
+    (prompts -> (mask, score) each, against the current embedding)."""
 
-    def __init__(self, spec: SegmenterSpec, checkpoint: Path, device: str | None = None,
-                 embedding_cache_bytes: int = 512 << 20, mask_cache_bytes: int = 256 << 20):
+    def __init__(self, spec: SegmenterSpec, device: str | None = None, embedding_cache_bytes: int = 512 << 20,
+                 mask_cache_bytes: int = 256 << 20):
         self.spec = spec
         self.device = select_device(device)
-        with warnings.catch_warnings():  # mobile_sam re-registers timm's tiny_vit models, loudly
-            warnings.simplefilter("ignore")
-            registry = importlib.import_module(spec.package).sam_model_registry
-        try:
-            model = registry[spec.model_type](checkpoint=str(checkpoint))
-        except (RuntimeError, OSError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            raise WeightsError(f"{checkpoint} is not a usable {spec.name} checkpoint: {error}") from None
-        self.predictor = SamPredictor(model.to(self.device).eval())
-        self._embeddings: LRUCache[_EmbeddingEntry] = LRUCache(
-            64, embedding_cache_bytes, sizeof=lambda entry: entry[0].element_size() * entry[0].nelement()
-        )
+        self._embeddings: LRUCache = LRUCache(64, embedding_cache_bytes, sizeof=_nbytes)
         self._masks: LRUCache[tuple[np.ndarray, float]] = LRUCache(4096, mask_cache_bytes,
                                                                     sizeof=lambda entry: entry[0].nbytes)
         self._lock = threading.Lock()
@@ -98,7 +91,7 @@ class Segmenter:
         """(n, H, W) bool masks, one per prompt. Only prompts not seen before on this image run the decoder, after
         the image's embedding (cached) is loaded. Prompts of one shape go through the decoder together, one call
         each shape: 1.8-3.3x faster than a loop for 10 boxes on CPUs and 2.1-2.4x on a GPU (bench/mask_stage.py);
-        ``batched=False`` is that loop, ``SamPredictor.predict`` per prompt."""
+        ``batched=False`` is that loop, one decoder call per prompt."""
         return self.decode_with_scores(image, prompts, batched)[0]
 
     def decode_with_scores(self, image: LoadedImage, prompts: Sequence[MaskPrompt],
@@ -124,22 +117,67 @@ class Segmenter:
         return masks, scores
 
     def embed(self, image: LoadedImage) -> None:
-        """Load the image embedding into the predictor, from the cache when this image was embedded before."""
+        """Make this image's embedding the current one, from the cache when this image was embedded before."""
         cached = self._embeddings.get(image.sha1)
         if cached is None:
             started = time.perf_counter()
-            self.predictor.set_image(image.array)
+            cached = self._embed(image)
             log.info("%s embedded a new %dx%d image in %.2f s (later prompts on it run only the mask decoder).",
                      self.name, image.width, image.height, time.perf_counter() - started)
-            self._embeddings.put(
-                image.sha1, (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
-            )
-            return
+            self._embeddings.put(image.sha1, cached)
+        self._use(cached)
+
+    def _embed(self, image: LoadedImage):
+        raise NotImplementedError
+
+    def _use(self, embedding) -> None:
+        raise NotImplementedError
+
+    def _decode_batched(self, prompts: list[MaskPrompt]) -> list[tuple[np.ndarray, float]]:
+        """Prompts grouped by shape (box or not, number of points), each group one decoder call; (mask, score) in
+        the prompts' order."""
+        out: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape)
+        for _, group in groupby(order, key=lambda i: prompts[i].shape):
+            group = list(group)
+            masks, scores = self._decode_group([prompts[i] for i in group])
+            for i, mask, score in zip(group, masks, scores):
+                out[i] = mask, float(score)
+        return out
+
+    def _decode_group(self, prompts: list[MaskPrompt]) -> tuple[np.ndarray, list[float]]:
+        """(n, H, W) masks and n scores for prompts of one shape, in one decoder call."""
+        raise NotImplementedError
+
+    def _decode_one(self, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
+        return self._decode_batched([prompt])[0]
+
+
+class Segmenter(CachedSegmenter):
+    """SAM 1 and MobileSAM (a checkpoint file each) through ``segment_anything``'s ``SamPredictor``."""
+
+    def __init__(self, spec: SegmenterSpec, checkpoint: Path, device: str | None = None, **cache_sizes: int):
+        super().__init__(spec, device, **cache_sizes)
+        with warnings.catch_warnings():  # mobile_sam re-registers timm's tiny_vit models, loudly
+            warnings.simplefilter("ignore")
+            registry = importlib.import_module(spec.package).sam_model_registry
+        try:
+            model = registry[spec.model_type](checkpoint=str(checkpoint))
+        except (RuntimeError, OSError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            raise WeightsError(f"{checkpoint} is not a usable {spec.name} checkpoint: {error}") from None
+        self.predictor = SamPredictor(model.to(self.device).eval())
+
+    def _embed(self, image: LoadedImage) -> _EmbeddingEntry:
+        self.predictor.set_image(image.array)
+        return self.predictor.features, self.predictor.original_size, self.predictor.input_size
+
+    def _use(self, embedding: _EmbeddingEntry) -> None:
         self.predictor.reset_image()
-        self.predictor.features, self.predictor.original_size, self.predictor.input_size = cached
+        self.predictor.features, self.predictor.original_size, self.predictor.input_size = embedding
         self.predictor.is_image_set = True
 
     def _decode_one(self, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
+        """``SamPredictor.predict`` for one prompt: the loop ``decode(batched=False)`` compares against."""
         points = np.array(prompt.points, dtype=np.float32) if prompt.points else None
         labels = np.array(prompt.positive, dtype=np.int64) if prompt.points else None
         box = np.array(prompt.box, dtype=np.float32) if prompt.box is not None else None
@@ -147,25 +185,63 @@ class Segmenter:
                                                   multimask_output=False)
         return masks[0], float(scores[0])
 
-    def _decode_batched(self, prompts: list[MaskPrompt]) -> list[tuple[np.ndarray, float]]:
-        """Prompts grouped by shape, each group one ``predict_torch`` call; (mask, score) in the prompts' order."""
-        out: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
+    def _decode_group(self, prompts: list[MaskPrompt]) -> tuple[np.ndarray, list[float]]:
         transform, size, device = self.predictor.transform, self.predictor.original_size, self.predictor.device
-        order = sorted(range(len(prompts)), key=lambda i: prompts[i].shape)
-        for (has_box, n_points), group in groupby(order, key=lambda i: prompts[i].shape):
-            group = list(group)
-            boxes = coords = labels = None
-            if has_box:
-                boxes = transform.apply_boxes_torch(
-                    torch.tensor([prompts[i].box for i in group], dtype=torch.float32, device=device), size)
-            if n_points:
-                coords = transform.apply_coords_torch(
-                    torch.tensor([prompts[i].points for i in group], dtype=torch.float32, device=device), size)
-                labels = torch.tensor([prompts[i].positive for i in group], dtype=torch.int64, device=device)
-            masks, scores, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
-            for i, mask, score in zip(group, masks[:, 0].cpu().numpy(), scores[:, 0].tolist()):
-                out[i] = mask, score
-        return out
+        boxes = coords = labels = None
+        if prompts[0].box is not None:
+            boxes = transform.apply_boxes_torch(
+                torch.tensor([prompt.box for prompt in prompts], dtype=torch.float32, device=device), size)
+        if prompts[0].points:
+            coords = transform.apply_coords_torch(
+                torch.tensor([prompt.points for prompt in prompts], dtype=torch.float32, device=device), size)
+            labels = torch.tensor([prompt.positive for prompt in prompts], dtype=torch.int64, device=device)
+        masks, scores, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
+        return masks[:, 0].cpu().numpy(), scores[:, 0].tolist()
+
+
+class Sam2Segmenter(CachedSegmenter):
+    """SAM 2.1 through transformers (``Sam2Model``): a Hub id or a local directory. The image encoder runs once per
+    image (its multi-level features are the cached embedding); prompts go through the prompt encoder and the mask
+    decoder only, and masks come back at the image's size through the processor's own post-processing."""
+
+    def __init__(self, spec: SegmenterSpec, source: str, device: str | None = None, offline: bool = False,
+                 **cache_sizes: int):
+        from transformers import Sam2Model, Sam2Processor
+
+        super().__init__(spec, device, **cache_sizes)
+        self.processor, model = load_pretrained(source, offline, Sam2Processor, Sam2Model)
+        self.model = model.to(self.device).eval()
+        self._current: tuple[list[torch.Tensor], list[int]] | None = None
+
+    def _embed(self, image: LoadedImage) -> tuple[list[torch.Tensor], list[int]]:
+        pixels = self.processor(images=image.pil, return_tensors="pt")["pixel_values"].to(self.device)
+        return self.model.get_image_embeddings(pixels), [image.height, image.width]
+
+    def _use(self, embedding: tuple[list[torch.Tensor], list[int]]) -> None:
+        self._current = embedding
+
+    def _decode_group(self, prompts: list[MaskPrompt]) -> tuple[np.ndarray, list[float]]:
+        embeddings, size = self._current
+        kwargs = {}
+        if prompts[0].box is not None:
+            kwargs["input_boxes"] = [[list(prompt.box) for prompt in prompts]]
+        if prompts[0].points:
+            kwargs["input_points"] = [[[list(point) for point in prompt.points] for prompt in prompts]]
+            kwargs["input_labels"] = [[[int(flag) for flag in prompt.positive] for prompt in prompts]]
+        inputs = self.processor(images=None, original_sizes=[size], return_tensors="pt", **kwargs).to(self.device)
+        outputs = self.model(image_embeddings=embeddings, multimask_output=False,
+                             **{name: inputs[name] for name in kwargs})
+        masks = self.processor.post_process_masks(outputs.pred_masks.cpu(), inputs["original_sizes"].cpu())[0]
+        return masks[:, 0].numpy(), outputs.iou_scores[0, :, 0].float().cpu().tolist()
+
+
+def _nbytes(embedding) -> int:
+    """Bytes held by an embedding entry (tensors, possibly nested in tuples and lists)."""
+    if isinstance(embedding, torch.Tensor):
+        return embedding.element_size() * embedding.nelement()
+    if isinstance(embedding, (tuple, list)):
+        return sum(_nbytes(part) for part in embedding)
+    return 0
 
 
 class SegmenterPool:
@@ -179,12 +255,12 @@ class SegmenterPool:
         self.checkpoints = dict(checkpoints or {})
         self.cache_dir = cache_dir or Path.home() / ".cache" / "groundlabel"
         self.offline = offline
-        self._loaded: dict[str, Segmenter] = {}
+        self._loaded: dict[str, CachedSegmenter] = {}
         self._failed: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Segmenter:
+    def get(self, name: str) -> CachedSegmenter:
         spec = segmenter_spec(name)
         with self._lock:
             if spec.name in self._loaded:
@@ -195,8 +271,7 @@ class SegmenterPool:
                 if spec.name in self._failed:
                     raise WeightsError(self._failed[spec.name])
                 try:
-                    path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
-                    segmenter = Segmenter(spec, path, self.device)
+                    segmenter = self._load(spec)
                 except WeightsError as error:
                     with self._lock:
                         self._failed[spec.name] = str(error)
@@ -204,6 +279,12 @@ class SegmenterPool:
                 with self._lock:
                     self._loaded[spec.name] = segmenter
             return self._loaded[spec.name]
+
+    def _load(self, spec: SegmenterSpec) -> CachedSegmenter:
+        if spec.hub:  # transformers: a local directory (GROUNDLABEL_<NAME>_CHECKPOINT) or the Hub id
+            return Sam2Segmenter(spec, self.checkpoints.get(spec.name) or spec.hub, self.device, self.offline)
+        path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
+        return Segmenter(spec, path, self.device)
 
     def forget_failures(self) -> None:
         with self._lock:

@@ -102,6 +102,7 @@ def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp
                           env={"PATH": "", "HF_HUB_OFFLINE": "1", "LABEL_STUDIO_URL": "http://127.0.0.1:9",
                                "LABEL_STUDIO_API_KEY": "x"}, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == ("error: Unknown segmenter 'nope'; choose one of sam_vit_b, "
-                                                      "sam_vit_l, sam_vit_h, mobile_sam.")
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: Unknown segmenter 'nope'; choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
+        "sam2_1_hiera_tiny, sam2_1_hiera_small, sam2_1_hiera_base_plus, sam2_1_hiera_large.")
     assert "Traceback" not in done.stderr

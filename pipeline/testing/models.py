@@ -86,6 +86,35 @@ def register_tiny_sam() -> None:
                                      "http://127.0.0.1:9/none.pth"))
 
 
+def save_sam2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """Save a random SAM 2.1 model + processor to ``directory`` (what ``GROUNDLABEL_SAM2_1_HIERA_TINY_CHECKPOINT``
+    names): "tiny" is 0.1 M parameters; "real" is sam2.1-hiera-tiny's shape."""
+    from transformers import (
+        Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model, Sam2Processor,
+        Sam2PromptEncoderConfig, Sam2VisionConfig,
+    )
+
+    torch.manual_seed(seed)
+    if shape == "tiny":  # the first block of a stage pools, so the global-attention block is a stage's second
+        hiera = Sam2HieraDetConfig(hidden_size=8, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
+                                   num_attention_heads_per_stage=[1, 1, 1, 1], global_attention_blocks=[3])
+        config = Sam2Config(
+            vision_config=Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[64, 32, 16, 8],
+                                           fpn_hidden_size=32),
+            prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
+            mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                      iou_head_hidden_dim=32))
+    elif shape == "real":
+        config = Sam2Config()
+    else:
+        raise ValueError(shape)
+    directory.mkdir(parents=True, exist_ok=True)
+    Sam2Model(config).save_pretrained(directory)
+    Sam2Processor(image_processor=Sam2ImageProcessor()).save_pretrained(directory)
+    (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights: masks from this model mean nothing.\n")
+    return directory
+
+
 def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Path:
     """Save a random state dict for segmenter ``name`` ('sam_tiny_test', 'mobile_sam', 'sam_vit_b', ...)."""
     import importlib

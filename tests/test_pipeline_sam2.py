@@ -1,0 +1,120 @@
+"""SAM 2.1 through transformers behind the segmenter interface: reference masks, the embedding cache, the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import Sam2Model, Sam2Processor
+
+from pipeline import (
+    GroundingPipeline, MaskPrompt, Options, PipelineSettings, SegmenterPool, WeightsError, load_image, segmenter_spec,
+)
+from pipeline.testing.models import TEST_INPUT_SIZE, save_sam2
+from tests.counting import count_calls
+
+NAME = "sam2_1_hiera_tiny"
+PROMPTS = [
+    MaskPrompt.from_box([100, 80, 300, 260]),
+    MaskPrompt.from_box([10, 300, 620, 470]),
+    MaskPrompt(points=((200, 150),), positive=(True,)),
+    MaskPrompt(points=((50, 60), (400, 100)), positive=(True, False)),
+    MaskPrompt(box=(300, 100, 600, 400), points=((450, 250), (320, 120)), positive=(True, False)),
+]
+
+
+@pytest.fixture(scope="module")
+def sam2_dir(tmp_path_factory):
+    return save_sam2(tmp_path_factory.mktemp("sam2") / NAME)
+
+
+@pytest.fixture
+def segmenter(sam2_dir):
+    return SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)}, offline=True).get(NAME)
+
+
+def reference(sam2_dir, image, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
+    """transformers' own way, from the image: processor -> full model forward -> the processor's post-processing."""
+    processor, model = Sam2Processor.from_pretrained(sam2_dir), Sam2Model.from_pretrained(sam2_dir).eval()
+    kwargs = {}
+    if prompt.box is not None:
+        kwargs["input_boxes"] = [[list(prompt.box)]]
+    if prompt.points:
+        kwargs["input_points"] = [[[list(point) for point in prompt.points]]]
+        kwargs["input_labels"] = [[[int(flag) for flag in prompt.positive]]]
+    inputs = processor(images=image.pil, return_tensors="pt", **kwargs)
+    with torch.inference_mode():
+        outputs = model(**inputs, multimask_output=False)
+    mask = processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"])[0][0, 0].numpy()
+    return mask, float(outputs.iou_scores[0, 0, 0])
+
+
+def test_sam2_masks_equal_transformers_own_forward_for_boxes_points_and_both(sam2_dir, segmenter, photo):
+    image = load_image(photo)
+    masks, scores = segmenter.decode_with_scores(image, PROMPTS)
+    assert masks.shape == (len(PROMPTS), 480, 640) and masks.dtype == bool
+    for prompt, mask, score in zip(PROMPTS, masks, scores):
+        expected, expected_score = reference(sam2_dir, image, prompt)
+        assert np.array_equal(mask, expected)
+        assert score == pytest.approx(expected_score, abs=1e-5)
+    assert len({mask.tobytes() for mask in masks}) == len(PROMPTS)  # different prompts, different masks
+    looped = segmenter.decode(load_image(photo[::-1].copy()), PROMPTS, batched=False)
+    batched = segmenter.decode(load_image(photo[::-1].copy()), PROMPTS)
+    assert np.array_equal(looped, batched)
+
+
+def test_new_prompts_on_an_image_run_only_the_decoder_and_repeated_ones_nothing(segmenter, photo):
+    image = load_image(photo)
+    with count_calls(segmenter.model.vision_encoder) as encoder, count_calls(segmenter.model.mask_decoder) as decoder:
+        segmenter.decode(image, PROMPTS[:2])
+        assert (encoder.count, decoder.count) == (1, 1)  # two boxes, one batched decoder call
+        segmenter.decode(image, PROMPTS[2:])
+        assert (encoder.count, decoder.count) == (1, 4)  # three prompt shapes: one call each, no encoder
+        segmenter.decode(image, PROMPTS)
+        assert (encoder.count, decoder.count) == (1, 4)  # all cached
+
+
+def test_the_pipeline_masks_detections_with_sam2_and_rethresholds_without_any_model(model_paths, sam2_dir, photo):
+    pipeline = GroundingPipeline.from_settings(PipelineSettings(
+        detector=str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True,
+        checkpoints={NAME: str(sam2_dir)}))
+    result = pipeline(photo, "brown dog. possum on a fence", Options(0.2, segmenter="sam2.1"))
+    assert len(result) > 0 and result.masks.shape == (len(result), 480, 640)
+    segmenter = pipeline.segmenters.get(NAME)
+    expected = segmenter.decode(load_image(photo), [MaskPrompt.from_box(box) for box in result.xyxy])
+    assert np.array_equal(result.masks, expected)
+    with count_calls(pipeline.detector.model) as detector, count_calls(segmenter.model) as sam:
+        again = pipeline(photo, "brown dog. possum on a fence", Options(0.3, segmenter=NAME))
+    assert (detector.count, sam.count) == (0, 0)
+    assert np.array_equal(again.masks, result.masks[result.scores > 0.3])
+
+
+def test_sam2_without_weights_offline_says_where_to_put_them(tmp_path):
+    pool = SegmenterPool(device="cpu", offline=True)
+    with pytest.raises(WeightsError) as caught:
+        pool.get("sam2_1_hiera_small")
+    assert "facebook/sam2.1-hiera-small" in str(caught.value)
+    assert segmenter_spec("sam2.1-hiera-small").env_var == "GROUNDLABEL_SAM2_1_HIERA_SMALL_CHECKPOINT"
+
+
+def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(model_paths, sam2_dir, photo, tmp_path,
+                                                                         monkeypatch, capsys):
+    import json
+
+    from PIL import Image
+
+    from pipeline.__main__ import main
+
+    assert main(["--models"]) == 0
+    listing = capsys.readouterr().out
+    assert "sam2_1_hiera_base_plus" in listing and "facebook/sam2.1-hiera-base-plus" in listing
+    assert "GROUNDLABEL_SAM2_1_HIERA_TINY_CHECKPOINT (a directory)" in listing
+    monkeypatch.setenv("GROUNDLABEL_SAM2_1_HIERA_TINY_CHECKPOINT", str(sam2_dir))
+    monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(TEST_INPUT_SIZE))
+    monkeypatch.setenv("GROUNDLABEL_OFFLINE", "1")
+    Image.fromarray(photo).save(tmp_path / "yard.png")
+    code = main([str(tmp_path / "yard.png"), "--prompt", "brown dog. possum", "--detector", str(model_paths[0]),
+                 "--masks", NAME, "--box-threshold", "0.3", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert code == 0
+    written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
+    assert written["detections"] and all(d["mask_area"] > 0 for d in written["detections"])
