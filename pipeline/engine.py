@@ -36,7 +36,8 @@ class GroundingPipeline:
                                          input_size=settings.input_size, offline=settings.offline,
                                          runtime=settings.runtime, cache_dir=settings.cache_dir)
         segmenters = SegmenterPool(device=str(detector.device), checkpoints=dict(settings.checkpoints),
-                                   cache_dir=settings.cache_dir, offline=settings.offline)
+                                   cache_dir=settings.cache_dir, offline=settings.offline,
+                                   memory_budget=settings.segmenter_memory)
         return cls(detector, segmenters, settings)
 
     @property

@@ -55,6 +55,8 @@ class LazyPipeline:
             "device": str(pipeline.detector.device),
             "dtype": str(pipeline.detector.dtype).replace("torch.", ""),
             "segmenters": pipeline.segmenters.loaded,
+            "segmenter_memory": pipeline.segmenters.memory,  # bytes of weights per loaded segmenter
+            "segmenter_budget": pipeline.segmenters.memory_budget,
             "segmenter_errors": pipeline.segmenters.failures,
             "error": None,
         }

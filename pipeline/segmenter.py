@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -27,6 +28,7 @@ from .device import select_device
 from .errors import WeightsError
 from .images import LoadedImage
 from .registry import SegmenterSpec, segmenter_spec
+from .settings import DEFAULT_SEGMENTER_MEMORY
 from .weights import load_pretrained, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,13 @@ class CachedSegmenter:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(p.element_size() * p.nelement() for p in self._model().parameters())
+
+    def _model(self) -> torch.nn.Module:
+        raise NotImplementedError
 
     def decode(self, image: LoadedImage, prompts: Sequence[MaskPrompt], batched: bool = True) -> np.ndarray:
         """(n, H, W) bool masks, one per prompt. Only prompts not seen before on this image run the decoder, after
@@ -167,6 +176,9 @@ class Segmenter(CachedSegmenter):
             raise WeightsError(f"{checkpoint} is not a usable {spec.name} checkpoint: {error}") from None
         self.predictor = SamPredictor(model.to(self.device).eval())
 
+    def _model(self) -> torch.nn.Module:
+        return self.predictor.model
+
     def _embed(self, image: LoadedImage) -> _EmbeddingEntry:
         self.predictor.set_image(image.array)
         return self.predictor.features, self.predictor.original_size, self.predictor.input_size
@@ -213,6 +225,9 @@ class Sam2Segmenter(CachedSegmenter):
         self.model = model.to(self.device).eval()
         self._current: tuple[list[torch.Tensor], list[int]] | None = None
 
+    def _model(self) -> torch.nn.Module:
+        return self.model
+
     def _embed(self, image: LoadedImage) -> tuple[list[torch.Tensor], list[int]]:
         pixels = self.processor(images=image.pil, return_tensors="pt")["pixel_values"].to(self.device)
         return self.model.get_image_embeddings(pixels), [image.height, image.width]
@@ -247,15 +262,18 @@ def _nbytes(embedding) -> int:
 class SegmenterPool:
     """Segmenters by name, loaded on first use so the choice can change at run time. Each name has its own lock:
     a download of one segmenter never blocks the use of another. A failed load is remembered per name (requests
-    fail at once with its reason) until ``forget_failures()``."""
+    fail at once with its reason) until ``forget_failures()``. Loaded segmenters' weights stay within
+    ``memory_budget`` bytes: loading one more unloads the least recently used first (a request still holding it
+    finishes; only the pool forgets it), so trying models one after another cannot exhaust a small machine."""
 
     def __init__(self, device: str | None = None, checkpoints: dict[str, str] | None = None,
-                 cache_dir: Path | None = None, offline: bool = False):
+                 cache_dir: Path | None = None, offline: bool = False, memory_budget: int = DEFAULT_SEGMENTER_MEMORY):
         self.device = device
         self.checkpoints = dict(checkpoints or {})
         self.cache_dir = cache_dir or Path.home() / ".cache" / "groundlabel"
         self.offline = offline
-        self._loaded: dict[str, CachedSegmenter] = {}
+        self.memory_budget = memory_budget
+        self._loaded: OrderedDict[str, CachedSegmenter] = OrderedDict()  # least recently used first
         self._failed: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -264,21 +282,38 @@ class SegmenterPool:
         spec = segmenter_spec(name)
         with self._lock:
             if spec.name in self._loaded:
+                self._loaded.move_to_end(spec.name)
                 return self._loaded[spec.name]
             lock = self._locks.setdefault(spec.name, threading.Lock())
         with lock:
-            if spec.name not in self._loaded:
+            with self._lock:
+                if spec.name in self._loaded:  # loaded by the caller this one waited for
+                    return self._loaded[spec.name]
                 if spec.name in self._failed:
                     raise WeightsError(self._failed[spec.name])
-                try:
-                    segmenter = self._load(spec)
-                except WeightsError as error:
-                    with self._lock:
-                        self._failed[spec.name] = str(error)
-                    raise
+            try:
+                segmenter = self._load(spec)
+            except WeightsError as error:
                 with self._lock:
-                    self._loaded[spec.name] = segmenter
-            return self._loaded[spec.name]
+                    self._failed[spec.name] = str(error)
+                raise
+            with self._lock:
+                self._loaded[spec.name] = segmenter
+                self._keep_within_budget()
+            return segmenter
+
+    def _keep_within_budget(self) -> None:
+        """Unload the least recently used segmenters until the weights fit (the newest always stays)."""
+        while len(self._loaded) > 1 and sum(s.weight_bytes for s in self._loaded.values()) > self.memory_budget:
+            name, _ = self._loaded.popitem(last=False)
+            log.info("Unloaded %s to keep segmenter weights within %.1f GB (it loads again when chosen).",
+                     name, self.memory_budget / 1e9)
+
+    @property
+    def memory(self) -> dict[str, int]:
+        """Bytes of weights per loaded segmenter, least recently used first."""
+        with self._lock:
+            return {name: segmenter.weight_bytes for name, segmenter in self._loaded.items()}
 
     def _load(self, spec: SegmenterSpec) -> CachedSegmenter:
         if spec.hub:  # transformers: a local directory (GROUNDLABEL_<NAME>_CHECKPOINT) or the Hub id

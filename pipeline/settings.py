@@ -16,6 +16,8 @@ from .registry import DEFAULT_DETECTOR, SEGMENTERS
 
 # 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes.
 DEFAULT_MAX_PIXELS = 40_000_000
+# Segmenter weights kept loaded at once: SAM vit_h (2.4 GiB) beside any smaller one.
+DEFAULT_SEGMENTER_MEMORY = 4 << 30
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -38,10 +40,12 @@ class PipelineSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int | None = None
     runtime: str = "torch"  # or "openvino": the detector on OpenVINO (CPU, fp32; pipeline/runtime.py)
+    segmenter_memory: int = DEFAULT_SEGMENTER_MEMORY  # bytes of segmenter weights kept loaded (LRU unloaded first)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
-        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _CACHE, _OFFLINE (or
+        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _SEGMENTER_MEMORY_MB, _CACHE,
+        _OFFLINE (or
         HF_HUB_OFFLINE=1), and per segmenter GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
         def get(name: str) -> str | None:
@@ -63,6 +67,8 @@ class PipelineSettings:
             max_pixels=_integer(get, "GROUNDLABEL_MAX_PIXELS") or DEFAULT_MAX_PIXELS,
             batch_size=_integer(get, "GROUNDLABEL_BATCH_SIZE"),
             runtime=(get("GROUNDLABEL_RUNTIME") or "torch").lower(),
+            segmenter_memory=(_integer(get, "GROUNDLABEL_SEGMENTER_MEMORY_MB") << 20
+                              if get("GROUNDLABEL_SEGMENTER_MEMORY_MB") else DEFAULT_SEGMENTER_MEMORY),
         )
 
 

@@ -118,3 +118,45 @@ def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(model_pa
     assert code == 0
     written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
     assert written["detections"] and all(d["mask_area"] > 0 for d in written["detections"])
+
+
+def test_sam2_masks_reach_label_studio_as_brush_regions_that_decode_to_its_masks(label_studio, pipeline, sam2_dir,
+                                                                                   tmp_path):
+    from pipeline import LazyPipeline
+    from sync import BackendSettings, rle_to_mask
+    from tests.labelstudio import backend_app, png, prompt_context, serve
+
+    with_sam2 = GroundingPipeline(pipeline.detector, SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)},
+                                                                   offline=True), pipeline.settings)
+    settings = BackendSettings(box_threshold=0.2, text_threshold=0.2, segmenter=NAME, state_dir=tmp_path)
+    image = png(96, 72, seed=3)
+    with serve(backend_app(LazyPipeline(pipeline=with_sam2), settings)) as url:
+        project = label_studio.create_project()
+        ml_id = label_studio.register_ml_backend(project, url)
+        (task,) = label_studio.upload_images(project, {"cat.png": image})
+        answer = label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
+                                  json={"task": task, "context": prompt_context("cats")})["data"]
+    expected = with_sam2(image, "cats", Options(0.2, 0.2, NAME))
+    brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
+    assert len(expected) > 0 and len(brushes) == len(expected)
+    assert f"+{NAME}-" in answer["model_version"]
+    for region, mask in zip(brushes, expected.masks):
+        assert region["value"]["brushlabels"] == ["cats"]
+        np.testing.assert_array_equal(rle_to_mask(region), mask)
+
+
+def test_loaded_segmenters_stay_within_the_memory_budget_least_recently_used_unloaded_first(model_paths, sam2_dir):
+    checkpoints = {NAME: str(sam2_dir), "sam_tiny_test": str(model_paths[1])}
+    sizes = {name: SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True).get(name).weight_bytes
+             for name in checkpoints}
+    pool = SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True, memory_budget=max(sizes.values()))
+    first = pool.get(NAME)
+    assert pool.memory == {NAME: sizes[NAME]}
+    pool.get("sam_tiny_test")  # both do not fit: the older one goes
+    assert pool.loaded == ["sam_tiny_test"]
+    assert pool.get(NAME) is not first  # loaded again when chosen again
+    assert pool.loaded == [NAME]
+    roomy = SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True, memory_budget=sum(sizes.values()))
+    roomy.get(NAME), roomy.get("sam_tiny_test"), roomy.get(NAME)
+    assert roomy.loaded == ["sam_tiny_test", NAME]  # least recently used first
+    assert PipelineSettings.from_env({"GROUNDLABEL_SEGMENTER_MEMORY_MB": "512"}).segmenter_memory == 512 << 20

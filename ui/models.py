@@ -65,7 +65,9 @@ class ModelHub:
         loaded, errors = set(status["segmenters"]), status["segmenter_errors"]
         for name in segmenter_choices():
             if name in loaded:
-                lines.append(f"**{name}** loaded")
+                size = status["segmenter_memory"].get(name, 0) / 2**30
+                lines.append(f"**{name}** loaded ({size:.2f} GiB of the {status['segmenter_budget'] / 2**30:.1f} GiB "
+                             "kept for segmenters; the least recently used is unloaded first)")
             elif name in errors:
                 lines.append(f"<span class='gl-bad'>**{name}** failed</span>: {html.escape(errors[name])}")
         if not loaded and not errors:
