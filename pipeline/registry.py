@@ -49,6 +49,8 @@ DETECTORS = {
     for spec in (
         DetectorSpec("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
         DetectorSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", "Apache-2.0"),
+        DetectorSpec("mm-grounding-dino-tiny", "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
+                     "Apache-2.0"),
     )
 }
 DEFAULT_DETECTOR = DETECTORS["grounding-dino-tiny"].source

@@ -53,6 +53,9 @@ class OpenVinoGroundingDino:
     """Callable like the model's forward for our inputs -> (logits, pred_boxes), on a converted OpenVINO graph."""
 
     def __init__(self, model: torch.nn.Module, cache_dir: Path, threads: int | None = None):
+        if model.config.model_type != "grounding-dino":
+            raise SettingsError(f"GROUNDLABEL_RUNTIME=openvino converts Grounding DINO models only, not "
+                                f"{model.config.model_type}: use the default runtime (torch) for this detector.")
         self.model = model
         self.directory = cache_dir / "openvino"
         self.fingerprint = _fingerprint(model)

@@ -36,13 +36,17 @@ def write_vocab(path: Path) -> Path:
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS.txt"
 
 
-def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
-    """Save a random Grounding DINO model + processor to ``directory`` (loadable with from_pretrained), marked
-    with ``RANDOM_WEIGHTS_MARKER``."""
+def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0, family: str = "grounding-dino") -> Path:
+    """Save a random Grounding DINO (or, with ``family="mm-grounding-dino"``, MM-Grounding-DINO: the same interface,
+    other weights) model + processor to ``directory`` (loadable with from_pretrained), marked with
+    ``RANDOM_WEIGHTS_MARKER``."""
     from transformers import (
         BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-        GroundingDinoProcessor, SwinConfig,
+        GroundingDinoProcessor, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection, SwinConfig,
     )
+
+    config_class, model_class = {"grounding-dino": (GroundingDinoConfig, GroundingDinoForObjectDetection),
+                                 "mm-grounding-dino": (MMGroundingDinoConfig, MMGroundingDinoForObjectDetection)}[family]
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = BertTokenizer(vocab=str(write_vocab(directory / "vocab-src.txt")), do_lower_case=True)
@@ -51,14 +55,14 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> 
         swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], out_indices=[2, 3, 4])
         bert = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=64)
-        config = GroundingDinoConfig(backbone_config=swin, text_config=bert, d_model=32, num_queries=20,
-                                     encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                                     encoder_attention_heads=2, decoder_attention_heads=2)
+        config = config_class(backbone_config=swin, text_config=bert, d_model=32, num_queries=20,
+                              encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                              encoder_attention_heads=2, decoder_attention_heads=2)
     elif shape == "real":
-        config = GroundingDinoConfig(text_config=BertConfig(vocab_size=len(tokenizer)))
+        config = config_class(text_config=BertConfig(vocab_size=len(tokenizer)))
     else:
         raise ValueError(shape)
-    model = GroundingDinoForObjectDetection(config).eval()
+    model = model_class(config).eval()
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
