@@ -145,6 +145,8 @@ def write_all(directory: Path, shape: str = "tiny") -> dict[str, str]:
     for name in segmenters:
         spec = segmenter_spec(name)
         env[spec.env_var] = str(save_segmenter(directory / spec.filename, name))
+    sam2 = segmenter_spec("sam2_1_hiera_tiny")  # a directory, as transformers saves it
+    env[sam2.env_var] = str(save_sam2(directory / sam2.name, shape))
     if shape == "tiny":
         env["GROUNDLABEL_INPUT_SIZE"] = str(TEST_INPUT_SIZE)
     return env

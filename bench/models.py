@@ -1,0 +1,97 @@
+"""The registry's models on this machine: parameters, CPU time per image and peak memory, each model of its real
+shape with random weights (the compute is real, the outputs are not), one model per process so memory figures do
+not mix. Prints a markdown table.
+
+Run: ``python -m bench.models [--models grounding-dino-tiny,mobile_sam,...]`` (about 1-3 minutes per model on 2 cores;
+sam_vit_l / sam_vit_h take longer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from bench.common import MODELS_DIR, print_table, real_models
+from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
+
+DEFAULT = "grounding-dino-tiny,mm-grounding-dino-tiny,mobile_sam,sam_vit_b,sam2_1_hiera_tiny"
+BOXES = 5
+
+
+def measure(name: str) -> dict:
+    """Run in a fresh process: load ``name`` (real shape, random weights), time one 640x480 image."""
+    from pipeline.detector import GroundingDinoDetector
+    from pipeline.segmenter import SegmenterPool
+    from pipeline.testing.models import save_grounding_dino, save_sam2
+
+    image = load_image(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    before = _rss_mb()
+    if name in DETECTORS:
+        family = "mm-grounding-dino" if name.startswith("mm-") else "grounding-dino"
+        directory = MODELS_DIR / f"{family}-real"
+        if not (directory / "config.json").exists():
+            save_grounding_dino(directory, "real", family=family)
+        model = GroundingDinoDetector(str(directory), device="cpu", offline=True)
+        params = sum(p.numel() for p in model.model.parameters())
+        model.raw([image], parse_prompt("warm up"))
+        started = time.perf_counter()
+        model.raw([image], parse_prompt("brown dog. possum on a fence"))
+        return {"params": params, "image": time.perf_counter() - started, "prompt": None,
+                "peak_mb": _rss_mb() - before}
+    if SEGMENTERS[name].hub:
+        directory = MODELS_DIR / f"{name}-real"
+        if not (directory / "config.json").exists():
+            save_sam2(directory, "real")
+        checkpoints = {name: str(directory)}
+    else:
+        checkpoints = real_models([name])[1]
+    segmenter = SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True).get(name)
+    params = sum(p.numel() for p in segmenter._model().parameters())
+    boxes = [MaskPrompt.from_box([40 + 100 * i, 60, 140 + 100 * i, 300]) for i in range(BOXES)]
+    started = time.perf_counter()
+    segmenter.decode(image, boxes)  # encoder + decoder
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    segmenter.decode(image, [MaskPrompt(points=((320.0, 240.0),), positive=(True,))])  # a click: decoder only
+    click = time.perf_counter() - started
+    return {"params": params, "image": first, "prompt": click, "peak_mb": _rss_mb() - before}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=DEFAULT)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process's model
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one)))
+        return
+    rows = []
+    for name in args.models.split(","):
+        done = subprocess.run([sys.executable, "-m", "bench.models", "--one", name], capture_output=True, text=True)
+        if done.returncode:
+            rows.append((name, "failed: " + done.stderr.strip().splitlines()[-1], "", "", "", ""))
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        spec = DETECTORS.get(name) or SEGMENTERS[name]
+        rows.append((name, f"{result['params'] / 1e6:.1f} M", spec.licence,
+                     f"{result['image']:.2f} s" + ("" if result["prompt"] is None else f" ({BOXES} boxes)"),
+                     "-" if result["prompt"] is None else f"{result['prompt'] * 1000:.0f} ms",
+                     f"{result['peak_mb']:.0f} MB"))
+    print_table(f"Registered models, real shapes with random weights, one 640x480 image, CPU ({torch.get_num_threads()}"
+                " threads)", ("model", "parameters", "licence", "first image (encoder + decoder / forward)",
+                              "a click on it (decoder only)", "peak RSS added"), rows)
+
+
+if __name__ == "__main__":
+    main()
