@@ -47,18 +47,12 @@ def test_mm_grounding_dino_boxes_carry_prompt_phrases_and_rethreshold_without_a_
 
 def test_mm_grounding_dino_answers_label_studio_with_rectangles_of_the_projects_labels(label_studio, mm_pipeline,
                                                                                         tmp_path):
-    from pipeline import LazyPipeline
     from sync import BackendSettings, box_to_pixels
-    from tests.labelstudio import backend_app, png, prompt_context, serve
+    from tests.labelstudio import interactive_answer, png
 
     image = png(96, 72, seed=5)
     settings = BackendSettings(box_threshold=0.0, text_threshold=0.0, segmenter=None, state_dir=tmp_path)
-    with serve(backend_app(LazyPipeline(pipeline=mm_pipeline), settings)) as url:
-        project = label_studio.create_project()
-        ml_id = label_studio.register_ml_backend(project, url)
-        (task,) = label_studio.upload_images(project, {"cat.png": image})
-        answer = label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
-                                  json={"task": task, "context": prompt_context("cats")})["data"]
+    answer = interactive_answer(label_studio, mm_pipeline, settings, image, "cats")
     expected = mm_pipeline(image, "cats", Options(0.0, 0.0))
     boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
     assert len(boxes) == len(expected) == 20

@@ -122,20 +122,14 @@ def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(model_pa
 
 def test_sam2_masks_reach_label_studio_as_brush_regions_that_decode_to_its_masks(label_studio, pipeline, sam2_dir,
                                                                                    tmp_path):
-    from pipeline import LazyPipeline
     from sync import BackendSettings, rle_to_mask
-    from tests.labelstudio import backend_app, png, prompt_context, serve
+    from tests.labelstudio import interactive_answer, png
 
     with_sam2 = GroundingPipeline(pipeline.detector, SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)},
                                                                    offline=True), pipeline.settings)
     settings = BackendSettings(box_threshold=0.2, text_threshold=0.2, segmenter=NAME, state_dir=tmp_path)
     image = png(96, 72, seed=3)
-    with serve(backend_app(LazyPipeline(pipeline=with_sam2), settings)) as url:
-        project = label_studio.create_project()
-        ml_id = label_studio.register_ml_backend(project, url)
-        (task,) = label_studio.upload_images(project, {"cat.png": image})
-        answer = label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
-                                  json={"task": task, "context": prompt_context("cats")})["data"]
+    answer = interactive_answer(label_studio, with_sam2, settings, image, "cats")
     expected = with_sam2(image, "cats", Options(0.2, 0.2, NAME))
     brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
     assert len(expected) > 0 and len(brushes) == len(expected)
