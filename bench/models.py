@@ -21,7 +21,7 @@ import torch
 from bench.common import MODELS_DIR, print_table, real_models
 from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
 
-DEFAULT = "grounding-dino-tiny,mm-grounding-dino-tiny,mobile_sam,sam_vit_b,sam2_1_hiera_tiny"
+DEFAULT = "grounding-dino-tiny,mm-grounding-dino-tiny,mobile_sam,sam_vit_b,sam2_1_hiera_tiny,sam_hq_vit_b"
 BOXES = 5
 
 
@@ -29,7 +29,7 @@ def measure(name: str) -> dict:
     """Run in a fresh process: load ``name`` (real shape, random weights), time one 640x480 image."""
     from pipeline.detector import GroundingDinoDetector
     from pipeline.segmenter import SegmenterPool
-    from pipeline.testing.models import save_grounding_dino, save_sam2
+    from pipeline.testing.models import save_grounding_dino, save_sam2, save_sam_hq
 
     image = load_image(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     before = _rss_mb()
@@ -48,7 +48,7 @@ def measure(name: str) -> dict:
     if SEGMENTERS[name].hub:
         directory = MODELS_DIR / f"{name}-real"
         if not (directory / "config.json").exists():
-            save_sam2(directory, "real")
+            (save_sam2 if SEGMENTERS[name].model_type == "sam2" else save_sam_hq)(directory, "real")
         checkpoints = {name: str(directory)}
     else:
         checkpoints = real_models([name])[1]

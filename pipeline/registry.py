@@ -3,7 +3,7 @@
 The UI's dropdowns, ``python -m pipeline --masks``, the ML backend's settings and ``pipeline.testing`` (which
 writes a random-weight copy of each) all read these tables. Any Hub id or local directory still works as a
 detector; segmenters are the SAM family that ``segment_anything`` / ``mobile_sam`` build (a checkpoint file each) and
-SAM 2.1 through transformers (a Hub id or a local directory each).
+SAM 2.1 and SAM-HQ through transformers (a Hub id or a local directory each).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class SegmenterSpec:
     # the names Label Studio's example backends read this checkpoint from (grounding_sam, segment_anything_model)
     seed_env_vars: tuple[str, ...] = ()
     licence: str = "Apache-2.0"
-    hub: str = ""  # transformers models (SAM 2.1): the Hub id; their local copy is a directory, not a file
+    hub: str = ""  # transformers models (SAM 2.1, SAM-HQ): the Hub id; their local copy is a directory, not a file
 
     @property
     def source(self) -> str:
@@ -75,6 +75,15 @@ SEGMENTERS.update({  # SAM 2.1 through transformers: a Hub id (or a local direct
         SegmenterSpec(f"sam2_1_hiera_{size.replace('-', '_')}", "transformers", "sam2", "",
                       f"https://huggingface.co/facebook/sam2.1-hiera-{size}", hub=f"facebook/sam2.1-hiera-{size}")
         for size in ("tiny", "small", "base-plus", "large")
+    )
+})
+SEGMENTERS.update({  # SAM-HQ through transformers: SAM's architecture with a high-quality output token
+    spec.name: spec
+    for spec in (
+        SegmenterSpec(f"sam_hq_vit_{size[0]}", "transformers", "sam_hq", "",
+                      f"https://huggingface.co/syscv-community/sam-hq-vit-{size}",
+                      hub=f"syscv-community/sam-hq-vit-{size}")
+        for size in ("base", "large", "huge")
     )
 })
 _ALIASES = {"sam2": "sam2_1_hiera_tiny", "sam2_1": "sam2_1_hiera_tiny", "vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",

@@ -1,4 +1,4 @@
-"""Masks from SAM, MobileSAM or SAM 2.1 in two stages, as ``SamPredictor``: ``embed`` an image once (the heavy
+"""Masks from SAM, MobileSAM, SAM 2.1 or SAM-HQ in two stages, as ``SamPredictor``: ``embed`` an image once (the heavy
 encoder, cached), then ``decode`` any number of prompts against it (the light decoder, masks cached per prompt).
 
 A prompt is one object's box and/or points flagged positive or negative: a detection's box, an edited box, a
@@ -33,6 +33,8 @@ from .weights import load_pretrained, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 _EmbeddingEntry = tuple[torch.Tensor, tuple[int, int], tuple[int, int]]  # features, original size, input size
+# model inputs holding the features, the image's (height, width), the model's input frame (height, width)
+_TransformersEmbedding = tuple[dict, tuple[int, int], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -211,42 +213,55 @@ class Segmenter(CachedSegmenter):
         return masks[:, 0].cpu().numpy(), scores[:, 0].tolist()
 
 
-class Sam2Segmenter(CachedSegmenter):
-    """SAM 2.1 through transformers (``Sam2Model``): a Hub id or a local directory. The image encoder runs once per
-    image (its multi-level features are the cached embedding); prompts go through the prompt encoder and the mask
-    decoder only, and masks come back at the image's size through the processor's own post-processing."""
+class TransformersSegmenter(CachedSegmenter):
+    """SAM 2.1 (``Sam2Model``) and SAM-HQ (``SamHQModel``) through transformers: a Hub id or a local directory. The
+    image encoder runs once per image (its features are the cached embedding); prompts are scaled to the model's
+    input frame as the processor does and go through the prompt encoder and mask decoder only; masks come back at
+    the image's size through the processor's own post-processing."""
 
     def __init__(self, spec: SegmenterSpec, source: str, device: str | None = None, offline: bool = False,
                  **cache_sizes: int):
-        from transformers import Sam2Model, Sam2Processor
+        import transformers
 
         super().__init__(spec, device, **cache_sizes)
-        self.processor, model = load_pretrained(source, offline, Sam2Processor, Sam2Model)
+        family = {"sam2": "Sam2", "sam_hq": "SamHQ"}[spec.model_type]
+        self.processor, model = load_pretrained(source, offline, getattr(transformers, f"{family}Processor"),
+                                                getattr(transformers, f"{family}Model"))
         self.model = model.to(self.device).eval()
-        self._current: tuple[list[torch.Tensor], list[int]] | None = None
+        self._current: _TransformersEmbedding | None = None
 
     def _model(self) -> torch.nn.Module:
         return self.model
 
-    def _embed(self, image: LoadedImage) -> tuple[list[torch.Tensor], list[int]]:
-        pixels = self.processor(images=image.pil, return_tensors="pt")["pixel_values"].to(self.device)
-        return self.model.get_image_embeddings(pixels), [image.height, image.width]
+    def _embed(self, image: LoadedImage) -> _TransformersEmbedding:
+        inputs = self.processor(images=image.pil, return_tensors="pt")
+        features = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+        if self.spec.model_type == "sam_hq":  # the last embedding and the ViT's intermediate ones
+            features = {"image_embeddings": features[0], "intermediate_embeddings": features[1]}
+        else:
+            features = {"image_embeddings": features}
+        reshaped = inputs.get("reshaped_input_sizes")  # SAM-HQ: the resized image inside the padded input
+        frame = tuple(reshaped[0].tolist()) if reshaped is not None else tuple(inputs["pixel_values"].shape[-2:])
+        return features, (image.height, image.width), frame
 
-    def _use(self, embedding: tuple[list[torch.Tensor], list[int]]) -> None:
+    def _use(self, embedding: _TransformersEmbedding) -> None:
         self._current = embedding
 
     def _decode_group(self, prompts: list[MaskPrompt]) -> tuple[np.ndarray, list[float]]:
-        embeddings, size = self._current
-        kwargs = {}
+        features, (height, width), (frame_h, frame_w) = self._current
+        scale = np.array([frame_w / width, frame_h / height])
+        inputs = {}
         if prompts[0].box is not None:
-            kwargs["input_boxes"] = [[list(prompt.box) for prompt in prompts]]
+            boxes = np.array([prompt.box for prompt in prompts], dtype=float).reshape(-1, 2, 2) * scale
+            inputs["input_boxes"] = torch.tensor(boxes.reshape(1, -1, 4), dtype=torch.float32)
         if prompts[0].points:
-            kwargs["input_points"] = [[[list(point) for point in prompt.points] for prompt in prompts]]
-            kwargs["input_labels"] = [[[int(flag) for flag in prompt.positive] for prompt in prompts]]
-        inputs = self.processor(images=None, original_sizes=[size], return_tensors="pt", **kwargs).to(self.device)
-        outputs = self.model(image_embeddings=embeddings, multimask_output=False,
-                             **{name: inputs[name] for name in kwargs})
-        masks = self.processor.post_process_masks(outputs.pred_masks.cpu(), inputs["original_sizes"].cpu())[0]
+            points = np.array([prompt.points for prompt in prompts], dtype=float) * scale
+            inputs["input_points"] = torch.tensor(points[None], dtype=torch.float32)
+            inputs["input_labels"] = torch.tensor([[list(prompt.positive) for prompt in prompts]], dtype=torch.int64)
+        outputs = self.model(**features, **{k: v.to(self.device) for k, v in inputs.items()}, multimask_output=False)
+        sizes = [torch.tensor([[height, width]])] + \
+            ([torch.tensor([[frame_h, frame_w]])] if self.spec.model_type == "sam_hq" else [])
+        masks = self.processor.post_process_masks(outputs.pred_masks.cpu(), *sizes)[0]
         return masks[:, 0].numpy(), outputs.iou_scores[0, :, 0].float().cpu().tolist()
 
 
@@ -317,7 +332,7 @@ class SegmenterPool:
 
     def _load(self, spec: SegmenterSpec) -> CachedSegmenter:
         if spec.hub:  # transformers: a local directory (GROUNDLABEL_<NAME>_CHECKPOINT) or the Hub id
-            return Sam2Segmenter(spec, self.checkpoints.get(spec.name) or spec.hub, self.device, self.offline)
+            return TransformersSegmenter(spec, self.checkpoints.get(spec.name) or spec.hub, self.device, self.offline)
         path = resolve_checkpoint(spec, self.checkpoints.get(spec.name), self.cache_dir, self.offline)
         return Segmenter(spec, path, self.device)
 

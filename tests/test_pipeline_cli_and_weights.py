@@ -104,5 +104,6 @@ def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "error: Unknown segmenter 'nope'; choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
-        "sam2_1_hiera_tiny, sam2_1_hiera_small, sam2_1_hiera_base_plus, sam2_1_hiera_large.")
+        "sam2_1_hiera_tiny, sam2_1_hiera_small, sam2_1_hiera_base_plus, sam2_1_hiera_large, sam_hq_vit_b, "
+        "sam_hq_vit_l, sam_hq_vit_h.")
     assert "Traceback" not in done.stderr

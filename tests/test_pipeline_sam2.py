@@ -1,16 +1,17 @@
-"""SAM 2.1 through transformers behind the segmenter interface: reference masks, the embedding cache, the pipeline."""
+"""SAM 2.1 and SAM-HQ through transformers behind the segmenter interface: reference masks, the embedding cache, the
+pipeline, the CLI, Label Studio, and the memory budget of loaded segmenters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from transformers import Sam2Model, Sam2Processor
+import transformers
 
 from pipeline import (
     GroundingPipeline, MaskPrompt, Options, PipelineSettings, SegmenterPool, WeightsError, load_image, segmenter_spec,
 )
-from pipeline.testing.models import TEST_INPUT_SIZE, save_sam2
+from pipeline.testing.models import TEST_INPUT_SIZE, save_sam2, save_sam_hq
 from tests.counting import count_calls
 
 NAME = "sam2_1_hiera_tiny"
@@ -23,19 +24,33 @@ PROMPTS = [
 ]
 
 
+FAMILIES = {NAME: ("Sam2", save_sam2), "sam_hq_vit_b": ("SamHQ", save_sam_hq)}
+
+
 @pytest.fixture(scope="module")
 def sam2_dir(tmp_path_factory):
     return save_sam2(tmp_path_factory.mktemp("sam2") / NAME)
 
 
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request, tmp_path_factory) -> tuple[str, object]:
+    """(segmenter name, its saved tiny model's directory), for each transformers family."""
+    prefix, save = FAMILIES[request.param]
+    return request.param, save(tmp_path_factory.mktemp(prefix) / request.param)
+
+
 @pytest.fixture
-def segmenter(sam2_dir):
-    return SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)}, offline=True).get(NAME)
+def segmenter(family):
+    name, directory = family
+    return SegmenterPool(device="cpu", checkpoints={name: str(directory)}, offline=True).get(name)
 
 
-def reference(sam2_dir, image, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
+def reference(family, image, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
     """transformers' own way, from the image: processor -> full model forward -> the processor's post-processing."""
-    processor, model = Sam2Processor.from_pretrained(sam2_dir), Sam2Model.from_pretrained(sam2_dir).eval()
+    name, directory = family
+    prefix = FAMILIES[name][0]
+    processor = getattr(transformers, f"{prefix}Processor").from_pretrained(directory)
+    model = getattr(transformers, f"{prefix}Model").from_pretrained(directory).eval()
     kwargs = {}
     if prompt.box is not None:
         kwargs["input_boxes"] = [[list(prompt.box)]]
@@ -45,16 +60,17 @@ def reference(sam2_dir, image, prompt: MaskPrompt) -> tuple[np.ndarray, float]:
     inputs = processor(images=image.pil, return_tensors="pt", **kwargs)
     with torch.inference_mode():
         outputs = model(**inputs, multimask_output=False)
-    mask = processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"])[0][0, 0].numpy()
+    sizes = [inputs[key] for key in ("original_sizes", "reshaped_input_sizes") if key in inputs]
+    mask = processor.post_process_masks(outputs.pred_masks, *sizes)[0][0, 0].numpy()
     return mask, float(outputs.iou_scores[0, 0, 0])
 
 
-def test_sam2_masks_equal_transformers_own_forward_for_boxes_points_and_both(sam2_dir, segmenter, photo):
+def test_masks_equal_transformers_own_forward_for_boxes_points_and_both(family, segmenter, photo):
     image = load_image(photo)
     masks, scores = segmenter.decode_with_scores(image, PROMPTS)
     assert masks.shape == (len(PROMPTS), 480, 640) and masks.dtype == bool
     for prompt, mask, score in zip(PROMPTS, masks, scores):
-        expected, expected_score = reference(sam2_dir, image, prompt)
+        expected, expected_score = reference(family, image, prompt)
         assert np.array_equal(mask, expected)
         assert score == pytest.approx(expected_score, abs=1e-5)
     assert len({mask.tobytes() for mask in masks}) == len(PROMPTS)  # different prompts, different masks

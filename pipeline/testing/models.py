@@ -119,6 +119,33 @@ def save_sam2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     return directory
 
 
+def save_sam_hq(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """Save a random SAM-HQ model + processor to ``directory``: "tiny" is a 2-layer ViT of width 32; "real" is
+    sam-hq-vit-base's shape."""
+    from transformers import (
+        SamHQConfig, SamHQMaskDecoderConfig, SamHQModel, SamHQProcessor, SamHQPromptEncoderConfig, SamHQVisionConfig,
+        SamImageProcessor,
+    )
+
+    torch.manual_seed(seed)
+    if shape == "tiny":
+        config = SamHQConfig(
+            vision_config=SamHQVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                            global_attn_indexes=[1], output_channels=32, num_pos_feats=16),
+            prompt_encoder_config=SamHQPromptEncoderConfig(hidden_size=32),
+            mask_decoder_config=SamHQMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                       iou_head_hidden_dim=32, vit_dim=32))
+    elif shape == "real":
+        config = SamHQConfig()
+    else:
+        raise ValueError(shape)
+    directory.mkdir(parents=True, exist_ok=True)
+    SamHQModel(config).save_pretrained(directory)
+    SamHQProcessor(image_processor=SamImageProcessor()).save_pretrained(directory)
+    (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights: masks from this model mean nothing.\n")
+    return directory
+
+
 def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Path:
     """Save a random state dict for segmenter ``name`` ('sam_tiny_test', 'mobile_sam', 'sam_vit_b', ...)."""
     import importlib
