@@ -63,9 +63,9 @@ def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, la
     open_task(page, first)
     expect(page.locator("#ls-review .gl-review-row")).to_have_count(len(expected))
 
-    page.locator("#ls-keep-0 input").uncheck()
+    page.get_by_role("checkbox", name="Keep #1", exact=True).uncheck()  # the names a screen reader announces
     other = next(label for label in CONFIG.labels if label != expected.labels[1])
-    page.locator("#ls-label-1 input").click()
+    page.get_by_role("combobox", name="Label of #2", exact=True).click()
     page.get_by_role("option", name=other, exact=True).click()
     kept = expected[1:].with_labels([other, *expected.labels[2:]])
     counts = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.labels).items())

@@ -64,6 +64,7 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
     # this image and one more, with the same prompt, as a COCO dataset read back by supervision
     more = fresh_image(tmp_path, seed=9)
     page.locator("#pg-more-images input[type=file]").set_input_files(str(more))
+    expect(page.get_by_role("combobox", name="Dataset format", exact=True)).to_have_value("coco")  # a named control
     page.locator("#pg-make-dataset").click()
     expect(page.locator("#pg-message")).to_contain_text("coco dataset of 2 images.")
     with page.expect_download() as download:

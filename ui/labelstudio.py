@@ -407,10 +407,12 @@ def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_i
             return
         for i, (phrase, score) in enumerate(zip(current.result.phrases, current.result.scores)):
             with gr.Row(equal_height=True, elem_classes="gl-review-row"):
-                keep = gr.Checkbox(current.keep[i], label=f"#{i + 1}", interactive=True, container=False,
-                                   scale=0, min_width=64, elem_id=f"ls-keep-{i}")
-                label = gr.Dropdown(ws.config.labels, value=current.labels[i], interactive=True, show_label=False,
-                                    container=False, scale=3, min_width=110, elem_id=f"ls-label-{i}")
+                # the labels are what screen readers announce: "Keep #2", "Label of #2" (not "on", "Dropdown")
+                keep = gr.Checkbox(current.keep[i], label=f"Keep #{i + 1}", interactive=True, container=False,
+                                   scale=0, min_width=90, elem_id=f"ls-keep-{i}")
+                label = gr.Dropdown(ws.config.labels, value=current.labels[i], label=f"Label of #{i + 1}",
+                                    interactive=True, show_label=False, container=False, scale=3, min_width=110,
+                                    elem_id=f"ls-label-{i}")
                 gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>", scale=2,
                         min_width=80, padding=False)
             keep.input(decide(i, "keep"), [review, keep], [preview, kept_info])

@@ -49,8 +49,8 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
                                  column_widths=["8%", "22%", "30%", "12%", "28%"])
             with gr.Row(equal_height=True):
                 download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
-                dataset_format = gr.Dropdown(list(FORMATS), value="coco", show_label=False, min_width=90,
-                                             elem_id="pg-format")
+                dataset_format = gr.Dropdown(list(FORMATS), value="coco", label="Dataset format", show_label=False,
+                                             min_width=90, elem_id="pg-format")
                 make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
             more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
                                   file_count="multiple", file_types=["image"], height=120, elem_id="pg-more-images")
