@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Sequence
 
@@ -9,6 +10,7 @@ from .detector import GroundingDinoDetector
 from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import Options, model_version
+from .registry import detector_source
 from .prompts import Prompt, parse_prompt
 from .results import DetectionResult
 from .segmenter import MaskPrompt, SegmenterPool
@@ -28,6 +30,8 @@ class GroundingPipeline:
         self.detector = detector
         self.segmenters = segmenters or SegmenterPool(device=str(detector.device))
         self.settings = settings or PipelineSettings(detector=detector.model_id)
+        self._other: GroundingDinoDetector | None = None  # the last other detector asked for, beside the default
+        self._other_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> GroundingPipeline:
@@ -53,8 +57,8 @@ class GroundingPipeline:
               label_map: LabelMap | None = None) -> list[DetectionResult]:
         """Several images with one prompt: the uncached ones of one processed size share a detector forward."""
         loaded = [load_image(image, self.settings.max_pixels) for image in images]
-        prompt = self.check_prompt(prompt)
-        raws = self.detector.raw(loaded, prompt)
+        prompt = self.check_prompt(prompt, options)
+        raws = self.detector_for(options).raw(loaded, prompt)
         results = [self.label(image, raw, prompt, options, label_map or LabelMap())
                    for image, raw in zip(loaded, raws)]
         if options.segmenter:
@@ -63,7 +67,7 @@ class GroundingPipeline:
 
     def label(self, image: LoadedImage, raw, prompt: Prompt, options: Options, label_map: LabelMap) -> DetectionResult:
         """Thresholds and label mapping over the detector's raw output: no model runs."""
-        found = self.detector.postprocess(raw, image.width, image.height, options)
+        found = self.detector_for(options).postprocess(raw, image.width, image.height, options)
         prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
         return DetectionResult(
             width=image.width, height=image.height, xyxy=found.xyxy, scores=found.scores, phrases=found.phrases,
@@ -78,13 +82,29 @@ class GroundingPipeline:
         masks = self.segmenters.get(segmenter).decode(image, [MaskPrompt.from_box(box) for box in result.xyxy])
         return replace(result, masks=masks)
 
-    def check_prompt(self, prompt: str | Prompt) -> Prompt:
-        """The parsed prompt once the detector can read all of it, else ``PromptError`` with the reason: lets a
-        caller refuse a prompt before it downloads images or remembers the prompt."""
+    def check_prompt(self, prompt: str | Prompt, options: Options | None = None) -> Prompt:
+        """The parsed prompt once the detector (``options``'s, else the default) can read all of it, else
+        ``PromptError`` with the reason: lets a caller refuse a prompt before it downloads images or remembers it."""
         prompt = prompt if isinstance(prompt, Prompt) else parse_prompt(prompt)
-        self.detector.tokenize(prompt)
+        self.detector_for(options).tokenize(prompt)
         return prompt
 
     def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
-        return model_version(self.detector.model_id, options, prompt)
+        detector = detector_source(options.detector) if options.detector else self.detector.model_id
+        return model_version(detector, options, prompt)
+
+    def detector_for(self, options: Options | None = None) -> GroundingDinoDetector:
+        """The detector ``options`` names, loaded on first use with this pipeline's settings; the default one when
+        it names none or the default. Besides the default, only the last other detector stays loaded (each holds
+        0.6-0.9 GB), so trying detectors one after another cannot exhaust memory."""
+        name = options.detector if options is not None else None
+        if not name or detector_source(name) in (self.detector.model_id, self.settings.detector):
+            return self.detector
+        with self._other_lock:
+            if self._other is None or self._other.model_id != detector_source(name):
+                self._other = None  # the previous one goes before the next one loads
+                s = self.settings
+                self._other = GroundingDinoDetector(name, device=s.device, dtype=s.dtype, input_size=s.input_size,
+                                                    offline=s.offline, runtime=s.runtime, cache_dir=s.cache_dir)
+            return self._other

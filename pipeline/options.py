@@ -16,12 +16,14 @@ VERSION_PREFIX = "groundlabel"
 
 @dataclass(frozen=True)
 class Options:
-    """Thresholds and the segmenter for one request. Only post-processing reads the thresholds, so changing them
-    re-filters cached detector output; ``segmenter`` None means boxes only."""
+    """Thresholds, the segmenter and the detector for one request. Only post-processing reads the thresholds, so
+    changing them re-filters cached detector output; ``segmenter`` None means boxes only; ``detector`` None means the
+    pipeline's own (a registered name, Hub id or local directory picks another at run time)."""
 
     box_threshold: float = DEFAULT_BOX_THRESHOLD
     text_threshold: float = DEFAULT_TEXT_THRESHOLD
     segmenter: str | None = None
+    detector: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("box_threshold", "text_threshold"):

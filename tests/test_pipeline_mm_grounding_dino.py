@@ -65,3 +65,21 @@ def test_the_openvino_runtime_refuses_mm_grounding_dino_with_a_sentence(mm_dir, 
     pytest.importorskip("openvino")
     with pytest.raises(SettingsError, match="Grounding DINO models only"):
         GroundingDinoDetector(str(mm_dir), device="cpu", offline=True, runtime="openvino", cache_dir=tmp_path)
+
+
+def test_a_request_can_name_another_detector_which_loads_once_beside_the_default(pipeline, mm_dir, photo, tmp_path):
+    chosen = Options(0.0, 0.0, detector=str(mm_dir))
+    with count_calls(pipeline.detector.model) as default_forwards:
+        result = pipeline(photo, PROMPT, chosen)
+    assert default_forwards.count == 0
+    other = pipeline.detector_for(chosen)
+    assert other is not pipeline.detector and pipeline.detector_for(chosen) is other  # loaded once
+    assert result.model_version.startswith("groundlabel-mm-gdino-") and result.model_version != \
+        pipeline(photo, PROMPT, Options(0.0, 0.0)).model_version
+    with count_calls(other.model) as forwards:
+        again = pipeline(photo, PROMPT, Options(0.5, 0.0, detector=str(mm_dir)))  # re-threshold: cached
+    assert forwards.count == 0 and len(again) == int((result.scores > 0.5).sum())
+    third = save_grounding_dino(tmp_path / "third", seed=7)
+    pipeline(photo, PROMPT, Options(0.3, 0.0, detector=str(third)))
+    assert pipeline.detector_for(Options(detector=str(third))) is not other  # the previous other one was dropped
+    assert pipeline.detector_for(Options()) is pipeline.detector

@@ -31,3 +31,24 @@ def test_detect_and_refine_answer_through_gradio_client_and_nothing_else_is_list
     mask = pipeline.segmenters.get("sam_tiny_test").decode(
         image, [MaskPrompt(box=(20, 30, 200, 180), points=((100, 100), (150, 60)), positive=(True, False))])[0]
     assert refined["area"] == int(mask.sum()) and (refined["width"], refined["height"]) == (image.width, image.height)
+
+
+def test_detect_takes_another_detector_at_run_time_and_explains_one_it_cannot_load(app_url, pipeline, tmp_path):
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    from pipeline.testing.models import save_grounding_dino
+
+    other = save_grounding_dino(tmp_path / "mm", family="mm-grounding-dino", seed=3)
+    path = tmp_path / "api.png"
+    path.write_bytes(smooth_png(32))
+    client = Client(app_url, verbose=False)
+    found = client.predict(handle_file(str(path)), "dog. fence", 0.0, 0.25, "", str(other), api_name="/detect")
+    want = pipeline(load_image(path), "dog. fence", Options(0.0, 0.25, detector=str(other)))
+    default = pipeline(load_image(path), "dog. fence", Options(0.0, 0.25))
+    assert type(pipeline.detector_for(Options(detector=str(other))).model).__name__ == \
+        "MMGroundingDinoForObjectDetection"
+    np.testing.assert_allclose([d["box_xyxy"] for d in found["detections"]], want.xyxy, atol=0.01)
+    assert not np.allclose(want.xyxy, default.xyxy)  # another model's boxes, not the app's
+    with pytest.raises(AppError, match="mm_grounding_dino_tiny_o365v1_goldg_v3det"):  # offline: says what is missing
+        client.predict(handle_file(str(path)), "dog", 0.35, 0.25, "", "mm-grounding-dino-tiny", api_name="/detect")

@@ -164,3 +164,15 @@ def test_on_a_phone_the_result_and_its_message_come_right_after_the_detect_butto
     assert result["x"] >= 0 and result["x"] + result["width"] <= 390  # on the screen, not beside it
     assert result["y"] - (detect["y"] + detect["height"]) < 300  # less than half a phone screen below the button
     assert message["y"] < sliders["y"]  # the answer before the knobs that tune it
+
+
+def test_choosing_another_detector_runs_it_or_says_why_it_cannot(page, pipeline, tmp_path):
+    run_prompt(page, fresh_image(tmp_path, seed=12), "dog. fence")
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="mm-grounding-dino-tiny", exact=True).click()
+    # offline test machine: not downloadable, so the sentence names the weights and the fix; nothing crashes
+    expect(page.locator("#pg-message")).to_contain_text("mm_grounding_dino_tiny_o365v1_goldg_v3det")
+    expect(page.locator(".toast-body.error")).to_have_count(0)
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="(this app's)").click()
+    expect(page.locator("#pg-message")).to_contain_text("detections for “dog. fence”")

@@ -31,14 +31,13 @@ def public_api(hub: ModelHub) -> None:
                text_threshold: float = DEFAULT_TEXT_THRESHOLD, segmenter: str = "", detector: str = "") -> dict:
         """Labeled boxes for the phrases of ``prompt`` ("dog. possum on a fence"; "phrase:label" names the label);
         with ``segmenter`` (e.g. mobile_sam), a mask per box as polygons. ``detector``: "" for the app's
-        detector (the only one it serves today; naming it is fine)."""
-        loaded = hub.lazy.settings.detector
-        if detector and detector not in (loaded, hub.lazy.status()["detector"]):
-            raise gr.Error(f"This app serves the detector {loaded!r}; {detector!r} is not available.")
+        detector, or a registered name (``python -m pipeline --models``), Hub id or local directory, loaded on first
+        use beside the app's."""
         try:
             pipeline = hub.load(segmenter or None, lambda *args, **kwargs: None)
             picture = load_image(_path(image), pipeline.settings.max_pixels)
-            result = pipeline(picture, prompt, Options(box_threshold, text_threshold, segmenter or None))
+            result = pipeline(picture, prompt, Options(box_threshold, text_threshold, segmenter or None,
+                                                       detector or None))
         except GroundlabelError as error:
             raise gr.Error(str(error)) from None
         return detections_json(result)

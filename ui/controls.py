@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS
+from pipeline.registry import detector_source
 
 from .models import segmenter_choices
 
@@ -29,6 +30,14 @@ def output_controls(prefix: str, default_segmenter: str) -> tuple[gr.Radio, gr.D
         segmenter = gr.Dropdown(segmenter_choices(), value=default_segmenter, label="Segmenter", scale=2,
                                 min_width=150, elem_id=f"{prefix}-segmenter")
     return mode, segmenter
+
+
+def detector_dropdown(prefix: str, app_detector: str) -> gr.Dropdown:
+    """The app's detector (its setting: a name, Hub id or directory) first, then every other registered one."""
+    others = [name for name, spec in DETECTORS.items() if spec.source != detector_source(app_detector)]
+    return gr.Dropdown([(f"{app_detector} (this app's)", ""), *[(name, name) for name in others]], value="",
+                       label="Detector", info="Another one loads on first use, beside this app's",
+                       elem_id=f"{prefix}-detector")
 
 
 def chosen_segmenter(mode: str, segmenter: str) -> str | None:

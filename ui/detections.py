@@ -34,6 +34,7 @@ class Query:
     prompt: str
     segmenter: str | None = None
     label_map: LabelMap | None = None
+    detector: str | None = None  # None: the app's own
 
 
 @on_gpu
@@ -43,7 +44,9 @@ def run_query(hub: ModelHub, query: Query, box: float, text: float,
     start = time.perf_counter()
     pipeline = hub.load(query.segmenter, progress)
     progress(0.6, desc="Detecting and segmenting" if query.segmenter else "Detecting")
-    result = pipeline(query.image, query.prompt, Options(box, text, query.segmenter), query.label_map)
+    if query.detector:
+        progress(0.3, desc=f"Detecting with {query.detector} (its first use loads it)")
+    result = pipeline(query.image, query.prompt, Options(box, text, query.segmenter, query.detector), query.label_map)
     return result, time.perf_counter() - start
 
 

@@ -17,7 +17,7 @@ from gradio.media import get_image
 from pipeline import load_image, parse_prompt, render
 from pipeline.export import FORMATS, DatasetItem
 
-from .controls import chosen_segmenter, output_controls, threshold_sliders
+from .controls import chosen_segmenter, detector_dropdown, output_controls, threshold_sliders
 from .detections import (
     TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, write_dataset_zip, write_json,
 )
@@ -40,7 +40,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     are (image path, prompt) pairs, by default Gradio's example photos."""
     last_query = gr.State(None)
     with gr.Row(equal_height=False, elem_id="pg-layout"):
-        image, prompt, run, mode, segmenter, box, text = input_column(hub, examples)
+        image, prompt, run, mode, segmenter, box, text, detector = input_column(hub, examples)
         with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
             result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
                                     buttons=["download", "fullscreen"], elem_id="pg-result")
@@ -69,7 +69,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     def fail(error: Exception) -> tuple:
         return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
 
-    def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value,
+    def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value, detector_value,
                progress=gr.Progress(track_tqdm=True)):
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
         path = uploaded_path(upload)
@@ -78,18 +78,20 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         try:
             parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
             query = Query(load_image(path, hub.lazy.settings.max_pixels), Path(path).name, prompt_text,
-                          chosen_segmenter(mode_value, segmenter_value))
+                          chosen_segmenter(mode_value, segmenter_value), detector=detector_value or None)
             return show(query, box_value, text_value, progress)
         except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message
             return fail(error)
 
-    def refilter(query, mode_value, segmenter_value, box_value, text_value, progress=gr.Progress(track_tqdm=True)):
-        """Re-apply thresholds / output choice to the last query: cached detector output, no detector run."""
+    def refilter(query, mode_value, segmenter_value, box_value, text_value, detector_value,
+                 progress=gr.Progress(track_tqdm=True)):
+        """Re-apply thresholds / output choice to the last query: cached detector output, no detector run (unless
+        another detector was chosen)."""
         if query is None:
             return (gr.skip(),) * len(outputs)
         try:
-            return show(replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value)),
-                        box_value, text_value, progress)
+            return show(replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value),
+                                detector=detector_value or None), box_value, text_value, progress)
         except Exception as error:  # noqa: BLE001
             return fail(error)
 
@@ -99,15 +101,15 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
             return cleared("Now type what to look for, then press Enter.")
         return detect(upload, prompt_text, *rest)
 
-    inputs = [image, prompt, mode, segmenter, box, text]  # the image unprocessed: see uploaded_path
+    inputs = [image, prompt, mode, segmenter, box, text, detector]  # the image unprocessed: see uploaded_path
     run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect")
     prompt.submit(detect, inputs, outputs, concurrency_id="model", preprocess=False)
     image.change(on_image, inputs, outputs, concurrency_id="model", preprocess=False)
-    refilter_inputs = [last_query, mode, segmenter, box, text]
+    refilter_inputs = [last_query, mode, segmenter, box, text, detector]
     for control in (box, text):
         control.change(refilter, refilter_inputs, outputs, show_progress="minimal", trigger_mode="always_last",
                        concurrency_limit=4)
-    for control in (mode, segmenter):
+    for control in (mode, segmenter, detector):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
     make_dataset.click(dataset_handler(hub), [last_query, box, text, dataset_format, more_images], [dataset, message],
                        concurrency_id="model")
@@ -121,7 +123,7 @@ def cleared(text: str) -> tuple:
 
 def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple:
     """The image, the prompt and Detect, then the output choice, thresholds and examples (on a phone these go
-    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text)."""
+    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text, detector)."""
     with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
         image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                          height=230, elem_id="pg-image")
@@ -132,10 +134,11 @@ def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple
         with gr.Column(elem_id="pg-controls"):
             mode, segmenter = output_controls("pg", hub.default_segmenter)
             box, text = threshold_sliders("pg")
+            detector = detector_dropdown("pg", hub.lazy.settings.detector)
             examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
             # the prompt first: it is set before the image, whose change then runs it
             gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
-    return image, prompt, run, mode, segmenter, box, text
+    return image, prompt, run, mode, segmenter, box, text, detector
 
 
 def dataset_handler(hub: ModelHub):
