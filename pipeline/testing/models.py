@@ -112,11 +112,7 @@ def save_sam2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
         config = Sam2Config()
     else:
         raise ValueError(shape)
-    directory.mkdir(parents=True, exist_ok=True)
-    Sam2Model(config).save_pretrained(directory)
-    Sam2Processor(image_processor=Sam2ImageProcessor()).save_pretrained(directory)
-    (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights: masks from this model mean nothing.\n")
-    return directory
+    return _save_transformers(directory, Sam2Model(config), Sam2Processor(image_processor=Sam2ImageProcessor()))
 
 
 def save_sam_hq(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
@@ -139,9 +135,14 @@ def save_sam_hq(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
         config = SamHQConfig()
     else:
         raise ValueError(shape)
+    return _save_transformers(directory, SamHQModel(config), SamHQProcessor(image_processor=SamImageProcessor()))
+
+
+def _save_transformers(directory: Path, model, processor) -> Path:
+    """A random transformers segmenter saved as its Hub copy would be, marked as random."""
     directory.mkdir(parents=True, exist_ok=True)
-    SamHQModel(config).save_pretrained(directory)
-    SamHQProcessor(image_processor=SamImageProcessor()).save_pretrained(directory)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
     (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights: masks from this model mean nothing.\n")
     return directory
 
