@@ -213,15 +213,16 @@ class GroundingDinoDetector:
         out = [""] * len(phrase_index)
         for phrase in np.unique(phrase_index).tolist():
             rows = np.flatnonzero(phrase_index == phrase)
-            words = self._words(tokens, phrase)
-            passed = torch.stack([probs[rows][:, span].max(dim=-1).values > threshold for span, _ in words],
+            words, of_phrase = self._words(tokens, phrase), probs[rows]
+            passed = torch.stack([of_phrase[:, span].max(dim=-1).values > threshold for span, _ in words],
                                  dim=-1).numpy() if words else np.zeros((len(rows), 0), dtype=bool)
             texts: dict[bytes, str] = {}
             for row, keep in zip(rows.tolist(), passed):
-                if keep.tobytes() not in texts:
+                key = keep.tobytes()
+                if key not in texts:
                     chosen = [token for (_, ids), use in zip(words, keep) if use for token in ids]
-                    texts[keep.tobytes()] = self.processor.tokenizer.decode(chosen, skip_special_tokens=True).strip()
-                out[row] = texts[keep.tobytes()]
+                    texts[key] = self.processor.tokenizer.decode(chosen, skip_special_tokens=True).strip()
+                out[row] = texts[key]
         return out
 
     def _words(self, tokens: TokenizedPrompt, phrase: int) -> list[tuple[list[int], list[int]]]:

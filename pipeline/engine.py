@@ -98,13 +98,13 @@ class GroundingPipeline:
         """The detector ``options`` names, loaded on first use with this pipeline's settings; the default one when
         it names none or the default. Besides the default, only the last other detector stays loaded (each holds
         0.6-0.9 GB), so trying detectors one after another cannot exhaust memory."""
-        name = options.detector if options is not None else None
-        if not name or detector_source(name) in (self.detector.model_id, self.settings.detector):
+        source = detector_source(options.detector) if options is not None and options.detector else None
+        if source is None or source in (self.detector.model_id, detector_source(self.settings.detector)):
             return self.detector
         with self._other_lock:
-            if self._other is None or self._other.model_id != detector_source(name):
+            if self._other is None or self._other.model_id != source:
                 self._other = None  # the previous one goes before the next one loads
                 s = self.settings
-                self._other = GroundingDinoDetector(name, device=s.device, dtype=s.dtype, input_size=s.input_size,
+                self._other = GroundingDinoDetector(source, device=s.device, dtype=s.dtype, input_size=s.input_size,
                                                     offline=s.offline, runtime=s.runtime, cache_dir=s.cache_dir)
             return self._other

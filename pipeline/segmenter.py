@@ -74,9 +74,9 @@ class MaskPrompt:
 
 class CachedSegmenter:
     """What every segmenter shares: the embedding cache (per image), the mask cache (per image and prompt), and a
-    lock that keeps concurrent callers off the model's image state. Subclasses load a model and implement
-    ``_embed`` (the encoder: image -> embedding), ``_use`` (make an embedding the current one) and ``_decode_batched``
-    (prompts -> (mask, score) each, against the current embedding)."""
+    lock that keeps concurrent callers off the model's image state. Subclasses load a model and implement ``_model``
+    (the torch module, for its size), ``_embed`` (the encoder: image -> embedding), ``_use`` (make an embedding the
+    current one) and ``_decode_group`` (prompts of one shape -> masks and scores, against the current embedding)."""
 
     def __init__(self, spec: SegmenterSpec, device: str | None = None, embedding_cache_bytes: int = 512 << 20,
                  mask_cache_bytes: int = 256 << 20):
