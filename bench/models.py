@@ -14,6 +14,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,29 +22,31 @@ import torch
 from bench.common import MODELS_DIR, print_table, real_models
 from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
 
-DEFAULT = "grounding-dino-tiny,mm-grounding-dino-tiny,mobile_sam,sam_vit_b,sam2_1_hiera_tiny,sam_hq_vit_b"
+DEFAULT = ("grounding-dino-tiny,mm-grounding-dino-tiny,owlv2-base,omdet-turbo,sam3,mobile_sam,sam_vit_b,"
+           "sam2_1_hiera_tiny,sam_hq_vit_b")
 BOXES = 5
 
 
 def measure(name: str) -> dict:
     """Run in a fresh process: load ``name`` (real shape, random weights), time one 640x480 image."""
-    from pipeline.detector import GroundingDinoDetector
+    from pipeline.families import load_detector
     from pipeline.segmenter import SegmenterPool
-    from pipeline.testing.models import save_grounding_dino, save_sam2, save_sam_hq
+    from pipeline.testing.models import save_sam2, save_sam_hq
 
     image = load_image(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     before = _rss_mb()
     if name in DETECTORS:
-        family = "mm-grounding-dino" if name.startswith("mm-") else "grounding-dino"
-        directory = MODELS_DIR / f"{family}-real"
-        if not (directory / "config.json").exists():
-            save_grounding_dino(directory, "real", family=family)
-        model = GroundingDinoDetector(str(directory), device="cpu", offline=True)
-        params = sum(p.numel() for p in model.model.parameters())
-        model.raw([image], parse_prompt("warm up"))
+        detector = load_detector(str(_real_detector(name)), device="cpu", offline=True)
+        params = sum(p.numel() for p in detector.model.parameters())
+        detector.raw([load_image(np.zeros((48, 64, 3), dtype=np.uint8))], parse_prompt("warm up"))
         started = time.perf_counter()
-        model.raw([image], parse_prompt("brown dog. possum on a fence"))
-        return {"params": params, "image": time.perf_counter() - started, "prompt": None,
+        detector.raw([image], parse_prompt("brown dog. possum on a fence"))
+        first = time.perf_counter() - started
+        if not detector.makes_masks:
+            return {"params": params, "image": first, "prompt": None, "peak_mb": _rss_mb() - before}
+        started = time.perf_counter()  # SAM 3: another prompt on the same image reuses its vision features
+        detector.raw([image], parse_prompt("cat. bicycle"))
+        return {"params": params, "image": first, "prompt": time.perf_counter() - started,
                 "peak_mb": _rss_mb() - before}
     if SEGMENTERS[name].hub:
         directory = MODELS_DIR / f"{name}-real"
@@ -62,6 +65,22 @@ def measure(name: str) -> dict:
     segmenter.decode(image, [MaskPrompt(points=((320.0, 240.0),), positive=(True,))])  # a click: decoder only
     click = time.perf_counter() - started
     return {"params": params, "image": first, "prompt": click, "peak_mb": _rss_mb() - before}
+
+
+def _real_detector(name: str) -> Path:
+    """A random copy of detector ``name``'s real architecture, saved once under ``MODELS_DIR``."""
+    from pipeline.testing.detectors import save_omdet_turbo, save_owlv2, save_sam3
+    from pipeline.testing.models import save_grounding_dino
+
+    family = DETECTORS[name].family
+    directory = MODELS_DIR / f"{family}-real"
+    if not (directory / "config.json").exists():
+        savers = {"owlv2": save_owlv2, "omdet-turbo": save_omdet_turbo, "sam3": save_sam3}
+        if family in savers:
+            savers[family](directory, "real")
+        else:
+            save_grounding_dino(directory, "real", family=family)
+    return directory
 
 
 def _rss_mb() -> float:
@@ -90,7 +109,7 @@ def main() -> None:
                      f"{result['peak_mb']:.0f} MB"))
     print_table(f"Registered models, real shapes with random weights, one 640x480 image, CPU ({torch.get_num_threads()}"
                 " threads)", ("model", "parameters", "licence", "first image (encoder + decoder / forward)",
-                              "a click on it (decoder only)", "peak RSS added"), rows)
+                              "a click on it (decoder only; SAM 3: a new prompt)", "peak RSS added"), rows)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def models_listing() -> str:
     """The registry as a table: the names --detector / --masks take, where the weights come from, the licence and
     the variable that names a local copy."""
-    rows = [("detector", spec.name, spec.source, spec.licence, "GROUNDLABEL_DETECTOR (a Hub id or a directory)")
+    rows = [("detector", spec.name, spec.source, spec.licence,
+             f"{spec.env_var} (a directory); GROUNDLABEL_DETECTOR={spec.name} makes it the app's")
             for spec in DETECTORS.values()]
     rows += [("segmenter", spec.name, spec.source, spec.licence,
               f"{spec.env_var} ({'a directory' if spec.hub else 'a file'})") for spec in SEGMENTERS.values()]

@@ -6,11 +6,11 @@ import threading
 from dataclasses import replace
 from typing import Sequence
 
-from .detector import GroundingDinoDetector
+from .detector import CachedDetector
+from .families import load_detector
 from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import Options, model_version
-from .registry import detector_source
 from .prompts import Prompt, parse_prompt
 from .results import DetectionResult
 from .segmenter import MaskPrompt, SegmenterPool
@@ -25,20 +25,20 @@ class GroundingPipeline:
     box from the segmenter's cached image embedding (masks cached per box).
     """
 
-    def __init__(self, detector: GroundingDinoDetector, segmenters: SegmenterPool | None = None,
+    def __init__(self, detector: CachedDetector, segmenters: SegmenterPool | None = None,
                  settings: PipelineSettings | None = None):
         self.detector = detector
         self.segmenters = segmenters or SegmenterPool(device=str(detector.device))
         self.settings = settings or PipelineSettings(detector=detector.model_id)
-        self._other: GroundingDinoDetector | None = None  # the last other detector asked for, beside the default
+        self._other: CachedDetector | None = None  # the last other detector asked for, beside the default
         self._other_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> GroundingPipeline:
         """Load the detector now (registered name, Hub id or local dir); segmenters on first use."""
-        detector = GroundingDinoDetector(settings.detector, device=settings.device, dtype=settings.dtype,
-                                         input_size=settings.input_size, offline=settings.offline,
-                                         runtime=settings.runtime, cache_dir=settings.cache_dir)
+        detector = load_detector(settings.detector_source(settings.detector), device=settings.device,
+                                 dtype=settings.dtype, input_size=settings.input_size, offline=settings.offline,
+                                 runtime=settings.runtime, cache_dir=settings.cache_dir)
         segmenters = SegmenterPool(device=str(detector.device), checkpoints=dict(settings.checkpoints),
                                    cache_dir=settings.cache_dir, offline=settings.offline,
                                    memory_budget=settings.segmenter_memory)
@@ -61,7 +61,7 @@ class GroundingPipeline:
         raws = self.detector_for(options).raw(loaded, prompt)
         results = [self.label(image, raw, prompt, options, label_map or LabelMap())
                    for image, raw in zip(loaded, raws)]
-        if options.segmenter:
+        if options.segmenter and not self.detector_for(options).makes_masks:  # SAM 3 made its own
             results = [self.segment(image, result, options.segmenter) for image, result in zip(loaded, results)]
         return results
 
@@ -71,7 +71,7 @@ class GroundingPipeline:
         prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
         return DetectionResult(
             width=image.width, height=image.height, xyxy=found.xyxy, scores=found.scores, phrases=found.phrases,
-            prompt_phrases=prompt_phrases,
+            prompt_phrases=prompt_phrases, masks=found.masks,
             labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
             unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
             model_version=self.model_version(options, prompt),
@@ -91,20 +91,25 @@ class GroundingPipeline:
 
     def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
-        detector = detector_source(options.detector) if options.detector else self.detector.model_id
-        return model_version(detector, options, prompt)
+        detector = self.settings.detector_source(options.detector) if options.detector else self.detector.model_id
+        return model_version(detector, options, prompt, self.detector_for(options).makes_masks)
 
-    def detector_for(self, options: Options | None = None) -> GroundingDinoDetector:
+    @property
+    def other_detector(self) -> CachedDetector | None:
+        """The detector a request named besides the default, if one is loaded."""
+        return self._other
+
+    def detector_for(self, options: Options | None = None) -> CachedDetector:
         """The detector ``options`` names, loaded on first use with this pipeline's settings; the default one when
         it names none or the default. Besides the default, only the last other detector stays loaded (each holds
         0.6-0.9 GB), so trying detectors one after another cannot exhaust memory."""
-        source = detector_source(options.detector) if options is not None and options.detector else None
-        if source is None or source in (self.detector.model_id, detector_source(self.settings.detector)):
+        s = self.settings
+        source = s.detector_source(options.detector) if options is not None and options.detector else None
+        if source is None or source in (self.detector.model_id, s.detector_source(s.detector)):
             return self.detector
         with self._other_lock:
             if self._other is None or self._other.model_id != source:
                 self._other = None  # the previous one goes before the next one loads
-                s = self.settings
-                self._other = GroundingDinoDetector(source, device=s.device, dtype=s.dtype, input_size=s.input_size,
-                                                    offline=s.offline, runtime=s.runtime, cache_dir=s.cache_dir)
+                self._other = load_detector(source, device=s.device, dtype=s.dtype, input_size=s.input_size,
+                                            offline=s.offline, runtime=s.runtime, cache_dir=s.cache_dir)
             return self._other

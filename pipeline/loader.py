@@ -6,6 +6,7 @@ import threading
 
 from .engine import GroundingPipeline
 from .errors import WeightsError
+from .families import reads_text_threshold
 from .settings import PipelineSettings
 
 
@@ -47,11 +48,13 @@ class LazyPipeline:
         """What is loaded and where, or why loading failed: for the UI's status line and /health."""
         if self._pipeline is None:
             return {"detector": self.settings.detector, "loaded": False, "error": self._error, "segmenters": [],
-                    "segmenter_errors": {}}
+                    "segmenter_errors": {}, **_text_threshold(reads_text_threshold(self.settings.detector))}
         pipeline = self._pipeline
         return {
             "detector": pipeline.detector.model_id,
             "loaded": True,
+            **_text_threshold(pipeline.detector.reads_text_threshold),
+            "other_detector": pipeline.other_detector.model_id if pipeline.other_detector else None,
             "device": str(pipeline.detector.device),
             "dtype": str(pipeline.detector.dtype).replace("torch.", ""),
             "segmenters": pipeline.segmenters.loaded,
@@ -60,3 +63,10 @@ class LazyPipeline:
             "segmenter_errors": pipeline.segmenters.failures,
             "error": None,
         }
+
+
+def _text_threshold(reads: bool) -> dict:
+    """Whether the detector reads the text threshold, and when not, the sentence that says so."""
+    note = {} if reads else {"text_threshold_note": "This detector scores whole prompt phrases: the text threshold "
+                                                    "(TEXT_THRESHOLD, the UI's slider) is ignored."}
+    return {"reads_text_threshold": reads, **note}

@@ -36,16 +36,17 @@ class Options:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
 
 
-def model_version(detector: str, options: Options, prompt: Prompt | None = None) -> str:
+def model_version(detector: str, options: Options, prompt: Prompt | None = None, own_masks: bool = False) -> str:
     """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-p<hash>]``, the one name for what produced a result.
 
     ``detector`` may be a Hub id or a path (its last part is used); ``prompt`` adds a short hash of its phrases and
-    explicit labels, so results of another prompt count as another version. Computable without loading any model
+    explicit labels, so results of another prompt count as another version. ``own_masks``: the detector makes the
+    masks (SAM 3), so ``+masks`` replaces the segmenter's name. Computable without loading any model
     (Label Studio's /setup asks before the first prediction). The prefix tells our predictions from other models'.
     """
     name = detector.rstrip("/").split("/")[-1]
     if options.segmenter:
-        name += f"+{options.segmenter}"
+        name += "+masks" if own_masks else f"+{options.segmenter}"
     version = f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
     return f"{version}-p{prompt_hash(prompt)}" if prompt is not None else version
 

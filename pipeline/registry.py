@@ -19,6 +19,18 @@ class DetectorSpec:
     name: str  # what users type: grounding-dino-tiny, ...
     source: str  # Hugging Face Hub id
     licence: str
+    family: str = "grounding-dino"  # the model's config model_type: which detector class runs it
+    gated: bool = False  # the Hub asks for an access request (and HF_TOKEN) before the download
+
+    @property
+    def env_var(self) -> str:
+        """GROUNDLABEL_<NAME>_CHECKPOINT: a local copy (a save_pretrained directory) used instead of the Hub."""
+        return checkpoint_variable(self.name)
+
+    @property
+    def reads_text_threshold(self) -> bool:
+        """Grounding DINO scores tokens, so a text threshold picks a box's words; the others score whole phrases."""
+        return self.family in ("grounding-dino", "mm-grounding-dino")
 
 
 @dataclass(frozen=True)
@@ -40,8 +52,12 @@ class SegmenterSpec:
 
     @property
     def env_var(self) -> str:
-        """GROUNDLABEL_<NAME>_CHECKPOINT, upper case, anything but letters and digits as '_'."""
-        return f"GROUNDLABEL_{re.sub(r'[^A-Z0-9]', '_', self.name.upper())}_CHECKPOINT"
+        return checkpoint_variable(self.name)
+
+
+def checkpoint_variable(name: str) -> str:
+    """GROUNDLABEL_<NAME>_CHECKPOINT for a registered model: upper case, anything but letters and digits as '_'."""
+    return f"GROUNDLABEL_{re.sub(r'[^A-Z0-9]', '_', name.upper())}_CHECKPOINT"
 
 
 DETECTORS = {
@@ -50,7 +66,11 @@ DETECTORS = {
         DetectorSpec("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
         DetectorSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", "Apache-2.0"),
         DetectorSpec("mm-grounding-dino-tiny", "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
-                     "Apache-2.0"),
+                     "Apache-2.0", "mm-grounding-dino"),
+        DetectorSpec("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0", "owlv2"),
+        DetectorSpec("omdet-turbo", "omlab/omdet-turbo-swin-tiny-hf", "Apache-2.0", "omdet-turbo"),
+        # text -> boxes *and* masks in one model (pipeline/sam3.py); gated on the Hub, under Meta's SAM License
+        DetectorSpec("sam3", "facebook/sam3", "SAM License (gated)", "sam3", gated=True),
     )
 }
 DEFAULT_DETECTOR = DETECTORS["grounding-dino-tiny"].source
@@ -88,6 +108,11 @@ SEGMENTERS.update({  # SAM-HQ through transformers: SAM's architecture with a hi
 })
 _ALIASES = {"sam2": "sam2_1_hiera_tiny", "sam2_1": "sam2_1_hiera_tiny", "vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",
             "vit_t": "mobile_sam", "mobilesam": "mobile_sam"}
+
+
+def detector_spec(name: str) -> DetectorSpec | None:
+    """The registered detector a name or Hub id stands for, if any."""
+    return DETECTORS.get(name) or next((spec for spec in DETECTORS.values() if spec.source == name), None)
 
 
 def detector_source(name: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import SettingsError
-from .registry import DEFAULT_DETECTOR, SEGMENTERS
+from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, detector_source
 
 # 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -25,8 +25,9 @@ _TRUE = {"1", "true", "yes", "on"}
 class PipelineSettings:
     """Which detector, where it runs, and where segmenter weights come from.
 
-    ``checkpoints`` maps a segmenter name to a local checkpoint file; a segmenter without one is looked up in
-    ``cache_dir`` and, unless ``offline``, downloaded there once. ``batch_size`` is images per detector forward
+    ``checkpoints`` maps a registered model's name to its local copy (a segmenter's checkpoint file, a transformers
+    model's directory); a segmenter without one is looked up in ``cache_dir`` and, unless ``offline``, downloaded
+    there once, a detector without one comes from the Hub. ``batch_size`` is images per detector forward
     (None: 4 on a GPU, 1 on a CPU).
     """
 
@@ -42,16 +43,21 @@ class PipelineSettings:
     runtime: str = "torch"  # or "openvino": the detector on OpenVINO (CPU, fp32; pipeline/runtime.py)
     segmenter_memory: int = DEFAULT_SEGMENTER_MEMORY  # bytes of segmenter weights kept loaded (LRU unloaded first)
 
+    def detector_source(self, name: str) -> str:
+        """Where detector ``name`` loads from: its local copy when one is set, else its Hub id (or ``name`` itself:
+        a Hub id or directory)."""
+        return self.checkpoints.get(name) or detector_source(name)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
         """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _SEGMENTER_MEMORY_MB, _CACHE,
         _OFFLINE (or
-        HF_HUB_OFFLINE=1), and per segmenter GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
+        HF_HUB_OFFLINE=1), and per registered model GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
         def get(name: str) -> str | None:
             return (environ.get(name) or "").strip() or None
 
-        checkpoints = {}
+        checkpoints = {spec.name: get(spec.env_var) for spec in DETECTORS.values() if get(spec.env_var)}
         for spec in SEGMENTERS.values():
             path = next((get(name) for name in (spec.env_var, *spec.seed_env_vars) if get(name)), None)
             if path:

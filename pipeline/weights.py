@@ -75,6 +75,10 @@ def check_hub(model_id: str, timeout: float = HUB_TIMEOUT) -> None:
 
 def _not_loadable(model_id: str, error: Exception | None, offline: bool) -> str:
     """One line: what failed (the library's reason, whitespace folded) and how to fix it."""
+    if error is not None and any(sign in str(error).lower() for sign in ("gated", "401", "403")):
+        return (f"{model_id!r} is gated on the Hugging Face Hub: ask for access at https://huggingface.co/{model_id} "
+                "(and accept its licence) while logged in, then set HF_TOKEN to an access token of that account "
+                f"(the download uses it). {OFFLINE_HINT}")
     if error is None:
         where = "it is not in the Hugging Face cache and downloads are off (GROUNDLABEL_OFFLINE / HF_HUB_OFFLINE)"
     else:

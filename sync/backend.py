@@ -31,6 +31,7 @@ from pipeline import (
     parse_prompt,
 )
 from pipeline.cache import LRUCache
+from pipeline.families import makes_masks
 
 from .client import LabelStudioClient
 from .config import ProjectConfig
@@ -218,7 +219,7 @@ class MLBackend:
         """Names detector, segmenter, thresholds and prompt, from the loaded pipeline or (before loading) the
         settings."""
         detector = self.models.get().detector.model_id if self.models.loaded else self.models.settings.detector
-        return model_version(detector, options, prompt)
+        return model_version(detector, options, prompt, makes_masks(detector))
 
     def remember_prompt(self, body: dict) -> str | None:
         """From a webhook event: the prompt in the submitted annotation's TextArea, kept as the project's batch

@@ -27,6 +27,7 @@ class LabelsControl:
     type: str  # rectanglelabels | brushlabels | polygonlabels
     labels: tuple[str, ...]
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+    colors: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # label -> its background
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,20 @@ class ProjectConfig:
         """Every label of every control, each once, in config order."""
         return list(dict.fromkeys(label for control in self.controls for label in control.labels))
 
+    def label_colors(self) -> dict[str, tuple[int, int, int]]:
+        """Each label's colour as Label Studio shows it (its ``background``: a name or hex), where the config gives
+        one that reads as a colour; the first control that colours a label wins."""
+        from PIL import ImageColor
+
+        found: dict[str, tuple[int, int, int]] = {}
+        for control in self.controls:
+            for label, color in control.colors.items():
+                try:
+                    found.setdefault(label, ImageColor.getrgb(color)[:3])
+                except ValueError:
+                    continue
+        return found
+
     def label_map(self) -> LabelMap:
         """The pipeline's mapping from prompt phrases to this project's labels (``predicted_values`` as aliases)."""
         aliases: dict[str, list[str]] = {}
@@ -181,8 +196,10 @@ def _labels_control(control) -> LabelsControl:
         phrases = [p.strip() for p in str(tag.attr.get("predicted_values", "")).split(",") if p.strip()]
         if phrases:
             aliases[value] = tuple(phrases)
+    colors = {value: str(tag.attr["background"]) for value, tag in (control.labels_attrs or {}).items()
+              if tag.attr.get("background")}
     return LabelsControl(name=control.name, type=REGION_TYPES[control.tag], labels=tuple(control.labels),
-                         aliases=aliases)
+                         aliases=aliases, colors=colors)
 
 
 def _threshold_tags(controls) -> dict[str, tuple[str, float | None]]:

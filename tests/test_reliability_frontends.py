@@ -141,6 +141,7 @@ LABEL_STUDIO_URLS = {
 
 @pytest.mark.parametrize("url", LABEL_STUDIO_URLS)
 def test_app_refuses_unusable_label_studio_urls(ui, url):
-    connection = ui.predict(url.format(free=free_port()), "0" * 40, api_name="/on_connect")[0]
+    # url, token and the Detector dropdown ("": the app's detector)
+    connection = ui.predict(url.format(free=free_port()), "0" * 40, "", api_name="/on_connect")[0]
 
     assert "gl-error" in connection and LABEL_STUDIO_URLS[url] in connection

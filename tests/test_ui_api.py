@@ -52,3 +52,19 @@ def test_detect_takes_another_detector_at_run_time_and_explains_one_it_cannot_lo
     assert not np.allclose(want.xyxy, default.xyxy)  # another model's boxes, not the app's
     with pytest.raises(AppError, match="mm_grounding_dino_tiny_o365v1_goldg_v3det"):  # offline: says what is missing
         client.predict(handle_file(str(path)), "dog", 0.35, 0.25, "", "mm-grounding-dino-tiny", api_name="/detect")
+
+
+def test_detect_with_sam3_returns_its_own_masks_without_loading_the_segmenter(app_url, pipeline, tmp_path):
+    """SAM 3 as the page's detector with masks asked for (MobileSAM named, whose weights are not on this machine):
+    the polygons are SAM 3's masks and no segmenter loads."""
+    from pipeline.testing.detectors import save_sam3
+
+    sam3 = save_sam3(tmp_path / "sam3")
+    path = tmp_path / "api.png"
+    path.write_bytes(smooth_png(33))
+    client = Client(app_url, verbose=False)
+    found = client.predict(handle_file(str(path)), "dog", 0.2, 0.25, "mobile_sam", str(sam3), api_name="/detect")
+    want = pipeline(load_image(path), "dog", Options(0.2, 0.25, "mobile_sam", str(sam3)))
+    assert len(want) == len(found["detections"]) > 0 and "mobile_sam" not in pipeline.segmenters.loaded
+    for entry, mask in zip(found["detections"], want.masks):
+        assert entry["mask_polygons"] == [p.astype(int).tolist() for p in sv.mask_to_polygons(mask)]

@@ -6,12 +6,13 @@ import logging
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
-from tests.browser import smooth_png
+from tests.browser import set_slider, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
 
@@ -190,3 +191,109 @@ def test_controls_used_before_connecting_answer_with_a_hint_and_no_error_badge(p
     page.locator("#ls-mode").get_by_label("Boxes + masks").check()
     page.wait_for_timeout(500)
     assert page.locator(".error, .toast-body.error").count() == 0  # Gradio's red "Error" badge and toast
+
+
+def test_a_detector_chosen_before_connecting_detects_the_tasks_and_can_be_switched_back(
+        page, label_studio, project, pipeline, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pipeline.testing.detectors import save_owlv2
+
+    owl = save_owlv2(tmp_path / "owlv2")
+    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, checkpoints={
+        **pipeline.settings.checkpoints, "owlv2-base": str(owl)}))
+    project_id, images = project
+    page.get_by_role("tab", name="Label Studio").click()
+    page.get_by_text("Output and thresholds").click()
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="owlv2-base", exact=True).click()  # before connecting: kept for later
+    expect(page.locator("#ls-text")).to_be_hidden()
+    choose_project(page, label_studio, project_id)
+    task_id, image = next(iter(images.items()))
+    open_task(page, task_id)
+    owl_result = pipeline(load_image(image), CONFIG.default_prompt,
+                          Options(DEFAULT_BOX_THRESHOLD, 0.0, "sam_tiny_test", "owlv2-base"), CONFIG.label_map())
+    assert len(owl_result) != len(expected_result(pipeline, image))
+    expect(page.locator("#ls-summary")).to_contain_text(f"{len(owl_result)} detection")
+    expect(page.locator("#ls-summary")).not_to_contain_text("text ≥")
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="(this app's)").click()
+    expect(page.locator("#ls-text")).to_be_visible()
+    expect(page.locator("#ls-summary")).to_contain_text(f"{len(expected_result(pipeline, image))} detection")
+    expect(page.locator("#ls-summary")).to_contain_text("text ≥")
+
+
+def _canvas_point(canvas_box: dict, size: tuple[int, int], x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of image pixel (x, y) in the box editor, which fits the image into its canvas, centred."""
+    scale = min(canvas_box["width"] / size[0], canvas_box["height"] / size[1])
+    return (float(canvas_box["x"] + (canvas_box["width"] - size[0] * scale) / 2 + x * scale),
+            float(canvas_box["y"] + (canvas_box["height"] - size[1] * scale) / 2 + y * scale))
+
+
+def _free_spot(boxes: np.ndarray, size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The top-left corner of a ``side``-pixel square that touches none of ``boxes``."""
+    for y in range(4, size[1] - side - 4, 4):
+        for x in range(4, size[0] - side - 4, 4):
+            if all(x + side < x0 or x > x1 or y + side < y0 or y > y1 for x0, y0, x1, y1 in boxes):
+                return x, y
+    raise AssertionError("no free spot: pick another seed")
+
+
+def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(page, label_studio, project,
+                                                                                 pipeline):
+    from pipeline import MaskPrompt
+    from sync import box_to_pixels, rle_to_mask
+
+    project_id, images = project
+    (first, image), _ = images.items()
+    everything = expected_result(pipeline, image)
+    assert len(everything) >= 3 and None not in everything.labels[:2]
+    shown = everything[:2]
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    for number in range(3, len(everything) + 1):  # keep the first two: the editor shows the kept boxes
+        page.get_by_role("checkbox", name=f"Keep #{number}", exact=True).uncheck()
+    expect(page.locator("#ls-kept")).to_contain_text(f"2 of {len(everything)} kept")
+    page.get_by_role("tab", name="Edit boxes").click()
+    canvas = page.locator("#ls-editor canvas")
+    expect(canvas).to_be_visible()
+    frame, size = canvas.bounding_box(), (320, 240)
+    (x0, y0, x1, y1), other = shown.xyxy[0], shown.xyxy[1]
+    inside = [(x, y) for x in np.linspace(x0 + 3, x1 - 3, 12) for y in np.linspace(y0 + 3, y1 - 3, 12)
+              if not (other[0] <= x <= other[2] and other[1] <= y <= other[3])]  # box 1, not box 2
+    grab = min(inside, key=lambda p: np.hypot(p[0] - (x0 + x1) / 2, p[1] - (y0 + y1) / 2), default=None)  # no handle
+    assert grab is not None, "box 1 lies inside box 2: pick another seed"
+    start = _canvas_point(frame, size, *grab)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*_canvas_point(frame, size, grab[0] + 12, grab[1] + 9), steps=6)
+    page.mouse.up()
+    moved = np.array([x0 + 12, y0 + 9, x1 + 12, y1 + 9]).clip(0, [320, 240, 320, 240])
+    left, top = _free_spot(np.stack([moved, other]), size, 40)
+    page.keyboard.press("c")  # the editor's "Create box" mode
+    page.mouse.move(*_canvas_point(frame, size, left, top))
+    page.mouse.down()
+    page.mouse.move(*_canvas_point(frame, size, left + 40, top + 40), steps=6)
+    page.mouse.up()
+    page.locator("#ls-apply-edits").click()
+    expect(page.locator("#ls-message")).to_contain_text("3 boxes will be pushed, as edited")
+    page.get_by_role("tab", name="What will be pushed").click()
+    page.locator("#ls-kind").get_by_label("annotation").check()
+    page.locator("#ls-push").click()
+
+    expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
+    stored = label_studio.api("GET", f"/api/tasks/{first}/annotations/")[0]["result"]
+    rectangles = [r for r in stored if r["type"] == "rectanglelabels"]
+    brushes = [r for r in stored if r["type"] == "brushlabels"]
+    assert len(rectangles) == len(brushes) == 3
+    drawn = np.array([left, top, left + 40, top + 40])
+    pixels = [box_to_pixels(r) for r in rectangles]
+    for want, label in [(moved, shown.labels[0]), (shown.xyxy[1], shown.labels[1]), (drawn, CONFIG.labels[0])]:
+        found = [r for r, box in zip(rectangles, pixels) if np.abs(box - want).max() <= 1.5]
+        assert found and found[0]["value"]["rectanglelabels"] == [label], (want, pixels)
+    segmenter = pipeline.segmenters.get("sam_tiny_test")
+    masks = [rle_to_mask(r) for r in brushes]
+    for box in (moved, drawn):  # new masks for the moved and the drawn box (the boxes the editor returned)
+        (mask,) = segmenter.decode(load_image(image), [MaskPrompt.from_box(np.round(box))])
+        assert any(np.array_equal(mask, m) for m in masks)
+    assert any(np.array_equal(shown.masks[1], m) for m in masks)  # the untouched box keeps its mask

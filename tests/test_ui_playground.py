@@ -176,3 +176,29 @@ def test_choosing_another_detector_runs_it_or_says_why_it_cannot(page, pipeline,
     page.get_by_role("combobox", name="Detector", exact=True).click()
     page.get_by_role("option", name="(this app's)").click()
     expect(page.locator("#pg-message")).to_contain_text("detections for “dog. fence”")
+
+
+def test_a_detector_without_a_text_threshold_hides_its_slider_and_runs(page, pipeline, tmp_path, monkeypatch):
+    """OWLv2 (its local copy named by GROUNDLABEL_OWLV2_BASE_CHECKPOINT) scores whole phrases: choosing it hides
+    the text threshold and the message names none; choosing the app's detector brings the slider back."""
+    from dataclasses import replace
+
+    from pipeline.testing.detectors import save_owlv2
+
+    owl = save_owlv2(tmp_path / "owlv2")
+    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, checkpoints={
+        **pipeline.settings.checkpoints, "owlv2-base": str(owl)}))
+    run_prompt(page, fresh_image(tmp_path, seed=13), "dog. fence")
+    expect(page.locator("#pg-text")).to_be_visible()
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="owlv2-base", exact=True).click()
+    expect(page.locator("#pg-text")).to_be_hidden()
+    expected = pipeline(load_image(fresh_image(tmp_path, seed=13)), "dog. fence",
+                        Options(DEFAULT_BOX_THRESHOLD, 0.0, detector="owlv2-base"))
+    expect(page.locator("#pg-message")).to_contain_text(f"{len(expected)} detection")
+    expect(page.locator("#pg-message")).not_to_contain_text("text ≥")
+    assert grid_rows(page, "#pg-table") == len(expected)
+    page.get_by_role("combobox", name="Detector", exact=True).click()
+    page.get_by_role("option", name="(this app's)").click()
+    expect(page.locator("#pg-text")).to_be_visible()
+    expect(page.locator("#pg-message")).to_contain_text("text ≥")

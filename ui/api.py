@@ -34,7 +34,7 @@ def public_api(hub: ModelHub) -> None:
         detector, or a registered name (``python -m pipeline --models``), Hub id or local directory, loaded on first
         use beside the app's."""
         try:
-            pipeline = hub.load(segmenter or None, lambda *args, **kwargs: None)
+            pipeline = hub.load(segmenter or None, lambda *args, **kwargs: None, detector=detector or None)
             picture = load_image(_path(image), pipeline.settings.max_pixels)
             result = pipeline(picture, prompt, Options(box_threshold, text_threshold, segmenter or None,
                                                        detector or None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS
+from pipeline.families import reads_text_threshold
 from pipeline.registry import detector_source
 
 from .models import segmenter_choices
@@ -12,13 +13,15 @@ from .models import segmenter_choices
 BOXES, MASKS = "Boxes", "Boxes + masks"
 
 
-def threshold_sliders(prefix: str) -> tuple[gr.Slider, gr.Slider]:
-    """Box and text threshold sliders, side by side (their moves re-filter cached detector output)."""
+def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider, gr.Slider]:
+    """Box and text threshold sliders, side by side (their moves re-filter cached detector output); the text one
+    hidden for a detector that has no text threshold."""
     with gr.Row():
         box = gr.Slider(0.0, 1.0, value=DEFAULT_BOX_THRESHOLD, step=0.001, label="Box threshold",
                         info="Minimum box score", min_width=200, elem_id=f"{prefix}-box")
         text = gr.Slider(0.0, 1.0, value=DEFAULT_TEXT_THRESHOLD, step=0.001, label="Text threshold",
-                         info="Minimum word score in a phrase", min_width=200, elem_id=f"{prefix}-text")
+                         info="Minimum word score in a phrase", min_width=200, elem_id=f"{prefix}-text",
+                         visible=text_visible)
     return box, text
 
 
@@ -38,6 +41,12 @@ def detector_dropdown(prefix: str, app_detector: str) -> gr.Dropdown:
     return gr.Dropdown([(f"{app_detector} (this app's)", ""), *[(name, name) for name in others]], value="",
                        label="Detector", info="Another one loads on first use, beside this app's",
                        elem_id=f"{prefix}-detector")
+
+
+def show_text_threshold(text: gr.Slider, detector: gr.Dropdown, app_detector: str) -> None:
+    """Hide the text threshold while the chosen detector has none (OWLv2, OmDet-Turbo, SAM 3 score whole phrases)."""
+    detector.change(lambda choice: gr.Slider(visible=reads_text_threshold(choice or app_detector)), [detector],
+                    [text], queue=False)
 
 
 def chosen_segmenter(mode: str, segmenter: str) -> str | None:

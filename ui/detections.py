@@ -17,6 +17,7 @@ import supervision as sv
 
 from pipeline import DetectionResult, GroundlabelError, LabelMap, LoadedImage, Options
 from pipeline.export import DatasetItem, export_dataset
+from pipeline.families import reads_text_threshold
 
 from .models import ModelHub, ProgressFn, on_gpu
 
@@ -42,12 +43,15 @@ def run_query(hub: ModelHub, query: Query, box: float, text: float,
               progress: ProgressFn) -> tuple[DetectionResult, float]:
     """The pipeline's result and the seconds it took. Caches make a repeated image/prompt skip the detector."""
     start = time.perf_counter()
-    pipeline = hub.load(query.segmenter, progress)
+    pipeline = hub.load(query.segmenter, progress, detector=query.detector)
     progress(0.6, desc="Detecting and segmenting" if query.segmenter else "Detecting")
-    if query.detector:
-        progress(0.3, desc=f"Detecting with {query.detector} (its first use loads it)")
     result = pipeline(query.image, query.prompt, Options(box, text, query.segmenter, query.detector), query.label_map)
     return result, time.perf_counter() - start
+
+
+def text_shown(hub: ModelHub, query: Query, text: float) -> float | None:
+    """The text threshold a run message names: None when the query's detector has none."""
+    return text if reads_text_threshold(query.detector or hub.lazy.settings.detector) else None
 
 
 def table_rows(result: DetectionResult) -> list[list]:
@@ -70,12 +74,13 @@ def threshold_text(value: float) -> str:
     return text + "0" * max(0, 4 - len(text))
 
 
-def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float) -> str:
-    """"3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched."""
+def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float | None) -> str:
+    """"3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched;
+    ``text`` None: the detector has no text threshold, so none is named."""
     count = f"{len(result)} detection{'s' if len(result) != 1 else ''}"
     prompt = query.prompt if len(query.prompt) <= PROMPT_SHOWN else query.prompt[:PROMPT_SHOWN - 1] + "…"
-    line = (f"<strong>{count}</strong> for “{html.escape(prompt)}” (box ≥ {threshold_text(box)}, "
-            f"text ≥ {threshold_text(text)}) in {seconds * 1000:.0f} ms")
+    thresholds = f"box ≥ {threshold_text(box)}" + (f", text ≥ {threshold_text(text)}" if text is not None else "")
+    line = f"<strong>{count}</strong> for “{html.escape(prompt)}” ({thresholds}) in {seconds * 1000:.0f} ms"
     if result.unmapped:
         names = ", ".join(f"“{html.escape(p)}”" for p in result.unmapped)
         line += (f"<br>No project label for {names}: their boxes show as “phrase?”. "

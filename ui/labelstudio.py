@@ -15,16 +15,22 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from pipeline import Options
+from gradio_image_annotation import image_annotator
+
+from pipeline import MaskPrompt, Options
+from pipeline.families import reads_text_threshold
 from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
-from .controls import BOXES, MASKS, chosen_segmenter, output_controls, threshold_sliders
-from .detections import failure, notice, run_query, summary
+from .controls import (
+    BOXES, MASKS, chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders,
+)
+from .detections import failure, notice, run_query, summary, text_shown
 from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
+_FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
 Updates = dict[Any, Any]
 
@@ -81,7 +87,10 @@ class LabelStudioTab:
     segmenter: gr.Dropdown
     box: gr.Slider
     text: gr.Slider
+    detector: gr.Dropdown
     kind: gr.Radio
+    editor: image_annotator
+    apply_edits: gr.Button
     replace: gr.Checkbox
     push: gr.Button
     skip: gr.Button
@@ -93,13 +102,14 @@ class LabelStudioTab:
         """Every component a handler may change."""
         return [self.workspace, self.review, self.connection, self.project, self.chips, self.tasks, self.pager,
                 self.header, self.preview, self.prompt, self.mode, self.result_info, self.kept_info, self.message,
-                self.model_status]
+                self.model_status, self.editor]
 
     def wire(self) -> None:
         everything, query = self.outputs, [self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text]
         refilter = [self.workspace, self.mode, self.segmenter, self.box, self.text]
-        self.connect.click(self.on_connect, [self.url, self.token, self.workspace], everything)
-        self.token.submit(self.on_connect, [self.url, self.token, self.workspace], everything)
+        connecting = [self.url, self.token, self.workspace, self.detector]
+        self.connect.click(self.on_connect, connecting, everything)
+        self.token.submit(self.on_connect, connecting, everything)
         self.project.input(self.on_project, [self.workspace, self.project, self.unlabeled], everything)
         self.unlabeled.input(self.on_filter, [self.workspace, self.unlabeled], everything)
         self.previous_page.click(self.on_previous_page, [self.workspace], everything)
@@ -113,9 +123,12 @@ class LabelStudioTab:
                            trigger_mode="always_last", concurrency_limit=4)
         for control in (self.mode, self.segmenter):
             control.input(self.on_refilter, refilter, everything, concurrency_id="model")
+        self.detector.input(self.on_detector, [self.detector, *refilter], everything, concurrency_id="model")
         self.push.click(self.on_push, [self.workspace, self.review, self.kind, self.replace, *query[1:]], everything,
                         concurrency_id="model")
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
+        self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
+                                                    self.segmenter], everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
         # Pre-annotation has its own queue, one run at a time, and one progress display: Detect, clicks and pushes
         # (the "model" queue) never wait behind it. Cancel answers at once and stops it after the current task.
@@ -137,9 +150,15 @@ class LabelStudioTab:
     def run(self, ws: Workspace, box: float, text: float, progress: ProgressFn) -> Updates:
         result, seconds = run_query(self.hub, ws.query, box, text, progress)
         current = Review.of(ws.query.image, result)
-        return {self.workspace: ws, self.review: current, self.preview: current.preview(),
-                self.kept_info: kept_text(current), self.result_info: summary(result, ws.query, seconds, box, text),
+        said = summary(result, ws.query, seconds, box, text_shown(self.hub, ws.query, text))
+        return self.show_review(ws, current) | {self.result_info: said,
                 self.model_status: self.hub.status_markdown()}
+
+    def show_review(self, ws: Workspace, current: Review) -> Updates:
+        """A new review: the preview of what will be pushed, its rows, and the box editor with the kept boxes in the
+        project's label colours."""
+        return {self.workspace: ws, self.review: current, self.preview: current.preview(),
+                self.kept_info: kept_text(current), self.editor: box_editor(ws, current)}
 
     def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
                   text: float, progress: ProgressFn) -> Updates:
@@ -152,8 +171,9 @@ class LabelStudioTab:
                                 f"{where}</div>"}
         if query.prompt.strip():
             return updates | self.run(ws, box, text, progress)
-        return updates | {self.workspace: ws, self.review: None, self.preview: query.image.pil, self.kept_info: "",
-                          self.result_info: notice("Type what to look for, then press Enter.", "info")}
+        return updates | {self.workspace: ws, self.review: None, self.editor: None, self.preview: query.image.pil,
+                          self.kept_info: "", self.result_info: notice("Type what to look for, then press Enter.",
+                                                                       "info")}
 
     def turn_page(self, ws: Workspace | None, step: int) -> Updates:
         if ws is None or ws.page is None:
@@ -172,8 +192,9 @@ class LabelStudioTab:
             return {self.workspace: ws, self.message: done + failure(error)}
         if next_id is None:
             return self.task_list(ws) | counts | {
-                self.workspace: ws, self.review: None, self.preview: None, self.header: NO_TASK, self.kept_info: "",
-                self.result_info: "", self.message: done + notice("No more tasks in this list.", "info")}
+                self.workspace: ws, self.review: None, self.editor: None, self.preview: None, self.header: NO_TASK,
+                self.kept_info: "", self.result_info: "",
+                self.message: done + notice("No more tasks in this list.", "info")}
         try:
             opened = self.open_task(ws, next_id, prompt, mode, segmenter, box, text, progress)
         except Exception as error:  # noqa: BLE001 - keep the report of the push, add why the next task did not open
@@ -187,7 +208,7 @@ class LabelStudioTab:
     # --- handlers ------------------------------------------------------------------------------------------------
 
     @guarded("connection")
-    def on_connect(self, url: str, token: str, old: Workspace | None) -> Updates:
+    def on_connect(self, url: str, token: str, old: Workspace | None, detector: str) -> Updates:
         client = LabelStudioClient(url, token or env_token_for(url, self.settings), timeout=self.settings.timeout,
                                    max_image_bytes=self.settings.max_image_bytes)
         try:
@@ -200,7 +221,7 @@ class LabelStudioTab:
             old.close()
         ws = Workspace(client, Pusher(client, Outbox(self.settings.outbox_dir)),
                        user=user.get("email") or user.get("username") or "",
-                       max_pixels=self.settings.pipeline.max_pixels)
+                       max_pixels=self.settings.pipeline.max_pixels, detector=detector or None)
         waiting = ws.pusher.pending
         text = (f"Connected as {ws.user} · {len(projects)} project{'s' * (len(projects) != 1)}"
                 + (f" · {waiting} push(es) wait in the outbox: Retry outbox sends them." if waiting else ""))
@@ -215,7 +236,8 @@ class LabelStudioTab:
         return self.task_list(ws) | {
             self.workspace: ws, self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
             self.prompt: config.default_prompt, self.mode: MASKS if config.wants_masks else BOXES, self.review: None,
-            self.preview: None, self.header: NO_TASK, self.kept_info: "", self.result_info: "", self.message: "",
+            self.editor: None, self.preview: None, self.header: NO_TASK, self.kept_info: "", self.result_info: "",
+            self.message: "",
         }
 
     @guarded()
@@ -257,6 +279,35 @@ class LabelStudioTab:
             return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
         ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
         return self.run(ws, box, text, progress)
+
+    @guarded()
+    def on_edit_boxes(self, ws: Workspace | None, current: Review | None, edited: dict | None, mode: str,
+                      segmenter: str, progress: gr.Progress = gr.Progress()) -> Updates:
+        """The editor's boxes become what will be pushed; moved and drawn boxes get new masks (decoder only: the
+        task's image embedding is cached) when masks are shown."""
+        if ws is None or current is None or ws.query is None or edited is None:
+            return self.say("Open a task and detect first: the editor shows its boxes.")
+        name = chosen_segmenter(mode, segmenter)
+        masks_for = None
+        if name:
+            segmenter_model = self.hub.load(name, progress).segmenters.get(name)
+            masks_for = lambda boxes: segmenter_model.decode(  # noqa: E731
+                ws.query.image, [MaskPrompt.from_box(box) for box in boxes])
+        changed = current.edit(edited.get("boxes") or [], masks_for)
+        return self.show_review(ws, changed) | self.say(
+            f"{len(changed.result)} box{'es' * (len(changed.result) != 1)} will be pushed, as edited.", "ok")
+
+    @guarded()
+    def on_detector(self, choice: str, ws: Workspace | None, mode: str, segmenter: str, box: float, text: float,
+                    progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        """Detect with another detector from now on: the open task's result at once (its first use loads it)."""
+        if ws is None:
+            return {self.message: gr.skip()}  # read again when connecting
+        ws.detector = choice or None
+        if ws.query is None:
+            return {self.message: gr.skip()}
+        ws.query = replace(ws.query, detector=ws.detector)
+        return self.on_refilter(ws, mode, segmenter, box, text, progress)
 
     @guarded()
     def on_push(self, ws: Workspace | None, current: Review | None, kind: str, replace_older: bool, prompt: str,
@@ -301,8 +352,8 @@ class LabelStudioTab:
         them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
-        options = Options(box, text, chosen_segmenter(mode, segmenter))
-        pipeline = self.hub.load(options.segmenter, progress)
+        options = Options(box, text, chosen_segmenter(mode, segmenter), ws.detector)
+        pipeline = self.hub.load(options.segmenter, progress, detector=ws.detector)
         job = PrelabelJob(ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only,
                           replace_older=replace_older)
 
@@ -347,7 +398,7 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
         with gr.Column(scale=4, min_width=280):
             task_column(c)
         with gr.Column(scale=6, min_width=420):
-            open_task_column(c, hub.default_segmenter)
+            open_task_column(c, hub.default_segmenter, hub.lazy.settings.detector)
         with gr.Column(scale=5, min_width=340):
             c["kind"] = gr.Radio(["annotation", "prediction"], value="annotation", label="Push as", elem_id="ls-kind")
             c["replace"] = gr.Checkbox(False, label="Replace our earlier predictions", elem_id="ls-replace",
@@ -359,7 +410,7 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
             c["message"] = gr.HTML(elem_id="ls-message")
             c["kept_info"] = gr.HTML(elem_id="ls-kept")
             with gr.Column(elem_id="ls-review"):
-                review_rows(c["review"], c["workspace"], c["preview"], c["kept_info"])
+                review_rows(c["review"], c["workspace"], c["preview"], c["kept_info"], c["editor"])
     return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
 
 
@@ -382,22 +433,34 @@ def task_column(c: dict[str, Any]) -> None:
         c["cancel_prelabel"] = gr.Button("Cancel", size="sm", min_width=70, scale=0, elem_id="ls-prelabel-cancel")
 
 
-def open_task_column(c: dict[str, Any], default_segmenter: str) -> None:
+def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: str) -> None:
     """The open task: its header, the prompt, the preview of what will be pushed, output and thresholds."""
     c["header"] = gr.HTML(NO_TASK, elem_id="ls-task")
     with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
         c["prompt"] = gr.Textbox(label="Prompt", max_lines=2, scale=4, elem_id="ls-prompt")
         c["detect"] = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
-    c["preview"] = gr.Image(label="What will be pushed", type="pil", format="jpeg", interactive=False, height=360,
-                            buttons=["fullscreen"], elem_id="ls-preview")
+    with gr.Tabs():
+        with gr.Tab("What will be pushed"):
+            c["preview"] = gr.Image(label="What will be pushed", type="pil", format="jpeg", interactive=False,
+                                    height=360, buttons=["fullscreen"], elem_id="ls-preview")
+        with gr.Tab("Edit boxes", elem_id="ls-edit-tab"):
+            c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",
+                                          sources=None, show_clear_button=False, show_remove_button=True,
+                                          show_download_button=False, use_default_label=True, height=360,
+                                          elem_id="ls-editor")
+            c["apply_edits"] = gr.Button("Apply box edits", size="sm", elem_id="ls-apply-edits")
     c["result_info"] = gr.HTML(elem_id="ls-summary")
     with gr.Accordion("Output and thresholds", open=False):
         c["mode"], c["segmenter"] = output_controls("ls", default_segmenter)
-        c["box"], c["text"] = threshold_sliders("ls")
+        c["box"], c["text"] = threshold_sliders("ls", reads_text_threshold(app_detector))
+        c["detector"] = detector_dropdown("ls", app_detector)
+        show_text_threshold(c["text"], c["detector"], app_detector)
 
 
-def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_info: gr.HTML) -> None:
-    """One row per detection, re-rendered when a new review starts: keep it or not, and its label."""
+def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_info: gr.HTML,
+                editor: image_annotator) -> None:
+    """One row per detection, re-rendered when a new review starts: keep it or not, and its label (the preview and
+    the box editor follow)."""
     @gr.render(inputs=[review, workspace], triggers=[review.change])
     def rows(current: Review | None, ws: Workspace | None) -> None:
         if current is None or ws is None or ws.config is None:
@@ -415,16 +478,23 @@ def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_i
                                     elem_id=f"ls-label-{i}")
                 gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>", scale=2,
                         min_width=80, padding=False)
-            keep.input(decide(i, "keep"), [review, keep], [preview, kept_info])
-            label.input(decide(i, "labels"), [review, label], [preview, kept_info])
+            keep.input(decide(i, "keep"), [review, keep, workspace], [preview, kept_info, editor])
+            label.input(decide(i, "labels"), [review, label, workspace], [preview, kept_info, editor])
 
 
 def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
-    def handler(current: Review, value: bool | str) -> tuple:
+    def handler(current: Review, value: bool | str, ws: Workspace) -> tuple:
         getattr(current, choice)[index] = value
-        return current.preview(), kept_text(current)
+        return current.preview(), kept_text(current), box_editor(ws, current)
     return handler
+
+
+def box_editor(ws: Workspace, current: Review) -> image_annotator:
+    """The box editor showing ``current``'s kept boxes, with the project's labels in Label Studio's colours."""
+    labels, colors = ws.config.labels, ws.config.label_colors()
+    return image_annotator(current.editor_value(colors), label_list=labels,
+                           label_colors=[colors.get(label, _FALLBACK) for label in labels])
 
 
 def kept_text(current: Review) -> str:

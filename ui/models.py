@@ -8,7 +8,7 @@ from typing import Callable
 
 import gradio as gr
 
-from pipeline import SEGMENTERS, GroundingPipeline, GroundlabelError, LazyPipeline, WeightsError
+from pipeline import SEGMENTERS, GroundingPipeline, GroundlabelError, LazyPipeline, Options, WeightsError
 from pipeline.device import select_device
 from pipeline.testing.models import RANDOM_WEIGHTS_MARKER
 from sync.settings import DEFAULT_SEGMENTER
@@ -41,15 +41,20 @@ class ModelHub:
         self.default_segmenter = default_segmenter or DEFAULT_SEGMENTER
         self.note = note  # shown above the models' status, e.g. that the demo runs toy models
 
-    def load(self, segmenter: str | None, progress: ProgressFn, retry: bool = False) -> GroundingPipeline:
-        """The pipeline with ``segmenter`` loaded; the first call downloads/loads weights under a progress bar. A
-        load that failed before fails again at once with its reason, unless ``retry`` (*Load models*)."""
+    def load(self, segmenter: str | None, progress: ProgressFn, retry: bool = False,
+             detector: str | None = None) -> GroundingPipeline:
+        """The pipeline with ``segmenter`` loaded (not when ``detector``, None for the app's, makes its own masks:
+        SAM 3); the first call downloads/loads weights under a progress bar. A load that failed before fails again
+        at once with its reason, unless ``retry`` (*Load models*)."""
         if retry:
             self.lazy.retry()
         if not self.lazy.loaded:
             progress(0.05, desc=f"Loading detector {self.lazy.settings.detector} (the first run downloads it)")
         pipeline = self.lazy.get()
-        if segmenter and segmenter not in pipeline.segmenters.loaded:
+        if detector:
+            progress(0.3, desc=f"Loading detector {detector} (its first use downloads it)")
+        if segmenter and segmenter not in pipeline.segmenters.loaded and \
+                not pipeline.detector_for(Options(detector=detector)).makes_masks:
             progress(0.4, desc=f"Loading segmenter {segmenter}")
             pipeline.segmenters.get(segmenter)  # a failure is remembered there, for the status line
         return pipeline
@@ -62,6 +67,9 @@ class ModelHub:
             lines.append("**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
                          "but the boxes and masks mean nothing.")
         lines.append(f"**Detector** `{status['detector']}` " + self._detector_state(status))
+        if status.get("other_detector"):
+            lines.append(f"**Also loaded** `{status['other_detector']}` (chosen in a Detector dropdown; only the last "
+                         "one chosen stays loaded beside the app's)")
         loaded, errors = set(status["segmenters"]), status["segmenter_errors"]
         for name in segmenter_choices():
             if name in loaded:

@@ -15,11 +15,12 @@ import gradio as gr
 from gradio.media import get_image
 
 from pipeline import load_image, parse_prompt, render
+from pipeline.families import reads_text_threshold
 from pipeline.export import FORMATS, DatasetItem
 
-from .controls import chosen_segmenter, detector_dropdown, output_controls, threshold_sliders
+from .controls import chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders
 from .detections import (
-    TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, write_dataset_zip, write_json,
+    TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, text_shown, write_dataset_zip, write_json,
 )
 from .models import ModelHub
 
@@ -62,7 +63,8 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         result, seconds = run_query(hub, query, box_value, text_value, progress)
         rendered = render(query.image, result)
         path = write_json(result, query, box_value, text_value)
-        return (query, rendered, summary(result, query, seconds, box_value, text_value), table_rows(result),
+        said = summary(result, query, seconds, box_value, text_shown(hub, query, text_value))
+        return (query, rendered, said, table_rows(result),
                 gr.DownloadButton(value=path, interactive=True), gr.File(value=None, visible=False),
                 hub.status_markdown())
 
@@ -133,8 +135,9 @@ def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple
             run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
         with gr.Column(elem_id="pg-controls"):
             mode, segmenter = output_controls("pg", hub.default_segmenter)
-            box, text = threshold_sliders("pg")
+            box, text = threshold_sliders("pg", reads_text_threshold(hub.lazy.settings.detector))
             detector = detector_dropdown("pg", hub.lazy.settings.detector)
+            show_text_threshold(text, detector, hub.lazy.settings.detector)
             examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
             # the prompt first: it is set before the image, whose change then runs it
             gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")

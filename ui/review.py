@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+import supervision as sv
 from PIL import Image
 
 from pipeline import DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, load_image, render
@@ -51,6 +54,48 @@ class Review:
         """The image with what would be pushed drawn on it."""
         return render(self.image, self.kept())
 
+    def edit(self, boxes: list[dict], masks_for: Callable[[np.ndarray], np.ndarray] | None) -> Review:
+        """The review after the reviewer moved, resized, deleted or drew boxes in the editor: ``boxes`` (corners in
+        pixels, a label each) become what will be pushed. A box overlapping a shown one (IoU >= 0.5, best first) is
+        that detection (relabeled if its label changed), keeping its score and phrase, and its mask unless a corner
+        moved by more than a pixel; any other box was drawn (score 1, its label as phrase). Moved and drawn boxes get
+        masks from ``masks_for`` (the segmenter's decoder on the cached embedding) when the result has masks."""
+        shown, width, height = self.kept(), self.image.width, self.image.height
+        xyxy = np.array([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in boxes], np.float32).reshape(-1, 4)
+        xyxy = np.sort(xyxy.reshape(-1, 2, 2), axis=1).reshape(-1, 4).clip(0, [width, height, width, height])
+        labels = [str(b.get("label") or "") or None for b in boxes]
+        overlap = sv.box_iou_batch(xyxy, shown.xyxy) if len(xyxy) and len(shown) else np.zeros((len(xyxy), 0))
+        source: list[int | None] = [None] * len(xyxy)
+        for i, j in zip(*np.unravel_index(np.argsort(-overlap, axis=None), overlap.shape)):
+            if overlap[i, j] >= 0.5 and source[i] is None and j not in source:
+                source[i] = int(j)
+        same = [j is not None and np.abs(xyxy[i] - shown.xyxy[j]).max() <= 1 for i, j in enumerate(source)]
+        xyxy = np.array([shown.xyxy[j] if keep else box for box, j, keep in zip(xyxy, source, same)],
+                        np.float32).reshape(-1, 4)
+        masks = None
+        if shown.masks is not None and masks_for is not None:
+            masks = np.zeros((len(xyxy), height, width), dtype=bool)
+            redo = [i for i, keep in enumerate(same) if not keep]
+            if redo:
+                masks[redo] = masks_for(xyxy[redo])
+            for i, keep in enumerate(same):
+                if keep:
+                    masks[i] = shown.masks[source[i]]
+        phrases = [shown.phrases[j] if j is not None else label or "" for j, label in zip(source, labels)]
+        prompt_phrases = [shown.prompt_phrases[j] if j is not None else label or ""
+                          for j, label in zip(source, labels)]
+        edited = replace(shown, xyxy=xyxy, labels=labels, phrases=phrases, prompt_phrases=prompt_phrases, masks=masks,
+                         scores=[shown.scores[j] if j is not None else 1.0 for j in source])
+        return Review(self.image, edited, [True] * len(edited), list(labels))
+
+    def editor_value(self, colors: dict[str, tuple[int, int, int]]) -> dict:
+        """What the box editor shows: the image and the kept boxes, each in its label's colour."""
+        shown = self.kept()
+        return {"image": np.asarray(self.image.pil.convert("RGB")), "boxes": [
+            {"xmin": float(x0), "ymin": float(y0), "xmax": float(x1), "ymax": float(y1), "label": label or "",
+             **({"color": colors[label]} if label in colors else {})}
+            for (x0, y0, x1, y1), label in zip(shown.xyxy, shown.labels)]}
+
     def missing_labels(self) -> list[int]:
         """Numbers (from 1) of kept detections that have no label yet."""
         return [i + 1 for i, (keep, label) in enumerate(zip(self.keep, self.labels)) if keep and label is None]
@@ -70,6 +115,7 @@ class Workspace:
     page: TaskPage | None = None
     task: Task | None = None
     query: Query | None = field(default=None, repr=False)
+    detector: str | None = None  # the Detector dropdown's choice (None: the app's own)
     stop_prelabel: threading.Event = field(default_factory=threading.Event, repr=False)  # set by Cancel
 
     def close(self) -> None:
@@ -94,7 +140,7 @@ class Workspace:
         """Task ``task_id`` and the query to run on its image, with the project's label mapping."""
         task = self.client.task(task_id)
         image = load_image(self.client.task_image(task, self.config), self.max_pixels)
-        return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map())
+        return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map(), self.detector)
 
     def open(self, task_id: int, prompt: str, segmenter: str | None) -> Query:
         """Make task ``task_id`` the one under review."""

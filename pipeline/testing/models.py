@@ -162,10 +162,11 @@ def save_segmenter(path: Path, name: str = "sam_tiny_test", seed: int = 0) -> Pa
     return path
 
 
-def write_all(directory: Path, shape: str = "tiny") -> dict[str, str]:
+def write_all(directory: Path, shape: str = "tiny", every: bool = False) -> dict[str, str]:
     """A random-weight copy of the detector and of the segmenters worth trying offline under ``directory``; the
-    environment variables that make the app, the ML backend and the CLI use them."""
-    from pipeline.registry import segmenter_spec
+    environment variables that make the app, the ML backend and the CLI use them. ``every``: one of each registered
+    family too (the UI's Detector and Segmenter choices then load offline), by GROUNDLABEL_<NAME>_CHECKPOINT."""
+    from pipeline.registry import DETECTORS, SEGMENTERS, segmenter_spec
 
     detector = save_grounding_dino(directory / f"grounding-dino-{shape}", shape)
     segmenters = ["mobile_sam"] + (["sam_vit_b"] if shape == "real" else [])
@@ -177,6 +178,20 @@ def write_all(directory: Path, shape: str = "tiny") -> dict[str, str]:
     env[sam2.env_var] = str(save_sam2(directory / sam2.name, shape))
     if shape == "tiny":
         env["GROUNDLABEL_INPUT_SIZE"] = str(TEST_INPUT_SIZE)
+    if every:
+        from .detectors import save_omdet_turbo, save_owlv2, save_sam3
+
+        savers = {"grounding-dino": lambda path: detector, "sam2": lambda path: Path(env[sam2.env_var]),
+                  "mm-grounding-dino": functools.partial(save_grounding_dino, shape=shape, family="mm-grounding-dino"),
+                  "owlv2": functools.partial(save_owlv2, shape=shape), "sam3": functools.partial(save_sam3, shape=shape),
+                  "sam_hq": functools.partial(save_sam_hq, shape=shape),
+                  "omdet-turbo": functools.partial(save_omdet_turbo, shape=shape)}
+        made: dict[str, Path] = {}
+        for spec in [*DETECTORS.values(), *(s for s in SEGMENTERS.values() if s.hub)]:
+            family = spec.model_type if spec.name in SEGMENTERS else spec.family
+            if family in savers:
+                made[family] = made.get(family) or savers[family](directory / family)
+                env[spec.env_var] = str(made[family])
     return env
 
 

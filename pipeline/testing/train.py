@@ -217,6 +217,22 @@ def save_detector(model, processor, directory: Path) -> Path:
     return directory
 
 
+def _with_queries(model, queries: int):
+    """The same model with ``queries`` decoder queries: the learned query contents tiled (plus a little noise, so
+    the copies can part), everything else kept. Two-stage selection then keeps that many encoder proposals."""
+    from transformers import GroundingDinoForObjectDetection
+
+    config = model.config
+    config.num_queries = queries
+    grown = GroundingDinoForObjectDetection(config)
+    state = model.state_dict()
+    old = state["model.query_position_embeddings.weight"]
+    tiled = old.repeat(math.ceil(queries / len(old)), 1)[:queries]
+    state["model.query_position_embeddings.weight"] = tiled + 0.01 * torch.randn_like(tiled)
+    grown.load_state_dict(state)
+    return grown
+
+
 def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None,
                    init: Path | None = None, stop_after: int | None = None):
     _threads()
@@ -226,6 +242,8 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
         from transformers import GroundingDinoForObjectDetection
 
         model = GroundingDinoForObjectDetection.from_pretrained(init / S.SHAPES_DETECTOR_DIRNAME)
+        if config and config.get("num_queries", model.config.num_queries) != model.config.num_queries:
+            model = _with_queries(model, config["num_queries"])
         t["lr"], seed = t["lr"] / 2, seed + 100
         log(f"detector: continuing from {init}")
     device = torch.device(TRAINING["device"])
@@ -445,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--stop-after", type=int, default=None,
                        help="end after this many steps of the --steps schedule (what a --minutes cap did, exactly)")
     train.add_argument("--lr", type=float, default=None, help="detector peak learning rate")
+    train.add_argument("--queries", type=int, default=None,
+                       help="detector queries (default %d; with --init, the saved model's are tiled)"
+                       % DETECTOR_CONFIG["num_queries"])
     train.add_argument("--only", choices=("detector", "sam"), default=None)
     train.add_argument("--no-eval", action="store_true")
     train.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a shared 2-core machine)")
@@ -469,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "detector"):
             _, report["detector_training"] = train_detector(
                 args.out, args.steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after,
-                train={"lr": args.lr} if args.lr else None)
+                train={"lr": args.lr} if args.lr else None,
+                config={"num_queries": args.queries} if args.queries else None)
         if args.only in (None, "sam"):
             _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log,
                                                   init=args.init, stop_after=args.stop_after)

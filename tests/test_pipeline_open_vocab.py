@@ -1,0 +1,237 @@
+"""OWLv2, OmDet-Turbo and SAM 3 (text -> boxes + masks) through the product's loader, pipeline, CLI and ML backend,
+each a tiny random model of the real architecture: their boxes equal transformers' own post-processing, thresholds
+re-filter cached outputs without a model run, and SAM 3 reuses an image's features for a new prompt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import DETECTORS, GroundingPipeline, Options, PipelineSettings, PromptError
+from pipeline.families import reads_text_threshold
+from pipeline.testing.detectors import save_omdet_turbo, save_owlv2, save_sam3
+from tests.counting import count_calls
+
+PROMPT = "red square. blue ball"
+SAVERS = {"owlv2": save_owlv2, "omdet-turbo": save_omdet_turbo, "sam3": save_sam3}
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("open-vocab")
+    return {family: save(root / family) for family, save in SAVERS.items()}
+
+
+@pytest.fixture(scope="module")
+def pipelines(model_dirs):
+    return {family: GroundingPipeline.from_settings(PipelineSettings(detector=str(path), device="cpu", offline=True))
+            for family, path in model_dirs.items()}
+
+
+def _reference(detector, photo: np.ndarray, phrases: list[str]):
+    """transformers' own processor -> model -> post-processing for one image, at threshold 0."""
+    processor, model, height, width = detector.processor, detector.model, *photo.shape[:2]
+    with torch.inference_mode():
+        if type(model).__name__ == "Owlv2ForObjectDetection":
+            out = model(**processor(images=Image.fromarray(photo), text=[phrases], return_tensors="pt"))
+            return processor.post_process_grounded_object_detection(out, 0.0, [(height, width)])[0]
+        out = model(**processor(images=Image.fromarray(photo), text=phrases, return_tensors="pt"))
+        return processor.post_process_grounded_object_detection(out, phrases, 0.0, target_sizes=[(height, width)])[0]
+
+
+def test_the_new_detectors_are_registered_with_hub_ids_licences_and_no_text_threshold():
+    assert DETECTORS["owlv2-base"].source == "google/owlv2-base-patch16-ensemble"
+    assert DETECTORS["omdet-turbo"].source == "omlab/omdet-turbo-swin-tiny-hf"
+    assert DETECTORS["sam3"].source == "facebook/sam3" and DETECTORS["sam3"].gated
+    for name in ("owlv2-base", "omdet-turbo", "sam3"):
+        assert DETECTORS[name].licence and not reads_text_threshold(name)
+    assert reads_text_threshold("grounding-dino-tiny") and reads_text_threshold("mm-grounding-dino-tiny")
+
+
+@pytest.mark.parametrize("family", ["owlv2", "omdet-turbo"])
+def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(pipelines, family, photo):
+    pipeline = pipelines[family]
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0))
+    reference = _reference(pipeline.detector, photo, ["red square", "blue ball"])
+    order = np.argsort(-result.scores)
+    expected = reference["boxes"].numpy().copy()
+    expected[:, [0, 2]] = expected[:, [0, 2]].clip(0, photo.shape[1])
+    expected[:, [1, 3]] = expected[:, [1, 3]].clip(0, photo.shape[0])
+    by_score = np.argsort(-reference["scores"].numpy())
+    assert len(result) == len(reference["scores"]) > 0
+    np.testing.assert_allclose(result.scores[order], reference["scores"].numpy()[by_score], atol=1e-5)
+    np.testing.assert_allclose(result.xyxy[order], expected[by_score], atol=1e-3)
+    assert [result.prompt_phrases[i] for i in order] == \
+        [["red square", "blue ball"][int(k)] for k in reference["labels"][by_score]]
+    assert result.phrases == result.prompt_phrases  # whole phrases: no words picked by a text threshold
+    assert pipeline(photo, PROMPT, Options(0.0, 0.9)).xyxy.tolist() == result.xyxy.tolist()
+
+
+@pytest.mark.parametrize("family", ["owlv2", "omdet-turbo", "sam3"])
+def test_a_new_box_threshold_runs_no_model(pipelines, family, photo):
+    pipeline = pipelines[family]
+    everything = pipeline(photo, PROMPT, Options(0.0, 0.0))
+    threshold = float(np.median(everything.scores))
+    with count_calls(pipeline.detector.model) as forwards:
+        fewer = pipeline(photo, PROMPT, Options(threshold, 0.0))
+    assert forwards.count == 0
+    assert 0 < len(fewer) < len(everything) and (fewer.scores > threshold).all()
+
+
+def test_owlv2_refuses_a_phrase_longer_than_it_reads(pipelines, photo):
+    with pytest.raises(PromptError, match="at most 16"):
+        pipelines["owlv2"](photo, "a " * 20 + "dog", Options(0.0, 0.0))
+
+
+def test_sam3_gives_transformers_boxes_scores_and_masks_per_phrase(pipelines, photo):
+    from pipeline.sam3 import SCORE_FLOOR
+
+    pipeline = pipelines["sam3"]
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0, "mobile_sam"))
+    assert "+masks-" in result.model_version  # SAM 3 made the masks, not the segmenter named
+    assert not pipeline.segmenters.loaded
+    processor, model, height, width = pipeline.detector.processor, pipeline.detector.model, *photo.shape[:2]
+    for number, phrase in enumerate(["red square", "blue ball"]):
+        with torch.inference_mode():
+            out = model(**processor(images=Image.fromarray(photo), text=phrase, return_tensors="pt"))
+        expected = processor.post_process_instance_segmentation(out, SCORE_FLOOR, target_sizes=[(height, width)])[0]
+        mine = [i for i, p in enumerate(result.prompt_phrases) if p == phrase]
+        assert len(mine) == len(expected["scores"]) > 0
+        np.testing.assert_allclose(result.scores[mine], expected["scores"].numpy(), atol=1e-5)
+        boxes = expected["boxes"].numpy().clip(0, [width, height, width, height])
+        np.testing.assert_allclose(result.xyxy[mine], boxes, atol=1e-3)
+        # phrases decoded as one batch differ from one-by-one in the 9th digit: a pixel at exactly 0.5 may flip
+        assert (result.masks[mine] != expected["masks"].numpy().astype(bool)).mean() < 1e-5
+        assert number == 0 or mine[0] > 0
+
+
+def test_sam3_reuses_an_images_features_for_a_new_prompt(pipelines, photo):
+    pipeline = pipelines["sam3"]
+    detector = pipeline.detector
+    pipeline(photo, "blue ball", Options(0.2, 0.0))
+    with count_calls(detector.model.vision_encoder) as encoder, count_calls(detector.model) as forwards:
+        pipeline(photo, "green pyramid. cat", Options(0.2, 0.0))
+    assert encoder.count == 0 and forwards.count == 1  # both phrases in one decoder pass, no vision encoder
+
+
+def test_the_cli_runs_owlv2_from_a_directory(model_dirs, photo, tmp_path):
+    import json
+
+    from pipeline.__main__ import main
+
+    Image.fromarray(photo).save(tmp_path / "yard.png")
+    code = main([str(tmp_path / "yard.png"), "--prompt", PROMPT, "--detector", str(model_dirs["owlv2"]),
+                 "--box-threshold", "0.0", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert code == 0
+    written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
+    assert len(written["detections"]) == 16  # one per 16-px patch of the tiny model's 64-px input
+    assert {d["phrase"] for d in written["detections"]} <= {"red square", "blue ball"}
+
+
+def test_sam3_regions_reach_label_studio_as_brush_masks_and_rectangles_with_the_projects_labels(
+        label_studio, pipelines, tmp_path):
+    from sync import BackendSettings, box_to_pixels, rle_to_mask
+    from tests.labelstudio import interactive_answer, png
+
+    pipeline = pipelines["sam3"]
+    image = png(96, 72, seed=5)
+    settings = BackendSettings(box_threshold=0.0, text_threshold=0.0, segmenter="mobile_sam", state_dir=tmp_path)
+    answer = interactive_answer(label_studio, pipeline, settings, image, "cats")
+    expected = pipeline(image, "cats", Options(0.0, 0.0, "mobile_sam"))
+    boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
+    brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
+    assert len(boxes) == len(brushes) == len(expected) > 0
+    assert "+masks-" in answer["model_version"]
+    for box, brush, xyxy, mask in zip(boxes, brushes, expected.xyxy, expected.masks):
+        assert box["value"]["rectanglelabels"] == brush["value"]["brushlabels"] == ["cats"]
+        np.testing.assert_allclose(box_to_pixels(box), xyxy, atol=1e-3)
+        np.testing.assert_array_equal(rle_to_mask(brush), mask)
+
+
+def test_a_gated_model_without_access_says_how_to_get_it(tmp_path):
+    """The Hub answers 401 GatedRepo (as for facebook/sam3 without an accepted access request): the sentence names
+    the model page and HF_TOKEN."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Gated(BaseHTTPRequestHandler):
+        def _deny(self):
+            self.send_response(401)
+            self.send_header("X-Error-Code", "GatedRepo")
+            self.send_header("X-Error-Message", "Access to model facebook/sam3 is restricted.")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = _deny
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gated)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path),
+           "GROUNDLABEL_OFFLINE": "", "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_not_a_real_token"}
+    code = ("from pipeline import GroundingPipeline, PipelineSettings, WeightsError\n"
+            "try:\n GroundingPipeline.from_settings(PipelineSettings(detector='sam3', device='cpu'))\n"
+            "except WeightsError as error:\n print(error)\n")
+    try:
+        said = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=os.getcwd()).stdout
+    finally:
+        server.shutdown()
+    assert "'facebook/sam3' is gated" in said and "https://huggingface.co/facebook/sam3" in said, said
+    assert "HF_TOKEN" in said and "hf_not_a_real_token" not in said
+
+
+@pytest.fixture(scope="module")
+def every_model(tmp_path_factory):
+    """``python -m pipeline.testing write --all``'s models and environment."""
+    from pipeline.testing.models import write_all
+
+    return write_all(tmp_path_factory.mktemp("every"), "tiny", every=True)
+
+
+def test_every_registered_model_loads_offline_from_its_variable_and_runs(every_model, photo):
+    from pipeline import SEGMENTERS, MaskPrompt, load_image
+
+    settings = PipelineSettings.from_env(every_model)
+    pipeline = GroundingPipeline.from_settings(settings)
+    for name in DETECTORS:
+        result = pipeline(photo, PROMPT, Options(0.0, 0.0, detector=name))
+        assert len(result) > 0 and set(result.prompt_phrases) <= {"red square", "blue ball"}, name
+        assert pipeline.detector_for(Options(detector=name)).model_id == every_model[DETECTORS[name].env_var]
+    image = load_image(photo)
+    for name in [name for name, spec in SEGMENTERS.items() if spec.hub] + ["mobile_sam"]:
+        (mask,) = pipeline.segmenters.get(name).decode(image, [MaskPrompt.from_box((10, 10, 200, 150))])
+        assert mask.shape == (480, 640), name
+
+
+def test_the_model_listing_names_the_new_detectors_and_their_variables(capsys):
+    from pipeline.__main__ import main
+
+    assert main(["--models"]) == 0
+    listing = capsys.readouterr().out
+    for name, source in [("owlv2-base", "google/owlv2-base-patch16-ensemble"),
+                         ("omdet-turbo", "omlab/omdet-turbo-swin-tiny-hf"), ("sam3", "facebook/sam3")]:
+        line = next(line for line in listing.splitlines() if line.split()[1:2] == [name])
+        assert source in line and DETECTORS[name].env_var in line
+
+
+def test_health_says_the_detector_ignores_the_text_threshold(pipelines, model_dirs, tmp_path):
+    import httpx
+
+    from pipeline import LazyPipeline
+    from sync import BackendSettings
+    from tests.labelstudio import backend_app, serve
+
+    with serve(backend_app(LazyPipeline(pipeline=pipelines["owlv2"]), BackendSettings(state_dir=tmp_path))) as url:
+        models = httpx.get(f"{url}/health", timeout=10).json()["models"]
+    assert models["reads_text_threshold"] is False and "TEXT_THRESHOLD" in models["text_threshold_note"]
+    before_loading = LazyPipeline(PipelineSettings(detector="omdet-turbo", offline=True)).status()
+    assert before_loading["loaded"] is False and before_loading["reads_text_threshold"] is False
+    assert LazyPipeline(PipelineSettings(offline=True)).status()["reads_text_threshold"] is True

@@ -1,0 +1,59 @@
+"""The box editor's edits turned into what will be pushed (``ui.review.Review.edit``), without a browser: deletions,
+relabels, drawn boxes, boxes dragged past the image, and which masks are decoded again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pipeline import DetectionResult, load_image
+from ui.review import Review
+
+
+@pytest.fixture
+def review() -> Review:
+    image = load_image(np.zeros((60, 80, 3), dtype=np.uint8))
+    masks = np.zeros((2, 60, 80), dtype=bool)
+    masks[0, 5:20, 5:30], masks[1, 30:50, 40:70] = True, True
+    result = DetectionResult(80, 60, xyxy=[[5.2, 5.1, 30.4, 20.3], [40, 30, 70, 50]], scores=[0.9, 0.6],
+                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    return Review.of(image, result)
+
+
+def _box(x0, y0, x1, y1, label):
+    return {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1, "label": label}
+
+
+def test_untouched_boxes_keep_everything_and_a_deleted_one_is_gone(review):
+    calls = []
+    edited = review.edit([_box(5, 5, 30, 20, "dog")], lambda boxes: calls.append(boxes) or None)
+    assert calls == []  # nothing moved: no mask decoded
+    assert len(edited.result) == 1 and edited.keep == [True] and edited.labels == ["dog"]
+    np.testing.assert_allclose(edited.result.xyxy, [[5.2, 5.1, 30.4, 20.3]], atol=1e-5)  # the detector's corners
+    assert edited.result.scores[0] == pytest.approx(0.9) and edited.result.phrases == ["dog"]
+    np.testing.assert_array_equal(edited.result.masks[0], review.result.masks[0])
+
+
+def test_a_relabeled_box_keeps_its_mask_and_a_moved_or_drawn_one_gets_a_new_one(review):
+    decoded = []
+
+    def masks_for(boxes):
+        decoded.append(boxes.copy())
+        return np.ones((len(boxes), 60, 80), dtype=bool)
+
+    edited = review.edit([_box(5, 5, 30, 20, "cat"), _box(44, 32, 74, 52, "cat"), _box(0, 0, 10, 10, "bird")],
+                         masks_for)
+    assert edited.labels == ["cat", "cat", "bird"] and edited.result.phrases == ["dog", "cat", "bird"]
+    np.testing.assert_allclose(edited.result.scores, [0.9, 0.6, 1.0])
+    np.testing.assert_array_equal(decoded[0], [[44, 32, 74, 52], [0, 0, 10, 10]])  # only the moved and the drawn
+    np.testing.assert_array_equal(edited.result.masks[0], review.result.masks[0])
+    assert edited.result.masks[1:].all()
+
+
+def test_a_box_dragged_past_the_edge_is_clipped_and_boxes_only_results_stay_without_masks(review):
+    boxes_only = Review.of(review.image, replace(review.result, masks=None))
+    edited = boxes_only.edit([_box(70, 50, 95, 75, "cat"), _box(20, 18, 2, 3, "dog")], None)
+    np.testing.assert_allclose(edited.result.xyxy, [[70, 50, 80, 60], [2, 3, 20, 18]])
+    assert edited.result.masks is None and edited.labels == ["cat", "dog"]
