@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import DETECTORS, GroundingPipeline, Options, PipelineSettings, PromptError
+from pipeline import DETECTORS, GroundingPipeline, Options, PipelineSettings, PromptError, parse_prompt
 from pipeline.families import reads_text_threshold
 from pipeline.testing.detectors import save_omdet_turbo, save_owlv2, save_sam3
 from tests.counting import count_calls
@@ -50,9 +50,11 @@ def test_the_new_detectors_are_registered_with_hub_ids_licences_and_no_text_thre
     assert reads_text_threshold("grounding-dino-tiny") and reads_text_threshold("mm-grounding-dino-tiny")
 
 
+@pytest.mark.parametrize("portrait", [False, True], ids=["landscape", "portrait"])
 @pytest.mark.parametrize("family", ["owlv2", "omdet-turbo"])
-def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(pipelines, family, photo):
+def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(pipelines, family, photo, portrait):
     pipeline = pipelines[family]
+    photo = np.ascontiguousarray(photo.transpose(1, 0, 2)) if portrait else photo  # OWLv2 pads to the longer side
     result = pipeline(photo, PROMPT, Options(0.0, 0.0))
     reference = _reference(pipeline.detector, photo, ["red square", "blue ball"])
     order = np.argsort(-result.scores)
@@ -67,6 +69,30 @@ def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(
         [["red square", "blue ball"][int(k)] for k in reference["labels"][by_score]]
     assert result.phrases == result.prompt_phrases  # whole phrases: no words picked by a text threshold
     assert pipeline(photo, PROMPT, Options(0.0, 0.9)).xyxy.tolist() == result.xyxy.tolist()
+
+
+def test_omdet_turbo_suppresses_overlapping_boxes_per_phrase_as_transformers_does(pipelines):
+    """Random weights give boxes that hardly overlap, so raw outputs with overlapping boxes are made here: NMS per
+    phrase must drop the same ones transformers' post-processing drops, and keep overlaps of different phrases."""
+    from types import SimpleNamespace
+
+    from pipeline.detector import RawDetections
+
+    detector = pipelines["omdet-turbo"].detector
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20, 2, generator=generator) * 2
+    boxes = (torch.tensor([0.5, 0.5, 0.3, 0.3]) + 0.03 * torch.randn(20, 4, generator=generator)).clamp(0.05, 0.95)
+    tokens = detector.tokenize(parse_prompt(PROMPT))
+    mine = detector.postprocess(RawDetections(logits, boxes, tokens), 320, 240, Options(0.05, 0.0))
+    outputs = SimpleNamespace(decoder_coord_logits=boxes[None], decoder_class_logits=logits[None],
+                              classes_structure=torch.tensor([2]))
+    theirs = detector.processor.post_process_grounded_object_detection(outputs, threshold=0.05,
+                                                                      target_sizes=[(240, 320)])[0]
+    assert 1 < len(mine.scores) == len(theirs["scores"]) < 20  # NMS dropped some, kept one per phrase at least
+    order = np.argsort(-theirs["scores"].numpy())
+    np.testing.assert_allclose(mine.scores, theirs["scores"].numpy()[order], atol=1e-6)
+    np.testing.assert_allclose(mine.xyxy, theirs["boxes"].numpy()[order], atol=1e-3)
+    assert mine.phrase_index.tolist() == theirs["labels"].numpy()[order].tolist()
 
 
 @pytest.mark.parametrize("family", ["owlv2", "omdet-turbo", "sam3"])

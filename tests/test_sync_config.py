@@ -76,3 +76,12 @@ def test_task_without_the_image_field_names_the_field():
     assert config.image_url({"image": " /data/upload/1/a.png "}) == "/data/upload/1/a.png"
     with pytest.raises(ConfigError, match=r"data\['image'\].*\['picture'\]"):
         config.image_url({"picture": "x.png"})
+
+
+def test_label_colours_are_read_from_the_config_as_label_studio_shows_them():
+    config = ProjectConfig.parse(GROUNDING_DINO_CONFIG.replace('background="blue"', 'background="#1f77b4"', 1)
+                                 .replace('<Label value="house" background="blue"/>', '<Label value="house"/>', 1)
+                                 .replace('value="cats" background="yellow"', 'value="cats" background="not a colour"',
+                                          1))
+    assert config.label_colors() == {"house": (31, 119, 180), "cats": (255, 255, 0)}  # the brush tag's yellow
+    assert ProjectConfig.parse(GROUNDING_DINO_CONFIG).label_colors() == {"cats": (255, 255, 0), "house": (0, 0, 255)}
