@@ -297,3 +297,52 @@ def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(
         (mask,) = segmenter.decode(load_image(image), [MaskPrompt.from_box(np.round(box))])
         assert any(np.array_equal(mask, m) for m in masks)
     assert any(np.array_equal(shown.masks[1], m) for m in masks)  # the untouched box keeps its mask
+
+
+def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, label_studio, project, pipeline):
+    """A click with detection #1 chosen adds a point to its box prompt; with "a new object" chosen, a click makes an
+    object from that point alone; Undo click takes #1's click back. What is pushed is what the decoder made."""
+    from pipeline import MaskPrompt
+    from sync import rle_to_mask
+
+    project_id, images = project
+    (first, image), _ = images.items()
+    shown = expected_result(pipeline, image)
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    preview = page.locator("#ls-preview img")
+
+    def click(fraction_x: float, fraction_y: float, said: str) -> tuple[int, int]:
+        """Click at a fraction of the preview's box (the 320x240 image sits in its middle) and read where the
+        app says the click landed, in image pixels."""
+        frame = preview.bounding_box()
+        page.mouse.click(frame["x"] + frame["width"] * fraction_x, frame["y"] + frame["height"] * fraction_y)
+        expect(page.locator("#ls-message")).to_contain_text(said)
+        x, y = re.search(r"at \((\d+), (\d+)\)", page.locator("#ls-message").inner_text()).groups()
+        return int(x), int(y)
+
+    page.get_by_role("combobox", name="A click repairs", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^#1 ")).click()
+    page.locator("#ls-click-kind").get_by_label("removes from it").check()
+    removed = click(0.4, 0.45, "#1: click 1 at")
+    page.locator("#ls-click-kind").get_by_label("adds to it").check()
+    added = click(0.55, 0.55, "#1: click 2 at")
+    page.locator("#ls-undo-click").click()  # takes back the last click on #1: `added`
+    expect(page.locator("#ls-message")).to_contain_text("#1: last click undone")
+    page.get_by_role("combobox", name="A click repairs", exact=True).click()
+    page.get_by_role("option", name="a new object", exact=True).click()
+    new = click(0.7, 0.3, f"#{len(shown) + 1}: new object at")
+    expect(page.locator("#ls-review .gl-review-row")).to_have_count(len(shown) + 1)
+    page.locator("#ls-kind").get_by_label("annotation").check()
+    page.locator("#ls-push").click()
+
+    expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
+    stored = label_studio.api("GET", f"/api/tasks/{first}/annotations/")[0]["result"]
+    masks = [rle_to_mask(r) for r in stored if r["type"] == "brushlabels"]
+    assert len(masks) == len(shown) + 1 and added != removed
+    segmenter, picture = pipeline.segmenters.get("sam_tiny_test"), load_image(image)
+    (repaired,) = segmenter.decode(picture, [MaskPrompt(box=tuple(shown.xyxy[0]), points=(removed,),
+                                                        positive=(False,))])
+    (from_click,) = segmenter.decode(picture, [MaskPrompt(points=(new,), positive=(True,))])
+    assert not np.array_equal(repaired, shown.masks[0])  # the click changed #1's mask
+    assert any(np.array_equal(repaired, m) for m in masks) and any(np.array_equal(from_click, m) for m in masks)

@@ -30,6 +30,7 @@ from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
+NEW_OBJECT, ADDS, REMOVES = "a new object", "adds to it", "removes from it"
 _FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
 Updates = dict[Any, Any]
@@ -91,6 +92,9 @@ class LabelStudioTab:
     kind: gr.Radio
     editor: image_annotator
     apply_edits: gr.Button
+    repair_target: gr.Dropdown
+    click_kind: gr.Radio
+    undo_click: gr.Button
     replace: gr.Checkbox
     push: gr.Button
     skip: gr.Button
@@ -102,7 +106,7 @@ class LabelStudioTab:
         """Every component a handler may change."""
         return [self.workspace, self.review, self.connection, self.project, self.chips, self.tasks, self.pager,
                 self.header, self.preview, self.prompt, self.mode, self.result_info, self.kept_info, self.message,
-                self.model_status, self.editor]
+                self.model_status, self.editor, self.repair_target]
 
     def wire(self) -> None:
         everything, query = self.outputs, [self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text]
@@ -127,6 +131,9 @@ class LabelStudioTab:
         self.push.click(self.on_push, [self.workspace, self.review, self.kind, self.replace, *query[1:]], everything,
                         concurrency_id="model")
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
+        repair = [self.workspace, self.review, self.repair_target, self.segmenter]
+        self.preview.select(self.on_preview_click, [*repair, self.click_kind], everything, concurrency_id="model")
+        self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
         self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
                                                     self.segmenter], everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
@@ -154,11 +161,14 @@ class LabelStudioTab:
         return self.show_review(ws, current) | {self.result_info: said,
                 self.model_status: self.hub.status_markdown()}
 
-    def show_review(self, ws: Workspace, current: Review) -> Updates:
+    def show_review(self, ws: Workspace, current: Review, target: str = NEW_OBJECT) -> Updates:
         """A new review: the preview of what will be pushed, its rows, and the box editor with the kept boxes in the
         project's label colours."""
+        rows = [(f"#{i + 1} {label or phrase}", str(i)) for i, (label, phrase, keep) in enumerate(
+            zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
         return {self.workspace: ws, self.review: current, self.preview: current.preview(),
-                self.kept_info: kept_text(current), self.editor: box_editor(ws, current)}
+                self.kept_info: kept_text(current), self.editor: box_editor(ws, current),
+                self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
 
     def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
                   text: float, progress: ProgressFn) -> Updates:
@@ -279,6 +289,35 @@ class LabelStudioTab:
             return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
         ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
         return self.run(ws, box, text, progress)
+
+    def decoder(self, ws: Workspace, segmenter: str, progress: ProgressFn) -> Callable[[MaskPrompt], Any]:
+        """One mask for a prompt on the open task's image: the decoder only, once its embedding is cached."""
+        model = self.hub.load(segmenter, progress).segmenters.get(segmenter)
+        return lambda prompt: model.decode(ws.query.image, [prompt])[0]
+
+    @guarded()
+    def on_preview_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
+                         kind: str, evt: gr.SelectData, progress: gr.Progress = gr.Progress()) -> Updates:
+        """A click on what will be pushed: a point on (or off) the chosen detection's object, or a new object."""
+        if ws is None or current is None or ws.query is None:
+            return self.say("Open a task and detect first: then a click on the image repairs a mask.")
+        row = None if target in (None, NEW_OBJECT) else int(target)
+        x, y = evt.index
+        label = ws.config.labels[0] if row is None else None
+        changed = current.click(row, x, y, kind != REMOVES, label, self.decoder(ws, segmenter, progress))
+        number = len(changed.result) if row is None else row + 1
+        what = "new object" if row is None else f"click {len(changed.clicks[row])}"
+        return self.show_review(ws, changed, str(number - 1)) | self.say(
+            f"#{number}: {what} at ({x}, {y}); its mask has {int(changed.result.masks[number - 1].sum())} pixels.",
+            "ok")
+
+    @guarded()
+    def on_undo_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
+                      progress: gr.Progress = gr.Progress()) -> Updates:
+        if ws is None or current is None or target in (None, NEW_OBJECT):
+            return self.say("Choose the detection whose last click to undo.")
+        changed = current.undo_click(int(target), self.decoder(ws, segmenter, progress))
+        return self.show_review(ws, changed, target) | self.say(f"#{int(target) + 1}: last click undone.", "ok")
 
     @guarded()
     def on_edit_boxes(self, ws: Workspace | None, current: Review | None, edited: dict | None, mode: str,
@@ -441,8 +480,15 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
         c["detect"] = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
     with gr.Tabs():
         with gr.Tab("What will be pushed"):
-            c["preview"] = gr.Image(label="What will be pushed", type="pil", format="jpeg", interactive=False,
-                                    height=360, buttons=["fullscreen"], elem_id="ls-preview")
+            c["preview"] = gr.Image(label="What will be pushed (click to repair a mask)", type="pil",
+                                    format="jpeg", interactive=False, height=360, buttons=["fullscreen"],
+                                    elem_id="ls-preview")
+            with gr.Row(equal_height=True):
+                c["repair_target"] = gr.Dropdown([NEW_OBJECT], value=NEW_OBJECT, label="A click repairs",
+                                                 scale=2, min_width=140, elem_id="ls-repair-target")
+                c["click_kind"] = gr.Radio([ADDS, REMOVES], value=ADDS, label="A click", scale=3, min_width=200,
+                                           elem_id="ls-click-kind")
+                c["undo_click"] = gr.Button("Undo click", size="sm", scale=1, min_width=90, elem_id="ls-undo-click")
         with gr.Tab("Edit boxes", elem_id="ls-edit-tab"):
             c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",
                                           sources=None, show_clear_button=False, show_remove_button=True,

@@ -13,7 +13,9 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
-from pipeline import DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, load_image, render
+from pipeline import (
+    DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, MaskPrompt, load_image, render,
+)
 from sync import (
     LabelStudioClient,
     LabelStudioResult,
@@ -39,6 +41,9 @@ class Review:
     result: DetectionResult
     keep: list[bool]
     labels: list[str | None]
+    # the reviewer's clicks per detection row: (x, y, on the object); rows made from clicks alone have no box prompt
+    clicks: dict[int, list[tuple[float, float, bool]]] = field(default_factory=dict)
+    from_clicks: set[int] = field(default_factory=set)
 
     @classmethod
     def of(cls, image: LoadedImage, result: DetectionResult) -> Review:
@@ -87,6 +92,55 @@ class Review:
         edited = replace(shown, xyxy=xyxy, labels=labels, phrases=phrases, prompt_phrases=prompt_phrases, masks=masks,
                          scores=[shown.scores[j] if j is not None else 1.0 for j in source])
         return Review(self.image, edited, [True] * len(edited), list(labels))
+
+    def click(self, row: int | None, x: float, y: float, on_object: bool, label: str | None,
+              decode: Callable[[MaskPrompt], np.ndarray]) -> Review:
+        """The review with a click added to detection ``row``'s mask prompt (its box plus every click on it so far),
+        or, with ``row`` None, a new object (labeled ``label``) made from this click; its mask decoded again (decoder
+        only: the image's embedding is cached). A new object's box is its mask's bounding box."""
+        if self.result.masks is None:
+            raise GroundlabelError("Clicks repair masks: choose Boxes + masks and detect first.")
+        review = self._copy()
+        if row is None:
+            row = len(review.result)
+            box = np.array([[x, y, x + 1, y + 1]], np.float32)
+            review.result = _concat(review.result, box, label)
+            review.keep.append(True)
+            review.labels.append(label)
+            review.from_clicks.add(row)
+        review.clicks.setdefault(row, []).append((float(x), float(y), bool(on_object)))
+        return review._decoded(row, decode)
+
+    def undo_click(self, row: int, decode: Callable[[MaskPrompt], np.ndarray]) -> Review:
+        """The review without detection ``row``'s last click (an object made from clicks alone is dropped with its
+        last one)."""
+        if not self.clicks.get(row):
+            raise GroundlabelError(f"Detection #{row + 1} has no click to undo.")
+        review = self._copy()
+        review.clicks[row] = review.clicks[row][:-1]
+        if not review.clicks[row] and row in review.from_clicks:
+            review.keep[row] = False
+            return review
+        return review._decoded(row, decode)
+
+    def _copy(self) -> Review:
+        """A new review with the same decisions (Gradio redraws the rows when the review object changes)."""
+        return replace(self, keep=list(self.keep), labels=list(self.labels),
+                       clicks={row: list(points) for row, points in self.clicks.items()},
+                       from_clicks=set(self.from_clicks))
+
+    def _decoded(self, row: int, decode: Callable[[MaskPrompt], np.ndarray]) -> Review:
+        points = self.clicks.get(row, [])
+        box = None if row in self.from_clicks else tuple(self.result.xyxy[row])
+        mask = decode(MaskPrompt(box=box, points=tuple((x, y) for x, y, _ in points),
+                                 positive=tuple(flag for _, _, flag in points)))
+        masks, xyxy = self.result.masks.copy(), self.result.xyxy.copy()
+        masks[row] = mask
+        if row in self.from_clicks and mask.any():
+            ys, xs = np.nonzero(mask)
+            xyxy[row] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        self.result = replace(self.result, masks=masks, xyxy=xyxy)
+        return self
 
     def editor_value(self, colors: dict[str, tuple[int, int, int]]) -> dict:
         """What the box editor shows: the image and the kept boxes, each in its label's colour."""
@@ -189,6 +243,15 @@ class Workspace:
     def task_rows(self) -> list[list]:
         return [[task.id, image_name(task.data.get(self.config.image_key)), task.annotation_count,
                  task.prediction_count] for task in (self.page.tasks if self.page else [])]
+
+
+def _concat(result: DetectionResult, xyxy: np.ndarray, label: str | None) -> DetectionResult:
+    """``result`` with one more row: a box the reviewer made (score 1, its label as phrase, an empty mask)."""
+    masks = None if result.masks is None else np.concatenate(
+        [result.masks, np.zeros((1, result.height, result.width), dtype=bool)])
+    return replace(result, xyxy=np.concatenate([result.xyxy, xyxy]), scores=np.append(result.scores, 1.0),
+                   phrases=[*result.phrases, label or ""], prompt_phrases=[*result.prompt_phrases, label or ""],
+                   labels=[*result.labels, label], masks=masks)
 
 
 def image_name(reference: object) -> str:
