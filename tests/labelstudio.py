@@ -70,11 +70,12 @@ def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DI
     return result, to_label_studio(result, config)
 
 
-def interactive_answer(label_studio, pipeline, settings: BackendSettings, image: bytes, prompt: str) -> dict:
+def interactive_answer(label_studio, pipeline, settings: BackendSettings, image: bytes, prompt: str,
+                       label_config: str = GROUNDING_DINO_CONFIG) -> dict:
     """What the ML backend over ``pipeline`` answers Label Studio for a text prompt on a new task showing ``image``
-    (a Grounding DINO example project, the backend registered with it, the request sent by Label Studio)."""
+    (a project with ``label_config``, the backend registered with it, the request sent by Label Studio)."""
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
-        project = label_studio.create_project()
+        project = label_studio.create_project(label_config)
         ml_id = label_studio.register_ml_backend(project, url)
         (task,) = label_studio.upload_images(project, {"image.png": image})
         return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
