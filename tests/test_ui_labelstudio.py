@@ -346,3 +346,43 @@ def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, la
     (from_click,) = segmenter.decode(picture, [MaskPrompt(points=(new,), positive=(True,))])
     assert not np.array_equal(repaired, shown.masks[0])  # the click changed #1's mask
     assert any(np.array_equal(repaired, m) for m in masks) and any(np.array_equal(from_click, m) for m in masks)
+
+
+def test_keyboard_shortcuts_choose_relabel_drop_and_push(page, label_studio, project, pipeline):
+    project_id, images = project
+    (first, image), (second, _) = images.items()
+    shown = expected_result(pipeline, image)
+    assert len(shown) >= 3
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    expect(page.locator("#ls-keys-help")).to_contain_text("drop it")
+    page.locator("#ls-summary").click()  # focus on the page, not in a text field
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#ls-repair-target input")).to_have_value(re.compile(r"^#1 "))
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#ls-repair-target input")).to_have_value(re.compile(r"^#2 "))
+    other = CONFIG.labels[1] if shown.labels[1] != CONFIG.labels[1] else CONFIG.labels[0]
+    page.keyboard.press(str(CONFIG.labels.index(other) + 1))
+    expect(page.get_by_role("combobox", name="Label of #2", exact=True)).to_have_value(other)
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#ls-repair-target input")).to_have_value(re.compile(r"^#1 "))
+    typed = page.get_by_role("combobox", name="Label of #3", exact=True)
+    typed.press("x")  # typing in a field (here a menu's search) is typing, not a shortcut
+    expect(typed).to_have_value(re.compile("x"))
+    typed.press("Escape")
+    page.locator("#ls-summary").click()
+    expect(page.get_by_role("checkbox", name="Keep #1", exact=True)).to_be_checked()
+    page.locator("#ls-summary").click()
+    page.keyboard.press("x")
+    expect(page.get_by_role("checkbox", name="Keep #1", exact=True)).not_to_be_checked()
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
+    page.locator("#ls-kind").get_by_label("annotation").check()
+    page.locator("#ls-summary").click()
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
+    stored = label_studio.api("GET", f"/api/tasks/{first}/annotations/")[0]["result"]
+    kept = shown[1:].with_labels([other, *shown.labels[2:]])
+    rectangles = [r for r in stored if r["type"] == "rectanglelabels"]
+    assert Counter(r["value"]["rectanglelabels"][0] for r in rectangles) == Counter(kept.labels)
+    expect(page.locator("#ls-task")).to_contain_text(f"Task #{second}")

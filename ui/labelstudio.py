@@ -30,6 +30,9 @@ from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
+KEYS_HELP = ("<div class='gl-keys'>Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
+             "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
+             "<kbd>Enter</kbd> push and open the next task</div>")
 NEW_OBJECT, ADDS, REMOVES = "a new object", "adds to it", "removes from it"
 _FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
@@ -92,6 +95,8 @@ class LabelStudioTab:
     kind: gr.Radio
     editor: image_annotator
     apply_edits: gr.Button
+    key: gr.Textbox
+    key_go: gr.Button
     repair_target: gr.Dropdown
     click_kind: gr.Radio
     undo_click: gr.Button
@@ -134,6 +139,8 @@ class LabelStudioTab:
         repair = [self.workspace, self.review, self.repair_target, self.segmenter]
         self.preview.select(self.on_preview_click, [*repair, self.click_kind], everything, concurrency_id="model")
         self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
+        self.key_go.click(self.on_key, [*repair, self.key, self.kind, self.replace, *query[1:]], everything,
+                       concurrency_id="model", show_progress="hidden")
         self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
                                                     self.segmenter], everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
@@ -310,6 +317,40 @@ class LabelStudioTab:
         return self.show_review(ws, changed, str(number - 1)) | self.say(
             f"#{number}: {what} at ({x}, {y}); its mask has {int(changed.result.masks[number - 1].sum())} pixels.",
             "ok")
+
+    @guarded()
+    def on_key(self, ws: Workspace | None, current: Review | None, target: str, segmenter_name: str, key: str,
+               kind: str, replace_older: bool, prompt: str, mode: str, segmenter: str, box: float, text: float,
+               progress: gr.Progress = gr.Progress()) -> Updates:
+        """A keyboard shortcut (KEYS_HELP) on the chosen detection (the "A click repairs" choice)."""
+        key = (key or "").split(" ")[0]
+        if ws is None or current is None:
+            return self.say("Open a task and detect first: the keys act on its detections.")
+        if key == "Enter":
+            return self.on_push(ws, current, kind, replace_older, prompt, mode, segmenter, box, text, progress)
+        kept = [i for i, keep in enumerate(current.keep) if keep]
+        row = None if target in (None, NEW_OBJECT) else int(target)
+        if key in ("ArrowDown", "ArrowUp"):
+            if not kept:
+                return self.say("Nothing is kept: no detection to choose.")
+            step = 1 if key == "ArrowDown" else -1
+            at = kept.index(row) + step if row in kept else (0 if step > 0 else -1)
+            return {self.repair_target: str(kept[at % len(kept)])}
+        if row is None:
+            return self.say("Choose a detection first (↑/↓ or the \u201cA click repairs\u201d menu).")
+        if key in "xX":
+            changed = current.dropped(row)
+            later = [i for i in kept if i > row] or [i for i in kept if i < row]
+            return self.show_review(ws, changed, str(later[0]) if later else NEW_OBJECT) | self.say(
+                f"#{row + 1} dropped.", "ok")
+        if key in "zZ":
+            return self.on_undo_click(ws, current, target, segmenter_name, progress)
+        labels = ws.config.labels
+        if key.isdigit() and 1 <= int(key) <= len(labels):
+            changed = current.relabeled(row, labels[int(key) - 1])
+            return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.",
+                                                                    "ok")
+        return self.say(f"No label {key}: the project has {len(labels)}.")
 
     @guarded()
     def on_undo_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
@@ -489,6 +530,11 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
                 c["click_kind"] = gr.Radio([ADDS, REMOVES], value=ADDS, label="A click", scale=3, min_width=200,
                                            elem_id="ls-click-kind")
                 c["undo_click"] = gr.Button("Undo click", size="sm", scale=1, min_width=90, elem_id="ls-undo-click")
+            gr.HTML(KEYS_HELP, elem_id="ls-keys-help")
+            # the page's key listener (KEYS_JS) writes each shortcut here and presses the button; hidden by CSS, not
+            # by Gradio, so that both exist on the page
+            c["key"] = gr.Textbox(elem_id="ls-key", elem_classes="gl-hidden", show_label=False, container=False)
+            c["key_go"] = gr.Button("key", elem_id="ls-key-go", elem_classes="gl-hidden")
         with gr.Tab("Edit boxes", elem_id="ls-edit-tab"):
             c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",
                                           sources=None, show_clear_button=False, show_remove_button=True,

@@ -123,6 +123,18 @@ class Review:
             return review
         return review._decoded(row, decode)
 
+    def dropped(self, row: int) -> Review:
+        """The review with detection ``row`` not kept."""
+        review = self._copy()
+        review.keep[row] = False
+        return review
+
+    def relabeled(self, row: int, label: str) -> Review:
+        """The review with detection ``row`` labeled ``label`` (and kept)."""
+        review = self._copy()
+        review.labels[row], review.keep[row] = label, True
+        return review
+
     def _copy(self) -> Review:
         """A new review with the same decisions (Gradio redraws the rows when the review object changes)."""
         return replace(self, keep=list(self.keep), labels=list(self.labels),

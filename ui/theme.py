@@ -33,6 +33,9 @@ CSS = """
 .gl-pager { text-align: center; font-size: 0.85rem; padding-top: 6px; }
 .gl-task { font-size: 0.95rem; }
 .gl-info { background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+.gl-hidden { display: none !important; }
+.gl-keys { font-size: 0.8rem; color: var(--body-text-color-subdued); }
+.gl-keys kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding: 0 4px; }
 /* Phones: the result and its message right after the Detect button, the knobs below them. The input column's
    children join the page's column (display: contents), so the output column can sit between them. */
 @media (max-width: 760px) {
@@ -43,4 +46,23 @@ CSS = """
   #pg-controls { order: 2; }
   #ls-review { order: -1; }  /* Label Studio tab: review the rows, then push */
 }
+"""
+
+# Keyboard shortcuts of the Label Studio tab's review (ui.labelstudio.KEYS_HELP): outside text fields, while that
+# tab is shown, a shortcut key is written into the hidden #ls-key box and the hidden #ls-key-go button pressed,
+# which runs the tab's key handler on the server.
+KEYS_JS = """
+<script>
+document.addEventListener("keydown", (event) => {
+  const tab = document.querySelector("#tab-labelstudio");
+  const box = document.querySelector("#ls-key textarea, #ls-key input");
+  if (!tab || !box || tab.offsetParent === null || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest("input, textarea, select, [contenteditable='true'], [role='listbox']")) return;
+  if (!/^([1-9xXzZ]|Enter|ArrowUp|ArrowDown)$/.test(event.key)) return;
+  event.preventDefault();
+  box.value = event.key;
+  box.dispatchEvent(new Event("input", { bubbles: true }));
+  setTimeout(() => document.querySelector("#ls-key-go").click(), 0);  // after the box's new value is taken
+});
+</script>
 """
