@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
-from tests.browser import set_slider, smooth_png
+from tests.browser import smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
 
@@ -386,3 +386,19 @@ def test_keyboard_shortcuts_choose_relabel_drop_and_push(page, label_studio, pro
     rectangles = [r for r in stored if r["type"] == "rectanglelabels"]
     assert Counter(r["value"]["rectanglelabels"][0] for r in rectangles) == Counter(kept.labels)
     expect(page.locator("#ls-task")).to_contain_text(f"Task #{second}")
+
+
+def test_a_click_on_a_large_photos_smaller_preview_lands_on_the_photos_pixel(page, label_studio):
+    """A 3200x2400 task is previewed at 1600x1200: a click in its middle is pixel (1600, 1200) of the photo."""
+    project_id = label_studio.create_project(title="ui large photo")
+    large, _ = label_studio.upload_images(project_id, {"large.png": smooth_png(41, (3200, 2400)),
+                                                        "small.png": smooth_png(42)})
+    choose_project(page, label_studio, project_id)
+    open_task(page, large)
+    page.get_by_role("combobox", name="A click repairs", exact=True).click()
+    page.get_by_role("option", name="a new object", exact=True).click()
+    frame = page.locator("#ls-preview img").bounding_box()
+    page.mouse.click(frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2)
+    expect(page.locator("#ls-message")).to_contain_text("new object at")
+    x, y = map(int, re.search(r"at \((\d+), (\d+)\)", page.locator("#ls-message").inner_text()).groups())
+    assert abs(x - 1600) <= 40 and abs(y - 1200) <= 40, (x, y)

@@ -57,3 +57,15 @@ def test_a_box_dragged_past_the_edge_is_clipped_and_boxes_only_results_stay_with
     edited = boxes_only.edit([_box(70, 50, 95, 75, "cat"), _box(20, 18, 2, 3, "dog")], None)
     np.testing.assert_allclose(edited.result.xyxy, [[70, 50, 80, 60], [2, 3, 20, 18]])
     assert edited.result.masks is None and edited.labels == ["cat", "dog"]
+
+
+def test_a_large_photo_is_previewed_at_most_1600_pixels_wide_with_its_masks_in_place():
+    image = load_image(np.zeros((2400, 3200, 3), dtype=np.uint8))
+    masks = np.zeros((1, 2400, 3200), dtype=bool)
+    masks[0, 200:1000, 400:1600] = True
+    result = DetectionResult(3200, 2400, xyxy=[[400, 200, 1600, 1000]], scores=[0.9], phrases=["dog"],
+                             prompt_phrases=["dog"], labels=["dog"], masks=masks)
+    review = Review.of(image, result)
+    preview = np.asarray(review.preview())
+    assert review.preview_scale == 0.5 and preview.shape == (1200, 1600, 3)
+    assert preview[300, 500].any() and not preview[900, 1200].any()  # the mask's colour inside it, black outside

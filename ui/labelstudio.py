@@ -168,13 +168,15 @@ class LabelStudioTab:
         return self.show_review(ws, current) | {self.result_info: said,
                 self.model_status: self.hub.status_markdown()}
 
-    def show_review(self, ws: Workspace, current: Review, target: str = NEW_OBJECT) -> Updates:
+    def show_review(self, ws: Workspace, current: Review, target: str = NEW_OBJECT,
+                    boxes_changed: bool = True) -> Updates:
         """A new review: the preview of what will be pushed, its rows, and the box editor with the kept boxes in the
         project's label colours."""
         rows = [(f"#{i + 1} {label or phrase}", str(i)) for i, (label, phrase, keep) in enumerate(
             zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
         return {self.workspace: ws, self.review: current, self.preview: current.preview(),
-                self.kept_info: kept_text(current), self.editor: box_editor(ws, current),
+                self.kept_info: kept_text(current),
+                self.editor: box_editor(ws, current) if boxes_changed else gr.skip(),
                 self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
 
     def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
@@ -309,12 +311,13 @@ class LabelStudioTab:
         if ws is None or current is None or ws.query is None:
             return self.say("Open a task and detect first: then a click on the image repairs a mask.")
         row = None if target in (None, NEW_OBJECT) else int(target)
-        x, y = evt.index
+        x, y = (round(v / current.preview_scale) for v in evt.index)  # preview pixels -> image pixels
         label = ws.config.labels[0] if row is None else None
         changed = current.click(row, x, y, kind != REMOVES, label, self.decoder(ws, segmenter, progress))
         number = len(changed.result) if row is None else row + 1
         what = "new object" if row is None else f"click {len(changed.clicks[row])}"
-        return self.show_review(ws, changed, str(number - 1)) | self.say(
+        moved = row is None or row in changed.from_clicks  # a box made from clicks follows its mask
+        return self.show_review(ws, changed, str(number - 1), boxes_changed=moved) | self.say(
             f"#{number}: {what} at ({x}, {y}); its mask has {int(changed.result.masks[number - 1].sum())} pixels.",
             "ok")
 
@@ -358,7 +361,9 @@ class LabelStudioTab:
         if ws is None or current is None or target in (None, NEW_OBJECT):
             return self.say("Choose the detection whose last click to undo.")
         changed = current.undo_click(int(target), self.decoder(ws, segmenter, progress))
-        return self.show_review(ws, changed, target) | self.say(f"#{int(target) + 1}: last click undone.", "ok")
+        moved = int(target) in changed.from_clicks
+        return self.show_review(ws, changed, target, boxes_changed=moved) | self.say(
+            f"#{int(target) + 1}: last click undone.", "ok")
 
     @guarded()
     def on_edit_boxes(self, ws: Workspace | None, current: Review | None, edited: dict | None, mode: str,

@@ -31,6 +31,7 @@ from sync import (
 from .detections import Query
 
 PAGE_SIZE = 20
+PREVIEW_SIDE = 1600  # pixels on the long side of the review's preview
 
 
 @dataclass(eq=False)  # identity-hashed: Gradio re-renders the review rows when a new Review replaces the old one
@@ -55,9 +56,23 @@ class Review:
         kept = [i for i, keep in enumerate(self.keep) if keep]
         return self.result[kept].with_labels([self.labels[i] for i in kept])
 
+    @property
+    def preview_scale(self) -> float:
+        """Preview pixels per image pixel: a large photo is drawn at most ``PREVIEW_SIDE`` pixels on its long side
+        (what a screen shows of it anyway), so a click's redraw does not cost a full-size drawing."""
+        return min(1.0, PREVIEW_SIDE / max(self.image.width, self.image.height))
+
     def preview(self) -> Image.Image:
-        """The image with what would be pushed drawn on it."""
-        return render(self.image, self.kept())
+        """The image with what would be pushed drawn on it, at ``preview_scale``."""
+        kept, scale = self.kept(), self.preview_scale
+        if scale == 1.0:
+            return render(self.image, kept)
+        size = (round(self.image.width * scale), round(self.image.height * scale))
+        masks = None if kept.masks is None else np.stack(
+            [np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)) for mask in kept.masks]
+        ).reshape(len(kept), size[1], size[0])
+        small = replace(kept, width=size[0], height=size[1], xyxy=kept.xyxy * scale, masks=masks)
+        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small)
 
     def edit(self, boxes: list[dict], masks_for: Callable[[np.ndarray], np.ndarray] | None) -> Review:
         """The review after the reviewer moved, resized, deleted or drew boxes in the editor: ``boxes`` (corners in
