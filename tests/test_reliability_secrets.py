@@ -122,9 +122,9 @@ def test_the_ui_never_shows_or_forwards_the_environments_token(label_studio, pip
     with serve(create_app(settings, LazyPipeline(pipeline=pipeline))) as url:
         pages = [httpx.get(f"{url}{path}", timeout=30).text for path in ("/", "/config", "/gradio_api/info")]
         ui = Client(url, verbose=False)
-        connected = ui.predict(label_studio.url, "", api_name="/on_connect")
-        elsewhere = ui.predict(recorder.url, "", api_name="/on_connect")
-        typed_wrong = ui.predict(label_studio.url, "f" * 40, api_name="/on_connect")
+        connected = ui.predict(label_studio.url, "", "", api_name="/on_connect")
+        elsewhere = ui.predict(recorder.url, "", "", api_name="/on_connect")
+        typed_wrong = ui.predict(label_studio.url, "f" * 40, "", api_name="/on_connect")
         ui.close()
 
     assert "Connected as admin@example.com" in connected[0]
