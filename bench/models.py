@@ -90,21 +90,26 @@ def _rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process's model
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(measure(args.one)))
         return
     rows = []
     for name in args.models.split(","):
-        done = subprocess.run([sys.executable, "-m", "bench.models", "--one", name], capture_output=True, text=True)
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        done = subprocess.run([sys.executable, "-m", "bench.models", "--one", name, *threads], capture_output=True,
+                              text=True)
         if done.returncode:
             rows.append((name, "failed: " + done.stderr.strip().splitlines()[-1], "", "", "", ""))
             continue
         result = json.loads(done.stdout.strip().splitlines()[-1])
         spec = DETECTORS.get(name) or SEGMENTERS[name]
         rows.append((name, f"{result['params'] / 1e6:.1f} M", spec.licence,
-                     f"{result['image']:.2f} s" + ("" if result["prompt"] is None else f" ({BOXES} boxes)"),
+                     f"{result['image']:.2f} s" + (f" ({BOXES} boxes)" if name in SEGMENTERS else ""),
                      "-" if result["prompt"] is None else f"{result['prompt'] * 1000:.0f} ms",
                      f"{result['peak_mb']:.0f} MB"))
     print_table(f"Registered models, real shapes with random weights, one 640x480 image, CPU ({torch.get_num_threads()}"

@@ -142,18 +142,41 @@ def test_sam3_reuses_an_images_features_for_a_new_prompt(pipelines, photo):
     assert encoder.count == 0 and forwards.count == 1  # both phrases in one decoder pass, no vision encoder
 
 
-def test_the_cli_runs_owlv2_from_a_directory(model_dirs, photo, tmp_path):
+@pytest.mark.parametrize("family", ["owlv2", "omdet-turbo", "sam3"])
+def test_the_cli_runs_each_family_from_a_directory(model_dirs, pipelines, family, photo, tmp_path):
+    """SAM 3 with --masks: its own masks (MobileSAM, named, has no weights on this machine and is not needed)."""
     import json
 
     from pipeline.__main__ import main
 
     Image.fromarray(photo).save(tmp_path / "yard.png")
-    code = main([str(tmp_path / "yard.png"), "--prompt", PROMPT, "--detector", str(model_dirs["owlv2"]),
-                 "--box-threshold", "0.0", "--device", "cpu", "--out", str(tmp_path / "out")])
+    masks = ["--masks", "mobile_sam"] if family == "sam3" else []
+    code = main([str(tmp_path / "yard.png"), "--prompt", PROMPT, "--detector", str(model_dirs[family]),
+                 "--box-threshold", "0.0", "--device", "cpu", "--out", str(tmp_path / "out"), *masks])
     assert code == 0
-    written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
-    assert len(written["detections"]) == 16  # one per 16-px patch of the tiny model's 64-px input
-    assert {d["phrase"] for d in written["detections"]} <= {"red square", "blue ball"}
+    written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())["detections"]
+    expected = pipelines[family](photo, PROMPT, Options(0.0, 0.25, "mobile_sam" if masks else None))
+    assert len(written) == len(expected) > 0
+    np.testing.assert_allclose([d["box_xyxy"] for d in written], expected.xyxy, atol=0.01)
+    assert [d["phrase"] for d in written] == expected.phrases
+    if masks:
+        assert [d["mask_area"] for d in written] == [int(m.sum()) for m in expected.masks]
+
+
+@pytest.mark.parametrize("family", ["owlv2", "omdet-turbo"])
+def test_phrase_detectors_answer_label_studio_with_rectangles_of_the_projects_labels(label_studio, pipelines, family,
+                                                                                     tmp_path):
+    from sync import BackendSettings, box_to_pixels
+    from tests.labelstudio import interactive_answer, png
+
+    pipeline, image = pipelines[family], png(96, 72, seed=7)
+    settings = BackendSettings(box_threshold=0.0, text_threshold=0.9, segmenter=None, state_dir=tmp_path)
+    answer = interactive_answer(label_studio, pipeline, settings, image, "cats")
+    expected = pipeline(image, "cats", Options(0.0, 0.9))
+    boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
+    assert len(boxes) == len(expected) > 0 and {r["value"]["rectanglelabels"][0] for r in boxes} == {"cats"}
+    for region, xyxy in zip(boxes, expected.xyxy):
+        np.testing.assert_allclose(box_to_pixels(region), xyxy, atol=1e-3)
 
 
 def test_sam3_regions_reach_label_studio_as_brush_masks_and_rectangles_with_the_projects_labels(

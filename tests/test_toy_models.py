@@ -59,15 +59,19 @@ def test_right_boxes_get_the_right_labels(shapes_pipeline):
 
 
 def test_the_prompt_decides_what_is_found(shapes_pipeline):
-    """Same scene, two prompts: only the asked-for shape comes back, and an absent shape finds nothing."""
+    """Scenes of two shapes, asked for one of them by a synonym: the asked shape comes back and the other does not;
+    asked for a shape that is not there, nothing comes back. A prompt-blind model gets about half of the first right
+    and none of the second; the committed one gets nearly all (10 scenes, so one miss is allowed)."""
     rng = np.random.default_rng(5)
-    image, shapes = S.make_scene(rng, shapes=[("green", "triangle"), ("yellow", "square")])
-    data = _png(image)
-    triangle = S.run_pipeline(shapes_pipeline, data, "green pyramid")
-    assert len(triangle.xyxy) >= 1 and S.box_iou(triangle.xyxy, shapes[0].xyxy).max() >= 0.5
-    assert S.box_iou(triangle.xyxy, shapes[1].xyxy).max() < 0.5
-    absent = S.run_pipeline(shapes_pipeline, data, "blue ball")
-    assert len(absent.xyxy) == 0, absent.xyxy
+    picked = absent = 0
+    for _ in range(10):
+        image, shapes = S.make_scene(rng, shapes=[("green", "triangle"), ("yellow", "square")])
+        data = _png(image)
+        found = S.run_pipeline(shapes_pipeline, data, "green pyramid")
+        picked += bool(len(found.xyxy)) and S.box_iou(found.xyxy, shapes[0].xyxy).max() >= 0.5 and \
+            S.box_iou(found.xyxy, shapes[1].xyxy).max() < 0.5
+        absent += len(S.run_pipeline(shapes_pipeline, data, "blue ball").xyxy) == 0
+    assert picked >= 9 and absent >= 9, (picked, absent)
 
 
 def test_detector_recall_and_precision(shapes_pipeline):
@@ -118,12 +122,13 @@ def _on_the_right_shapes(shapes, xyxy, labels) -> None:
         assert any(iou >= 0.5 and found == label for iou, found in zip(ious, labels)), (shape.name, xyxy, labels)
 
 
-def test_the_cli_labels_the_right_shapes_and_masks_them(tmp_path):
+def test_the_cli_labels_the_right_shapes_and_masks_them(tmp_path, monkeypatch):
     import json
 
     from pipeline.__main__ import main
 
     S.register_shapes_sam()
+    monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(S.SHAPES_INPUT_SIZE))  # the toy detector's (tests set 320)
     image, shapes = _ball_and_box_scene()
     image.save(tmp_path / "scene.png")
     code = main([str(tmp_path / "scene.png"), "--prompt", "blue circle:ball. red square:box", "--detector",

@@ -77,7 +77,8 @@ def save_owlv2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
         images = Owlv2ImageProcessor(size={"height": 64, "width": 64})
     elif shape == "real":
         config = Owlv2Config(text_config={"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-                                          "eos_token_id": tokenizer.eos_token_id})
+                                          "eos_token_id": tokenizer.eos_token_id},
+                             vision_config={"image_size": 960})  # the checkpoint's (the config default is 768)
         images = Owlv2ImageProcessor()
     else:
         raise ValueError(shape)
