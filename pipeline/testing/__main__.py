@@ -3,8 +3,9 @@
 (``pipeline.testing.train``, docs/toy-models.md).
 
 ``write`` saves a random-weight copy of the detector and of MobileSAM (and SAM vit_b for ``--shape real``; with
-``--all`` one model of every registered family) the way real weights ship, and prints the environment that makes ``python app.py``, the ML backend and ``python -m
-pipeline`` use them. Their boxes are random: they show the app working, not what it finds.
+``--all`` one model of every registered family) the way real weights ship, and prints the environment that makes
+``python app.py``, the ML backend and ``python -m pipeline`` use them. Their boxes are random: they show the app
+working, not what it finds.
 """
 
 from __future__ import annotations

@@ -183,7 +183,8 @@ def write_all(directory: Path, shape: str = "tiny", every: bool = False) -> dict
 
         savers = {"grounding-dino": lambda path: detector, "sam2": lambda path: Path(env[sam2.env_var]),
                   "mm-grounding-dino": functools.partial(save_grounding_dino, shape=shape, family="mm-grounding-dino"),
-                  "owlv2": functools.partial(save_owlv2, shape=shape), "sam3": functools.partial(save_sam3, shape=shape),
+                  "owlv2": functools.partial(save_owlv2, shape=shape),
+                  "sam3": functools.partial(save_sam3, shape=shape),
                   "sam_hq": functools.partial(save_sam_hq, shape=shape),
                   "omdet-turbo": functools.partial(save_omdet_turbo, shape=shape)}
         made: dict[str, Path] = {}
