@@ -69,3 +69,15 @@ def test_a_large_photo_is_previewed_at_most_1600_pixels_wide_with_its_masks_in_p
     preview = np.asarray(review.preview())
     assert review.preview_scale == 0.5 and preview.shape == (1200, 1600, 3)
     assert preview[300, 500].any() and not preview[900, 1200].any()  # the mask's colour inside it, black outside
+
+
+def test_the_preview_draws_each_label_in_the_projects_colour():
+    masks = np.zeros((2, 240, 320), dtype=bool)
+    masks[0, 40:200, 20:150], masks[1, 40:200, 170:300] = True, True
+    result = DetectionResult(320, 240, xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]], scores=[0.9, 0.6],
+                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    review = Review.of(load_image(np.zeros((240, 320, 3), dtype=np.uint8)), result)
+    shaded = np.asarray(review.preview({"dog": (255, 0, 0), "cat": (0, 0, 255)})).astype(int)
+    dog, cat = shaded[150, 80], shaded[150, 240]  # inside each mask, away from tags, on black: 45 % of the colour
+    assert dog[0] > 100 and dog[1] < 30 and dog[2] < 30, dog
+    assert cat[2] > 100 and cat[0] < 30 and cat[1] < 30, cat

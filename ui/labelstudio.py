@@ -174,7 +174,7 @@ class LabelStudioTab:
         project's label colours."""
         rows = [(f"#{i + 1} {label or phrase}", str(i)) for i, (label, phrase, keep) in enumerate(
             zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
-        return {self.workspace: ws, self.review: current, self.preview: current.preview(),
+        return {self.workspace: ws, self.review: current, self.preview: current.preview(ws.config.label_colors()),
                 self.kept_info: kept_text(current),
                 self.editor: box_editor(ws, current) if boxes_changed else gr.skip(),
                 self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
@@ -583,7 +583,7 @@ def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
     def handler(current: Review, value: bool | str, ws: Workspace) -> tuple:
         getattr(current, choice)[index] = value
-        return current.preview(), kept_text(current), box_editor(ws, current)
+        return current.preview(ws.config.label_colors()), kept_text(current), box_editor(ws, current)
     return handler
 
 

@@ -62,17 +62,18 @@ class Review:
         (what a screen shows of it anyway), so a click's redraw does not cost a full-size drawing."""
         return min(1.0, PREVIEW_SIDE / max(self.image.width, self.image.height))
 
-    def preview(self) -> Image.Image:
-        """The image with what would be pushed drawn on it, at ``preview_scale``."""
+    def preview(self, colors: dict[str, tuple[int, int, int]] | None = None) -> Image.Image:
+        """The image with what would be pushed drawn on it, at ``preview_scale``, each label in ``colors``'s colour
+        (the project's) where it has one."""
         kept, scale = self.kept(), self.preview_scale
         if scale == 1.0:
-            return render(self.image, kept)
+            return render(self.image, kept, colors=colors)
         size = (round(self.image.width * scale), round(self.image.height * scale))
         masks = None if kept.masks is None else np.stack(
             [np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)) for mask in kept.masks]
         ).reshape(len(kept), size[1], size[0])
         small = replace(kept, width=size[0], height=size[1], xyxy=kept.xyxy * scale, masks=masks)
-        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small)
+        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small, colors=colors)
 
     def edit(self, boxes: list[dict], masks_for: Callable[[np.ndarray], np.ndarray] | None) -> Review:
         """The review after the reviewer moved, resized, deleted or drew boxes in the editor: ``boxes`` (corners in
