@@ -81,3 +81,13 @@ def test_the_preview_draws_each_label_in_the_projects_colour():
     dog, cat = shaded[150, 80], shaded[150, 240]  # inside each mask, away from tags, on black: 45 % of the colour
     assert dog[0] > 100 and dog[1] < 30 and dog[2] < 30, dog
     assert cat[2] > 100 and cat[0] < 30 and cat[1] < 30, cat
+
+
+def test_the_preview_numbers_each_box_as_its_row_in_the_list(review, monkeypatch):
+    import ui.review
+
+    drawn = {}
+    monkeypatch.setattr(ui.review, "render", lambda image, result, **kw: drawn.update(kw) or image.pil)
+    review.keep[0] = False
+    review.preview()
+    assert drawn["numbers"] == [2]  # the second row, still #2 with the first dropped

@@ -66,14 +66,15 @@ class Review:
         """The image with what would be pushed drawn on it, at ``preview_scale``, each label in ``colors``'s colour
         (the project's) where it has one."""
         kept, scale = self.kept(), self.preview_scale
+        numbers = [i + 1 for i, keep in enumerate(self.keep) if keep]  # the rows' numbers, on the image too
         if scale == 1.0:
-            return render(self.image, kept, colors=colors)
+            return render(self.image, kept, colors=colors, numbers=numbers)
         size = (round(self.image.width * scale), round(self.image.height * scale))
         masks = None if kept.masks is None else np.stack(
             [np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)) for mask in kept.masks]
         ).reshape(len(kept), size[1], size[0])
         small = replace(kept, width=size[0], height=size[1], xyxy=kept.xyxy * scale, masks=masks)
-        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small, colors=colors)
+        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small, colors=colors, numbers=numbers)
 
     def edit(self, boxes: list[dict], masks_for: Callable[[np.ndarray], np.ndarray] | None) -> Review:
         """The review after the reviewer moved, resized, deleted or drew boxes in the editor: ``boxes`` (corners in
