@@ -49,6 +49,7 @@ def main() -> None:
         page.goto(url)
         page.get_by_text(examples[0][1], exact=True).first.click()  # the first example: its scene and prompt
         expect(page.locator("#pg-message")).to_contain_text("detections for", timeout=60_000)
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "playground.png"))
 
@@ -61,6 +62,7 @@ def main() -> None:
         page.get_by_role("option", name=f"(#{project})", exact=False).click()
         page.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
         expect(page.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "labelstudio.png"))
         browser.close()
