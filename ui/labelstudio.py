@@ -326,7 +326,7 @@ class LabelStudioTab:
                kind: str, replace_older: bool, prompt: str, mode: str, segmenter: str, box: float, text: float,
                progress: gr.Progress = gr.Progress()) -> Updates:
         """A keyboard shortcut (KEYS_HELP) on the chosen detection (the "A click repairs" choice)."""
-        key = (key or "").split(" ")[0]
+        key = key or ""
         if ws is None or current is None:
             return self.say("Open a task and detect first: the keys act on its detections.")
         if key == "Enter":
@@ -341,12 +341,12 @@ class LabelStudioTab:
             return {self.repair_target: str(kept[at % len(kept)])}
         if row is None:
             return self.say("Choose a detection first (↑/↓ or the \u201cA click repairs\u201d menu).")
-        if key in "xX":
+        if key in ("x", "X"):
             changed = current.dropped(row)
             later = [i for i in kept if i > row] or [i for i in kept if i < row]
             return self.show_review(ws, changed, str(later[0]) if later else NEW_OBJECT) | self.say(
                 f"#{row + 1} dropped.", "ok")
-        if key in "zZ":
+        if key in ("z", "Z"):
             return self.on_undo_click(ws, current, target, segmenter_name, progress)
         labels = ws.config.labels
         if key.isdigit() and 1 <= int(key) <= len(labels):
