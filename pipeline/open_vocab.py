@@ -44,6 +44,11 @@ class PhraseDetector(CachedDetector):
         self._tokens.put(prompt.text, tokens)
         return tokens
 
+    def phrase_inputs(self, tokens: TokenizedPrompt, copies: int = 1) -> dict[str, torch.Tensor]:
+        """The prompt's phrases ``copies`` times over (one set per image), padded as the text encoder reads them."""
+        return self.processor.tokenizer(list(tokens.prompt.phrases) * copies, padding="max_length",
+                                        max_length=self.max_phrase_tokens, truncation=True, return_tensors="pt")
+
     def preprocess(self, image: LoadedImage) -> dict[str, torch.Tensor]:
         return self.processor.image_processor(images=[image.pil], return_tensors="pt")
 
@@ -61,8 +66,7 @@ class Owlv2Detector(PhraseDetector):
     normalised boxes scale by the longer side. Transformers' post-processing has no NMS for text queries; nor do we."""
 
     def _forward(self, pixels: list[dict[str, torch.Tensor]], tokens: TokenizedPrompt) -> list[RawDetections]:
-        text = self.processor.tokenizer(list(tokens.prompt.phrases) * len(pixels), padding="max_length",
-                                        max_length=self.max_phrase_tokens, return_tensors="pt")
+        text = self.phrase_inputs(tokens, len(pixels))
         inputs = self._inputs({**text, "pixel_values": torch.cat([p["pixel_values"] for p in pixels])})
         with self._model_lock, torch.inference_mode():
             outputs = self.model(**inputs)
@@ -86,9 +90,9 @@ class OmDetTurboDetector(PhraseDetector):
 
     def _forward(self, pixels: list[dict[str, torch.Tensor]], tokens: TokenizedPrompt) -> list[RawDetections]:
         phrases = list(tokens.prompt.phrases)
-        text = dict(padding="max_length", truncation=True, max_length=self.max_phrase_tokens, return_tensors="pt")
-        classes = self.processor.tokenizer(phrases * len(pixels), **text)
-        tasks = self.processor.tokenizer([f"Detect {', '.join(phrases)}."] * len(pixels), **text)
+        classes = self.phrase_inputs(tokens, len(pixels))
+        tasks = self.processor.tokenizer([f"Detect {', '.join(phrases)}."] * len(pixels), padding="max_length",
+                                         truncation=True, max_length=self.max_phrase_tokens, return_tensors="pt")
         inputs = self._inputs({
             "pixel_values": torch.cat([p["pixel_values"] for p in pixels]),
             "classes_input_ids": classes["input_ids"], "classes_attention_mask": classes["attention_mask"],

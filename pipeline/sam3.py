@@ -14,20 +14,18 @@ import torch
 import torch.nn.functional as F
 
 from .cache import LRUCache
-from .detector import CachedDetector, FilteredDetections, RawDetections, TokenizedPrompt, clip_boxes
-from .errors import PromptError
+from .detector import FilteredDetections, RawDetections, TokenizedPrompt, clip_boxes
 from .images import LoadedImage
+from .open_vocab import PhraseDetector
 from .options import Options
-from .prompts import Prompt
 
 SCORE_FLOOR = 0.05  # queries scoring at most this are not kept (a real SAM 3 has 200 per phrase, 288x288 masks each)
 MASK_THRESHOLD = 0.5  # transformers' default: a pixel belongs to the mask when its probability is above this
 
 
-class Sam3Detector(CachedDetector):
+class Sam3Detector(PhraseDetector):
     """Boxes, scores and masks per prompt phrase; no text threshold (it scores whole phrases)."""
 
-    reads_text_threshold = False
     makes_masks = True
 
     def __init__(self, *args, vision_cache_items: int = 4, **kwargs):
@@ -37,26 +35,6 @@ class Sam3Detector(CachedDetector):
         super().__init__(*args, **kwargs)
         self._vision: LRUCache = LRUCache(vision_cache_items)  # image sha1 -> the vision encoder's output
         self.vision_runs = 0  # vision encoder runs: a new prompt on a cached image adds none
-
-    @property
-    def max_phrase_tokens(self) -> int:
-        return int(self.model.config.text_config.max_position_embeddings)
-
-    def tokenize(self, prompt: Prompt) -> TokenizedPrompt:
-        """Each phrase as the text encoder reads it; ``PromptError`` for one longer than it reads."""
-        cached = self._tokens.get(prompt.text)
-        if cached is not None:
-            return cached
-        for phrase in prompt.phrases:
-            count = len(self.processor.tokenizer(phrase)["input_ids"])
-            if count > self.max_phrase_tokens:
-                raise PromptError(f"The phrase {phrase!r} is {count} tokens long; SAM 3 reads at most "
-                                  f"{self.max_phrase_tokens} per phrase. Shorten it.")
-        ids = self.processor.tokenizer(list(prompt.phrases), padding="max_length", max_length=self.max_phrase_tokens,
-                                       return_tensors="pt")["input_ids"]
-        tokens = TokenizedPrompt(prompt, ids, torch.arange(len(prompt.phrases)))
-        self._tokens.put(prompt.text, tokens)
-        return tokens
 
     def preprocess(self, image: LoadedImage) -> dict:
         return {"image": image}  # resized inside ``_features``, only when the image's features are not cached
@@ -77,8 +55,7 @@ class Sam3Detector(CachedDetector):
     def _forward(self, pixels: list[dict], tokens: TokenizedPrompt) -> list[RawDetections]:
         features = self._features(pixels[0]["image"])
         phrases = len(tokens.prompt.phrases)
-        text = self.processor.tokenizer(list(tokens.prompt.phrases), padding="max_length",
-                                        max_length=self.max_phrase_tokens, return_tensors="pt")
+        text = self.phrase_inputs(tokens)
         batch = type(features)(**{name: tuple(x.expand(phrases, *x.shape[1:]) for x in value)
                                   if isinstance(value, tuple) else value.expand(phrases, *value.shape[1:])
                                   for name, value in features.items() if value is not None})
