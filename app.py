@@ -22,7 +22,7 @@ from ui.api import hide_the_rest, public_api
 from ui.labelstudio import labelstudio_tab
 from ui.models import ModelHub, load_models
 from ui.playground import playground_tab
-from ui.theme import CSS, KEYS_JS, THEME
+from ui.theme import CANVAS_JS, CSS, KEYS_JS, THEME
 
 
 def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str, str]] | None = None) -> gr.Blocks:
@@ -59,7 +59,8 @@ def create_app(settings: BackendSettings, models: LazyPipeline | None = None, de
     app.include_router(create_router(models, settings))
     # BASIC_AUTH_USER / BASIC_AUTH_PASS guard the UI too: it acts with the environment's Label Studio token.
     ui = build_ui(ModelHub(models, settings.segmenter, note), settings, examples)
-    return gr.mount_gradio_app(app, ui, path="/", theme=THEME, css=CSS, head=KEYS_JS, auth=settings.basic_auth,
+    return gr.mount_gradio_app(app, ui, path="/", theme=THEME, css=CSS, head=KEYS_JS + CANVAS_JS,
+                               auth=settings.basic_auth,
                                max_file_size=settings.max_image_bytes)  # uploads cannot fill the disk
 
 

@@ -9,7 +9,7 @@ from .loader import LazyPipeline
 from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, VERSION_PREFIX, Options, model_version
 from .prompts import Prompt, parse_prompt
 from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, SegmenterSpec, register_segmenter, segmenter_spec
-from .render import render
+from .render import preview_scale, render, render_preview
 from .results import DetectionResult
 from .segmenter import MaskPrompt, Segmenter, SegmenterPool
 from .settings import DEFAULT_MAX_PIXELS, PipelineSettings
@@ -20,5 +20,6 @@ __all__ = [
     "GroundingDinoDetector", "GroundingPipeline", "GroundlabelError", "ImageError", "LabelMap", "LazyPipeline",
     "LoadedImage", "MaskPrompt", "Options", "PipelineSettings", "Prompt", "PromptError", "SEGMENTERS", "Segmenter",
     "SegmenterPool", "SegmenterSpec", "SettingsError", "VERSION_PREFIX", "WeightsError", "load_image",
-    "model_version", "parse_prompt", "register_segmenter", "render", "segmenter_spec",
+    "model_version", "parse_prompt", "preview_scale", "register_segmenter", "render", "render_preview",
+    "segmenter_spec",
 ]

@@ -93,6 +93,16 @@ def set_slider(page, selector: str, value: float) -> None:
     box.press("Enter")
 
 
+def picture_box(page, selector: str) -> dict:
+    """Where the picture is drawn on the screen inside an image element (object-fit: contain, centred)."""
+    return page.locator(selector).evaluate("""(img) => {
+        const r = img.getBoundingClientRect();
+        const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+        return { x: r.left + (r.width - img.naturalWidth * k) / 2, y: r.top + (r.height - img.naturalHeight * k) / 2,
+                 width: img.naturalWidth * k, height: img.naturalHeight * k, natural: img.naturalWidth };
+    }""")
+
+
 def smooth_png(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
     """A smooth PNG (JPEG-friendly, unlike noise) that differs per seed, so caches start cold for it."""
     coarse = np.random.default_rng(seed).integers(0, 255, (6, 8, 3), dtype=np.uint8)

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
-from tests.browser import smooth_png
+from tests.browser import picture_box, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
 
@@ -402,3 +402,71 @@ def test_a_click_on_a_large_photos_smaller_preview_lands_on_the_photos_pixel(pag
     expect(page.locator("#ls-message")).to_contain_text("new object at")
     x, y = map(int, re.search(r"at \((\d+), (\d+)\)", page.locator("#ls-message").inner_text()).groups())
     assert abs(x - 1600) <= 40 and abs(y - 1200) <= 40, (x, y)
+
+
+def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_still_pushed(
+        page, label_studio, project, pipeline):
+    """Hovering review row #n outlines box #n on the preview; with "selects a box", a click inside a box chooses
+    that detection (its row marked, the preview highlighting it) and the keys act on it; "Show masks" off draws the
+    boxes only, and the push still carries every kept mask."""
+    import io
+
+    from PIL import Image
+
+    from pipeline import render_preview
+    from ui.detections import row_at
+
+    project_id, images = project
+    (first, image), _ = images.items()
+    shown = expected_result(pipeline, image)
+    assert len(shown) >= 2
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+
+    page.locator("#ls-review .gl-review-row").nth(1).hover()
+    outline = page.locator(".gl-hover")
+    expect(outline).to_be_visible()
+    picture, drawn = picture_box(page, "#ls-preview img"), outline.bounding_box()
+    x0, y0, x1, y1 = shown.xyxy[1] / [320, 240, 320, 240]
+    assert abs(drawn["x"] + 3 - (picture["x"] + x0 * picture["width"])) <= 2
+    assert abs(drawn["y"] + 3 - (picture["y"] + y0 * picture["height"])) <= 2
+    assert abs(drawn["height"] - (y1 - y0) * picture["height"]) <= 8
+
+    page.locator("#ls-click-kind").get_by_label("selects a box").check()
+    target = int(np.argmin((shown.xyxy[:, 2:] - shown.xyxy[:, :2]).prod(axis=1)))
+    cx, cy = (shown.xyxy[target, :2] + shown.xyxy[target, 2:]) / 2
+    assert row_at(shown, cx, cy) == target
+    page.locator("#ls-preview").scroll_into_view_if_needed()
+    picture = picture_box(page, "#ls-preview img")
+    before = page.locator("#ls-preview img").get_attribute("src")
+    page.mouse.click(float(picture["x"] + cx / 320 * picture["width"]),
+                     float(picture["y"] + cy / 240 * picture["height"]))
+    expect(page.locator("#ls-message")).to_contain_text(f"#{target + 1} selected")
+    expect(page.locator("#ls-repair-target input")).to_have_value(re.compile(rf"^#{target + 1} "))
+    expect(page.locator("#ls-review .gl-review-row.gl-selected")).to_have_count(1)
+    expect(page.locator("#ls-review .gl-review-row.gl-selected #ls-keep-" + str(target))).to_have_count(1)
+    expect(page.locator("#ls-preview img")).not_to_have_attribute("src", before)  # drawn with the highlight
+    page.locator("#ls-summary").click()
+    page.keyboard.press("x")  # the keys act on the detection the click chose
+    expect(page.get_by_role("checkbox", name=f"Keep #{target + 1}", exact=True)).not_to_be_checked()
+    kept = [i for i in range(len(shown)) if i != target]
+
+    def preview_pixels():
+        src = page.locator("#ls-preview img").get_attribute("src")
+        return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.int16)
+
+    masked = preview_pixels()
+    page.locator("#ls-show-masks").get_by_label("Show masks").uncheck()
+    expect(page.locator("#ls-preview img")).not_to_have_attribute("src", re.compile(
+        re.escape(page.locator("#ls-preview img").get_attribute("src")) + "$"))
+    hidden = preview_pixels()
+    plain = np.asarray(render_preview(load_image(image), shown[[]]), dtype=np.int16)
+    inside = np.asarray(Image.fromarray(shown[kept].masks.any(axis=0)).resize(plain.shape[1::-1]))
+    assert inside.sum() > 500  # inside the kept masks (lines and tags are drawn on both previews)
+    assert np.abs(hidden - plain)[inside].mean() < np.abs(masked - plain)[inside].mean() / 2
+
+    page.locator("#ls-kind").get_by_label("annotation").check()
+    page.locator("#ls-push").click()
+    expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
+    stored = label_studio.api("GET", f"/api/tasks/{first}/annotations/")[0]["result"]
+    assert sum(r["type"] == "brushlabels" for r in stored) == len(kept)  # hidden on screen, pushed all the same

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -12,9 +13,9 @@ import supervision as sv
 from PIL import Image
 from playwright.sync_api import expect
 
-from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image, render
+from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image, render_preview
 from ui.detections import threshold_text
-from tests.browser import grid_row, grid_rows, set_slider, smooth_png
+from tests.browser import grid_row, grid_rows, picture_box, set_slider, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import serve
 
@@ -49,8 +50,9 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
 
     src = page.locator("#pg-result img").get_attribute("src")
     shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.int16)
-    drawn = np.asarray(render(load_image(path), expected), dtype=np.int16)
-    plain = np.asarray(load_image(path).pil, dtype=np.int16)
+    drawn = np.asarray(render_preview(load_image(path), expected, numbers=list(range(1, len(expected) + 1))),
+                       dtype=np.int16)
+    plain = np.asarray(render_preview(load_image(path), expected[[]]), dtype=np.int16)
     assert shown.shape == drawn.shape
     # JPEG noise aside, the page shows the annotated image, not the upload.
     assert np.abs(shown - drawn).mean() < np.abs(shown - plain).mean() / 2
@@ -202,3 +204,73 @@ def test_a_detector_without_a_text_threshold_hides_its_slider_and_runs(page, pip
     page.get_by_role("option", name="(this app's)").click()
     expect(page.locator("#pg-text")).to_be_visible()
     expect(page.locator("#pg-message")).to_contain_text("text ≥")
+
+
+def test_the_result_fills_its_box_a_row_hover_outlines_its_box_and_a_click_selects_it_zoomed_or_not(
+        page, pipeline, tmp_path):
+    """The 320x240 result is drawn 1024 px wide (it fills the box and reads at any zoom); hovering table row #n
+    outlines box #n on the image; a click inside a box selects it (highlight and its number in the message); the
+    wheel zooms about the pointer and a click there still lands on the same pixel."""
+    from ui.detections import row_at
+
+    path = fresh_image(tmp_path, seed=1)
+    run_prompt(page, path, "dog. fence")
+    expected = pipeline(load_image(path), "dog. fence", Options(DEFAULT_BOX_THRESHOLD))
+    picture = picture_box(page, "#pg-result img")
+    assert picture["natural"] == 1024 and picture["width"] > 320 + 100  # larger than the upload's own 320 px
+
+    row = 2 if len(expected) > 1 else 1
+    page.locator(f"#pg-table [role=row][aria-rowindex='{row + 1}'] [role=gridcell]").first.hover()
+    outline = page.locator(".gl-hover")
+    expect(outline).to_be_visible()
+    picture = picture_box(page, "#pg-result img")  # where it is now (hovering may have scrolled the page)
+    drawn, (x0, y0, x1, y1) = outline.bounding_box(), expected.xyxy[row - 1] / [320, 240, 320, 240]
+    assert abs(drawn["x"] + 3 - (picture["x"] + x0 * picture["width"])) <= 2
+    assert abs(drawn["y"] + 3 - (picture["y"] + y0 * picture["height"])) <= 2
+    assert abs(drawn["width"] - (x1 - x0) * picture["width"]) <= 8  # the outline's own 3 px border on each side
+    assert abs(drawn["height"] - (y1 - y0) * picture["height"]) <= 8
+    page.locator("#pg-prompt textarea").hover()
+    expect(outline).to_have_count(0)  # the pointer left the row: no outline
+    page.locator("#pg-result").scroll_into_view_if_needed()
+    picture = picture_box(page, "#pg-result img")
+
+    # a point inside some box: the middle of the smallest one, which no other box can claim
+    target = int(np.argmin((expected.xyxy[:, 2:] - expected.xyxy[:, :2]).prod(axis=1)))
+    cx, cy = expected.xyxy[target, :2] + (expected.xyxy[target, 2:] - expected.xyxy[target, :2]) / 2
+    assert row_at(expected, cx, cy) == target
+    screen = (float(picture["x"] + cx / 320 * picture["width"]), float(picture["y"] + cy / 240 * picture["height"]))
+    before = page.locator("#pg-result img").get_attribute("src")
+    page.mouse.click(*screen)
+    expect(page.locator("#pg-message")).to_contain_text(f"#{target + 1} selected:")
+    expect(page.locator("#pg-result img")).not_to_have_attribute("src", before)  # drawn again, highlighted
+
+    page.mouse.move(*screen)
+    page.mouse.wheel(0, -400)  # zoom in about the pointer
+    expect(page.locator("#pg-result img")).to_have_attribute("style", re.compile(r"scale\((1\.[1-9]|[2-9])"))
+    zoomed = picture_box(page, "#pg-result img")
+    assert zoomed["width"] > picture["width"] * 1.3
+    assert abs(zoomed["x"] + cx / 320 * zoomed["width"] - screen[0]) <= 2  # the pixel under the pointer stays
+    # zoomed, a click on an empty spot says which pixel it hit: the one drawn there
+    frame = page.locator("#pg-result img").evaluate(
+        "(img) => { const r = img.parentElement.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }")
+    spots = [(frame[0] + (frame[2] - frame[0]) * fx, frame[1] + (frame[3] - frame[1]) * fy)
+             for fx in np.linspace(0.1, 0.9, 9) for fy in np.linspace(0.1, 0.9, 9)]
+    pixel = {spot: ((spot[0] - zoomed["x"]) / zoomed["width"] * 320, (spot[1] - zoomed["y"]) / zoomed["height"] * 240)
+             for spot in spots}
+    empty = next(spot for spot in spots if 2 <= pixel[spot][0] <= 318 and 2 <= pixel[spot][1] <= 238
+                 and row_at(expected, *pixel[spot]) is None)
+    page.mouse.click(*empty)
+    expect(page.locator("#pg-message")).to_contain_text("No box at")
+    x, y = map(int, re.search(r"No box at \((\d+), (\d+)\)", page.locator("#pg-message").inner_text()).groups())
+    assert abs(x - pixel[empty][0]) <= 1.5 and abs(y - pixel[empty][1]) <= 1.5, ((x, y), pixel[empty])
+    page.mouse.click(*screen)
+    expect(page.locator("#pg-message")).to_contain_text(f"#{target + 1} selected:")
+    # a drag pans the zoomed picture and is not a click (one on the empty spot would say "No box at")
+    page.mouse.move(*empty)
+    page.mouse.down()
+    page.mouse.move(empty[0] - 40, empty[1] - 30, steps=4)
+    page.mouse.up()
+    panned = picture_box(page, "#pg-result img")
+    assert panned["x"] != zoomed["x"] or panned["y"] != zoomed["y"]
+    page.wait_for_timeout(500)
+    assert "No box at" not in page.locator("#pg-message").inner_text()

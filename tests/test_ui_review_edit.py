@@ -1,5 +1,6 @@
-"""The box editor's edits turned into what will be pushed (``ui.review.Review.edit``), without a browser: deletions,
-relabels, drawn boxes, boxes dragged past the image, and which masks are decoded again."""
+"""The review without a browser: the box editor's edits turned into what will be pushed (``ui.review.Review.edit``:
+deletions, relabels, drawn boxes, boxes dragged past the image, and which masks are decoded again), and the preview
+(its size, colours, numbers, the chosen detection's highlight, masks hidden, which box a click selects)."""
 
 from __future__ import annotations
 
@@ -78,16 +79,74 @@ def test_the_preview_draws_each_label_in_the_projects_colour():
                              phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
     review = Review.of(load_image(np.zeros((240, 320, 3), dtype=np.uint8)), result)
     shaded = np.asarray(review.preview({"dog": (255, 0, 0), "cat": (0, 0, 255)})).astype(int)
-    dog, cat = shaded[150, 80], shaded[150, 240]  # inside each mask, away from tags, on black: 45 % of the colour
+    at = review.preview_scale  # inside each mask, away from tags, on black: 45 % of the colour
+    dog, cat = shaded[round(150 * at), round(80 * at)], shaded[round(150 * at), round(240 * at)]
     assert dog[0] > 100 and dog[1] < 30 and dog[2] < 30, dog
     assert cat[2] > 100 and cat[0] < 30 and cat[1] < 30, cat
 
 
 def test_the_preview_numbers_each_box_as_its_row_in_the_list(review, monkeypatch):
-    import ui.review
+    import importlib
 
-    drawn = {}
-    monkeypatch.setattr(ui.review, "render", lambda image, result, **kw: drawn.update(kw) or image.pil)
+    drawn = {}  # (pipeline.render is also the name of the function: the module by its full name)
+    monkeypatch.setattr(importlib.import_module("pipeline.render"), "render", lambda image, result, **kw: drawn.update(kw) or image)
     review.keep[0] = False
     review.preview()
     assert drawn["numbers"] == [2]  # the second row, still #2 with the first dropped
+
+
+def two_boxes_on_black() -> Review:
+    """A 320x240 black image with dog (20, 40)-(150, 200) and cat (170, 40)-(300, 200), each with a mask."""
+    masks = np.zeros((2, 240, 320), dtype=bool)
+    masks[0, 40:200, 20:150], masks[1, 40:200, 170:300] = True, True
+    result = DetectionResult(320, 240, xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]], scores=[0.9, 0.6],
+                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    return Review.of(load_image(np.zeros((240, 320, 3), dtype=np.uint8)), result)
+
+
+def test_a_small_image_is_previewed_1024_pixels_wide_with_its_boxes_scaled_so_it_fills_the_screen():
+    review = two_boxes_on_black()
+    preview = np.asarray(review.preview())
+    assert review.preview_scale == 3.2 and preview.shape == (768, 1024, 3)
+    assert preview[round(120 * 3.2), round(85 * 3.2)].any()  # the dog's mask, where the image's pixel (85, 120) is
+    assert not preview[round(120 * 3.2), round(160 * 3.2)].any()  # between the two boxes: black
+
+
+def test_the_chosen_detection_is_highlighted_and_masks_can_be_hidden():
+    review = two_boxes_on_black()
+    plain, chosen = (np.asarray(review.preview(selected=row)).astype(int) for row in (None, 1))
+    halo = chosen.min(axis=-1) > 200  # white: drawn only around the chosen box
+    ys, xs = np.nonzero(halo & ~(plain.min(axis=-1) > 200))
+    assert len(xs) > 0 and xs.min() >= 165 * 3.2 - 12 and xs.max() <= 305 * 3.2 + 12  # around the cat's box only
+    inside_dog, inside_cat = (round(150 * 3.2), round(80 * 3.2)), (round(150 * 3.2), round(240 * 3.2))
+    assert (chosen[inside_dog] == plain[inside_dog]).all()  # the other detection drawn as before
+    assert chosen[inside_cat][2] > plain[inside_cat][2]  # the chosen one's mask stronger
+    hidden = np.asarray(review.preview(show_masks=False))
+    assert not hidden[inside_dog].any() and not hidden[inside_cat].any()  # boxes only: the masks' insides black
+    assert hidden[round(40 * 3.2), round(80 * 3.2)].any() or hidden[round(40 * 3.2) + 2, round(80 * 3.2)].any()
+    assert review.kept().masks is not None  # what is pushed keeps its masks
+
+
+def test_a_click_selects_the_smallest_kept_box_under_it():
+    review = two_boxes_on_black()
+    review.result = replace(review.result, xyxy=np.array([[20, 40, 150, 200], [60, 80, 100, 120]], np.float32))
+    assert review.row_at(80, 100) == 1  # inside both: the smaller box
+    assert review.row_at(30, 50) == 0 and review.row_at(310, 230) is None
+    review.keep[1] = False
+    assert review.row_at(80, 100) == 0  # a dropped detection is not selectable
+
+
+def test_the_hover_data_holds_each_rows_box_as_fractions_of_the_image():
+    import json
+    import re
+
+    from ui.detections import boxes_data
+
+    held = json.loads(re.search(r"data-boxes='([^']*)'", boxes_data(two_boxes_on_black().result)).group(1))
+    assert held == [[0.0625, 0.1667, 0.4688, 0.8333], [0.5312, 0.1667, 0.9375, 0.8333]]
+
+
+def test_a_review_with_nothing_kept_previews_the_plain_image():
+    review = two_boxes_on_black()
+    review.keep = [False, False]
+    assert not np.asarray(review.preview()).any()  # black, 1024 px wide, nothing drawn

@@ -88,6 +88,23 @@ def summary(result: DetectionResult, query: Query, seconds: float, box: float, t
     return line
 
 
+def row_at(result: DetectionResult, x: float, y: float, among: list[int] | None = None) -> int | None:
+    """The detection (of rows ``among``, by default all) whose box holds pixel (x, y): the smallest such box (a
+    click on a small object inside a large one means the small one); None where no box is."""
+    rows = range(len(result)) if among is None else among
+    hits = [(float(np.prod(result.xyxy[i, 2:] - result.xyxy[i, :2])), i) for i in rows
+            if result.xyxy[i, 0] <= x <= result.xyxy[i, 2] and result.xyxy[i, 1] <= y <= result.xyxy[i, 3]]
+    return min(hits)[1] if hits else None
+
+
+def boxes_data(result: DetectionResult) -> str:
+    """A hidden element holding each detection's box as fractions of the image (x0, y0, x1, y1), by row: the
+    page's script outlines the box of the row under the pointer (theme.CANVAS_JS)."""
+    size = np.array([result.width, result.height] * 2, dtype=np.float64)
+    fractions = (result.xyxy / size).round(4).tolist() if len(result) else []
+    return f"<span class='gl-boxes' hidden data-boxes='{json.dumps(fractions)}'></span>"
+
+
 def notice(text: str, kind: str = "error") -> str:
     """A message box (kind: error, ok, info) with ``text`` escaped, so error texts cannot inject markup."""
     return f"<div class='gl-notice gl-{kind}'>{html.escape(text)}</div>"

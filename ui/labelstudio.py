@@ -25,7 +25,7 @@ from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 from .controls import (
     BOXES, MASKS, chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders,
 )
-from .detections import failure, notice, run_query, summary, text_shown
+from .detections import boxes_data, failure, notice, run_query, summary, text_shown
 from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
@@ -33,10 +33,15 @@ TASK_HEADERS = ["task", "image", "ann.", "pred."]
 KEYS_HELP = ("<div class='gl-keys'>Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
              "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
              "<kbd>Enter</kbd> push and open the next task</div>")
-NEW_OBJECT, ADDS, REMOVES = "a new object", "adds to it", "removes from it"
+NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
 _FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
 Updates = dict[Any, Any]
+# The chosen detection's review row is marked at once (the rows are drawn again only for a new review).
+MARK_ROW_JS = """(target) => {
+  document.querySelectorAll("#ls-review .gl-review-row").forEach((row) => row.classList.toggle("gl-selected",
+    Boolean(row.querySelector(`#ls-keep-${target}`))));
+}"""
 
 
 def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> None:
@@ -100,6 +105,7 @@ class LabelStudioTab:
     repair_target: gr.Dropdown
     click_kind: gr.Radio
     undo_click: gr.Button
+    show_masks: gr.Checkbox
     replace: gr.Checkbox
     push: gr.Button
     skip: gr.Button
@@ -139,6 +145,10 @@ class LabelStudioTab:
         repair = [self.workspace, self.review, self.repair_target, self.segmenter]
         self.preview.select(self.on_preview_click, [*repair, self.click_kind], everything, concurrency_id="model")
         self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
+        chosen = [self.workspace, self.review, self.repair_target]
+        self.repair_target.input(self.on_choose, chosen, everything, show_progress="hidden")
+        self.repair_target.change(None, [self.repair_target], None, js=MARK_ROW_JS)
+        self.show_masks.input(self.on_show_masks, [*chosen, self.show_masks], everything, show_progress="hidden")
         self.key_go.click(self.on_key, [*repair, self.key, self.kind, self.replace, *query[1:]], everything,
                        concurrency_id="model", show_progress="hidden")
         self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
@@ -174,7 +184,7 @@ class LabelStudioTab:
         project's label colours."""
         rows = [(f"#{i + 1} {label or phrase}", str(i)) for i, (label, phrase, keep) in enumerate(
             zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
-        return {self.workspace: ws, self.review: current, self.preview: current.preview(ws.config.label_colors()),
+        return {self.workspace: ws, self.review: current, self.preview: preview(ws, current, target),
                 self.kept_info: kept_text(current),
                 self.editor: box_editor(ws, current) if boxes_changed else gr.skip(),
                 self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
@@ -312,6 +322,13 @@ class LabelStudioTab:
             return self.say("Open a task and detect first: then a click on the image repairs a mask.")
         row = None if target in (None, NEW_OBJECT) else int(target)
         x, y = (round(v / current.preview_scale) for v in evt.index)  # preview pixels -> image pixels
+        if kind == SELECTS:
+            hit = current.row_at(x, y)
+            if hit is None:
+                return self.say(f"No kept box at ({x}, {y}): click inside one to select it.")
+            return self.show_review(ws, current, str(hit), boxes_changed=False) | self.say(
+                f"#{hit + 1} selected ({current.labels[hit] or current.result.phrases[hit]}): keys and clicks now act "
+                "on it.", "ok")
         label = ws.config.labels[0] if row is None else None
         changed = current.click(row, x, y, kind != REMOVES, label, self.decoder(ws, segmenter, progress))
         number = len(changed.result) if row is None else row + 1
@@ -338,7 +355,7 @@ class LabelStudioTab:
                 return self.say("Nothing is kept: no detection to choose.")
             step = 1 if key == "ArrowDown" else -1
             at = kept.index(row) + step if row in kept else (0 if step > 0 else -1)
-            return {self.repair_target: str(kept[at % len(kept)])}
+            return self.show_review(ws, current, str(kept[at % len(kept)]), boxes_changed=False)
         if row is None:
             return self.say("Choose a detection first (↑/↓ or the \u201cA click repairs\u201d menu).")
         if key in ("x", "X"):
@@ -354,6 +371,21 @@ class LabelStudioTab:
             return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.",
                                                                     "ok")
         return self.say(f"No label {key}: the project has {len(labels)}.")
+
+    @guarded()
+    def on_choose(self, ws: Workspace | None, current: Review | None, target: str) -> Updates:
+        """A detection chosen in the menu: the preview highlights it."""
+        if ws is None or current is None:
+            return {self.message: gr.skip()}
+        return {self.preview: preview(ws, current, target)}
+
+    @guarded()
+    def on_show_masks(self, ws: Workspace | None, current: Review | None, target: str, show: bool) -> Updates:
+        """Masks shown or hidden on the preview (what is pushed does not change)."""
+        if ws is None:
+            return {self.message: gr.skip()}
+        ws.show_masks = show
+        return {self.preview: preview(ws, current, target)} if current is not None else {self.message: gr.skip()}
 
     @guarded()
     def on_undo_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
@@ -495,7 +527,8 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
             c["message"] = gr.HTML(elem_id="ls-message")
             c["kept_info"] = gr.HTML(elem_id="ls-kept")
             with gr.Column(elem_id="ls-review"):
-                review_rows(c["review"], c["workspace"], c["preview"], c["kept_info"], c["editor"])
+                review_rows(c["review"], c["workspace"], c["repair_target"], c["preview"], c["kept_info"],
+                            c["editor"])
     return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
 
 
@@ -532,9 +565,11 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
             with gr.Row(equal_height=True):
                 c["repair_target"] = gr.Dropdown([NEW_OBJECT], value=NEW_OBJECT, label="A click repairs",
                                                  scale=2, min_width=140, elem_id="ls-repair-target")
-                c["click_kind"] = gr.Radio([ADDS, REMOVES], value=ADDS, label="A click", scale=3, min_width=200,
-                                           elem_id="ls-click-kind")
-                c["undo_click"] = gr.Button("Undo click", size="sm", scale=1, min_width=90, elem_id="ls-undo-click")
+                c["click_kind"] = gr.Radio([SELECTS, ADDS, REMOVES], value=ADDS, label="A click", scale=4,
+                                           min_width=260, elem_id="ls-click-kind")
+                with gr.Column(scale=1, min_width=100):
+                    c["undo_click"] = gr.Button("Undo click", size="sm", elem_id="ls-undo-click")
+                    c["show_masks"] = gr.Checkbox(True, label="Show masks", container=False, elem_id="ls-show-masks")
             gr.HTML(KEYS_HELP, elem_id="ls-keys-help")
             # the page's key listener (KEYS_JS) writes each shortcut here and presses the button; hidden by CSS, not
             # by Gradio, so that both exist on the page
@@ -554,19 +589,20 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
         show_text_threshold(c["text"], c["detector"], app_detector)
 
 
-def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_info: gr.HTML,
-                editor: image_annotator) -> None:
+def review_rows(review: gr.State, workspace: gr.State, target: gr.Dropdown, preview_image: gr.Image,
+                kept_info: gr.HTML, editor: image_annotator) -> None:
     """One row per detection, re-rendered when a new review starts: keep it or not, and its label (the preview and
-    the box editor follow)."""
-    @gr.render(inputs=[review, workspace], triggers=[review.change])
-    def rows(current: Review | None, ws: Workspace | None) -> None:
+    the box editor follow); the chosen detection's row marked."""
+    @gr.render(inputs=[review, workspace, target], triggers=[review.change])
+    def rows(current: Review | None, ws: Workspace | None, chosen: str | None) -> None:
         if current is None or ws is None or ws.config is None:
             return
         if len(current.result) == 0:
             gr.HTML(notice("Nothing found: lower the box threshold or change the prompt.", "info"))
             return
         for i, (phrase, score) in enumerate(zip(current.result.phrases, current.result.scores)):
-            with gr.Row(equal_height=True, elem_classes="gl-review-row"):
+            marked = ["gl-review-row", *(["gl-selected"] * (chosen == str(i)))]
+            with gr.Row(equal_height=True, elem_classes=marked):
                 # the labels are what screen readers announce: "Keep #2", "Label of #2" (not "on", "Dropdown")
                 keep = gr.Checkbox(current.keep[i], label=f"Keep #{i + 1}", interactive=True, container=False,
                                    scale=0, min_width=90, elem_id=f"ls-keep-{i}")
@@ -575,16 +611,23 @@ def review_rows(review: gr.State, workspace: gr.State, preview: gr.Image, kept_i
                                     elem_id=f"ls-label-{i}")
                 gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>", scale=2,
                         min_width=80, padding=False)
-            keep.input(decide(i, "keep"), [review, keep, workspace], [preview, kept_info, editor])
-            label.input(decide(i, "labels"), [review, label, workspace], [preview, kept_info, editor])
+            keep.input(decide(i, "keep"), [review, keep, workspace, target], [preview_image, kept_info, editor])
+            label.input(decide(i, "labels"), [review, label, workspace, target], [preview_image, kept_info, editor])
 
 
 def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
-    def handler(current: Review, value: bool | str, ws: Workspace) -> tuple:
+    def handler(current: Review, value: bool | str, ws: Workspace, target: str | None) -> tuple:
         getattr(current, choice)[index] = value
-        return current.preview(ws.config.label_colors()), kept_text(current), box_editor(ws, current)
+        return preview(ws, current, target), kept_text(current), box_editor(ws, current)
     return handler
+
+
+def preview(ws: Workspace, current: Review, target: str | None) -> Any:
+    """What will be pushed, drawn in the project's colours, the chosen detection (``target``) highlighted, masks
+    shown or not as the reviewer chose."""
+    selected = None if target in (None, NEW_OBJECT) else int(target)
+    return current.preview(ws.config.label_colors(), selected=selected, show_masks=ws.show_masks)
 
 
 def box_editor(ws: Workspace, current: Review) -> image_annotator:
@@ -598,7 +641,7 @@ def kept_text(current: Review) -> str:
     kept = current.kept()
     labels = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.display_labels()).items())
     return (f"<strong>{len(kept)} of {len(current.result)} kept</strong>{f' ({labels})' if labels else ''}: "
-            "untick to drop, pick another label from a row's menu, then push.")
+            "untick to drop, pick another label from a row's menu, then push." + boxes_data(current.result))
 
 
 def task_link(ws: Workspace, task_id: int, text: str) -> str:

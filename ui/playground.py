@@ -8,19 +8,21 @@ keyed by the image's pixels, so the handlers only keep the last query.
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 from gradio.media import get_image
 
-from pipeline import load_image, parse_prompt, render
+from pipeline import load_image, parse_prompt, preview_scale, render_preview
 from pipeline.families import reads_text_threshold
 from pipeline.export import FORMATS, DatasetItem
 
 from .controls import chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders
 from .detections import (
-    TABLE_HEADERS, Query, failure, notice, run_query, summary, table_rows, text_shown, write_dataset_zip, write_json,
+    TABLE_HEADERS, Query, boxes_data, failure, notice, row_at, run_query, summary, table_rows, text_shown,
+    write_dataset_zip, write_json,
 )
 from .models import ModelHub
 
@@ -43,8 +45,10 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     with gr.Row(equal_height=False, elem_id="pg-layout"):
         image, prompt, run, mode, segmenter, box, text, detector = input_column(hub, examples)
         with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
-            result_image = gr.Image(label="Result", type="pil", format="jpeg", interactive=False, height=420,
-                                    buttons=["download", "fullscreen"], elem_id="pg-result")
+            result_image = gr.Image(label="Result (wheel: zoom, drag: pan, click a box: select it)", type="pil",
+                                    format="jpeg", interactive=False, height=420, buttons=["download", "fullscreen"],
+                                    elem_id="pg-result")
+            show_masks = gr.Checkbox(True, label="Show masks", container=False, elem_id="pg-show-masks")
             message = gr.HTML(elem_id="pg-message")
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
                                  column_widths=["8%", "22%", "30%", "12%", "28%"])
@@ -59,11 +63,19 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
 
     outputs = [last_query, result_image, message, table, download, dataset, model_status]
 
-    def show(query: Query, box_value: float, text_value: float, progress: gr.Progress) -> tuple:
+    def show(query: Query, box_value: float, text_value: float, masks_shown: bool, progress: gr.Progress,
+             picked: tuple[float, float] | None = None) -> tuple:
+        """The result drawn (numbered as the table's rows; the box at image pixel ``picked``, if any, highlighted)
+        with its message, table and JSON."""
         result, seconds = run_query(hub, query, box_value, text_value, progress)
-        rendered = render(query.image, result)
+        selected = None if picked is None else row_at(result, *picked)
+        rendered = render_preview(query.image, result, numbers=list(range(1, len(result) + 1)), selected=selected,
+                                  show_masks=masks_shown)
         path = write_json(result, query, box_value, text_value)
-        said = summary(result, query, seconds, box_value, text_shown(hub, query, text_value))
+        said = summary(result, query, seconds, box_value, text_shown(hub, query, text_value)) + boxes_data(result)
+        if picked is not None:
+            said += "<br>" + (selection_text(result, selected) if selected is not None
+                              else f"No box at ({picked[0]:.0f}, {picked[1]:.0f}).")
         return (query, rendered, said, table_rows(result),
                 gr.DownloadButton(value=path, interactive=True), gr.File(value=None, visible=False),
                 hub.status_markdown())
@@ -71,7 +83,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     def fail(error: Exception) -> tuple:
         return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
 
-    def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value, detector_value,
+    def detect(upload, prompt_text, mode_value, segmenter_value, box_value, text_value, detector_value, masks_shown,
                progress=gr.Progress(track_tqdm=True)):
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
         path = uploaded_path(upload)
@@ -81,21 +93,30 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
             parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
             query = Query(load_image(path, hub.lazy.settings.max_pixels), Path(path).name, prompt_text,
                           chosen_segmenter(mode_value, segmenter_value), detector=detector_value or None)
-            return show(query, box_value, text_value, progress)
+            return show(query, box_value, text_value, masks_shown, progress)
         except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message
             return fail(error)
 
-    def refilter(query, mode_value, segmenter_value, box_value, text_value, detector_value,
-                 progress=gr.Progress(track_tqdm=True)):
+    def refilter(query, mode_value, segmenter_value, box_value, text_value, detector_value, masks_shown,
+                 progress=gr.Progress(track_tqdm=True), picked: tuple[float, float] | None = None):
         """Re-apply thresholds / output choice to the last query: cached detector output, no detector run (unless
         another detector was chosen)."""
         if query is None:
             return (gr.skip(),) * len(outputs)
         try:
             return show(replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value),
-                                detector=detector_value or None), box_value, text_value, progress)
+                                detector=detector_value or None), box_value, text_value, masks_shown, progress, picked)
         except Exception as error:  # noqa: BLE001
             return fail(error)
+
+    def pick(query, mode_value, segmenter_value, box_value, text_value, detector_value, masks_shown,
+             evt: gr.SelectData, progress=gr.Progress()):
+        """A click on the result: the box under it is highlighted and named (no model runs: the caches answer)."""
+        if query is None:
+            return (gr.skip(),) * len(outputs)
+        scale = preview_scale(query.image.width, query.image.height)  # preview pixels -> image pixels
+        return refilter(query, mode_value, segmenter_value, box_value, text_value, detector_value, masks_shown,
+                        progress, picked=(evt.index[0] / scale, evt.index[1] / scale))
 
     def on_image(upload, prompt_text, *rest):
         """A new image runs the current prompt right away; without a prompt, it asks for one."""
@@ -103,18 +124,27 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
             return cleared("Now type what to look for, then press Enter.")
         return detect(upload, prompt_text, *rest)
 
-    inputs = [image, prompt, mode, segmenter, box, text, detector]  # the image unprocessed: see uploaded_path
+    inputs = [image, prompt, mode, segmenter, box, text, detector, show_masks]  # the image unprocessed: uploaded_path
     run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect")
     prompt.submit(detect, inputs, outputs, concurrency_id="model", preprocess=False)
     image.change(on_image, inputs, outputs, concurrency_id="model", preprocess=False)
-    refilter_inputs = [last_query, mode, segmenter, box, text, detector]
+    refilter_inputs = [last_query, mode, segmenter, box, text, detector, show_masks]
     for control in (box, text):
         control.change(refilter, refilter_inputs, outputs, show_progress="minimal", trigger_mode="always_last",
                        concurrency_limit=4)
     for control in (mode, segmenter, detector):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
+    show_masks.input(refilter, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4)
+    result_image.select(pick, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4)
     make_dataset.click(dataset_handler(hub), [last_query, box, text, dataset_format, more_images], [dataset, message],
                        concurrency_id="model")
+
+
+def selection_text(result, row: int) -> str:
+    """"#2 selected: dog 0.87, box (10, 20, 110, 220)"."""
+    box = ", ".join(f"{v:.0f}" for v in result.xyxy[row])
+    return (f"#{row + 1} selected: {html.escape(result.display_labels()[row])} {result.scores[row]:.2f}, "
+            f"box ({box})")
 
 
 def cleared(text: str) -> tuple:

@@ -14,7 +14,8 @@ import supervision as sv
 from PIL import Image
 
 from pipeline import (
-    DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, MaskPrompt, load_image, render,
+    DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, MaskPrompt, load_image, preview_scale,
+    render_preview,
 )
 from sync import (
     LabelStudioClient,
@@ -28,10 +29,9 @@ from sync import (
     to_label_studio,
 )
 
-from .detections import Query
+from .detections import Query, row_at
 
 PAGE_SIZE = 20
-PREVIEW_SIDE = 1600  # pixels on the long side of the review's preview
 
 
 @dataclass(eq=False)  # identity-hashed: Gradio re-renders the review rows when a new Review replaces the old one
@@ -58,23 +58,20 @@ class Review:
 
     @property
     def preview_scale(self) -> float:
-        """Preview pixels per image pixel: a large photo is drawn at most ``PREVIEW_SIDE`` pixels on its long side
-        (what a screen shows of it anyway), so a click's redraw does not cost a full-size drawing."""
-        return min(1.0, PREVIEW_SIDE / max(self.image.width, self.image.height))
+        """Preview pixels per image pixel (``pipeline.preview_scale``): clicks on the preview are divided by it."""
+        return preview_scale(self.image.width, self.image.height)
 
-    def preview(self, colors: dict[str, tuple[int, int, int]] | None = None) -> Image.Image:
+    def preview(self, colors: dict[str, tuple[int, int, int]] | None = None, selected: int | None = None,
+                show_masks: bool = True) -> Image.Image:
         """The image with what would be pushed drawn on it, at ``preview_scale``, each label in ``colors``'s colour
-        (the project's) where it has one."""
-        kept, scale = self.kept(), self.preview_scale
-        numbers = [i + 1 for i, keep in enumerate(self.keep) if keep]  # the rows' numbers, on the image too
-        if scale == 1.0:
-            return render(self.image, kept, colors=colors, numbers=numbers)
-        size = (round(self.image.width * scale), round(self.image.height * scale))
-        masks = None if kept.masks is None else np.stack(
-            [np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)) for mask in kept.masks]
-        ).reshape(len(kept), size[1], size[0])
-        small = replace(kept, width=size[0], height=size[1], xyxy=kept.xyxy * scale, masks=masks)
-        return render(self.image.pil.resize(size, Image.Resampling.BILINEAR), small, colors=colors, numbers=numbers)
+        (the project's) where it has one, detection ``selected`` (a row number from 0) highlighted."""
+        kept = [i for i, keep in enumerate(self.keep) if keep]
+        return render_preview(self.image, self.kept(), colors=colors, numbers=[i + 1 for i in kept],
+                              selected=kept.index(selected) if selected in kept else None, show_masks=show_masks)
+
+    def row_at(self, x: float, y: float) -> int | None:
+        """The kept detection whose box holds pixel (x, y) (the smallest), or None."""
+        return row_at(self.result, x, y, among=[i for i, keep in enumerate(self.keep) if keep])
 
     def edit(self, boxes: list[dict], masks_for: Callable[[np.ndarray], np.ndarray] | None) -> Review:
         """The review after the reviewer moved, resized, deleted or drew boxes in the editor: ``boxes`` (corners in
@@ -199,6 +196,7 @@ class Workspace:
     task: Task | None = None
     query: Query | None = field(default=None, repr=False)
     detector: str | None = None  # the Detector dropdown's choice (None: the app's own)
+    show_masks: bool = True  # the reviewer's "Show masks" choice (the preview only: pushes keep their masks)
     stop_prelabel: threading.Event = field(default_factory=threading.Event, repr=False)  # set by Cancel
 
     def close(self) -> None:

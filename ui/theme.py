@@ -28,6 +28,7 @@ CSS = """
 #ls-review { max-height: 420px; overflow-y: auto; gap: 2px; flex-wrap: nowrap; }
 .gl-review-row { align-items: center; gap: 8px; padding: 2px 4px;
                  border-bottom: 1px solid var(--border-color-primary); }
+.gl-review-row.gl-selected { background: var(--color-accent-soft); box-shadow: inset 3px 0 0 var(--color-accent); }
 .gl-phrase { font-size: 0.8rem; color: var(--body-text-color-subdued); white-space: nowrap; overflow: hidden;
              text-overflow: ellipsis; display: block; }
 .gl-pager { text-align: center; font-size: 0.85rem; padding-top: 6px; }
@@ -35,6 +36,9 @@ CSS = """
 .gl-info { background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
 .gl-hidden { display: none !important; }
 .gl-keys { font-size: 0.8rem; color: var(--body-text-color-subdued); }
+.gl-hover { position: fixed; pointer-events: none; z-index: 1000; border: 3px solid #fff;
+            outline: 2px dashed #111; border-radius: 2px; }
+#ls-preview img, #pg-result img { cursor: crosshair; }
 .gl-keys kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding: 0 4px; }
 /* Phones: the result and its message right after the Detect button, the knobs below them. The input column's
    children join the page's column (display: contents), so the output column can sit between them. */
@@ -64,5 +68,117 @@ document.addEventListener("keydown", (event) => {
   box.dispatchEvent(new Event("input", { bubbles: true }));
   setTimeout(() => document.querySelector("#ls-key-go").click(), 0);  // after the box's new value is taken
 });
+</script>
+"""
+
+# The review canvas (both tabs), in the page: hovering a detection's row outlines its box on the image (each
+# result's message carries the boxes as fractions of the image: ui.detections.boxes_data); the wheel zooms the image
+# around the pointer and a drag pans it. The zoom stops where the picture reaches its own pixels (past that, Gradio's
+# click position would be wrong) and is kept while the next preview of the same size replaces it (a click's repair).
+CANVAS_JS = """
+<script>
+(() => {
+  const VIEWS = [
+    { rows: "#ls-review .gl-review-row", image: "#ls-preview img", boxes: "#ls-kept .gl-boxes",
+      index: (row) => Number((row.querySelector("[id^='ls-keep-']") || { id: "" }).id.slice(8) || NaN) },
+    { rows: "#pg-table [role=row]", image: "#pg-result img", boxes: "#pg-message .gl-boxes",
+      index: (row) => Number(row.getAttribute("aria-rowindex")) - 2 },
+  ];
+  const ZOOMABLE = VIEWS.map((view) => view.image).join(", ");
+  let outline = null, hovered = null;  // the outline and the row it is for
+  const clear = () => { if (outline) outline.remove(); outline = null; };
+  const hide = () => { clear(); hovered = null; };
+
+  function outlineRow(view, row) {
+    clear();
+    hovered = [view, row];
+    const img = document.querySelector(view.image), data = document.querySelector(view.boxes);
+    if (!img || !data || !img.naturalWidth) return;
+    const box = JSON.parse(data.dataset.boxes)[view.index(row)];
+    if (!box) return;
+    const rect = img.getBoundingClientRect();  // the picture inside it: object-fit contain, centred
+    const k = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight);
+    const left = rect.left + (rect.width - img.naturalWidth * k) / 2;
+    const top = rect.top + (rect.height - img.naturalHeight * k) / 2;
+    const w = img.naturalWidth * k, h = img.naturalHeight * k;
+    outline = document.createElement("div");
+    outline.className = "gl-hover";
+    Object.assign(outline.style, { left: `${left + box[0] * w - 3}px`, top: `${top + box[1] * h - 3}px`,
+                                   width: `${(box[2] - box[0]) * w}px`, height: `${(box[3] - box[1]) * h}px` });
+    document.body.appendChild(outline);
+  }
+  document.addEventListener("mouseover", (event) => {
+    for (const view of VIEWS) {
+      const row = event.target.closest && event.target.closest(view.rows);
+      if (row) return outlineRow(view, row);
+    }
+    hide();
+  });
+  document.addEventListener("scroll", () => hovered && outlineRow(...hovered), true);  // follow the page
+
+  const zooms = {};  // by the image's box id: { s, x, y, w, h } (scale, shift, the picture's own size)
+  const boxOf = (img) => img.closest("#ls-preview, #pg-result").id;
+  const state = (img) => zooms[boxOf(img)];
+  function apply(img, z) {
+    img.style.transformOrigin = "0 0";
+    img.style.transform = z.s === 1 ? "" : `translate(${z.x}px, ${z.y}px) scale(${z.s})`;
+    img.parentElement.style.overflow = "hidden";
+  }
+  function clamp(img, z) {  // the picture keeps covering its box: no panning off into emptiness
+    const w = img.offsetWidth, h = img.offsetHeight;
+    z.x = Math.min(0, Math.max(w - w * z.s, z.x));
+    z.y = Math.min(0, Math.max(h - h * z.s, z.y));
+  }
+  document.addEventListener("wheel", (event) => {
+    const img = event.target.closest && event.target.closest(ZOOMABLE);
+    if (!img || !img.naturalWidth) return;
+    event.preventDefault();
+    const z = state(img) || { s: 1, x: 0, y: 0 };
+    const most = Math.max(1, img.naturalWidth / img.offsetWidth, img.naturalHeight / img.offsetHeight);
+    const s = Math.min(most, Math.max(1, z.s * Math.exp(-event.deltaY * 0.002)));
+    const rect = img.getBoundingClientRect();
+    const lx = (event.clientX - rect.left) / z.s, ly = (event.clientY - rect.top) / z.s;  // the element's own px
+    Object.assign(z, { x: z.x + (z.s - s) * lx, y: z.y + (z.s - s) * ly, s, w: img.naturalWidth,
+                       h: img.naturalHeight });
+    clamp(img, z);
+    zooms[boxOf(img)] = z;
+    apply(img, z);
+    hide();
+  }, { passive: false });
+
+  let drag = null, dragged = false;
+  document.addEventListener("mousedown", (event) => {
+    const img = event.target.closest && event.target.closest(ZOOMABLE);
+    const z = img && state(img);
+    dragged = false;
+    if (!z || z.s === 1 || event.button !== 0) return;
+    drag = { img, z, x: event.clientX, y: event.clientY, x0: z.x, y0: z.y };
+    event.preventDefault();  // not the browser's own image drag
+  });
+  document.addEventListener("mousemove", (event) => {
+    if (!drag) return;
+    const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+    dragged = dragged || Math.abs(dx) + Math.abs(dy) > 4;
+    Object.assign(drag.z, { x: drag.x0 + dx, y: drag.y0 + dy });
+    clamp(drag.img, drag.z);
+    apply(drag.img, drag.z);
+  });
+  document.addEventListener("mouseup", () => { drag = null; });
+  document.addEventListener("click", (event) => {  // a pan is not a click on the image
+    if (dragged && event.target.closest && event.target.closest(ZOOMABLE)) {
+      event.stopPropagation();
+      event.preventDefault();
+    }
+    dragged = false;
+  }, true);
+  document.addEventListener("load", (event) => {  // a new preview: the same zoom if it is the same size
+    const img = event.target;
+    if (!(img instanceof HTMLImageElement) || !img.matches(ZOOMABLE)) return;
+    const z = state(img);
+    if (!z) return;
+    if (z.w !== img.naturalWidth || z.h !== img.naturalHeight) Object.assign(z, { s: 1, x: 0, y: 0 });
+    apply(img, z);
+  }, true);
+})();
 </script>
 """
