@@ -2,12 +2,15 @@
 say they are toy models: ``python -m docs.screenshots`` (Debian chromium, a local Label Studio; about a minute).
 
 docs/playground.png: the playground on the first example scene. docs/labelstudio.png: the Label Studio tab on a
-project of example scenes with ball / box / pyramid labels, the first task open.
+project of example scenes with ball / box / pyramid labels, the first task open. docs/canvas-desktop.png and
+docs/canvas-phone.png: the review canvas of that task at 1280x800 and 390x844 (#1 chosen, the pointer over the last
+row, masks shown).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -53,20 +56,46 @@ def main() -> None:
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "playground.png"))
 
-        page.get_by_role("tab", name="Label Studio").click()
-        page.locator("#ls-url textarea").fill(label_studio.url)
-        page.locator("#ls-token input").fill(label_studio.token)
-        page.locator("#ls-connect").click()
-        expect(page.locator("#ls-connection")).to_contain_text("Connected")
-        page.locator("#ls-project input").click()
-        page.get_by_role("option", name=f"(#{project})", exact=False).click()
+        connect(page, label_studio, project)
         page.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
         expect(page.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "labelstudio.png"))
+        canvas(page, HERE / "canvas-desktop.png")
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                 has_touch=True)
+        phone.goto(url)
+        connect(phone, label_studio, project)
+        phone.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
+        expect(phone.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
+        canvas(phone, HERE / "canvas-phone.png")
         browser.close()
-    print(f"wrote {HERE / 'playground.png'} and {HERE / 'labelstudio.png'} (toy models: {S.shapes_detector_dir()})")
+    print(f"wrote {HERE / 'playground.png'}, {HERE / 'labelstudio.png'}, {HERE / 'canvas-desktop.png'} and "
+          f"{HERE / 'canvas-phone.png'} (toy models: {S.shapes_detector_dir()})")
+
+
+def connect(page, label_studio, project: int) -> None:
+    page.get_by_role("tab", name="Label Studio").click()
+    page.locator("#ls-url textarea").fill(label_studio.url)
+    page.locator("#ls-token input").fill(label_studio.token)
+    page.locator("#ls-connect").click()
+    expect(page.locator("#ls-connection")).to_contain_text("Connected")
+    page.locator("#ls-project input").click()
+    page.get_by_role("option", name=f"(#{project})", exact=False).click()
+
+
+def canvas(page, path: Path) -> None:
+    """The open task's review canvas: #1 chosen, the pointer over the last row."""
+    page.locator("#ls-click-kind").get_by_label("selects a box").check()
+    page.get_by_role("combobox", name="A click repairs", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^#1 ")).click()
+    page.locator("#ls-preview").scroll_into_view_if_needed()
+    page.locator("#ls-review .gl-review-row").last.hover()
+    page.wait_for_timeout(1000)
+    page.locator("#ls-preview").evaluate("(e) => window.scrollBy(0, e.getBoundingClientRect().top - 8)")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
 
 
 if __name__ == "__main__":

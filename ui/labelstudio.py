@@ -30,7 +30,8 @@ from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
-KEYS_HELP = ("<div class='gl-keys'>Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
+KEYS_HELP = ("<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says; the pointer on "
+             "a row outlines its box. Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
              "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
              "<kbd>Enter</kbd> push and open the next task</div>")
 NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
@@ -559,9 +560,9 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
         c["detect"] = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
     with gr.Tabs():
         with gr.Tab("What will be pushed"):
-            c["preview"] = gr.Image(label="What will be pushed (click to repair a mask)", type="pil",
-                                    format="jpeg", interactive=False, height=360, buttons=["fullscreen"],
-                                    elem_id="ls-preview")
+            # no label over the image: it would hide the tags of boxes at its top edge (the tab names it)
+            c["preview"] = gr.Image(label="What will be pushed", show_label=False, type="pil", format="jpeg",
+                                    interactive=False, height=360, buttons=["fullscreen"], elem_id="ls-preview")
             with gr.Row(equal_height=True):
                 c["repair_target"] = gr.Dropdown([NEW_OBJECT], value=NEW_OBJECT, label="A click repairs",
                                                  scale=2, min_width=140, elem_id="ls-repair-target")

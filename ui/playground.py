@@ -26,6 +26,9 @@ from .detections import (
 )
 from .models import ModelHub
 
+CANVAS_HELP = ("<div class='gl-keys'>Wheel: zoom · drag: pan · click a box: select it · "
+               "pointer on a table row: its box outlined</div>")
+
 # Gradio's bundled example photos, with prompts for them.
 EXAMPLES = [("cheetah.jpg", "cheetah"), ("lion.jpg", "lion. rock"), ("tower.jpg", "tower. tree branch")]
 
@@ -45,10 +48,13 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     with gr.Row(equal_height=False, elem_id="pg-layout"):
         image, prompt, run, mode, segmenter, box, text, detector = input_column(hub, examples)
         with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
-            result_image = gr.Image(label="Result (wheel: zoom, drag: pan, click a box: select it)", type="pil",
-                                    format="jpeg", interactive=False, height=420, buttons=["download", "fullscreen"],
-                                    elem_id="pg-result")
-            show_masks = gr.Checkbox(True, label="Show masks", container=False, elem_id="pg-show-masks")
+            # no label over the image: it would hide the tags of boxes at its top edge
+            result_image = gr.Image(label="Result", show_label=False, type="pil", format="jpeg", interactive=False,
+                                    height=420, buttons=["download", "fullscreen"], elem_id="pg-result")
+            with gr.Row(equal_height=True):
+                show_masks = gr.Checkbox(True, label="Show masks", container=False, scale=0, min_width=130,
+                                         elem_id="pg-show-masks")
+                gr.HTML(CANVAS_HELP, elem_id="pg-canvas-help")
             message = gr.HTML(elem_id="pg-message")
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
                                  column_widths=["8%", "22%", "30%", "12%", "28%"])
