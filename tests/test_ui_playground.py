@@ -243,6 +243,7 @@ def test_the_result_fills_its_box_a_row_hover_outlines_its_box_and_a_click_selec
     page.mouse.click(*screen)
     expect(page.locator("#pg-message")).to_contain_text(f"#{target + 1} selected:")
     expect(page.locator("#pg-result img")).not_to_have_attribute("src", before)  # drawn again, highlighted
+    expect(page.locator("#pg-table [role=row].gl-selected")).to_have_attribute("aria-rowindex", str(target + 2))
 
     page.mouse.move(*screen)
     page.mouse.wheel(0, -400)  # zoom in about the pointer

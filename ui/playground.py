@@ -26,6 +26,12 @@ from .detections import (
 )
 from .models import ModelHub
 
+# The table row of the box a click selected (the message names it: "#2 selected") is marked.
+MARK_ROW_JS = """() => {
+  const picked = /#(\\d+) selected/.exec(document.querySelector("#pg-message").innerText);
+  document.querySelectorAll("#pg-table [role=row]").forEach((row) => row.classList.toggle("gl-selected",
+    Boolean(picked) && row.getAttribute("aria-rowindex") === String(Number(picked[1]) + 1)));
+}"""
 CANVAS_HELP = ("<div class='gl-keys'>Wheel: zoom · drag: pan · click a box: select it · "
                "pointer on a table row: its box outlined</div>")
 
@@ -141,7 +147,8 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     for control in (mode, segmenter, detector):
         control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
     show_masks.input(refilter, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4)
-    result_image.select(pick, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4)
+    result_image.select(pick, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4).then(
+        None, js=MARK_ROW_JS)
     make_dataset.click(dataset_handler(hub), [last_query, box, text, dataset_format, more_images], [dataset, message],
                        concurrency_id="model")
 

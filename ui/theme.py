@@ -29,6 +29,7 @@ CSS = """
 .gl-review-row { align-items: center; gap: 8px; padding: 2px 4px;
                  border-bottom: 1px solid var(--border-color-primary); }
 .gl-review-row.gl-selected { background: var(--color-accent-soft); box-shadow: inset 3px 0 0 var(--color-accent); }
+#pg-table [role=row].gl-selected [role=gridcell] { background: var(--color-accent-soft); }
 .gl-phrase { font-size: 0.8rem; color: var(--body-text-color-subdued); white-space: nowrap; overflow: hidden;
              text-overflow: ellipsis; display: block; }
 .gl-pager { text-align: center; font-size: 0.85rem; padding-top: 6px; }
