@@ -470,3 +470,37 @@ def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_s
     expect(page.locator("#ls-message")).to_contain_text("Pushed annotation")
     stored = label_studio.api("GET", f"/api/tasks/{first}/annotations/")[0]["result"]
     assert sum(r["type"] == "brushlabels" for r in stored) == len(kept)  # hidden on screen, pushed all the same
+
+
+def test_the_box_editor_gets_the_image_only_while_its_tab_is_shown(page, label_studio, project, pipeline,
+                                                                    monkeypatch):
+    """The editor's copy of the image (a PNG of the full photo) is made when its tab is opened and while it is
+    shown, not for every detection, click or untick on the preview."""
+    from ui.review import Review
+
+    made = []
+    editor_value = Review.editor_value
+    monkeypatch.setattr(Review, "editor_value", lambda self, colors: made.append(1) or editor_value(self, colors))
+    project_id, images = project
+    (first, image), _ = images.items()
+    shown = expected_result(pipeline, image)
+    assert len(shown) >= 3
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    page.get_by_role("checkbox", name="Keep #3", exact=True).uncheck()
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
+    assert made == []
+    page.get_by_role("tab", name="Edit boxes").click()
+    expect(page.locator("#ls-editor canvas")).to_be_visible()
+    page.wait_for_timeout(500)
+    assert len(made) == 1
+    page.get_by_role("checkbox", name="Keep #2", exact=True).uncheck()  # the editor follows while shown
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 2} of {len(shown)} kept")
+    page.wait_for_timeout(500)
+    assert len(made) == 2
+    page.get_by_role("tab", name="What will be pushed").click()
+    page.wait_for_timeout(300)
+    page.get_by_role("checkbox", name="Keep #2", exact=True).check()
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
+    page.wait_for_timeout(500)
+    assert len(made) == 2

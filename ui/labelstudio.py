@@ -100,6 +100,8 @@ class LabelStudioTab:
     detector: gr.Dropdown
     kind: gr.Radio
     editor: image_annotator
+    preview_tab: gr.Tab
+    edit_tab: gr.Tab
     apply_edits: gr.Button
     key: gr.Textbox
     key_go: gr.Button
@@ -155,6 +157,9 @@ class LabelStudioTab:
         self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
                                                     self.segmenter], everything, concurrency_id="model")
         self.retry.click(self.on_retry, [self.workspace], everything)
+        # the box editor's image is sent only while its tab is shown (at 24 MP it costs a second per answer)
+        self.edit_tab.select(self.on_edit_tab, [self.workspace, self.review], everything, show_progress="hidden")
+        self.preview_tab.select(self.on_preview_tab, [self.workspace], everything, show_progress="hidden")
         # Pre-annotation has its own queue, one run at a time, and one progress display: Detect, clicks and pushes
         # (the "model" queue) never wait behind it. Cancel answers at once and stops it after the current task.
         self.prelabel_all.click(self.on_prelabel, [*query, self.replace], everything, concurrency_id="prelabel",
@@ -187,7 +192,7 @@ class LabelStudioTab:
             zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
         return {self.workspace: ws, self.review: current, self.preview: preview(ws, current, target),
                 self.kept_info: kept_text(current),
-                self.editor: box_editor(ws, current) if boxes_changed else gr.skip(),
+                self.editor: box_editor(ws, current) if boxes_changed and ws.editing else gr.skip(),
                 self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
 
     def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
@@ -372,6 +377,19 @@ class LabelStudioTab:
             return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.",
                                                                     "ok")
         return self.say(f"No label {key}: the project has {len(labels)}.")
+
+    @guarded()
+    def on_edit_tab(self, ws: Workspace | None, current: Review | None) -> Updates:
+        if ws is None:
+            return {self.message: gr.skip()}
+        ws.editing = True
+        return {self.editor: box_editor(ws, current) if current is not None else None}
+
+    @guarded()
+    def on_preview_tab(self, ws: Workspace | None) -> Updates:
+        if ws is not None:
+            ws.editing = False
+        return {self.message: gr.skip()}
 
     @guarded()
     def on_choose(self, ws: Workspace | None, current: Review | None, target: str) -> Updates:
@@ -559,7 +577,7 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
         c["prompt"] = gr.Textbox(label="Prompt", max_lines=2, scale=4, elem_id="ls-prompt")
         c["detect"] = gr.Button("Detect", scale=1, min_width=90, elem_id="ls-detect")
     with gr.Tabs():
-        with gr.Tab("What will be pushed"):
+        with gr.Tab("What will be pushed") as c["preview_tab"]:
             # no label over the image: it would hide the tags of boxes at its top edge (the tab names it)
             c["preview"] = gr.Image(label="What will be pushed", show_label=False, type="pil", format="jpeg",
                                     interactive=False, height=360, buttons=["fullscreen"], elem_id="ls-preview")
@@ -576,7 +594,7 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
             # by Gradio, so that both exist on the page
             c["key"] = gr.Textbox(elem_id="ls-key", elem_classes="gl-hidden", show_label=False, container=False)
             c["key_go"] = gr.Button("key", elem_id="ls-key-go", elem_classes="gl-hidden")
-        with gr.Tab("Edit boxes", elem_id="ls-edit-tab"):
+        with gr.Tab("Edit boxes", elem_id="ls-edit-tab") as c["edit_tab"]:
             c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",
                                           sources=None, show_clear_button=False, show_remove_button=True,
                                           show_download_button=False, use_default_label=True, height=360,
@@ -620,7 +638,7 @@ def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
     def handler(current: Review, value: bool | str, ws: Workspace, target: str | None) -> tuple:
         getattr(current, choice)[index] = value
-        return preview(ws, current, target), kept_text(current), box_editor(ws, current)
+        return preview(ws, current, target), kept_text(current), box_editor(ws, current) if ws.editing else gr.skip()
     return handler
 
 

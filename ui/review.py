@@ -197,6 +197,7 @@ class Workspace:
     query: Query | None = field(default=None, repr=False)
     detector: str | None = None  # the Detector dropdown's choice (None: the app's own)
     show_masks: bool = True  # the reviewer's "Show masks" choice (the preview only: pushes keep their masks)
+    editing: bool = False  # the box editor's tab is shown (its image is sent only then)
     stop_prelabel: threading.Event = field(default_factory=threading.Event, repr=False)  # set by Cancel
 
     def close(self) -> None:
