@@ -3,7 +3,7 @@ carries), by image size, with MobileSAM of its real shape (random weights: the c
 
 For each size: the first click (image encoder + decoder, once per image) and a later click (decoder only, the
 embedding cached), then the rest of the answer: the preview redrawn with every mask, its JPEG as Gradio sends it,
-and the box editor's image when it is sent again (a new object adds a box; a click on an existing one does not).
+and the box editor's image when it is sent again (only while the editor's tab is shown, when boxes change).
 Random weights make speckled masks, so the drawing rows are an upper bound. Run:
 ``python -m bench.review_click [--threads 2] [--clicks 5]``.
 """
@@ -59,7 +59,7 @@ def measure(size: tuple[int, int], segmenter, clicks: int) -> tuple:
     jpeg = _median_ms(lambda: gr.Image(type="pil", format="jpeg").postprocess(preview), 3)
     editor = _median_ms(lambda: image_annotator().postprocess(review.editor_value({})), 3)
     return (f"{width}x{height} ({width * height / 1e6:.1f} MP)", f"{first:.0f} ms", f"{click:.0f} ms",
-            f"{draw:.0f} ms", f"{jpeg:.0f} ms", f"{editor:.0f} ms")
+            f"{click / first:.3f}", f"{draw:.0f} ms", f"{jpeg:.0f} ms", f"{editor:.0f} ms")
 
 
 def main() -> None:
@@ -73,8 +73,9 @@ def main() -> None:
     rows = [measure(size, segmenter, args.clicks) for size in SIZES]
     print_table(f"A click on the review's preview, server side, MobileSAM (real shape, random weights), "
                 f"{args.threads} threads",
-                ("image", "first click (encoder + decoder)", "later click (decoder only)", "preview redrawn",
-                 "preview JPEG", "editor image (sent only when boxes change)"), rows)
+                ("image", "first click (encoder + decoder: a full segmenter run)", "later click (decoder only)",
+                 "later / first", "preview redrawn", "preview JPEG",
+                 "editor image (sent only while its tab is shown)"), rows)
 
 
 if __name__ == "__main__":
