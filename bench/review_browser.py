@@ -28,6 +28,7 @@ from bench.common import load_pipeline, print_table, real_models
 from pipeline import LazyPipeline, MaskPrompt, load_image
 from sync import BackendSettings
 from sync.testing import GROUNDING_DINO_CONFIG, running_label_studio, serve
+from ui.testing import choose_project, open_task
 
 SIZES = [(1280, 800), (1600, 1200)]  # 1.0 and 1.9 MP: the target is for images up to 2 MP
 CHROMIUM = "/usr/bin/chromium"
@@ -120,16 +121,9 @@ def main() -> None:
                                                                               "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(url)
-        page.get_by_role("tab", name="Label Studio").click()
-        page.locator("#ls-url textarea").fill(label_studio.url)
-        page.locator("#ls-token input").fill(label_studio.token)
-        page.locator("#ls-connect").click()
-        page.locator("#ls-project input").click()
-        page.get_by_role("option", name=re.compile(rf"\(#{project}\)")).click()
+        choose_project(page, label_studio.url, label_studio.token, project)
         for task, size in zip(tasks, SIZES):
-            page.locator("#ls-tasks [role=gridcell][data-col='0']").filter(
-                has_text=re.compile(rf"^\s*{task}\s*$")).click()
-            page.locator("#ls-kept").filter(has_text="kept").wait_for(timeout=120_000)
+            open_task(page, task, timeout=120_000)
             page.wait_for_timeout(500)
             handler_times.clear()
             trips = click_round_trips(page, args.clicks)

@@ -21,6 +21,7 @@ from pipeline.testing import shapes as S
 from pipeline.testing.demo import demo_examples
 from sync import BackendSettings
 from sync.testing import running_label_studio, serve
+from ui.testing import choose_project
 
 HERE = Path(__file__).parent
 CONFIG = """<View>
@@ -56,7 +57,7 @@ def main() -> None:
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "playground.png"))
 
-        connect(page, label_studio, project)
+        choose_project(page, label_studio.url, label_studio.token, project)
         page.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
         expect(page.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
         page.evaluate("window.scrollTo(0, 0)")
@@ -66,23 +67,13 @@ def main() -> None:
         phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                  has_touch=True)
         phone.goto(url)
-        connect(phone, label_studio, project)
+        choose_project(phone, label_studio.url, label_studio.token, project)
         phone.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
         expect(phone.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
         canvas(phone, HERE / "canvas-phone.png")
         browser.close()
     print(f"wrote {HERE / 'playground.png'}, {HERE / 'labelstudio.png'}, {HERE / 'canvas-desktop.png'} and "
           f"{HERE / 'canvas-phone.png'} (toy models: {S.shapes_detector_dir()})")
-
-
-def connect(page, label_studio, project: int) -> None:
-    page.get_by_role("tab", name="Label Studio").click()
-    page.locator("#ls-url textarea").fill(label_studio.url)
-    page.locator("#ls-token input").fill(label_studio.token)
-    page.locator("#ls-connect").click()
-    expect(page.locator("#ls-connection")).to_contain_text("Connected")
-    page.locator("#ls-project input").click()
-    page.get_by_role("option", name=f"(#{project})", exact=False).click()
 
 
 def canvas(page, path: Path) -> None:

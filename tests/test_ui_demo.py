@@ -50,14 +50,15 @@ def test_the_demo_finds_the_example_scenes_shapes_with_toy_models_and_says_so(op
 
 def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, demo_url, label_studio):
     """Refinement's right answer in the Label Studio tab: a click on the ball makes a new object whose mask is the
-    ball; a positive click on the box adds the box to it (area grows by the box's); undone and clicked again as
-    negative, the box stays out; the mask pushed to Label Studio is the ball's."""
+    ball; a positive click on the box adds the box to it (area grows by the box's); undone and shift-clicked (a
+    negative point), the box stays out; the mask pushed to Label Studio is the ball's."""
     import io
     import re
 
     from sync import rle_to_mask
     from sync.testing import GROUNDING_DINO_CONFIG
     from tests.browser import picture_box
+    from ui.testing import choose_project, open_task
 
     image, (ball, box) = S.make_scene(np.random.default_rng(3), size=(320, 240), min_size=0.25,
                                       shapes=[("blue", "circle"), ("red", "square")])
@@ -68,14 +69,8 @@ def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, de
     (task,) = label_studio.upload_images(project, {"scene.png": png.getvalue()})
 
     page = open_page(demo_url)
-    page.get_by_role("tab", name="Label Studio").click()
-    page.locator("#ls-url textarea").fill(label_studio.url)
-    page.locator("#ls-token input").fill(label_studio.token)
-    page.locator("#ls-connect").click()
-    page.locator("#ls-project input").click()
-    page.get_by_role("option", name=re.compile(rf"\(#{project}\)")).click()
-    page.locator("#ls-tasks [role=gridcell][data-col='0']").filter(has_text=re.compile(rf"^\s*{task}\s*$")).click()
-    expect(page.locator("#ls-kept")).to_contain_text("kept")
+    choose_project(page, label_studio.url, label_studio.token, project)
+    open_task(page, task)
     found = page.locator("#ls-review .gl-review-row").count()
 
     def centre(mask):
@@ -83,11 +78,14 @@ def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, de
         k = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
         return xs[k], ys[k]
 
-    def click(point, said: str) -> int:
-        """Click image pixel ``point`` on the preview; the new mask's area, as the message says it."""
+    def click(point, said: str, shift: bool = False) -> int:
+        """Click (or shift-click) image pixel ``point`` on the preview; the new mask's area, as the message says."""
         picture = picture_box(page, "#ls-preview img")
+        if shift:
+            page.keyboard.down("Shift")
         page.mouse.click(float(picture["x"] + (point[0] + 0.5) / 320 * picture["width"]),
                          float(picture["y"] + (point[1] + 0.5) / 240 * picture["height"]))
+        page.keyboard.up("Shift")
         expect(page.locator("#ls-message")).to_contain_text(said)
         return int(re.search(r"mask has (\d+) pixels", page.locator("#ls-message").inner_text()).group(1))
 
@@ -98,8 +96,7 @@ def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, de
     added = click(centre(box.mask), f"#{found + 1}: click 2 at")
     page.locator("#ls-undo-click").click()
     expect(page.locator("#ls-message")).to_contain_text(f"#{found + 1}: last click undone")
-    page.locator("#ls-click-kind").get_by_label("removes from it").check()
-    kept_out = click(centre(box.mask), f"#{found + 1}: click 2 at")
+    kept_out = click(centre(box.mask), f"#{found + 1}: click 2 at", shift=True)  # "adds to it" still chosen
     assert abs(alone - ball.mask.sum()) < 0.15 * ball.mask.sum(), (alone, ball.mask.sum())
     assert added - alone > 0.7 * box.mask.sum(), (alone, added, box.mask.sum())  # the box joined the mask
     assert abs(kept_out - alone) < 0.1 * alone, (alone, kept_out)  # and a negative click keeps it out

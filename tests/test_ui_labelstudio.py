@@ -13,6 +13,8 @@ from playwright.sync_api import expect
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
 from tests.browser import picture_box, smooth_png
+from ui import testing as ui_testing
+from ui.testing import connect, open_task
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
 
@@ -34,25 +36,20 @@ def expected_result(pipeline, image: bytes):
                     Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), CONFIG.label_map())
 
 
-def connect(page, url: str, token: str) -> None:
-    page.get_by_role("tab", name="Label Studio").click()
-    page.locator("#ls-url textarea").fill(url)
-    page.locator("#ls-token input").fill(token)
-    page.locator("#ls-connect").click()
-
-
 def choose_project(page, label_studio, project_id: int, tasks: int = 2) -> None:
-    connect(page, label_studio.url, label_studio.token)
-    expect(page.locator("#ls-connection")).to_contain_text("Connected")
-    page.locator("#ls-project input").click()
-    page.get_by_role("option", name=re.compile(rf"\(#{project_id}\)")).click()
+    ui_testing.choose_project(page, label_studio.url, label_studio.token, project_id)
     expect(page.locator("#ls-pager")).to_contain_text(f"{tasks} tasks")
 
 
-def open_task(page, task_id: int) -> None:
-    page.locator("#ls-tasks [role=gridcell][data-col='0']").filter(has_text=re.compile(rf"^\s*{task_id}\s*$")).click()
-    expect(page.locator("#ls-task")).to_contain_text(f"Task #{task_id}")
-    expect(page.locator("#ls-kept")).to_contain_text("kept")
+def review_first_task(page, label_studio, project, pipeline, at_least: int) -> tuple:
+    """Open the project's first task: (its id, its image, what the tab should find there: at least ``at_least``)."""
+    project_id, images = project
+    (first, image), *_ = images.items()
+    shown = expected_result(pipeline, image)
+    assert len(shown) >= at_least
+    choose_project(page, label_studio, project_id)
+    open_task(page, first)
+    return first, image, shown
 
 
 def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, label_studio, project, pipeline):
@@ -300,8 +297,9 @@ def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(
 
 
 def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, label_studio, project, pipeline):
-    """A click with detection #1 chosen adds a point to its box prompt; with "a new object" chosen, a click makes an
-    object from that point alone; Undo click takes #1's click back. What is pushed is what the decoder made."""
+    """A right click with detection #1 chosen adds a negative point to its box prompt, a click a positive one; with
+    "a new object" chosen, a click makes an object from that point alone; Undo click takes #1's click back. What is
+    pushed is what the decoder made."""
     from pipeline import MaskPrompt
     from sync import rle_to_mask
 
@@ -312,20 +310,19 @@ def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, la
     open_task(page, first)
     preview = page.locator("#ls-preview img")
 
-    def click(fraction_x: float, fraction_y: float, said: str) -> tuple[int, int]:
-        """Click at a fraction of the preview's box (the 320x240 image sits in its middle) and read where the
-        app says the click landed, in image pixels."""
+    def click(fraction_x: float, fraction_y: float, said: str, button: str = "left") -> tuple[int, int]:
+        """Click at a fraction of the preview's box (the image sits in its middle) and read where the app says the
+        click landed, in image pixels."""
         frame = preview.bounding_box()
-        page.mouse.click(frame["x"] + frame["width"] * fraction_x, frame["y"] + frame["height"] * fraction_y)
+        page.mouse.click(frame["x"] + frame["width"] * fraction_x, frame["y"] + frame["height"] * fraction_y,
+                         button=button)
         expect(page.locator("#ls-message")).to_contain_text(said)
         x, y = re.search(r"at \((\d+), (\d+)\)", page.locator("#ls-message").inner_text()).groups()
         return int(x), int(y)
 
     page.get_by_role("combobox", name="A click repairs", exact=True).click()
     page.get_by_role("option", name=re.compile(r"^#1 ")).click()
-    page.locator("#ls-click-kind").get_by_label("removes from it").check()
-    removed = click(0.4, 0.45, "#1: click 1 at")
-    page.locator("#ls-click-kind").get_by_label("adds to it").check()
+    removed = click(0.4, 0.45, "#1: click 1 at", button="right")  # a right click removes, whatever "A click" says
     added = click(0.55, 0.55, "#1: click 2 at")
     page.locator("#ls-undo-click").click()  # takes back the last click on #1: `added`
     expect(page.locator("#ls-message")).to_contain_text("#1: last click undone")
@@ -416,13 +413,7 @@ def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_s
     from pipeline import render_preview
     from ui.detections import row_at
 
-    project_id, images = project
-    (first, image), _ = images.items()
-    shown = expected_result(pipeline, image)
-    assert len(shown) >= 2
-    choose_project(page, label_studio, project_id)
-    open_task(page, first)
-
+    first, image, shown = review_first_task(page, label_studio, project, pipeline, at_least=2)
     page.locator("#ls-review .gl-review-row").nth(1).hover()
     outline = page.locator(".gl-hover")
     expect(outline).to_be_visible()
@@ -481,12 +472,7 @@ def test_the_box_editor_gets_the_image_only_while_its_tab_is_shown(page, label_s
     made = []
     editor_value = Review.editor_value
     monkeypatch.setattr(Review, "editor_value", lambda self, colors: made.append(1) or editor_value(self, colors))
-    project_id, images = project
-    (first, image), _ = images.items()
-    shown = expected_result(pipeline, image)
-    assert len(shown) >= 3
-    choose_project(page, label_studio, project_id)
-    open_task(page, first)
+    _, _, shown = review_first_task(page, label_studio, project, pipeline, at_least=3)
     page.get_by_role("checkbox", name="Keep #3", exact=True).uncheck()
     expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
     assert made == []

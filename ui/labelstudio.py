@@ -30,8 +30,8 @@ from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
-KEYS_HELP = ("<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says; the pointer on "
-             "a row outlines its box. Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
+KEYS_HELP = ("<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says (a "
+             "shift-click or right click removes); the pointer on a row outlines its box. Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
              "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
              "<kbd>Enter</kbd> push and open the next task</div>")
 NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
@@ -107,6 +107,7 @@ class LabelStudioTab:
     key_go: gr.Button
     repair_target: gr.Dropdown
     click_kind: gr.Radio
+    click_negative: gr.Textbox
     undo_click: gr.Button
     show_masks: gr.Checkbox
     replace: gr.Checkbox
@@ -146,7 +147,8 @@ class LabelStudioTab:
                         concurrency_id="model")
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
         repair = [self.workspace, self.review, self.repair_target, self.segmenter]
-        self.preview.select(self.on_preview_click, [*repair, self.click_kind], everything, concurrency_id="model")
+        self.preview.select(self.on_preview_click, [*repair, self.click_kind, self.click_negative], everything,
+                            concurrency_id="model")
         self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
         chosen = [self.workspace, self.review, self.repair_target]
         self.repair_target.input(self.on_choose, chosen, everything, show_progress="hidden")
@@ -322,8 +324,12 @@ class LabelStudioTab:
 
     @guarded()
     def on_preview_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
-                         kind: str, evt: gr.SelectData, progress: gr.Progress = gr.Progress()) -> Updates:
-        """A click on what will be pushed: a point on (or off) the chosen detection's object, or a new object."""
+                         kind: str, negative: str, evt: gr.SelectData,
+                         progress: gr.Progress = gr.Progress()) -> Updates:
+        """A click on what will be pushed: a point on (or off) the chosen detection's object, or a new object. A
+        shift-click or a right click (``negative``, set by the page's script) removes, whatever "A click" says."""
+        if negative == "negative" and kind != SELECTS:
+            kind = REMOVES
         if ws is None or current is None or ws.query is None:
             return self.say("Open a task and detect first: then a click on the image repairs a mask.")
         row = None if target in (None, NEW_OBJECT) else int(target)
@@ -593,6 +599,9 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
             # the page's key listener (KEYS_JS) writes each shortcut here and presses the button; hidden by CSS, not
             # by Gradio, so that both exist on the page
             c["key"] = gr.Textbox(elem_id="ls-key", elem_classes="gl-hidden", show_label=False, container=False)
+            # "negative" while a shift-click or right click on the preview is handled (theme.CANVAS_JS sets it)
+            c["click_negative"] = gr.Textbox(elem_id="ls-click-negative", elem_classes="gl-hidden", show_label=False,
+                                             container=False)
             c["key_go"] = gr.Button("key", elem_id="ls-key-go", elem_classes="gl-hidden")
         with gr.Tab("Edit boxes", elem_id="ls-edit-tab") as c["edit_tab"]:
             c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",

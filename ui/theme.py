@@ -172,6 +172,25 @@ CANVAS_JS = """
     }
     dragged = false;
   }, true);
+  // Label Studio tab: a shift-click or a right click on the preview is a negative point (#ls-click-negative says so
+  // to the click's handler; Gradio reads it with the click)
+  const PREVIEW = "#ls-preview img";
+  function negative(flag) {
+    const box = document.querySelector("#ls-click-negative textarea, #ls-click-negative input");
+    if (!box || box.value === (flag ? "negative" : "")) return;
+    box.value = flag ? "negative" : "";
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest(PREVIEW)) negative(event.shiftKey);
+  }, true);
+  document.addEventListener("contextmenu", (event) => {
+    const img = event.target.closest && event.target.closest(PREVIEW);
+    if (!img) return;
+    event.preventDefault();
+    img.dispatchEvent(new MouseEvent("click", { bubbles: true, clientX: event.clientX, clientY: event.clientY,
+                                                 shiftKey: true }));
+  });
   document.addEventListener("load", (event) => {  // a new preview: the same zoom if it is the same size
     const img = event.target;
     if (!(img instanceof HTMLImageElement) || !img.matches(ZOOMABLE)) return;
