@@ -490,3 +490,19 @@ def test_the_box_editor_gets_the_image_only_while_its_tab_is_shown(page, label_s
     expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
     page.wait_for_timeout(500)
     assert len(made) == 2
+
+
+def test_the_zoom_stays_for_a_repair_and_resets_for_the_next_task(page, label_studio, project, pipeline):
+    review_first_task(page, label_studio, project, pipeline, at_least=1)
+    preview = page.locator("#ls-preview img")
+    frame = preview.bounding_box()
+    page.mouse.move(frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2)
+    page.mouse.wheel(0, -400)
+    expect(preview).to_have_attribute("style", re.compile(r"scale\("))
+    before = preview.get_attribute("src")
+    page.get_by_role("checkbox", name="Keep #1", exact=True).uncheck()  # a new preview of the same task
+    expect(preview).not_to_have_attribute("src", before)
+    expect(preview).to_have_attribute("style", re.compile(r"scale\("))
+    page.locator("#ls-skip").click()
+    expect(page.locator("#ls-task")).to_contain_text("2 of 2 on this page")
+    expect(preview).not_to_have_attribute("style", re.compile(r"scale\("))

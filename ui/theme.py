@@ -75,7 +75,8 @@ document.addEventListener("keydown", (event) => {
 # The review canvas (both tabs), in the page: hovering a detection's row outlines its box on the image (each
 # result's message carries the boxes as fractions of the image: ui.detections.boxes_data); the wheel zooms the image
 # around the pointer and a drag pans it. The zoom stops where the picture reaches its own pixels (past that, Gradio's
-# click position would be wrong) and is kept while the next preview of the same size replaces it (a click's repair).
+# click position would be wrong) and is kept while a new preview of the same image replaces it (a click's repair),
+# not for another task or upload.
 CANVAS_JS = """
 <script>
 (() => {
@@ -117,9 +118,11 @@ CANVAS_JS = """
   });
   document.addEventListener("scroll", () => hovered && outlineRow(...hovered), true);  // follow the page
 
-  const zooms = {};  // by the image's box id: { s, x, y, w, h } (scale, shift, the picture's own size)
+  const zooms = {};  // by the image's box id: { s, x, y, w, h, source } (scale, shift, the picture's size, whose)
   const boxOf = (img) => img.closest("#ls-preview, #pg-result").id;
   const state = (img) => zooms[boxOf(img)];
+  const source = (img) => (img.closest("#ls-preview") ? (document.querySelector("#ls-task") || {}).textContent
+                                                      : (document.querySelector("#pg-image img") || {}).src);
   function apply(img, z) {
     img.style.transformOrigin = "0 0";
     img.style.transform = z.s === 1 ? "" : `translate(${z.x}px, ${z.y}px) scale(${z.s})`;
@@ -140,7 +143,7 @@ CANVAS_JS = """
     const rect = img.getBoundingClientRect();
     const lx = (event.clientX - rect.left) / z.s, ly = (event.clientY - rect.top) / z.s;  // the element's own px
     Object.assign(z, { x: z.x + (z.s - s) * lx, y: z.y + (z.s - s) * ly, s, w: img.naturalWidth,
-                       h: img.naturalHeight });
+                       h: img.naturalHeight, source: source(img) });
     clamp(img, z);
     zooms[boxOf(img)] = z;
     apply(img, z);
@@ -191,12 +194,14 @@ CANVAS_JS = """
     img.dispatchEvent(new MouseEvent("click", { bubbles: true, clientX: event.clientX, clientY: event.clientY,
                                                  shiftKey: true }));
   });
-  document.addEventListener("load", (event) => {  // a new preview: the same zoom if it is the same size
+  document.addEventListener("load", (event) => {  // a new preview of the same image (a click's repair): same zoom
     const img = event.target;
     if (!(img instanceof HTMLImageElement) || !img.matches(ZOOMABLE)) return;
     const z = state(img);
     if (!z) return;
-    if (z.w !== img.naturalWidth || z.h !== img.naturalHeight) Object.assign(z, { s: 1, x: 0, y: 0 });
+    if (z.w !== img.naturalWidth || z.h !== img.naturalHeight || z.source !== source(img)) {
+      Object.assign(z, { s: 1, x: 0, y: 0 });  // another task or upload starts unzoomed
+    }
     apply(img, z);
   }, true);
 })();
