@@ -53,44 +53,9 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
     last_query = gr.State(None)
     with gr.Row(equal_height=False, elem_id="pg-layout"):
         image, prompt, run, mode, segmenter, box, text, detector = input_column(hub, examples)
-        with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
-            # no label over the image: it would hide the tags of boxes at its top edge
-            result_image = gr.Image(label="Result", show_label=False, type="pil", format="jpeg", interactive=False,
-                                    height=420, buttons=["download", "fullscreen"], elem_id="pg-result")
-            with gr.Row(equal_height=True):
-                show_masks = gr.Checkbox(True, label="Show masks", container=False, scale=0, min_width=130,
-                                         elem_id="pg-show-masks")
-                gr.HTML(CANVAS_HELP, elem_id="pg-canvas-help")
-            message = gr.HTML(elem_id="pg-message")
-            table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
-                                 column_widths=["8%", "22%", "30%", "12%", "28%"])
-            with gr.Row(equal_height=True):
-                download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
-                dataset_format = gr.Dropdown(list(FORMATS), value="coco", label="Dataset format", show_label=False,
-                                             min_width=90, elem_id="pg-format")
-                make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
-            more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
-                                  file_count="multiple", file_types=["image"], height=120, elem_id="pg-more-images")
-            dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False, elem_id="pg-dataset")
-
+        (result_image, show_masks, message, table, download, dataset_format, make_dataset, more_images,
+         dataset) = output_column()
     outputs = [last_query, result_image, message, table, download, dataset, model_status]
-
-    def show(query: Query, box_value: float, text_value: float, masks_shown: bool, progress: gr.Progress,
-             picked: tuple[float, float] | None = None) -> tuple:
-        """The result drawn (numbered as the table's rows; the box at image pixel ``picked``, if any, highlighted)
-        with its message, table and JSON."""
-        result, seconds = run_query(hub, query, box_value, text_value, progress)
-        selected = None if picked is None else row_at(result, *picked)
-        rendered = render_preview(query.image, result, numbers=list(range(1, len(result) + 1)), selected=selected,
-                                  show_masks=masks_shown)
-        path = write_json(result, query, box_value, text_value)
-        said = summary(result, query, seconds, box_value, text_shown(hub, query, text_value)) + boxes_data(result)
-        if picked is not None:
-            said += "<br>" + (selection_text(result, selected) if selected is not None
-                              else f"No box at ({picked[0]:.0f}, {picked[1]:.0f}).")
-        return (query, rendered, said, table_rows(result),
-                gr.DownloadButton(value=path, interactive=True), gr.File(value=None, visible=False),
-                hub.status_markdown())
 
     def fail(error: Exception) -> tuple:
         return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
@@ -105,7 +70,7 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
             parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
             query = Query(load_image(path, hub.lazy.settings.max_pixels), Path(path).name, prompt_text,
                           chosen_segmenter(mode_value, segmenter_value), detector=detector_value or None)
-            return show(query, box_value, text_value, masks_shown, progress)
+            return shown(hub, query, box_value, text_value, masks_shown, progress)
         except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message
             return fail(error)
 
@@ -116,8 +81,9 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         if query is None:
             return (gr.skip(),) * len(outputs)
         try:
-            return show(replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value),
-                                detector=detector_value or None), box_value, text_value, masks_shown, progress, picked)
+            return shown(hub, replace(query, segmenter=chosen_segmenter(mode_value, segmenter_value),
+                                      detector=detector_value or None), box_value, text_value, masks_shown, progress,
+                         picked)
         except Exception as error:  # noqa: BLE001
             return fail(error)
 
@@ -151,6 +117,48 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown,
         None, js=MARK_ROW_JS)
     make_dataset.click(dataset_handler(hub), [last_query, box, text, dataset_format, more_images], [dataset, message],
                        concurrency_id="model")
+
+
+def output_column() -> tuple:
+    """The result (image, masks toggle, message, table), its downloads and the dataset maker. Returns (result image,
+    show masks, message, table, download, dataset format, make dataset, more images, dataset)."""
+    with gr.Column(scale=6, min_width=480, elem_id="pg-output"):
+        # no label over the image: it would hide the tags of boxes at its top edge
+        result_image = gr.Image(label="Result", show_label=False, type="pil", format="jpeg", interactive=False,
+                                height=420, buttons=["download", "fullscreen"], elem_id="pg-result")
+        with gr.Row(equal_height=True):
+            show_masks = gr.Checkbox(True, label="Show masks", container=False, scale=0, min_width=130,
+                                     elem_id="pg-show-masks")
+            gr.HTML(CANVAS_HELP, elem_id="pg-canvas-help")
+        message = gr.HTML(elem_id="pg-message")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, max_height=200, elem_id="pg-table",
+                             column_widths=["8%", "22%", "30%", "12%", "28%"])
+        with gr.Row(equal_height=True):
+            download = gr.DownloadButton("Download JSON", interactive=False, size="md", elem_id="pg-download")
+            dataset_format = gr.Dropdown(list(FORMATS), value="coco", label="Dataset format", show_label=False,
+                                         min_width=90, elem_id="pg-format")
+            make_dataset = gr.Button("Make dataset", size="md", elem_id="pg-make-dataset")
+        more_images = gr.File(label="More images for the dataset (optional: same prompt and settings)",
+                              file_count="multiple", file_types=["image"], height=120, elem_id="pg-more-images")
+        dataset = gr.File(label="Dataset (zip)", interactive=False, visible=False, elem_id="pg-dataset")
+    return result_image, show_masks, message, table, download, dataset_format, make_dataset, more_images, dataset
+
+
+def shown(hub: ModelHub, query: Query, box: float, text: float, masks_shown: bool, progress: gr.Progress,
+          picked: tuple[float, float] | None = None) -> tuple:
+    """The playground's answer for ``query``: the result drawn (numbered as the table's rows; the box at image pixel
+    ``picked``, if any, highlighted and named), its message, table and JSON, the model status."""
+    result, seconds = run_query(hub, query, box, text, progress)
+    selected = None if picked is None else row_at(result, *picked)
+    rendered = render_preview(query.image, result, numbers=list(range(1, len(result) + 1)), selected=selected,
+                              show_masks=masks_shown)
+    path = write_json(result, query, box, text)
+    said = summary(result, query, seconds, box, text_shown(hub, query, text)) + boxes_data(result)
+    if picked is not None:
+        said += "<br>" + (selection_text(result, selected) if selected is not None
+                          else f"No box at ({picked[0]:.0f}, {picked[1]:.0f}).")
+    return (query, rendered, said, table_rows(result), gr.DownloadButton(value=path, interactive=True),
+            gr.File(value=None, visible=False), hub.status_markdown())
 
 
 def selection_text(result, row: int) -> str:
