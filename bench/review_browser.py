@@ -112,8 +112,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="groundlabel-bench-"))
     settings = BackendSettings(segmenter="mobile_sam", state_dir=state)
     rows = []
-    with running_label_studio(os.environ) as label_studio, serve(create_app(settings, LazyPipeline(pipeline=pipeline))) as url, \
-            sync_playwright() as playwright:
+    app = create_app(settings, LazyPipeline(pipeline=pipeline))
+    with running_label_studio(os.environ) as label_studio, serve(app) as url, sync_playwright() as playwright:
         project = label_studio.create_project(GROUNDING_DINO_CONFIG, title="review click bench")
         tasks = label_studio.upload_images(project, {f"{w}x{h}.png": smooth_png((w, h), i)
                                                      for i, (w, h) in enumerate(SIZES)})

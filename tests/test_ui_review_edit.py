@@ -89,7 +89,8 @@ def test_the_preview_numbers_each_box_as_its_row_in_the_list(review, monkeypatch
     import importlib
 
     drawn = {}  # (pipeline.render is also the name of the function: the module by its full name)
-    monkeypatch.setattr(importlib.import_module("pipeline.render"), "render", lambda image, result, **kw: drawn.update(kw) or image)
+    monkeypatch.setattr(importlib.import_module("pipeline.render"), "render",
+                        lambda image, result, **kw: drawn.update(kw) or image)
     review.keep[0] = False
     review.preview()
     assert drawn["numbers"] == [2]  # the second row, still #2 with the first dropped

@@ -31,7 +31,8 @@ from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
 KEYS_HELP = ("<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says (a "
-             "shift-click or right click removes); the pointer on a row outlines its box. Keys (outside text fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
+             "shift-click or right click removes); the pointer on a row outlines its box. Keys (outside text "
+             "fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
              "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
              "<kbd>Enter</kbd> push and open the next task</div>")
 NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
