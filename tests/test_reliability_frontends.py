@@ -88,7 +88,8 @@ def ui(app_url):
 
 def detect_all(ui, path, prompt: str) -> tuple:
     """The playground's Detect button: what the page shows (image, message, table, download, model status)."""
-    return ui.predict(handle_file(str(path)), prompt, "Boxes", "sam_tiny_test", 0.3, 0.25, "",  # "": the app's detector
+    return ui.predict(handle_file(str(path)), prompt, "Boxes", "sam_tiny_test", 0.3, 0.25,
+                      "", True,  # the app's detector, masks shown
                       api_name="/playground_detect")
 
 
