@@ -27,7 +27,7 @@ def render(image: LoadedImage | Image.Image, result: DetectionResult, display_wi
     readable tags as a 640 px one; tags stay inside the image and off each other (supervision's smart position).
     ``colors``: RGB per label (a Label Studio project's), else supervision's palette; ``numbers``: each detection's
     number in a list beside the image, shown first in its tag ("#2 dog 0.87"); ``selected``: the row drawn
-    highlighted (a white halo around its box, its mask more opaque)."""
+    highlighted (a white halo around its box, drawn with its tag over the others)."""
     pil = image.pil if isinstance(image, LoadedImage) else image
     canvas = np.array(pil.convert("RGB"))
     if len(result) == 0:
@@ -41,23 +41,23 @@ def render(image: LoadedImage | Image.Image, result: DetectionResult, display_wi
     tags = [f"{name} {score:.2f}" for name, score in zip(result.display_labels(), result.scores)]
     if numbers is not None:
         tags = [f"#{number} {tag}" for number, tag in zip(numbers, tags)]
-    if selected is not None:  # drawn last, over its neighbours and their tags
-        order = [i for i in range(len(result)) if i != selected] + [selected]
-        detections, tags = detections[order], [tags[i] for i in order]
     thickness = max(2, round(2.5 * scale))
-    boxes = sv.BoxAnnotator(color=palette, thickness=thickness)
-    if result.masks is not None:
+    if result.masks is not None:  # every mask in one pass (supervision paints the largest first)
         canvas = sv.MaskAnnotator(color=palette, opacity=0.45).annotate(canvas, detections)
-    canvas = boxes.annotate(canvas, detections)
+    # boxes and tags without the masks, so reordering them copies no mask
+    outlines = sv.Detections(xyxy=detections.xyxy, confidence=detections.confidence, class_id=detections.class_id)
+    if selected is not None:  # drawn last, over its neighbours and their tags, with a white halo
+        order = [i for i in range(len(result)) if i != selected] + [selected]
+        outlines, tags = outlines[order], [tags[i] for i in order]
+    boxes = sv.BoxAnnotator(color=palette, thickness=thickness)
+    canvas = boxes.annotate(canvas, outlines)
     if selected is not None:
-        chosen = detections[[-1]]
-        if result.masks is not None:
-            canvas = sv.MaskAnnotator(color=palette, opacity=0.35).annotate(canvas, chosen)
+        chosen = outlines[[-1]]
         canvas = sv.BoxAnnotator(color=sv.Color.WHITE, thickness=3 * thickness).annotate(canvas, chosen)
         canvas = boxes.annotate(canvas, chosen)
     labels = sv.LabelAnnotator(color=palette, text_scale=0.5 * max(scale, 1.0), text_thickness=max(1, round(scale)),
                                text_padding=max(4, round(4 * scale)), smart_position=True)
-    return Image.fromarray(labels.annotate(canvas, detections, labels=tags))
+    return Image.fromarray(labels.annotate(canvas, outlines, labels=tags))
 
 
 def preview_scale(width: int, height: int) -> float:

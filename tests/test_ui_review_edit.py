@@ -121,7 +121,6 @@ def test_the_chosen_detection_is_highlighted_and_masks_can_be_hidden():
     assert len(xs) > 0 and xs.min() >= 165 * 3.2 - 12 and xs.max() <= 305 * 3.2 + 12  # around the cat's box only
     inside_dog, inside_cat = (round(150 * 3.2), round(80 * 3.2)), (round(150 * 3.2), round(240 * 3.2))
     assert (chosen[inside_dog] == plain[inside_dog]).all()  # the other detection drawn as before
-    assert chosen[inside_cat][2] > plain[inside_cat][2]  # the chosen one's mask stronger
     hidden = np.asarray(review.preview(show_masks=False))
     assert not hidden[inside_dog].any() and not hidden[inside_cat].any()  # boxes only: the masks' insides black
     assert hidden[round(40 * 3.2), round(80 * 3.2)].any() or hidden[round(40 * 3.2) + 2, round(80 * 3.2)].any()
