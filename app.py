@@ -31,8 +31,10 @@ def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str,
     with gr.Blocks(title="groundlabel") as demo:
         public_api(hub)  # first: the names /detect and /refine are the public API's
         with gr.Row(elem_id="gl-header", equal_height=True):
-            gr.Markdown("## groundlabel\nType what you look for, review the boxes, push them to Label Studio.",
-                        elem_id="gl-title")
+            gr.Markdown(
+                "## groundlabel\nType what you look for, review the boxes, push them to Label Studio.",
+                elem_id="gl-title",
+            )
             with gr.Column(scale=2, elem_id="gl-status-box"):
                 model_status = gr.Markdown(hub.status_markdown, elem_id="model-status")
             load = gr.Button("Load models", size="sm", scale=0, min_width=120, elem_id="load-models")
@@ -51,24 +53,38 @@ def create_app(settings: BackendSettings, models: LazyPipeline | None = None, de
     models of ``pipeline.testing.demo`` (no weights to download), their example scenes, and a note saying so."""
     examples, note = None, ""
     if demo:
-        settings = replace(settings, pipeline=demo_settings(settings.pipeline), segmenter=SHAPES_SEGMENTER,
-                           box_threshold=SHAPES_BOX_THRESHOLD, text_threshold=SHAPES_TEXT_THRESHOLD)
+        settings = replace(
+            settings,
+            pipeline=demo_settings(settings.pipeline),
+            segmenter=SHAPES_SEGMENTER,
+            box_threshold=SHAPES_BOX_THRESHOLD,
+            text_threshold=SHAPES_TEXT_THRESHOLD,
+        )
         examples, note = demo_examples(Path(tempfile.gettempdir()) / "groundlabel-demo"), DEMO_NOTE
     models = models or LazyPipeline(settings.pipeline)
     app = FastAPI(title="groundlabel")
     app.include_router(create_router(models, settings))
     # BASIC_AUTH_USER / BASIC_AUTH_PASS guard the UI too: it acts with the environment's Label Studio token.
     ui = build_ui(ModelHub(models, settings.segmenter, note), settings, examples)
-    return gr.mount_gradio_app(app, ui, path="/", theme=THEME, css=CSS, head=KEYS_JS + CANVAS_JS,
-                               auth=settings.basic_auth,
-                               max_file_size=settings.max_image_bytes)  # uploads cannot fill the disk
+    return gr.mount_gradio_app(
+        app,
+        ui,
+        path="/",
+        theme=THEME,
+        css=CSS,
+        head=KEYS_JS + CANVAS_JS,
+        auth=settings.basic_auth,
+        max_file_size=settings.max_image_bytes,
+    )  # uploads cannot fill the disk
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__)
-    parser.add_argument("--demo", action="store_true",
-                        help="run on the committed toy models (coloured shapes) with example scenes: no weights, no "
-                             "network")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run on the committed toy models (coloured shapes) with example scenes: no weights, no network",
+    )
     args = parser.parse_args(argv)
     try:
         settings = BackendSettings.from_env()

@@ -3,8 +3,15 @@
 import subprocess
 import sys
 
-SCRIPTS = ["bench.pipeline_speed", "bench.mask_stage", "bench.detector_batch", "bench.server_overhead",
-           "bench.prelabel_throughput", "bench.memory", "bench.smart_click"]
+SCRIPTS = [
+    "bench.pipeline_speed",
+    "bench.mask_stage",
+    "bench.detector_batch",
+    "bench.server_overhead",
+    "bench.prelabel_throughput",
+    "bench.memory",
+    "bench.smart_click",
+]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

@@ -46,14 +46,17 @@ def real_models(segmenters: list[str] = (), shape: str = "real") -> tuple[Path, 
 
 def load_pipeline(detector: Path, checkpoints: dict[str, str], device: str | None = None) -> GroundingPipeline:
     """The product's pipeline over the benchmark's models, offline."""
-    return GroundingPipeline.from_settings(PipelineSettings(detector=str(detector), checkpoints=checkpoints,
-                                                            device=device, offline=True))
+    return GroundingPipeline.from_settings(
+        PipelineSettings(detector=str(detector), checkpoints=checkpoints, device=device, offline=True)
+    )
 
 
 def machine() -> str:
     device = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "CPU only"
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {device}, torch {torch.__version__} "
-            f"with {torch.get_num_threads()} threads")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {device}, torch {torch.__version__} "
+        f"with {torch.get_num_threads()} threads"
+    )
 
 
 def print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -32,9 +32,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for size in map(int, args.sizes.split(",")):
-            detectors = {runtime: GroundingDinoDetector(str(model_dir), device="cpu", input_size=size, offline=True,
-                                                        runtime=runtime, cache_dir=Path(cache))
-                         for runtime in ("torch", "openvino")}
+            detectors = {
+                runtime: GroundingDinoDetector(
+                    str(model_dir), device="cpu", input_size=size, offline=True, runtime=runtime, cache_dir=Path(cache)
+                )
+                for runtime in ("torch", "openvino")
+            }
 
             def run(runtime: str):
                 detectors[runtime]._raw_cache.clear()
@@ -45,12 +48,31 @@ def main() -> None:
             conversion = time.perf_counter() - started
             reference = run("torch")
             seconds = {runtime: timed(lambda r=runtime: run(r), args.repeats) for runtime in detectors}
-            rows.append((f"{size} px", f"{seconds['torch'] * 1000:.0f} ms", f"{seconds['openvino'] * 1000:.0f} ms",
-                         f"{seconds['torch'] / seconds['openvino']:.2f}x", f"{conversion:.0f} s",
-                         *differences(reference, converted)))
-    print_table("Detector forward on the CPU: torch vs OpenVINO (fp32), grounding-dino-tiny shape, 640x480 image",
-                ("short side", "torch", "openvino", "speed-up", "one-off conversion", "max |d logit|, same query",
-                 "max |d box|, same query", "top-20 boxes found again", "max |d box|, top-20 matched"), rows)
+            rows.append(
+                (
+                    f"{size} px",
+                    f"{seconds['torch'] * 1000:.0f} ms",
+                    f"{seconds['openvino'] * 1000:.0f} ms",
+                    f"{seconds['torch'] / seconds['openvino']:.2f}x",
+                    f"{conversion:.0f} s",
+                    *differences(reference, converted),
+                )
+            )
+    print_table(
+        "Detector forward on the CPU: torch vs OpenVINO (fp32), grounding-dino-tiny shape, 640x480 image",
+        (
+            "short side",
+            "torch",
+            "openvino",
+            "speed-up",
+            "one-off conversion",
+            "max |d logit|, same query",
+            "max |d box|, same query",
+            "top-20 boxes found again",
+            "max |d box|, top-20 matched",
+        ),
+        rows,
+    )
 
 
 def differences(reference, other) -> tuple[str, str, str, str]:

@@ -41,7 +41,7 @@ def main() -> None:
         pipeline.settings = replace(settings, batch_size=size)
         results = []
         for start in range(0, len(images), size):
-            results += pipeline.batch(images[start:start + size], PROMPT, options)
+            results += pipeline.batch(images[start : start + size], PROMPT, options)
         if pipeline.detector.device.type == "cuda":
             torch.cuda.synchronize()
         return results
@@ -50,12 +50,26 @@ def main() -> None:
     one = timed(lambda: run(1), args.repeats) / len(images)
     many = timed(lambda: run(args.batch), args.repeats) / len(images)
     device = f"{pipeline.detector.device} {str(pipeline.detector.dtype).replace('torch.', '')}"
-    print_table(f"Detector forward per image, {args.shape} grounding-dino-tiny shape, {width}x{height}, {device}",
-                ("images per forward", "ms per image", "speed-up", "top-20 boxes found again (<= 1 px)",
-                 "max score change, same query"),
-                [("1 (run twice)", f"{one * 1000:.1f}", "1.00x", agreement(singles, again), drift(singles, again)),
-                 (str(args.batch), f"{many * 1000:.1f}", f"{one / many:.2f}x", agreement(singles, batched),
-                  drift(singles, batched))])
+    print_table(
+        f"Detector forward per image, {args.shape} grounding-dino-tiny shape, {width}x{height}, {device}",
+        (
+            "images per forward",
+            "ms per image",
+            "speed-up",
+            "top-20 boxes found again (<= 1 px)",
+            "max score change, same query",
+        ),
+        [
+            ("1 (run twice)", f"{one * 1000:.1f}", "1.00x", agreement(singles, again), drift(singles, again)),
+            (
+                str(args.batch),
+                f"{many * 1000:.1f}",
+                f"{one / many:.2f}x",
+                agreement(singles, batched),
+                drift(singles, batched),
+            ),
+        ],
+    )
 
 
 def agreement(reference: list, other: list, top: int = 20) -> str:

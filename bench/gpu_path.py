@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--shape", choices=("tiny", "real"), default="real")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--size", default="640x480", help="image WxH")
-    parser.add_argument("--segmenters", default="mobile_sam,sam_vit_b,sam_vit_h",
-                        help="comma-separated; the first one masks")
+    parser.add_argument(
+        "--segmenters", default="mobile_sam,sam_vit_b,sam_vit_h", help="comma-separated; the first one masks"
+    )
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--only-loop", action="store_true", help="only the pre-annotation loop's table")
     args = parser.parse_args()
@@ -47,32 +48,55 @@ def main() -> None:
     images = scenes(args.images, width, height)
 
     def pipeline(dtype: str, batch_size: int | None = None) -> GroundingPipeline:
-        return GroundingPipeline.from_settings(PipelineSettings(
-            detector=str(detector), checkpoints=checkpoints, device="cuda", dtype=dtype, batch_size=batch_size,
-            offline=True))
+        return GroundingPipeline.from_settings(
+            PipelineSettings(
+                detector=str(detector),
+                checkpoints=checkpoints,
+                device="cuda",
+                dtype=dtype,
+                batch_size=batch_size,
+                offline=True,
+            )
+        )
 
     what = f"{args.shape} shapes, {width}x{height}, {torch.cuda.get_device_name()}"
     if not args.only_loop:
         tables(pipeline, images, names, [int(b) for b in args.batches.split(",")], what)
     loop = pipeline("float16")
     busy_rows = [busy_loop(loop, images, None), busy_loop(loop, images, names[0])]
-    print_table(f"Pre-annotation loop, null writer, {len(images)} JPEG images, fp16, 4 per forward, "
-                f"the best {BOXES} boxes per image, {what}",
-                ("masks", "boxes per image", "images/s", "GPU busy % (mean)", "GPU busy % (median)", "samples"),
-                busy_rows)
+    print_table(
+        f"Pre-annotation loop, null writer, {len(images)} JPEG images, fp16, 4 per forward, "
+        f"the best {BOXES} boxes per image, {what}",
+        ("masks", "boxes per image", "images/s", "GPU busy % (mean)", "GPU busy % (median)", "samples"),
+        busy_rows,
+    )
 
 
 def tables(pipeline, images: list[bytes], names: list[str], batches: list[int], what: str) -> None:
     memory_rows = peak_memory(pipeline, images, names)
     precision_rows = compare_precisions(pipeline, images[:8], names[0])
     throughput_rows = throughput(pipeline, images, batches)
-    print_table(f"fp16 vs fp32, {len(precision_rows)} images, {what}",
-                ("image", "fp32 top-20 boxes found in fp16 (<= 1 px)", "max |d box| px (nearest)", "|d top score|",
-                 f"{names[0]} mask IoU, fp16 vs fp32 boxes (min / mean of top {TOP})"), precision_rows)
-    print_table(f"Detector images/s by images per forward, {len(images)} images, boxes only, {what}",
-                ("images per forward", "fp16 images/s", "fp32 images/s", "fp16 / fp32"), throughput_rows)
-    print_table(f"Peak GPU memory per model (torch.cuda.max_memory_allocated), {what}",
-                ("model", "dtype", "weights", "peak, one image", "peak, 8 images per forward"), memory_rows)
+    print_table(
+        f"fp16 vs fp32, {len(precision_rows)} images, {what}",
+        (
+            "image",
+            "fp32 top-20 boxes found in fp16 (<= 1 px)",
+            "max |d box| px (nearest)",
+            "|d top score|",
+            f"{names[0]} mask IoU, fp16 vs fp32 boxes (min / mean of top {TOP})",
+        ),
+        precision_rows,
+    )
+    print_table(
+        f"Detector images/s by images per forward, {len(images)} images, boxes only, {what}",
+        ("images per forward", "fp16 images/s", "fp32 images/s", "fp16 / fp32"),
+        throughput_rows,
+    )
+    print_table(
+        f"Peak GPU memory per model (torch.cuda.max_memory_allocated), {what}",
+        ("model", "dtype", "weights", "peak, one image", "peak, 8 images per forward"),
+        memory_rows,
+    )
 
 
 def scenes(count: int, width: int, height: int) -> list[bytes]:
@@ -152,8 +176,15 @@ def compare_precisions(make, images: list[bytes], segmenter: str) -> list[tuple]
             j = int(np.abs(b_top.xyxy - box).max(axis=1).argmin())
             union = np.logical_or(mask, b_masks[j]).sum()
             ious.append(np.logical_and(mask, b_masks[j]).sum() / union if union else 1.0)
-        rows.append((i, f"{100 * found / len(top):.0f} %", f"{worst:.2f}", f"{score_drift:.2g}",
-                     f"{min(ious):.3f} / {np.mean(ious):.3f}"))
+        rows.append(
+            (
+                i,
+                f"{100 * found / len(top):.0f} %",
+                f"{worst:.2f}",
+                f"{score_drift:.2g}",
+                f"{min(ious):.3f} / {np.mean(ious):.3f}",
+            )
+        )
     return rows
 
 
@@ -170,31 +201,44 @@ def throughput(make, images: list[bytes], batches: list[int]) -> list[tuple]:
                 torch.cuda.synchronize()
                 start = time.perf_counter()
                 for first in range(0, len(loaded), size):
-                    pipe.detector.raw(loaded[first:first + size], pipe.check_prompt(PROMPT))
+                    pipe.detector.raw(loaded[first : first + size], pipe.check_prompt(PROMPT))
                 torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - start)
             rates[dtype, size] = len(loaded) / best
         del pipe
         torch.cuda.empty_cache()
-    return [(size, f"{rates['float16', size]:.1f}", f"{rates['float32', size]:.1f}",
-             f"{rates['float16', size] / rates['float32', size]:.2f}x") for size in batches]
+    return [
+        (
+            size,
+            f"{rates['float16', size]:.1f}",
+            f"{rates['float32', size]:.1f}",
+            f"{rates['float16', size] / rates['float32', size]:.2f}x",
+        )
+        for size in batches
+    ]
 
 
 def busy_loop(pipe: GroundingPipeline, images: list[bytes], segmenter: str | None) -> tuple:
     """The pre-annotation loop with a null writer, while nvidia-smi samples the GPU's utilization. Random weights
     saturate many of the 900 scores at 1.0, so no threshold leaves a photo's few boxes: the loop keeps each image's
     best ``BOXES`` (what ``GroundingPipeline.batch`` does, with a top-k in place of the threshold)."""
+
     def run(batch: list) -> int:
-        results = [result[np.argsort(-result.scores, kind="stable")[:BOXES]]
-                   for result in pipe.batch(batch, PROMPT, Options(0.0, 0.0))]
+        results = [
+            result[np.argsort(-result.scores, kind="stable")[:BOXES]]
+            for result in pipe.batch(batch, PROMPT, Options(0.0, 0.0))
+        ]
         if segmenter:
             results = [pipe.segment(image, result, segmenter) for image, result in zip(batch, results)]
         return _null_writer(results)
 
     run([load_image(images[0])])  # warm-up
     pipe.detector._raw_cache.clear()
-    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                "-lms", "100"], stdout=subprocess.PIPE, text=True)
+    sampler = subprocess.Popen(
+        ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     start = time.perf_counter()
     batch_size, boxes = pipe.batch_size, 0
     with ThreadPoolExecutor(4) as pool:  # decode ahead of the model, as sync.prefetch does
@@ -212,9 +256,14 @@ def busy_loop(pipe: GroundingPipeline, images: list[bytes], segmenter: str | Non
     sampler.terminate()
     samples = [int(line) for line in sampler.communicate()[0].split() if line.strip().isdigit()]
     pipe.detector._raw_cache.clear()  # the next loop computes again
-    return (segmenter or "none (boxes)", f"{boxes / len(images):.1f}", f"{len(images) / seconds:.1f}",
-            f"{np.mean(samples):.0f}" if samples else "n/a", f"{np.median(samples):.0f}" if samples else "n/a",
-            len(samples))
+    return (
+        segmenter or "none (boxes)",
+        f"{boxes / len(images):.1f}",
+        f"{len(images) / seconds:.1f}",
+        f"{np.mean(samples):.0f}" if samples else "n/a",
+        f"{np.median(samples):.0f}" if samples else "n/a",
+        len(samples),
+    )
 
 
 def _null_writer(results: list) -> int:

@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
@@ -41,15 +41,40 @@ def regions(with_masks: bool) -> list[dict]:
     out = []
     yy, xx = np.mgrid[:480, :640]
     for i in range(10):
-        common = {"to_name": "image", "original_width": 640, "original_height": 480, "image_rotation": 0,
-                  "score": 0.5 + i / 40}
-        out.append({**common, "id": f"b{i}", "from_name": "box", "type": "rectanglelabels",
-                    "value": {"x": 5.0 * i, "y": 4.0 * i, "width": 20.0, "height": 25.0, "rotation": 0,
-                              "rectanglelabels": ["dog"]}})
+        common = {
+            "to_name": "image",
+            "original_width": 640,
+            "original_height": 480,
+            "image_rotation": 0,
+            "score": 0.5 + i / 40,
+        }
+        out.append(
+            {
+                **common,
+                "id": f"b{i}",
+                "from_name": "box",
+                "type": "rectanglelabels",
+                "value": {
+                    "x": 5.0 * i,
+                    "y": 4.0 * i,
+                    "width": 20.0,
+                    "height": 25.0,
+                    "rotation": 0,
+                    "rectanglelabels": ["dog"],
+                },
+            }
+        )
         if with_masks:
             disc = ((xx - 60 - 50 * i) ** 2 + (yy - 240) ** 2 < (40 + 3 * i) ** 2).astype(np.uint8) * 255
-            out.append({**common, "id": f"m{i}", "from_name": "mask", "type": "brushlabels",
-                        "value": {"format": "rle", "rle": mask2rle(disc), "brushlabels": ["dog"]}})
+            out.append(
+                {
+                    **common,
+                    "id": f"m{i}",
+                    "from_name": "mask",
+                    "type": "brushlabels",
+                    "value": {"format": "rle", "rle": mask2rle(disc), "brushlabels": ["dog"]},
+                }
+            )
     return out
 
 
@@ -64,16 +89,40 @@ def postgresql(root: Path) -> Iterator[dict[str, str]]:
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")
     as_postgres = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_postgres, str(binaries[-1] / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(binaries[-1] / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
-                    "-o", f"-p {port} -h 127.0.0.1 -k {data}", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(binaries[-1] / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(binaries[-1] / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -h 127.0.0.1 -k {data}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
-        yield {"DJANGO_DB": "default", "POSTGRE_NAME": "postgres", "POSTGRE_USER": "postgres", "POSTGRE_PASSWORD": "",
-               "POSTGRE_HOST": "127.0.0.1", "POSTGRE_PORT": str(port)}
+        yield {
+            "DJANGO_DB": "default",
+            "POSTGRE_NAME": "postgres",
+            "POSTGRE_USER": "postgres",
+            "POSTGRE_PASSWORD": "",
+            "POSTGRE_HOST": "127.0.0.1",
+            "POSTGRE_PORT": str(port),
+        }
     finally:
-        subprocess.run([*as_postgres, str(binaries[-1] / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(binaries[-1] / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True
+        )
 
 
 def measure(server: LabelStudioServer, per_setting: int) -> list[tuple]:
@@ -81,22 +130,32 @@ def measure(server: LabelStudioServer, per_setting: int) -> list[tuple]:
     needed = sum(min(per_setting, 200 * size) for _, size in SETTINGS)
     tasks = []
     for start in range(0, needed, 500):
-        tasks += server.import_tasks(project, [{"image": f"/data/upload/x{i}.jpg"}
-                                               for i in range(start, min(needed, start + 500))])
+        tasks += server.import_tasks(
+            project, [{"image": f"/data/upload/x{i}.jpg"} for i in range(start, min(needed, start + 500))]
+        )
     client = LabelStudioClient(server.url, server.token, timeout=120)
     rows, fresh = [], iter(tasks)
     for kind, size in SETTINGS:
         result = regions(kind != "boxes")
         count = min(per_setting, 200 * size)
-        batches = [[{"task": next(fresh), "result": result, "score": 0.5, "model_version": "bench"}
-                    for _ in range(size)] for _ in range(count // size)]
+        batches = [
+            [{"task": next(fresh), "result": result, "score": 0.5, "model_version": "bench"} for _ in range(size)]
+            for _ in range(count // size)
+        ]
         request_bytes = len(json.dumps(batches[0]))
         start = time.perf_counter()
         for batch in batches:
             client.import_predictions(project, batch)
         seconds = time.perf_counter() - start
-        rows.append((kind, size, f"{request_bytes / 1024:.0f} KiB", f"{1000 * seconds / len(batches):.0f} ms",
-                     f"{count / seconds:.0f}"))
+        rows.append(
+            (
+                kind,
+                size,
+                f"{request_bytes / 1024:.0f} KiB",
+                f"{1000 * seconds / len(batches):.0f} ms",
+                f"{count / seconds:.0f}",
+            )
+        )
     client.close()
     return rows
 
@@ -116,9 +175,11 @@ def main() -> None:
             stack.callback(server.stop)
             print(f"\n{db}: Label Studio up (migrations included) in {time.perf_counter() - started:.0f} s")
             rows = measure(server, args.per_setting)
-        print_table(f"Label Studio 1.23 prediction writes, {db}, one writer",
-                    ("regions per prediction", "predictions per request", "request size", "time per request",
-                     "predictions/s"), rows)
+        print_table(
+            f"Label Studio 1.23 prediction writes, {db}, one writer",
+            ("regions per prediction", "predictions per request", "request size", "time per request", "predictions/s"),
+            rows,
+        )
 
 
 if __name__ == "__main__":

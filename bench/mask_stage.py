@@ -40,11 +40,14 @@ def main() -> None:
             segmenter.decode(image, [MaskPrompt.from_box(box + offset) for box in boxes], batched=batched)
 
         loop, batch = timed(lambda: decode(False), args.repeats), timed(lambda: decode(True), args.repeats)
-        rows.append((name, str(segmenter.device), f"{loop * 1000:.0f} ms", f"{batch * 1000:.0f} ms",
-                     f"{loop / batch:.2f}x"))
-    print_table(f"Mask stage for {args.boxes} boxes, {width}x{height}, embedding cached (median of {args.repeats})",
-                ("segmenter", "device", "loop of predict (before)", "one predict_torch (decode's default)",
-                 "loop / batched"), rows)
+        rows.append(
+            (name, str(segmenter.device), f"{loop * 1000:.0f} ms", f"{batch * 1000:.0f} ms", f"{loop / batch:.2f}x")
+        )
+    print_table(
+        f"Mask stage for {args.boxes} boxes, {width}x{height}, embedding cached (median of {args.repeats})",
+        ("segmenter", "device", "loop of predict (before)", "one predict_torch (decode's default)", "loop / batched"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,12 @@ def main() -> None:
     real_models([name for name in MODES.values() if name])  # build once, outside the measured processes
     rows = []
     for mode, segmenter in MODES.items():
-        child = subprocess.run([sys.executable, "-m", "bench.memory", "--child", segmenter or "none"],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.memory", "--child", segmenter or "none"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         numbers = json.loads(child.stdout.strip().splitlines()[-1])
         rows.append((mode, f"{numbers['loaded']:.0f} MiB", f"{numbers['peak']:.0f} MiB"))
     print_table("Peak memory (RSS) per mode, 640x480 image", ("mode", "after loading", "peak after one image"), rows)

@@ -22,8 +22,10 @@ import torch
 from bench.common import MODELS_DIR, print_table, real_models
 from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
 
-DEFAULT = ("grounding-dino-tiny,mm-grounding-dino-tiny,owlv2-base,omdet-turbo,sam3,mobile_sam,sam_vit_b,"
-           "sam2_1_hiera_tiny,sam_hq_vit_b")
+DEFAULT = (
+    "grounding-dino-tiny,mm-grounding-dino-tiny,owlv2-base,omdet-turbo,sam3,mobile_sam,sam_vit_b,"
+    "sam2_1_hiera_tiny,sam_hq_vit_b"
+)
 BOXES = 5
 
 
@@ -46,8 +48,12 @@ def measure(name: str) -> dict:
             return {"params": params, "image": first, "prompt": None, "peak_mb": _rss_mb() - before}
         started = time.perf_counter()  # SAM 3: another prompt on the same image reuses its vision features
         detector.raw([image], parse_prompt("cat. bicycle"))
-        return {"params": params, "image": first, "prompt": time.perf_counter() - started,
-                "peak_mb": _rss_mb() - before}
+        return {
+            "params": params,
+            "image": first,
+            "prompt": time.perf_counter() - started,
+            "peak_mb": _rss_mb() - before,
+        }
     if SEGMENTERS[name].hub:
         directory = MODELS_DIR / f"{name}-real"
         if not (directory / "config.json").exists():
@@ -101,20 +107,37 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         threads = ["--threads", str(args.threads)] if args.threads else []
-        done = subprocess.run([sys.executable, "-m", "bench.models", "--one", name, *threads], capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.models", "--one", name, *threads], capture_output=True, text=True
+        )
         if done.returncode:
             rows.append((name, "failed: " + done.stderr.strip().splitlines()[-1], "", "", "", ""))
             continue
         result = json.loads(done.stdout.strip().splitlines()[-1])
         spec = DETECTORS.get(name) or SEGMENTERS[name]
-        rows.append((name, f"{result['params'] / 1e6:.1f} M", spec.licence,
-                     f"{result['image']:.2f} s" + (f" ({BOXES} boxes)" if name in SEGMENTERS else ""),
-                     "-" if result["prompt"] is None else f"{result['prompt'] * 1000:.0f} ms",
-                     f"{result['peak_mb']:.0f} MB"))
-    print_table(f"Registered models, real shapes with random weights, one 640x480 image, CPU ({torch.get_num_threads()}"
-                " threads)", ("model", "parameters", "licence", "first image (encoder + decoder / forward)",
-                              "a click on it (decoder only; SAM 3: a new prompt)", "peak RSS added"), rows)
+        rows.append(
+            (
+                name,
+                f"{result['params'] / 1e6:.1f} M",
+                spec.licence,
+                f"{result['image']:.2f} s" + (f" ({BOXES} boxes)" if name in SEGMENTERS else ""),
+                "-" if result["prompt"] is None else f"{result['prompt'] * 1000:.0f} ms",
+                f"{result['peak_mb']:.0f} MB",
+            )
+        )
+    print_table(
+        f"Registered models, real shapes with random weights, one 640x480 image, CPU ({torch.get_num_threads()}"
+        " threads)",
+        (
+            "model",
+            "parameters",
+            "licence",
+            "first image (encoder + decoder / forward)",
+            "a click on it (decoder only; SAM 3: a new prompt)",
+            "peak RSS added",
+        ),
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -38,23 +38,35 @@ def main() -> None:
     for name in args.segmenters:
         segmenter = pipeline.segmenters.get(name)
         boxes_a = [MaskPrompt.from_box(box) for box in pipeline(image, PROMPT_A, Options(0.0)).xyxy[: args.boxes]]
-        boxes_b = [MaskPrompt.from_box(box + 0.5)  # never the same boxes
-                   for box in pipeline(image, PROMPT_B, Options(0.0)).xyxy[: args.boxes]]
+        boxes_b = [
+            MaskPrompt.from_box(box + 0.5)  # never the same boxes
+            for box in pipeline(image, PROMPT_B, Options(0.0)).xyxy[: args.boxes]
+        ]
         first = timed(lambda: segmenter.decode(image, boxes_a))
         second = timed(lambda: segmenter.decode(image, boxes_b))
         rows.append((f"second prompt's mask stage vs first ({name}, {args.boxes} boxes)", second, first))
         masks_thresholds = iter(np.linspace(0.05, 0.9, args.repeats))
         pipeline(image, PROMPT_A, Options(0.0, segmenter=name))
-        cached = timed(lambda: pipeline(image, PROMPT_A, Options(float(next(masks_thresholds)), segmenter=name)),
-                       args.repeats)
+        cached = timed(
+            lambda: pipeline(image, PROMPT_A, Options(float(next(masks_thresholds)), segmenter=name)), args.repeats
+        )
         rows.append((f"threshold change on a cached result (boxes + {name} masks)", cached, full + first))
 
     print_table(
         f"Caches: cached vs uncached work ({width}x{height} image, device {pipeline.detector.device})",
         ("measurement", "cached / second", "full / first", "speed-up", "cached as % of full"),
-        [(name, f"{fast * 1000:.1f} ms", f"{slow * 1000:.0f} ms", f"{slow / fast:.0f}x", f"{100 * fast / slow:.1f} %")
-         for name, fast, slow in rows],
+        [
+            (
+                name,
+                f"{fast * 1000:.1f} ms",
+                f"{slow * 1000:.0f} ms",
+                f"{slow / fast:.0f}x",
+                f"{100 * fast / slow:.1f} %",
+            )
+            for name, fast, slow in rows
+        ],
     )
+
 
 if __name__ == "__main__":
     main()

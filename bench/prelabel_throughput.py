@@ -43,8 +43,11 @@ def naive_loop(label_studio, backend: str, project: int) -> float:
     start = time.perf_counter()
     tasks = label_studio.api("GET", "/api/tasks", params={"project": project, "page_size": 1000})["tasks"]
     for task in tasks:
-        reply = httpx.post(f"{backend}/predict", timeout=600, json={
-            "tasks": [task], "project": f"{project}.1", "label_config": CONFIG, "params": {"context": None}})
+        reply = httpx.post(
+            f"{backend}/predict",
+            timeout=600,
+            json={"tasks": [task], "project": f"{project}.1", "label_config": CONFIG, "params": {"context": None}},
+        )
         prediction = reply.json()["results"][0]
         label_studio.api("POST", "/api/predictions", json={"task": task["id"], **prediction})
     return len(tasks) / (time.perf_counter() - start)
@@ -58,14 +61,24 @@ def main() -> None:
     detector, _ = real_models(shape=args.shape)
     pipeline = load_pipeline(detector, {})
     app = FastAPI()
-    app.include_router(create_router(LazyPipeline(pipeline=pipeline), BackendSettings(
-        segmenter=None, state_dir=Path(tempfile.mkdtemp()))))
+    app.include_router(
+        create_router(
+            LazyPipeline(pipeline=pipeline), BackendSettings(segmenter=None, state_dir=Path(tempfile.mkdtemp()))
+        )
+    )
     files = {f"photo{i:03d}.jpg": jpeg(i) for i in range(args.tasks)}
     with running_label_studio(os.environ) as label_studio, serve(app) as backend:
         naive_project = label_studio.create_project(CONFIG, title="naive loop")
         label_studio.upload_images(naive_project, files)
-        httpx.post(f"{backend}/setup", json={"project": f"{naive_project}.1", "schema": CONFIG,
-                                             "hostname": label_studio.url, "access_token": label_studio.token})
+        httpx.post(
+            f"{backend}/setup",
+            json={
+                "project": f"{naive_project}.1",
+                "schema": CONFIG,
+                "hostname": label_studio.url,
+                "access_token": label_studio.token,
+            },
+        )
         clear_caches(pipeline)
         naive = naive_loop(label_studio, backend, naive_project)
 
@@ -74,15 +87,18 @@ def main() -> None:
         clear_caches(pipeline)
         with LabelStudioClient(label_studio.url, label_studio.token) as client:
             start = time.perf_counter()
-            progress = prelabel(client, pipeline, PrelabelJob(project, prompt="dog. cat"),
-                                Outbox(Path(tempfile.mkdtemp())))
+            progress = prelabel(
+                client, pipeline, PrelabelJob(project, prompt="dog. cat"), Outbox(Path(tempfile.mkdtemp()))
+            )
             ours = progress.done / (time.perf_counter() - start)
         assert progress.done == args.tasks, progress.summary()
     print_table(
         f"Pre-annotation throughput, {args.tasks} tasks (640x480 JPEG uploads), {args.shape} models, boxes only",
         ("method", "images/s", "vs naive"),
-        [("naive loop: /predict + POST /api/predictions per task", f"{naive:.2f}", "1.00x"),
-         ("python -m sync.prelabel (prefetch + batched writes)", f"{ours:.2f}", f"{ours / naive:.2f}x")],
+        [
+            ("naive loop: /predict + POST /api/predictions per task", f"{naive:.2f}", "1.00x"),
+            ("python -m sync.prelabel (prefetch + batched writes)", f"{ours:.2f}", f"{ours / naive:.2f}x"),
+        ],
     )
 
 

@@ -74,12 +74,18 @@ def click_round_trips(page, clicks: int) -> list[float]:
         started = time.perf_counter()
         page.mouse.click(frame["x"] + frame["width"] * fx, frame["y"] + frame["height"] * fy)
         try:
-            page.wait_for_function("""(before) => { const img = document.querySelector("#ls-preview img");
-                return img && img.src !== before && img.complete && img.naturalWidth > 0; }""", arg=before,
-                                   polling="raf", timeout=60_000)
+            page.wait_for_function(
+                """(before) => { const img = document.querySelector("#ls-preview img");
+                return img && img.src !== before && img.complete && img.naturalWidth > 0; }""",
+                arg=before,
+                polling="raf",
+                timeout=60_000,
+            )
         except Exception as error:
-            raise RuntimeError(f"no new preview; the page says: {page.locator('#ls-message').inner_text()} "
-                               f"{page.locator('#ls-summary').inner_text()}") from error
+            raise RuntimeError(
+                f"no new preview; the page says: {page.locator('#ls-message').inner_text()} "
+                f"{page.locator('#ls-summary').inner_text()}"
+            ) from error
         times.append(time.perf_counter() - started)
         if number == 0:  # the new object is chosen: the next clicks add to it
             page.get_by_role("combobox", name="A click repairs", exact=True).click()
@@ -115,10 +121,12 @@ def main() -> None:
     app = create_app(settings, LazyPipeline(pipeline=pipeline))
     with running_label_studio(os.environ) as label_studio, serve(app) as url, sync_playwright() as playwright:
         project = label_studio.create_project(GROUNDING_DINO_CONFIG, title="review click bench")
-        tasks = label_studio.upload_images(project, {f"{w}x{h}.png": smooth_png((w, h), i)
-                                                     for i, (w, h) in enumerate(SIZES)})
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
-                                                                              "--disable-gpu"])
+        tasks = label_studio.upload_images(
+            project, {f"{w}x{h}.png": smooth_png((w, h), i) for i, (w, h) in enumerate(SIZES)}
+        )
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(url)
         choose_project(page, label_studio.url, label_studio.token, project)
@@ -130,15 +138,30 @@ def main() -> None:
             server = handler_times[1:]  # the first made the object
             full = full_segmenter_run(pipeline.segmenters.get("mobile_sam"), size)
             trip, handler = statistics.median(trips) * 1000, statistics.median(server) * 1000
-            rows.append((f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP)", f"{trip:.0f} ms",
-                         f"{handler:.0f} ms", f"{trip - handler:.0f} ms", f"{full * 1000:.0f} ms",
-                         f"{trip / (full * 1000):.2f}"))
+            rows.append(
+                (
+                    f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP)",
+                    f"{trip:.0f} ms",
+                    f"{handler:.0f} ms",
+                    f"{trip - handler:.0f} ms",
+                    f"{full * 1000:.0f} ms",
+                    f"{trip / (full * 1000):.2f}",
+                )
+            )
         browser.close()
-    print_table(f"A click repairing a mask, in chromium, MobileSAM (real shape, random weights), {args.threads} "
-                f"threads, median of {args.clicks} clicks",
-                ("image", "click to new preview shown (browser)", "server handler (decoder + redraw)",
-                 "the rest (queue, JPEG, transfer, decode)", "full segmenter run (encoder + decoder)",
-                 "browser round trip / full run"), rows)
+    print_table(
+        f"A click repairing a mask, in chromium, MobileSAM (real shape, random weights), {args.threads} "
+        f"threads, median of {args.clicks} clicks",
+        (
+            "image",
+            "click to new preview shown (browser)",
+            "server handler (decoder + redraw)",
+            "the rest (queue, JPEG, transfer, decode)",
+            "full segmenter run (encoder + decoder)",
+            "browser round trip / full run",
+        ),
+        rows,
+    )
 
 
 if __name__ == "__main__":

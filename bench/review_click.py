@@ -35,21 +35,31 @@ def _median_ms(function, repeats: int) -> float:
 
 
 def measure(size: tuple[int, int], segmenter, clicks: int) -> tuple:
+    import gradio as gr
     from gradio_image_annotation import image_annotator
     from PIL import Image
-    import gradio as gr
 
     width, height = size
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
     image = load_image(np.asarray(Image.fromarray(coarse).resize(size, Image.Resampling.BILINEAR)))
-    boxes = np.array([[width * (0.1 + 0.15 * i), height * 0.2, width * (0.2 + 0.15 * i), height * 0.6]
-                      for i in range(DETECTIONS)], np.float32)
+    boxes = np.array(
+        [[width * (0.1 + 0.15 * i), height * 0.2, width * (0.2 + 0.15 * i), height * 0.6] for i in range(DETECTIONS)],
+        np.float32,
+    )
     started = time.perf_counter()
     masks = segmenter.decode(image, [MaskPrompt.from_box(box) for box in boxes])
     first = (time.perf_counter() - started) * 1000
-    result = DetectionResult(width, height, boxes, np.full(DETECTIONS, 0.9), ["dog"] * DETECTIONS,
-                             ["dog"] * DETECTIONS, ["dog"] * DETECTIONS, masks=masks)
+    result = DetectionResult(
+        width,
+        height,
+        boxes,
+        np.full(DETECTIONS, 0.9),
+        ["dog"] * DETECTIONS,
+        ["dog"] * DETECTIONS,
+        ["dog"] * DETECTIONS,
+        masks=masks,
+    )
     review = Review.of(image, result)
     decode = lambda prompt: segmenter.decode(image, [prompt])[0]  # noqa: E731
     points = iter(rng.uniform(0.2, 0.8, (clicks, 2)) * [width, height])
@@ -58,8 +68,15 @@ def measure(size: tuple[int, int], segmenter, clicks: int) -> tuple:
     draw = _median_ms(review.preview, 3)
     jpeg = _median_ms(lambda: gr.Image(type="pil", format="jpeg").postprocess(preview), 3)
     editor = _median_ms(lambda: image_annotator().postprocess(review.editor_value({})), 3)
-    return (f"{width}x{height} ({width * height / 1e6:.1f} MP)", f"{first:.0f} ms", f"{click:.0f} ms",
-            f"{click / first:.3f}", f"{draw:.0f} ms", f"{jpeg:.0f} ms", f"{editor:.0f} ms")
+    return (
+        f"{width}x{height} ({width * height / 1e6:.1f} MP)",
+        f"{first:.0f} ms",
+        f"{click:.0f} ms",
+        f"{click / first:.3f}",
+        f"{draw:.0f} ms",
+        f"{jpeg:.0f} ms",
+        f"{editor:.0f} ms",
+    )
 
 
 def main() -> None:
@@ -71,11 +88,19 @@ def main() -> None:
     _, checkpoints = real_models(["mobile_sam"])
     segmenter = SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True).get("mobile_sam")
     rows = [measure(size, segmenter, args.clicks) for size in SIZES]
-    print_table(f"A click on the review's preview, server side, MobileSAM (real shape, random weights), "
-                f"{args.threads} threads",
-                ("image", "first click (encoder + decoder: a full segmenter run)", "later click (decoder only)",
-                 "later / first", "preview redrawn", "preview JPEG",
-                 "editor image (sent only while its tab is shown)"), rows)
+    print_table(
+        f"A click on the review's preview, server side, MobileSAM (real shape, random weights), {args.threads} threads",
+        (
+            "image",
+            "first click (encoder + decoder: a full segmenter run)",
+            "later click (decoder only)",
+            "later / first",
+            "preview redrawn",
+            "preview JPEG",
+            "editor image (sent only while its tab is shown)",
+        ),
+        rows,
+    )
 
 
 if __name__ == "__main__":

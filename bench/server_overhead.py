@@ -51,18 +51,36 @@ def main() -> None:
     # Random weights score hundreds of boxes high; keep as many as a real model finds on a photo.
     scores = np.sort(pipeline(image, PROMPT, Options(0.0)).scores)[::-1]
     box_threshold = float(scores[args.boxes - 1] + scores[args.boxes]) / 2
-    settings = BackendSettings(segmenter=args.segmenter, box_threshold=box_threshold, state_dir=Path(tempfile.mkdtemp()))
+    settings = BackendSettings(
+        segmenter=args.segmenter, box_threshold=box_threshold, state_dir=Path(tempfile.mkdtemp())
+    )
     app = FastAPI()
     app.include_router(create_router(LazyPipeline(pipeline=pipeline), settings))
     with running_label_studio(os.environ) as label_studio, serve(app) as backend:
         project = label_studio.create_project(GROUNDING_DINO_CONFIG, title="overhead bench")
         task_id = label_studio.upload_images(project, {"photo.jpg": buffer.getvalue()})[0]
         task = label_studio.api("GET", f"/api/tasks/{task_id}")
-        httpx.post(f"{backend}/setup", json={"project": f"{project}.1", "schema": GROUNDING_DINO_CONFIG,
-                                             "hostname": label_studio.url, "access_token": label_studio.token})
-        body = {"tasks": [task], "project": f"{project}.1", "label_config": GROUNDING_DINO_CONFIG,
-                "params": {"context": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
-                                                   "value": {"text": [PROMPT]}}]}}}
+        httpx.post(
+            f"{backend}/setup",
+            json={
+                "project": f"{project}.1",
+                "schema": GROUNDING_DINO_CONFIG,
+                "hostname": label_studio.url,
+                "access_token": label_studio.token,
+            },
+        )
+        body = {
+            "tasks": [task],
+            "project": f"{project}.1",
+            "label_config": GROUNDING_DINO_CONFIG,
+            "params": {
+                "context": {
+                    "result": [
+                        {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [PROMPT]}}
+                    ]
+                }
+            },
+        }
         walls, models = [], []
         for _ in range(args.repeats):
             clear_caches(pipeline)
@@ -79,8 +97,14 @@ def main() -> None:
         f"/predict vs model time, one 640x480 task, {args.boxes} boxes + {args.segmenter} masks "
         f"(median of {args.repeats})",
         ("/predict wall", "model alone", "server overhead", "overhead / model time"),
-        [(f"{wall * 1000:.0f} ms", f"{model * 1000:.0f} ms", f"{(wall - model) * 1000:.0f} ms",
-          f"{100 * (wall - model) / model:.1f} %")],
+        [
+            (
+                f"{wall * 1000:.0f} ms",
+                f"{model * 1000:.0f} ms",
+                f"{(wall - model) * 1000:.0f} ms",
+                f"{100 * (wall - model) / model:.1f} %",
+            )
+        ],
     )
 
 

@@ -48,11 +48,23 @@ def photo(seed: int) -> bytes:
 
 
 def click_body(task: dict, project: int, x: float, y: float) -> dict:
-    point = {"id": f"k{x:.0f}{y:.0f}", "from_name": "click", "to_name": "image", "type": "keypointlabels",
-             "original_width": SIZE[0], "original_height": SIZE[1], "image_rotation": 0, "is_positive": True,
-             "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["cats"]}}
-    return {"tasks": [task], "project": f"{project}.1", "label_config": SMART_TOOLS_CONFIG,
-            "params": {"context": {"result": [point]}}}
+    point = {
+        "id": f"k{x:.0f}{y:.0f}",
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "original_width": SIZE[0],
+        "original_height": SIZE[1],
+        "image_rotation": 0,
+        "is_positive": True,
+        "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["cats"]},
+    }
+    return {
+        "tasks": [task],
+        "project": f"{project}.1",
+        "label_config": SMART_TOOLS_CONFIG,
+        "params": {"context": {"result": [point]}},
+    }
 
 
 def main() -> None:
@@ -73,8 +85,15 @@ def main() -> None:
     with running_label_studio(os.environ) as label_studio, serve(app) as backend, httpx.Client(timeout=600) as http:
         project = label_studio.create_project(SMART_TOOLS_CONFIG, title="smart click bench")
         ids = label_studio.upload_images(project, {f"photo{i}.jpg": photo(i) for i in range(args.images)})
-        http.post(f"{backend}/setup", json={"project": f"{project}.1", "schema": SMART_TOOLS_CONFIG,
-                                            "hostname": label_studio.url, "access_token": label_studio.token})
+        http.post(
+            f"{backend}/setup",
+            json={
+                "project": f"{project}.1",
+                "schema": SMART_TOOLS_CONFIG,
+                "hostname": label_studio.url,
+                "access_token": label_studio.token,
+            },
+        )
         for task_id in ids:
             task = label_studio.api("GET", f"/api/tasks/{task_id}")
             for i in range(args.clicks + 1):
@@ -90,12 +109,14 @@ def main() -> None:
         f"Smart-keypoint /predict round trip, {SIZE[0]}x{SIZE[1]} JPEG, {args.segmenter}, {args.threads} threads "
         f"(median over {args.images} images; warm: {args.clicks} clicks each at new points)",
         ("", "time", "/ cold click"),
-        [("first click (cold): download, decode, encoder, decoder, RLE", f"{cold_ms:.0f} ms", "1"),
-         ("later click (warm), random weights", f"{warm_ms:.0f} ms", f"{warm_ms / cold_ms:.3f}"),
-         ("  of which: mask decoder (in process)", f"{decoder:.0f} ms", ""),
-         (f"  of which: conversion + RLE of its speckled mask ({runs[0]:,} RLE ints)", f"{speckled:.0f} ms", ""),
-         (f"conversion + RLE of a smooth mask of the same area ({runs[1]:,} RLE ints)", f"{smooth:.0f} ms", ""),
-         ("later click (warm), smooth mask (estimate)", f"{real_ms:.0f} ms", f"{real_ms / cold_ms:.3f}")],
+        [
+            ("first click (cold): download, decode, encoder, decoder, RLE", f"{cold_ms:.0f} ms", "1"),
+            ("later click (warm), random weights", f"{warm_ms:.0f} ms", f"{warm_ms / cold_ms:.3f}"),
+            ("  of which: mask decoder (in process)", f"{decoder:.0f} ms", ""),
+            (f"  of which: conversion + RLE of its speckled mask ({runs[0]:,} RLE ints)", f"{speckled:.0f} ms", ""),
+            (f"conversion + RLE of a smooth mask of the same area ({runs[1]:,} RLE ints)", f"{smooth:.0f} ms", ""),
+            ("later click (warm), smooth mask (estimate)", f"{real_ms:.0f} ms", f"{real_ms / cold_ms:.3f}"),
+        ],
     )
 
 
@@ -106,16 +127,19 @@ def warm_parts(pipeline, name: str, rng: np.random.Generator) -> tuple[float, fl
     segmenter = pipeline.segmenters.get(name)
     segmenter.embed(image)
     points = iter(rng.uniform(100, 1100, (100, 2)))
-    decoder = 1000 * timed(lambda: segmenter.decode_with_scores(
-        image, [MaskPrompt(points=(tuple(next(points)),), positive=(True,))]), repeats=5)
+    decoder = 1000 * timed(
+        lambda: segmenter.decode_with_scores(image, [MaskPrompt(points=(tuple(next(points)),), positive=(True,))]),
+        repeats=5,
+    )
     mask = segmenter.decode(image, [MaskPrompt(points=((800, 600),), positive=(True,))])[0]
-    yy, xx = np.mgrid[:SIZE[1], :SIZE[0]]
+    yy, xx = np.mgrid[: SIZE[1], : SIZE[0]]
     disc = (xx - 800) ** 2 + (yy - 600) ** 2 <= max(mask.sum(), 1) / np.pi
     config = ProjectConfig.parse(SMART_TOOLS_CONFIG)
     request = SmartRequest("cats", ((50.0, 50.0),), (True,))
     answers = [request.answer(config, m, 0.9, "bench") for m in (mask, disc)]
-    speckled, smooth = (1000 * timed(lambda m=m: request.answer(config, m, 0.9, "bench"), repeats=3)
-                        for m in (mask, disc))
+    speckled, smooth = (
+        1000 * timed(lambda m=m: request.answer(config, m, 0.9, "bench"), repeats=3) for m in (mask, disc)
+    )
     return decoder, speckled, smooth, tuple(len(a.result[0]["value"]["rle"]) for a in answers)
 
 

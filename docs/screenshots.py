@@ -43,9 +43,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="groundlabel-shots-"))
     examples = demo_examples(work / "scenes")
     scenes = [Path(path) for path, _ in examples]
-    with running_label_studio(os.environ, work / "label-studio") as label_studio, \
-            serve(create_app(BackendSettings(state_dir=work / "state"), demo=True)) as url, \
-            sync_playwright() as playwright:
+    with (
+        running_label_studio(os.environ, work / "label-studio") as label_studio,
+        serve(create_app(BackendSettings(state_dir=work / "state"), demo=True)) as url,
+        sync_playwright() as playwright,
+    ):
         project = label_studio.create_project(CONFIG, title="Shapes (toy models)")
         label_studio.upload_images(project, {path.name: path.read_bytes() for path in scenes})
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
@@ -64,16 +66,19 @@ def main() -> None:
         page.wait_for_timeout(1000)
         page.screenshot(path=str(HERE / "labelstudio.png"))
         canvas(page, HERE / "canvas-desktop.png")
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                 has_touch=True)
+        phone = browser.new_page(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+        )
         phone.goto(url)
         choose_project(phone, label_studio.url, label_studio.token, project)
         phone.locator("#ls-tasks [role=gridcell][data-col='0']").first.click()
         expect(phone.locator("#ls-kept")).to_contain_text("kept", timeout=60_000)
         canvas(phone, HERE / "canvas-phone.png")
         browser.close()
-    print(f"wrote {HERE / 'playground.png'}, {HERE / 'labelstudio.png'}, {HERE / 'canvas-desktop.png'} and "
-          f"{HERE / 'canvas-phone.png'} (toy models: {S.shapes_detector_dir()})")
+    print(
+        f"wrote {HERE / 'playground.png'}, {HERE / 'labelstudio.png'}, {HERE / 'canvas-desktop.png'} and "
+        f"{HERE / 'canvas-phone.png'} (toy models: {S.shapes_detector_dir()})"
+    )
 
 
 def canvas(page, path: Path) -> None:

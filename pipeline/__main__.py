@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
 from .engine import GroundingPipeline
-from .export import FORMATS, DatasetItem, export_dataset
 from .errors import GroundlabelError
+from .export import FORMATS, DatasetItem, export_dataset
 from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
@@ -34,15 +34,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
     parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
     parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
-    parser.add_argument("--detector", help="registered name, Hub id or local directory "
-                                           "(default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)")
-    parser.add_argument("--checkpoint",
-                        help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)")
+    parser.add_argument(
+        "--detector",
+        help="registered name, Hub id or local directory (default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)",
+    )
+    parser.add_argument(
+        "--checkpoint", help="segmenter checkpoint file (default: $GROUNDLABEL_<NAME>_CHECKPOINT or cache)"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--out", type=Path, default=Path("."), help="output directory")
-    parser.add_argument("--export", choices=FORMATS,
-                        help="write one dataset in this format to --out instead of a PNG + JSON per image (classes: "
-                             "--labels, else the prompt's labels; masks as polygons)")
+    parser.add_argument(
+        "--export",
+        choices=FORMATS,
+        help="write one dataset in this format to --out instead of a PNG + JSON per image (classes: "
+        "--labels, else the prompt's labels; masks as polygons)",
+    )
     parser.add_argument("--models", action="store_true", help="list the registered detectors and segmenters, and exit")
     return parser.parse_args(argv)
 
@@ -50,14 +56,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def models_listing() -> str:
     """The registry as a table: the names --detector / --masks take, where the weights come from, the licence and
     the variable that names a local copy."""
-    rows = [("detector", spec.name, spec.source, spec.licence,
-             f"{spec.env_var} (a directory); GROUNDLABEL_DETECTOR={spec.name} makes it the app's")
-            for spec in DETECTORS.values()]
-    rows += [("segmenter", spec.name, spec.source, spec.licence,
-              f"{spec.env_var} ({'a directory' if spec.hub else 'a file'})") for spec in SEGMENTERS.values()]
+    rows = [
+        (
+            "detector",
+            spec.name,
+            spec.source,
+            spec.licence,
+            f"{spec.env_var} (a directory); GROUNDLABEL_DETECTOR={spec.name} makes it the app's",
+        )
+        for spec in DETECTORS.values()
+    ]
+    rows += [
+        (
+            "segmenter",
+            spec.name,
+            spec.source,
+            spec.licence,
+            f"{spec.env_var} ({'a directory' if spec.hub else 'a file'})",
+        )
+        for spec in SEGMENTERS.values()
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4]
-                     for row in rows)
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows)
 
 
 def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
@@ -86,18 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     try:  # every setting is checked before a model loads: a typo costs one line, not a traceback
         options = Options(args.box_threshold, args.text_threshold, args.masks)
         env = PipelineSettings.from_env()
-        checkpoints = {**env.checkpoints, options.segmenter: args.checkpoint} if args.checkpoint and args.masks \
+        checkpoints = (
+            {**env.checkpoints, options.segmenter: args.checkpoint}
+            if args.checkpoint and args.masks
             else env.checkpoints
-        settings = replace(env, detector=args.detector or env.detector, device=args.device or env.device,
-                           checkpoints=checkpoints)
+        )
+        settings = replace(
+            env, detector=args.detector or env.detector, device=args.device or env.device, checkpoints=checkpoints
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         label_map = LabelMap(labels)
         found = detect_all(pipeline, image_paths(args.images, failed), prompt, options, label_map, failed)
         if args.export:
-            classes = labels or list(dict.fromkeys(label for label in (
-                label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt.phrases) if label))
+            classes = labels or list(
+                dict.fromkeys(
+                    label
+                    for label in (label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt.phrases)
+                    if label
+                )
+            )
             items = (DatasetItem(path.name, image, result, source=path) for path, image, result in found)
             count = export_dataset(items, classes, args.export, args.out)  # images leave memory once written
             print(f"{args.export} dataset of {count} images, classes {', '.join(classes)}: {args.out}")
@@ -112,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def detect_all(pipeline: GroundingPipeline, paths: list[Path], prompt, options: Options, label_map: LabelMap,
-               failed: list[Path]) -> Iterator[tuple[Path, LoadedImage, DetectionResult]]:
+def detect_all(
+    pipeline: GroundingPipeline, paths: list[Path], prompt, options: Options, label_map: LabelMap, failed: list[Path]
+) -> Iterator[tuple[Path, LoadedImage, DetectionResult]]:
     """(path, image, result) per readable image, one at a time; an unreadable one is reported, added to ``failed``
     and skipped."""
     for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):

@@ -10,10 +10,10 @@ mixed sizes would make a cached result depend on what else was in its batch. Two
 from __future__ import annotations
 
 import threading
+from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable
 
 import numpy as np
 import torch
@@ -81,8 +81,15 @@ class CachedDetector:
     makes_masks = False  # True: postprocess returns masks itself when masks are asked for (SAM 3)
     loaders: tuple = (AutoProcessor, AutoModelForZeroShotObjectDetection)
 
-    def __init__(self, model_id: str = DEFAULT_DETECTOR, device: str | None = None, dtype: str | None = None,
-                 input_size: int | None = None, cache_items: int = 64, offline: bool = False):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_DETECTOR,
+        device: str | None = None,
+        dtype: str | None = None,
+        input_size: int | None = None,
+        cache_items: int = 64,
+        offline: bool = False,
+    ):
         self.model_id = detector_source(model_id)
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, dtype)
@@ -113,8 +120,10 @@ class CachedDetector:
 
     def _inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Model inputs on the model's device, floating ones in its dtype."""
-        return {name: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
-                for name, value in inputs.items()}
+        return {
+            name: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
+            for name, value in inputs.items()
+        }
 
     # --- cached entry point ---------------------------------------------------------------------------------
 
@@ -151,8 +160,9 @@ class CachedDetector:
                 found[i] = (mine[key] if key in mine else theirs[i]).result()
         return found
 
-    def _compute(self, images: dict[Hashable, LoadedImage], tokens: TokenizedPrompt,
-                 futures: dict[Hashable, Future]) -> None:
+    def _compute(
+        self, images: dict[Hashable, LoadedImage], tokens: TokenizedPrompt, futures: dict[Hashable, Future]
+    ) -> None:
         groups: dict[tuple, list[tuple[Hashable, dict]]] = {}
         for key, image in images.items():
             pixels = self.preprocess(image)
@@ -173,14 +183,25 @@ class GroundingDinoDetector(CachedDetector):
     """Grounding DINO and MM-Grounding-DINO: a score per (query, prompt token); a box's phrase is the prompt phrase
     whose tokens it scores highest on, and the text threshold picks which of its words are shown."""
 
-    def __init__(self, model_id: str = DEFAULT_DETECTOR, device: str | None = None, dtype: str | None = None,
-                 input_size: int | None = None, cache_items: int = 64, offline: bool = False,
-                 runtime: str = "torch", cache_dir: Path | None = None):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_DETECTOR,
+        device: str | None = None,
+        dtype: str | None = None,
+        input_size: int | None = None,
+        cache_items: int = 64,
+        offline: bool = False,
+        runtime: str = "torch",
+        cache_dir: Path | None = None,
+    ):
         # a wrong runtime setting fails before the download
         self.runtime = check_runtime(runtime, select_device(device), select_dtype(select_device(device), dtype))
         super().__init__(model_id, device, dtype, input_size, cache_items, offline)
-        self._openvino = OpenVinoGroundingDino(self.model, cache_dir or Path.home() / ".cache" / "groundlabel") \
-            if runtime == "openvino" else None
+        self._openvino = (
+            OpenVinoGroundingDino(self.model, cache_dir or Path.home() / ".cache" / "groundlabel")
+            if runtime == "openvino"
+            else None
+        )
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
 
     # --- stages ---------------------------------------------------------------------------------------------
@@ -211,8 +232,11 @@ class GroundingDinoDetector(CachedDetector):
 
     def preprocess(self, image: LoadedImage) -> dict[str, torch.Tensor]:
         """One image resized and normalised as the model expects (``input_size`` short side when set)."""
-        size = {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}} \
-            if self.input_size else {}
+        size = (
+            {"size": {"shortest_edge": self.input_size, "longest_edge": self.input_size * 1333 // 800}}
+            if self.input_size
+            else {}
+        )
         return self.processor.image_processor(images=[image.pil], return_tensors="pt", **size)
 
     def _forward(self, pixels: list[dict[str, torch.Tensor]], tokens: TokenizedPrompt) -> list[RawDetections]:
@@ -244,8 +268,9 @@ class GroundingDinoDetector(CachedDetector):
             phrase_index=phrase_index,
         )
 
-    def _phrase_texts(self, probs: torch.Tensor, phrase_index: np.ndarray, tokens: TokenizedPrompt,
-                      threshold: float) -> list[str]:
+    def _phrase_texts(
+        self, probs: torch.Tensor, phrase_index: np.ndarray, tokens: TokenizedPrompt, threshold: float
+    ) -> list[str]:
         """Per box, the words of its prompt phrase that it scores above ``threshold`` on, whole words only (a
         word counts when any of its pieces does): never a special token or a stray '##' piece. Boxes that pass
         the same words share one decode."""
@@ -253,8 +278,11 @@ class GroundingDinoDetector(CachedDetector):
         for phrase in np.unique(phrase_index).tolist():
             rows = np.flatnonzero(phrase_index == phrase)
             words, of_phrase = self._words(tokens, phrase), probs[rows]
-            passed = torch.stack([of_phrase[:, span].max(dim=-1).values > threshold for span, _ in words],
-                                 dim=-1).numpy() if words else np.zeros((len(rows), 0), dtype=bool)
+            passed = (
+                torch.stack([of_phrase[:, span].max(dim=-1).values > threshold for span, _ in words], dim=-1).numpy()
+                if words
+                else np.zeros((len(rows), 0), dtype=bool)
+            )
             texts: dict[bytes, str] = {}
             for row, keep in zip(rows.tolist(), passed):
                 key = keep.tobytes()

@@ -6,8 +6,14 @@ import torch
 
 from .errors import SettingsError
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def select_device(name: str | None = None) -> torch.device:
@@ -19,8 +25,10 @@ def select_device(name: str | None = None) -> torch.device:
     except RuntimeError:
         raise SettingsError(f"Unknown device {name!r}: use cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SettingsError(f"Device {name!r} was asked for, but CUDA is not available on this machine: "
-                            "set GROUNDLABEL_DEVICE=cpu (or pass --device cpu).")
+        raise SettingsError(
+            f"Device {name!r} was asked for, but CUDA is not available on this machine: "
+            "set GROUNDLABEL_DEVICE=cpu (or pass --device cpu)."
+        )
     return device
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from .detector import CachedDetector
 from .families import load_detector
@@ -25,8 +25,12 @@ class GroundingPipeline:
     box from the segmenter's cached image embedding (masks cached per box).
     """
 
-    def __init__(self, detector: CachedDetector, segmenters: SegmenterPool | None = None,
-                 settings: PipelineSettings | None = None):
+    def __init__(
+        self,
+        detector: CachedDetector,
+        segmenters: SegmenterPool | None = None,
+        settings: PipelineSettings | None = None,
+    ):
         self.detector = detector
         self.segmenters = segmenters or SegmenterPool(device=str(detector.device))
         self.settings = settings or PipelineSettings(detector=detector.model_id)
@@ -36,12 +40,22 @@ class GroundingPipeline:
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> GroundingPipeline:
         """Load the detector now (registered name, Hub id or local dir); segmenters on first use."""
-        detector = load_detector(settings.detector_source(settings.detector), device=settings.device,
-                                 dtype=settings.dtype, input_size=settings.input_size, offline=settings.offline,
-                                 runtime=settings.runtime, cache_dir=settings.cache_dir)
-        segmenters = SegmenterPool(device=str(detector.device), checkpoints=dict(settings.checkpoints),
-                                   cache_dir=settings.cache_dir, offline=settings.offline,
-                                   memory_budget=settings.segmenter_memory)
+        detector = load_detector(
+            settings.detector_source(settings.detector),
+            device=settings.device,
+            dtype=settings.dtype,
+            input_size=settings.input_size,
+            offline=settings.offline,
+            runtime=settings.runtime,
+            cache_dir=settings.cache_dir,
+        )
+        segmenters = SegmenterPool(
+            device=str(detector.device),
+            checkpoints=dict(settings.checkpoints),
+            cache_dir=settings.cache_dir,
+            offline=settings.offline,
+            memory_budget=settings.segmenter_memory,
+        )
         return cls(detector, segmenters, settings)
 
     @property
@@ -49,18 +63,27 @@ class GroundingPipeline:
         """Images per detector forward: the settings' choice, else 4 on a GPU (faster per image), 1 on a CPU."""
         return self.settings.batch_size or (4 if self.detector.device.type == "cuda" else 1)
 
-    def __call__(self, image: LoadedImage | bytes | str, prompt: str | Prompt, options: Options = Options(),
-                 label_map: LabelMap | None = None) -> DetectionResult:
+    def __call__(
+        self,
+        image: LoadedImage | bytes | str,
+        prompt: str | Prompt,
+        options: Options = Options(),
+        label_map: LabelMap | None = None,
+    ) -> DetectionResult:
         return self.batch([image], prompt, options, label_map)[0]
 
-    def batch(self, images: Sequence[LoadedImage | bytes | str], prompt: str | Prompt, options: Options = Options(),
-              label_map: LabelMap | None = None) -> list[DetectionResult]:
+    def batch(
+        self,
+        images: Sequence[LoadedImage | bytes | str],
+        prompt: str | Prompt,
+        options: Options = Options(),
+        label_map: LabelMap | None = None,
+    ) -> list[DetectionResult]:
         """Several images with one prompt: the uncached ones of one processed size share a detector forward."""
         loaded = [load_image(image, self.settings.max_pixels) for image in images]
         prompt = self.check_prompt(prompt, options)
         raws = self.detector_for(options).raw(loaded, prompt)
-        results = [self.label(image, raw, prompt, options, label_map or LabelMap())
-                   for image, raw in zip(loaded, raws)]
+        results = [self.label(image, raw, prompt, options, label_map or LabelMap()) for image, raw in zip(loaded, raws)]
         if options.segmenter and not self.detector_for(options).makes_masks:  # SAM 3 made its own
             results = [self.segment(image, result, options.segmenter) for image, result in zip(loaded, results)]
         return results
@@ -70,8 +93,13 @@ class GroundingPipeline:
         found = self.detector_for(options).postprocess(raw, image.width, image.height, options)
         prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
         return DetectionResult(
-            width=image.width, height=image.height, xyxy=found.xyxy, scores=found.scores, phrases=found.phrases,
-            prompt_phrases=prompt_phrases, masks=found.masks,
+            width=image.width,
+            height=image.height,
+            xyxy=found.xyxy,
+            scores=found.scores,
+            phrases=found.phrases,
+            prompt_phrases=prompt_phrases,
+            masks=found.masks,
             labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
             unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
             model_version=self.model_version(options, prompt),
@@ -110,6 +138,13 @@ class GroundingPipeline:
         with self._other_lock:
             if self._other is None or self._other.model_id != source:
                 self._other = None  # the previous one goes before the next one loads
-                self._other = load_detector(source, device=s.device, dtype=s.dtype, input_size=s.input_size,
-                                            offline=s.offline, runtime=s.runtime, cache_dir=s.cache_dir)
+                self._other = load_detector(
+                    source,
+                    device=s.device,
+                    dtype=s.dtype,
+                    input_size=s.input_size,
+                    offline=s.offline,
+                    runtime=s.runtime,
+                    cache_dir=s.cache_dir,
+                )
             return self._other

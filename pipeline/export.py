@@ -12,9 +12,9 @@ without a label (phrases that name none of the classes) are left out.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import supervision as sv
@@ -64,8 +64,7 @@ def export_dataset(items: Iterable[DatasetItem], classes: list[str], fmt: str, o
     if fmt == "coco":
         dataset.as_coco(annotations_path=str(layout["annotations"]))
     elif fmt == "yolo":
-        dataset.as_yolo(annotations_directory_path=str(layout["annotations"]),
-                        data_yaml_path=str(layout["data_yaml"]))
+        dataset.as_yolo(annotations_directory_path=str(layout["annotations"]), data_yaml_path=str(layout["data_yaml"]))
     else:
         dataset.as_pascal_voc(annotations_directory_path=str(layout["annotations"]))
     return len(images)
@@ -79,15 +78,21 @@ def _detections(result: DetectionResult, classes: list[str], fmt: str) -> sv.Det
     xyxy = np.clip(kept.xyxy.astype(np.float64), 0, [result.width, result.height] * 2)
     data = {"class_name": np.array(kept.labels, dtype=object)}
     masks = kept.masks if fmt != "voc" else None  # VOC's masks are class PNGs, not written by supervision
-    return sv.Detections(xyxy=xyxy, mask=masks, confidence=kept.scores.astype(np.float64),
-                         class_id=np.array([classes.index(label) for label in kept.labels], dtype=int), data=data)
+    return sv.Detections(
+        xyxy=xyxy,
+        mask=masks,
+        confidence=kept.scores.astype(np.float64),
+        class_id=np.array([classes.index(label) for label in kept.labels], dtype=int),
+        data=data,
+    )
 
 
 def _write_image(item: DatasetItem, path: Path) -> None:
     if item.source is not None:
         with Image.open(item.source) as original:
-            upright_already = original.size == (item.image.width, item.image.height) \
-                and original.getexif().get(0x0112, 1) == 1
+            upright_already = (
+                original.size == (item.image.width, item.image.height) and original.getexif().get(0x0112, 1) == 1
+            )
         if upright_already:
             shutil.copyfile(item.source, path)
             return

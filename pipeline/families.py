@@ -16,8 +16,13 @@ def _classes() -> dict[str, type[CachedDetector]]:
     from .open_vocab import OmDetTurboDetector, Owlv2Detector
     from .sam3 import Sam3Detector
 
-    return {"grounding-dino": GroundingDinoDetector, "mm-grounding-dino": GroundingDinoDetector,
-            "owlv2": Owlv2Detector, "omdet-turbo": OmDetTurboDetector, "sam3": Sam3Detector}
+    return {
+        "grounding-dino": GroundingDinoDetector,
+        "mm-grounding-dino": GroundingDinoDetector,
+        "owlv2": Owlv2Detector,
+        "omdet-turbo": OmDetTurboDetector,
+        "sam3": Sam3Detector,
+    }
 
 
 def detector_family(model_id: str, offline: bool) -> str:
@@ -53,18 +58,29 @@ def makes_masks(model_id: str) -> bool:
     return family in _classes() and _classes()[family].makes_masks
 
 
-def load_detector(model_id: str, device: str | None = None, dtype: str | None = None, input_size: int | None = None,
-                  offline: bool = False, runtime: str = "torch", cache_dir: Path | None = None) -> CachedDetector:
+def load_detector(
+    model_id: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    input_size: int | None = None,
+    offline: bool = False,
+    runtime: str = "torch",
+    cache_dir: Path | None = None,
+) -> CachedDetector:
     """The detector for ``model_id``, loaded; ``SettingsError`` for a family groundlabel does not run."""
     family = detector_family(model_id, offline)
     classes = _classes()
     if family not in classes:
-        raise SettingsError(f"{model_id!r} is a {family!r} model; groundlabel runs these detector families: "
-                            f"{', '.join(classes)}.")
+        raise SettingsError(
+            f"{model_id!r} is a {family!r} model; groundlabel runs these detector families: {', '.join(classes)}."
+        )
     if classes[family] is GroundingDinoDetector:
-        return GroundingDinoDetector(model_id, device, dtype, input_size, offline=offline, runtime=runtime,
-                                     cache_dir=cache_dir)
+        return GroundingDinoDetector(
+            model_id, device, dtype, input_size, offline=offline, runtime=runtime, cache_dir=cache_dir
+        )
     if runtime != "torch":
-        raise SettingsError(f"GROUNDLABEL_RUNTIME={runtime} converts Grounding DINO models only, not {family}: use "
-                            "the default runtime (torch) for this detector.")
+        raise SettingsError(
+            f"GROUNDLABEL_RUNTIME={runtime} converts Grounding DINO models only, not {family}: use "
+            "the default runtime (torch) for this detector."
+        )
     return classes[family](model_id, device, dtype, input_size, offline=offline)

@@ -61,8 +61,9 @@ def load_image(
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise ImageError(f"The data is not a readable image ({len(data):,} bytes in no format Pillow reads).") \
-                from None
+            raise ImageError(
+                f"The data is not a readable image ({len(data):,} bytes in no format Pillow reads)."
+            ) from None
         except Image.DecompressionBombError:  # Pillow's own guard, at twice Image.MAX_IMAGE_PIXELS (~179 MP)
             raise ImageError(_over_limit(f"more than {2 * Image.MAX_IMAGE_PIXELS:,}", limit)) from None
     _check_size(image.width, image.height, limit)

@@ -47,8 +47,14 @@ class LazyPipeline:
     def status(self) -> dict:
         """What is loaded and where, or why loading failed: for the UI's status line and /health."""
         if self._pipeline is None:
-            return {"detector": self.settings.detector, "loaded": False, "error": self._error, "segmenters": [],
-                    "segmenter_errors": {}, **_text_threshold(reads_text_threshold(self.settings.detector))}
+            return {
+                "detector": self.settings.detector,
+                "loaded": False,
+                "error": self._error,
+                "segmenters": [],
+                "segmenter_errors": {},
+                **_text_threshold(reads_text_threshold(self.settings.detector)),
+            }
         pipeline = self._pipeline
         return {
             "detector": pipeline.detector.model_id,
@@ -67,6 +73,12 @@ class LazyPipeline:
 
 def _text_threshold(reads: bool) -> dict:
     """Whether the detector reads the text threshold, and when not, the sentence that says so."""
-    note = {} if reads else {"text_threshold_note": "This detector scores whole prompt phrases: the text threshold "
-                                                    "(TEXT_THRESHOLD, the UI's slider) is ignored."}
+    note = (
+        {}
+        if reads
+        else {
+            "text_threshold_note": "This detector scores whole prompt phrases: the text threshold "
+            "(TEXT_THRESHOLD, the UI's slider) is ignored."
+        }
+    )
     return {"reads_text_threshold": reads, **note}

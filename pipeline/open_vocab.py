@@ -36,29 +36,42 @@ class PhraseDetector(CachedDetector):
         for phrase in prompt.phrases:
             count = len(tokenizer(phrase)["input_ids"])
             if count > self.max_phrase_tokens:
-                raise PromptError(f"The phrase {phrase!r} is {count} tokens long; this detector reads at most "
-                                  f"{self.max_phrase_tokens} per phrase. Shorten it.")
-        ids = tokenizer(list(prompt.phrases), padding="max_length", max_length=self.max_phrase_tokens,
-                        return_tensors="pt")["input_ids"]
+                raise PromptError(
+                    f"The phrase {phrase!r} is {count} tokens long; this detector reads at most "
+                    f"{self.max_phrase_tokens} per phrase. Shorten it."
+                )
+        ids = tokenizer(
+            list(prompt.phrases), padding="max_length", max_length=self.max_phrase_tokens, return_tensors="pt"
+        )["input_ids"]
         tokens = TokenizedPrompt(prompt, ids, torch.arange(len(prompt.phrases)))
         self._tokens.put(prompt.text, tokens)
         return tokens
 
     def phrase_inputs(self, tokens: TokenizedPrompt, copies: int = 1) -> dict[str, torch.Tensor]:
         """The prompt's phrases ``copies`` times over (one set per image), padded as the text encoder reads them."""
-        return self.processor.tokenizer(list(tokens.prompt.phrases) * copies, padding="max_length",
-                                        max_length=self.max_phrase_tokens, truncation=True, return_tensors="pt")
+        return self.processor.tokenizer(
+            list(tokens.prompt.phrases) * copies,
+            padding="max_length",
+            max_length=self.max_phrase_tokens,
+            truncation=True,
+            return_tensors="pt",
+        )
 
     def preprocess(self, image: LoadedImage) -> dict[str, torch.Tensor]:
         return self.processor.image_processor(images=[image.pil], return_tensors="pt")
 
     @staticmethod
-    def _filtered(scores: torch.Tensor, phrase_index: torch.Tensor, xyxy: np.ndarray,
-                  tokens: TokenizedPrompt) -> FilteredDetections:
+    def _filtered(
+        scores: torch.Tensor, phrase_index: torch.Tensor, xyxy: np.ndarray, tokens: TokenizedPrompt
+    ) -> FilteredDetections:
         """Kept boxes, each named by its whole phrase."""
         index = phrase_index.numpy().astype(np.int64)
-        return FilteredDetections(xyxy=xyxy, scores=scores.numpy().astype(np.float32),
-                                  phrases=[tokens.prompt.phrases[i] for i in index], phrase_index=index)
+        return FilteredDetections(
+            xyxy=xyxy,
+            scores=scores.numpy().astype(np.float32),
+            phrases=[tokens.prompt.phrases[i] for i in index],
+            phrase_index=index,
+        )
 
 
 class Owlv2Detector(PhraseDetector):
@@ -70,8 +83,10 @@ class Owlv2Detector(PhraseDetector):
         inputs = self._inputs({**text, "pixel_values": torch.cat([p["pixel_values"] for p in pixels])})
         with self._model_lock, torch.inference_mode():
             outputs = self.model(**inputs)
-        return [RawDetections(outputs.logits[i].float().cpu(), outputs.pred_boxes[i].float().cpu(), tokens)
-                for i in range(len(pixels))]
+        return [
+            RawDetections(outputs.logits[i].float().cpu(), outputs.pred_boxes[i].float().cpu(), tokens)
+            for i in range(len(pixels))
+        ]
 
     def postprocess(self, raw: RawDetections, width: int, height: int, options: Options) -> FilteredDetections:
         scores, phrase = raw.logits.sigmoid().max(dim=-1)
@@ -91,18 +106,31 @@ class OmDetTurboDetector(PhraseDetector):
     def _forward(self, pixels: list[dict[str, torch.Tensor]], tokens: TokenizedPrompt) -> list[RawDetections]:
         phrases = list(tokens.prompt.phrases)
         classes = self.phrase_inputs(tokens, len(pixels))
-        tasks = self.processor.tokenizer([f"Detect {', '.join(phrases)}."] * len(pixels), padding="max_length",
-                                         truncation=True, max_length=self.max_phrase_tokens, return_tensors="pt")
-        inputs = self._inputs({
-            "pixel_values": torch.cat([p["pixel_values"] for p in pixels]),
-            "classes_input_ids": classes["input_ids"], "classes_attention_mask": classes["attention_mask"],
-            "tasks_input_ids": tasks["input_ids"], "tasks_attention_mask": tasks["attention_mask"],
-            "classes_structure": torch.full((len(pixels),), len(phrases), dtype=torch.long),
-        })
+        tasks = self.processor.tokenizer(
+            [f"Detect {', '.join(phrases)}."] * len(pixels),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_phrase_tokens,
+            return_tensors="pt",
+        )
+        inputs = self._inputs(
+            {
+                "pixel_values": torch.cat([p["pixel_values"] for p in pixels]),
+                "classes_input_ids": classes["input_ids"],
+                "classes_attention_mask": classes["attention_mask"],
+                "tasks_input_ids": tasks["input_ids"],
+                "tasks_attention_mask": tasks["attention_mask"],
+                "classes_structure": torch.full((len(pixels),), len(phrases), dtype=torch.long),
+            }
+        )
         with self._model_lock, torch.inference_mode():
             outputs = self.model(**inputs)
-        return [RawDetections(outputs.decoder_class_logits[i].float().cpu(),
-                              outputs.decoder_coord_logits[i].float().cpu(), tokens) for i in range(len(pixels))]
+        return [
+            RawDetections(
+                outputs.decoder_class_logits[i].float().cpu(), outputs.decoder_coord_logits[i].float().cpu(), tokens
+            )
+            for i in range(len(pixels))
+        ]
 
     def postprocess(self, raw: RawDetections, width: int, height: int, options: Options) -> FilteredDetections:
         from torchvision.ops import batched_nms

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .errors import PromptError
 
@@ -52,7 +52,7 @@ def parse_prompt(prompt: str | Iterable[str]) -> Prompt:
         if phrase not in phrases:
             phrases.append(phrase)
     if not phrases:
-        raise PromptError("The prompt is empty: type what to look for, e.g. \"dog. possum on a fence\".")
+        raise PromptError('The prompt is empty: type what to look for, e.g. "dog. possum on a fence".')
     return Prompt(phrases=tuple(phrases), explicit_labels=explicit)
 
 

@@ -65,8 +65,12 @@ DETECTORS = {
     for spec in (
         DetectorSpec("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
         DetectorSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", "Apache-2.0"),
-        DetectorSpec("mm-grounding-dino-tiny", "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
-                     "Apache-2.0", "mm-grounding-dino"),
+        DetectorSpec(
+            "mm-grounding-dino-tiny",
+            "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
+            "Apache-2.0",
+            "mm-grounding-dino",
+        ),
         DetectorSpec("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0", "owlv2"),
         DetectorSpec("omdet-turbo", "omlab/omdet-turbo-swin-tiny-hf", "Apache-2.0", "omdet-turbo"),
         # text -> boxes *and* masks in one model (pipeline/sam3.py); gated on the Hub, under Meta's SAM License
@@ -81,33 +85,66 @@ SEGMENTERS = {
     for spec in (
         SegmenterSpec("sam_vit_b", "segment_anything", "vit_b", "sam_vit_b_01ec64.pth", _META + "sam_vit_b_01ec64.pth"),
         SegmenterSpec("sam_vit_l", "segment_anything", "vit_l", "sam_vit_l_0b3195.pth", _META + "sam_vit_l_0b3195.pth"),
-        SegmenterSpec("sam_vit_h", "segment_anything", "vit_h", "sam_vit_h_4b8939.pth", _META + "sam_vit_h_4b8939.pth",
-                      ("SAM_CHECKPOINT", "VITH_CHECKPOINT")),
         SegmenterSpec(
-            "mobile_sam", "mobile_sam", "vit_t", "mobile_sam.pt",
-            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", ("MOBILESAM_CHECKPOINT",),
+            "sam_vit_h",
+            "segment_anything",
+            "vit_h",
+            "sam_vit_h_4b8939.pth",
+            _META + "sam_vit_h_4b8939.pth",
+            ("SAM_CHECKPOINT", "VITH_CHECKPOINT"),
+        ),
+        SegmenterSpec(
+            "mobile_sam",
+            "mobile_sam",
+            "vit_t",
+            "mobile_sam.pt",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            ("MOBILESAM_CHECKPOINT",),
         ),
     )
 }
-SEGMENTERS.update({  # SAM 2.1 through transformers: a Hub id (or a local directory) each
-    spec.name: spec
-    for spec in (
-        SegmenterSpec(f"sam2_1_hiera_{size.replace('-', '_')}", "transformers", "sam2", "",
-                      f"https://huggingface.co/facebook/sam2.1-hiera-{size}", hub=f"facebook/sam2.1-hiera-{size}")
-        for size in ("tiny", "small", "base-plus", "large")
-    )
-})
-SEGMENTERS.update({  # SAM-HQ through transformers: SAM's architecture with a high-quality output token
-    spec.name: spec
-    for spec in (
-        SegmenterSpec(f"sam_hq_vit_{size[0]}", "transformers", "sam_hq", "",
-                      f"https://huggingface.co/syscv-community/sam-hq-vit-{size}",
-                      hub=f"syscv-community/sam-hq-vit-{size}")
-        for size in ("base", "large", "huge")
-    )
-})
-_ALIASES = {"sam2": "sam2_1_hiera_tiny", "sam2_1": "sam2_1_hiera_tiny", "vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h", "sam": "sam_vit_b",
-            "vit_t": "mobile_sam", "mobilesam": "mobile_sam"}
+SEGMENTERS.update(
+    {  # SAM 2.1 through transformers: a Hub id (or a local directory) each
+        spec.name: spec
+        for spec in (
+            SegmenterSpec(
+                f"sam2_1_hiera_{size.replace('-', '_')}",
+                "transformers",
+                "sam2",
+                "",
+                f"https://huggingface.co/facebook/sam2.1-hiera-{size}",
+                hub=f"facebook/sam2.1-hiera-{size}",
+            )
+            for size in ("tiny", "small", "base-plus", "large")
+        )
+    }
+)
+SEGMENTERS.update(
+    {  # SAM-HQ through transformers: SAM's architecture with a high-quality output token
+        spec.name: spec
+        for spec in (
+            SegmenterSpec(
+                f"sam_hq_vit_{size[0]}",
+                "transformers",
+                "sam_hq",
+                "",
+                f"https://huggingface.co/syscv-community/sam-hq-vit-{size}",
+                hub=f"syscv-community/sam-hq-vit-{size}",
+            )
+            for size in ("base", "large", "huge")
+        )
+    }
+)
+_ALIASES = {
+    "sam2": "sam2_1_hiera_tiny",
+    "sam2_1": "sam2_1_hiera_tiny",
+    "vit_b": "sam_vit_b",
+    "vit_l": "sam_vit_l",
+    "vit_h": "sam_vit_h",
+    "sam": "sam_vit_b",
+    "vit_t": "mobile_sam",
+    "mobilesam": "mobile_sam",
+}
 
 
 def detector_spec(name: str) -> DetectorSpec | None:

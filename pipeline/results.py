@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 import supervision as sv
@@ -37,11 +37,15 @@ class DetectionResult:
         n = len(self.xyxy)
         wrong = {name: len(getattr(self, name)) for name in _ROWS if len(getattr(self, name)) != n}
         if wrong:
-            raise ValueError(f"DetectionResult columns differ in length: xyxy has {n} rows, "
-                             + ", ".join(f"{name} {count}" for name, count in wrong.items()) + ".")
+            raise ValueError(
+                f"DetectionResult columns differ in length: xyxy has {n} rows, "
+                + ", ".join(f"{name} {count}" for name, count in wrong.items())
+                + "."
+            )
         if self.masks is not None and self.masks.shape != (n, self.height, self.width):
-            raise ValueError(f"masks must be (n, height, width) = {(n, self.height, self.width)}, "
-                             f"got {self.masks.shape}.")
+            raise ValueError(
+                f"masks must be (n, height, width) = {(n, self.height, self.width)}, got {self.masks.shape}."
+            )
 
     def __len__(self) -> int:
         return len(self.scores)

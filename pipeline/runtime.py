@@ -21,9 +21,9 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -32,8 +32,7 @@ from .errors import SettingsError
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("torch", "openvino")
-_INPUTS = ("pixel_values", "pixel_mask", "input_ids", "attention_mask", "token_type_ids", "text_masks",
-           "position_ids")
+_INPUTS = ("pixel_values", "pixel_mask", "input_ids", "attention_mask", "token_type_ids", "text_masks", "position_ids")
 _patch_lock = threading.Lock()  # conversion swaps two module attributes for its duration
 
 
@@ -42,8 +41,10 @@ def check_runtime(name: str, device: torch.device, dtype: torch.dtype) -> str:
     if name not in RUNTIMES:
         raise SettingsError(f"Unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}.")
     if name == "openvino" and (device.type != "cpu" or dtype != torch.float32):
-        raise SettingsError("GROUNDLABEL_RUNTIME=openvino runs the detector on the CPU in float32: set "
-                            "GROUNDLABEL_DEVICE=cpu (and no GROUNDLABEL_DTYPE), or use the default runtime (torch).")
+        raise SettingsError(
+            "GROUNDLABEL_RUNTIME=openvino runs the detector on the CPU in float32: set "
+            "GROUNDLABEL_DEVICE=cpu (and no GROUNDLABEL_DTYPE), or use the default runtime (torch)."
+        )
     if name == "openvino" and importlib.util.find_spec("openvino") is None:
         raise SettingsError("GROUNDLABEL_RUNTIME=openvino needs OpenVINO: pip install -r requirements-openvino.txt")
     return name
@@ -54,8 +55,10 @@ class OpenVinoGroundingDino:
 
     def __init__(self, model: torch.nn.Module, cache_dir: Path, threads: int | None = None):
         if model.config.model_type != "grounding-dino":
-            raise SettingsError(f"GROUNDLABEL_RUNTIME=openvino converts Grounding DINO models only, not "
-                                f"{model.config.model_type}: use the default runtime (torch) for this detector.")
+            raise SettingsError(
+                f"GROUNDLABEL_RUNTIME=openvino converts Grounding DINO models only, not "
+                f"{model.config.model_type}: use the default runtime (torch) for this detector."
+            )
         self.model = model
         self.directory = cache_dir / "openvino"
         self.fingerprint = _fingerprint(model)
@@ -70,7 +73,8 @@ class OpenVinoGroundingDino:
         from transformers.models.grounding_dino import modeling_grounding_dino as gd
 
         masks, positions = gd.generate_masks_with_special_tokens_and_transfer_map(
-            inputs["input_ids"], special_tokens=self.model.model.special_tokens)
+            inputs["input_ids"], special_tokens=self.model.model.special_tokens
+        )
         feed = {**inputs, "text_masks": masks, "position_ids": positions}
         compiled = self._compiled.get(_size(feed)) or self._load(feed)
         outputs = compiled([feed[name].numpy() for name in _INPUTS])
@@ -85,9 +89,15 @@ class OpenVinoGroundingDino:
             if compiled is None:
                 if not self.path(*size).is_file():
                     self._convert(example, self.path(*size))
-                compiled = ov.Core().compile_model(str(self.path(*size)), "CPU", {
-                    "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": self.threads,
-                    "PERFORMANCE_HINT": "LATENCY"})
+                compiled = ov.Core().compile_model(
+                    str(self.path(*size)),
+                    "CPU",
+                    {
+                        "INFERENCE_PRECISION_HINT": "f32",
+                        "INFERENCE_NUM_THREADS": self.threads,
+                        "PERFORMANCE_HINT": "LATENCY",
+                    },
+                )
                 self._compiled.put(size, compiled)
         return compiled
 
@@ -98,8 +108,12 @@ class OpenVinoGroundingDino:
 
         started = time.perf_counter()
         height, width = example["pixel_values"].shape[-2:]
-        log.info("Converting the detector for OpenVINO at %dx%d (once per processed size; kept in %s)...",
-                 width, height, path.parent)
+        log.info(
+            "Converting the detector for OpenVINO at %dx%d (once per processed size; kept in %s)...",
+            width,
+            height,
+            path.parent,
+        )
         with _traceable(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the size branches the cache key accounts for
             graph = ov.convert_model(_Traced(self.model).eval(), example_input=tuple(example[n] for n in _INPUTS))
@@ -120,8 +134,13 @@ class _Traced(torch.nn.Module):
 
     def forward(self, pixel_values, pixel_mask, input_ids, attention_mask, token_type_ids, text_masks, position_ids):
         _Traced.masks = (text_masks, position_ids)
-        out = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, input_ids=input_ids,
-                         attention_mask=attention_mask, token_type_ids=token_type_ids)
+        out = self.model(
+            pixel_values=pixel_values,
+            pixel_mask=pixel_mask,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+        )
         return out.logits, out.pred_boxes
 
 

@@ -56,9 +56,15 @@ class Sam3Detector(PhraseDetector):
         features = self._features(pixels[0]["image"])
         phrases = len(tokens.prompt.phrases)
         text = self.phrase_inputs(tokens)
-        batch = type(features)(**{name: tuple(x.expand(phrases, *x.shape[1:]) for x in value)
-                                  if isinstance(value, tuple) else value.expand(phrases, *value.shape[1:])
-                                  for name, value in features.items() if value is not None})
+        batch = type(features)(
+            **{
+                name: tuple(x.expand(phrases, *x.shape[1:]) for x in value)
+                if isinstance(value, tuple)
+                else value.expand(phrases, *value.shape[1:])
+                for name, value in features.items()
+                if value is not None
+            }
+        )
         with self._model_lock, torch.inference_mode():
             out = self.model(vision_embeds=batch, **self._inputs(dict(text)))
         scores = out.pred_logits.float().sigmoid()
@@ -68,8 +74,14 @@ class Sam3Detector(PhraseDetector):
         kept = scores[phrase, query].cpu()
         logits = torch.full((len(kept), phrases), -torch.inf)  # each kept query scores only its own phrase
         logits[torch.arange(len(kept)), phrase.cpu()] = kept.log() - (-kept).log1p()
-        return [RawDetections(logits, out.pred_boxes[phrase, query].float().cpu(), tokens,
-                              masks=out.pred_masks[phrase, query].float().cpu())]
+        return [
+            RawDetections(
+                logits,
+                out.pred_boxes[phrase, query].float().cpu(),
+                tokens,
+                masks=out.pred_masks[phrase, query].float().cpu(),
+            )
+        ]
 
     def postprocess(self, raw: RawDetections, width: int, height: int, options: Options) -> FilteredDetections:
         """Score threshold on the cached queries; boxes (normalised corners) in pixels; masks, when masks are asked
@@ -81,11 +93,17 @@ class Sam3Detector(PhraseDetector):
         masks = None
         if options.segmenter and keep.any():
             probabilities = raw.masks[keep].float().sigmoid()[None]
-            masks = (F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)[0]
-                     > MASK_THRESHOLD).numpy()
+            masks = (
+                F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)[0]
+                > MASK_THRESHOLD
+            ).numpy()
         elif options.segmenter:
             masks = np.zeros((0, height, width), dtype=bool)
         index = phrase[keep].numpy().astype(np.int64)
-        return FilteredDetections(xyxy=xyxy, scores=scores[keep].numpy().astype(np.float32),
-                                  phrases=[raw.tokens.prompt.phrases[i] for i in index], phrase_index=index,
-                                  masks=masks)
+        return FilteredDetections(
+            xyxy=xyxy,
+            scores=scores[keep].numpy().astype(np.float32),
+            phrases=[raw.tokens.prompt.phrases[i] for i in index],
+            phrase_index=index,
+            masks=masks,
+        )

@@ -8,16 +8,16 @@ click and a Label Studio smart-tool keypoint are all ``MaskPrompt``s.
 from __future__ import annotations
 
 import importlib
-import pickle
 import logging
+import pickle
 import threading
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -78,13 +78,19 @@ class CachedSegmenter:
     (the torch module, for its size), ``_embed`` (the encoder: image -> embedding), ``_use`` (make an embedding the
     current one) and ``_decode_group`` (prompts of one shape -> masks and scores, against the current embedding)."""
 
-    def __init__(self, spec: SegmenterSpec, device: str | None = None, embedding_cache_bytes: int = 512 << 20,
-                 mask_cache_bytes: int = 256 << 20):
+    def __init__(
+        self,
+        spec: SegmenterSpec,
+        device: str | None = None,
+        embedding_cache_bytes: int = 512 << 20,
+        mask_cache_bytes: int = 256 << 20,
+    ):
         self.spec = spec
         self.device = select_device(device)
         self._embeddings: LRUCache = LRUCache(64, embedding_cache_bytes, sizeof=_nbytes)
-        self._masks: LRUCache[tuple[np.ndarray, float]] = LRUCache(4096, mask_cache_bytes,
-                                                                    sizeof=lambda entry: entry[0].nbytes)
+        self._masks: LRUCache[tuple[np.ndarray, float]] = LRUCache(
+            4096, mask_cache_bytes, sizeof=lambda entry: entry[0].nbytes
+        )
         self._lock = threading.Lock()
 
     @property
@@ -105,8 +111,9 @@ class CachedSegmenter:
         ``batched=False`` is that loop, one decoder call per prompt."""
         return self.decode_with_scores(image, prompts, batched)[0]
 
-    def decode_with_scores(self, image: LoadedImage, prompts: Sequence[MaskPrompt],
-                           batched: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def decode_with_scores(
+        self, image: LoadedImage, prompts: Sequence[MaskPrompt], batched: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``decode``'s masks and, per mask, the model's own estimate of its IoU (a score for the region)."""
         masks = np.zeros((len(prompts), image.height, image.width), dtype=bool)
         scores = np.zeros(len(prompts), dtype=np.float32)
@@ -120,8 +127,11 @@ class CachedSegmenter:
         if todo:
             with self._lock, torch.inference_mode():
                 self.embed(image)
-                decoded = self._decode_batched([prompts[i] for i in todo]) if batched \
+                decoded = (
+                    self._decode_batched([prompts[i] for i in todo])
+                    if batched
                     else [self._decode_one(prompts[i]) for i in todo]
+                )
             for i, (mask, score) in zip(todo, decoded):
                 masks[i], scores[i] = mask, score
                 self._masks.put((image.sha1, prompts[i].key), (mask, float(score)))
@@ -133,8 +143,13 @@ class CachedSegmenter:
         if cached is None:
             started = time.perf_counter()
             cached = self._embed(image)
-            log.info("%s embedded a new %dx%d image in %.2f s (later prompts on it run only the mask decoder).",
-                     self.name, image.width, image.height, time.perf_counter() - started)
+            log.info(
+                "%s embedded a new %dx%d image in %.2f s (later prompts on it run only the mask decoder).",
+                self.name,
+                image.width,
+                image.height,
+                time.perf_counter() - started,
+            )
             self._embeddings.put(image.sha1, cached)
         self._use(cached)
 
@@ -195,8 +210,9 @@ class Segmenter(CachedSegmenter):
         points = np.array(prompt.points, dtype=np.float32) if prompt.points else None
         labels = np.array(prompt.positive, dtype=np.int64) if prompt.points else None
         box = np.array(prompt.box, dtype=np.float32) if prompt.box is not None else None
-        masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box,
-                                                  multimask_output=False)
+        masks, scores, _ = self.predictor.predict(
+            point_coords=points, point_labels=labels, box=box, multimask_output=False
+        )
         return masks[0], float(scores[0])
 
     def _decode_group(self, prompts: list[MaskPrompt]) -> tuple[np.ndarray, list[float]]:
@@ -204,10 +220,12 @@ class Segmenter(CachedSegmenter):
         boxes = coords = labels = None
         if prompts[0].box is not None:
             boxes = transform.apply_boxes_torch(
-                torch.tensor([prompt.box for prompt in prompts], dtype=torch.float32, device=device), size)
+                torch.tensor([prompt.box for prompt in prompts], dtype=torch.float32, device=device), size
+            )
         if prompts[0].points:
             coords = transform.apply_coords_torch(
-                torch.tensor([prompt.points for prompt in prompts], dtype=torch.float32, device=device), size)
+                torch.tensor([prompt.points for prompt in prompts], dtype=torch.float32, device=device), size
+            )
             labels = torch.tensor([prompt.positive for prompt in prompts], dtype=torch.int64, device=device)
         masks, scores, _ = self.predictor.predict_torch(coords, labels, boxes, multimask_output=False)
         return masks[:, 0].cpu().numpy(), scores[:, 0].tolist()
@@ -219,14 +237,16 @@ class TransformersSegmenter(CachedSegmenter):
     input frame as the processor does and go through the prompt encoder and mask decoder only; masks come back at
     the image's size through the processor's own post-processing."""
 
-    def __init__(self, spec: SegmenterSpec, source: str, device: str | None = None, offline: bool = False,
-                 **cache_sizes: int):
+    def __init__(
+        self, spec: SegmenterSpec, source: str, device: str | None = None, offline: bool = False, **cache_sizes: int
+    ):
         import transformers
 
         super().__init__(spec, device, **cache_sizes)
         family = {"sam2": "Sam2", "sam_hq": "SamHQ"}[spec.model_type]
-        self.processor, model = load_pretrained(source, offline, getattr(transformers, f"{family}Processor"),
-                                                getattr(transformers, f"{family}Model"))
+        self.processor, model = load_pretrained(
+            source, offline, getattr(transformers, f"{family}Processor"), getattr(transformers, f"{family}Model")
+        )
         self.model = model.to(self.device).eval()
         self._current: _TransformersEmbedding | None = None
 
@@ -259,8 +279,9 @@ class TransformersSegmenter(CachedSegmenter):
             inputs["input_points"] = torch.tensor(points[None], dtype=torch.float32)
             inputs["input_labels"] = torch.tensor([[list(prompt.positive) for prompt in prompts]], dtype=torch.int64)
         outputs = self.model(**features, **{k: v.to(self.device) for k, v in inputs.items()}, multimask_output=False)
-        sizes = [torch.tensor([[height, width]])] + \
-            ([torch.tensor([[frame_h, frame_w]])] if self.spec.model_type == "sam_hq" else [])
+        sizes = [torch.tensor([[height, width]])] + (
+            [torch.tensor([[frame_h, frame_w]])] if self.spec.model_type == "sam_hq" else []
+        )
         masks = self.processor.post_process_masks(outputs.pred_masks.cpu(), *sizes)[0]
         return masks[:, 0].numpy(), outputs.iou_scores[0, :, 0].float().cpu().tolist()
 
@@ -281,8 +302,14 @@ class SegmenterPool:
     ``memory_budget`` bytes: loading one more unloads the least recently used first (a request still holding it
     finishes; only the pool forgets it), so trying models one after another cannot exhaust a small machine."""
 
-    def __init__(self, device: str | None = None, checkpoints: dict[str, str] | None = None,
-                 cache_dir: Path | None = None, offline: bool = False, memory_budget: int = DEFAULT_SEGMENTER_MEMORY):
+    def __init__(
+        self,
+        device: str | None = None,
+        checkpoints: dict[str, str] | None = None,
+        cache_dir: Path | None = None,
+        offline: bool = False,
+        memory_budget: int = DEFAULT_SEGMENTER_MEMORY,
+    ):
         self.device = device
         self.checkpoints = dict(checkpoints or {})
         self.cache_dir = cache_dir or Path.home() / ".cache" / "groundlabel"
@@ -321,8 +348,11 @@ class SegmenterPool:
         """Unload the least recently used segmenters until the weights fit (the newest always stays)."""
         while len(self._loaded) > 1 and sum(s.weight_bytes for s in self._loaded.values()) > self.memory_budget:
             name, _ = self._loaded.popitem(last=False)
-            log.info("Unloaded %s to keep segmenter weights within %.1f GB (it loads again when chosen).",
-                     name, self.memory_budget / 1e9)
+            log.info(
+                "Unloaded %s to keep segmenter weights within %.1f GB (it loads again when chosen).",
+                name,
+                self.memory_budget / 1e9,
+            )
 
     @property
     def memory(self) -> dict[str, int]:

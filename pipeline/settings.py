@@ -7,9 +7,9 @@ embedding programs configure groundlabel by building a ``PipelineSettings``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from .errors import SettingsError
 from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, detector_source
@@ -54,6 +54,7 @@ class PipelineSettings:
         _OFFLINE (or
         HF_HUB_OFFLINE=1), and per registered model GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
+
         def get(name: str) -> str | None:
             return (environ.get(name) or "").strip() or None
 
@@ -73,8 +74,11 @@ class PipelineSettings:
             max_pixels=_integer(get, "GROUNDLABEL_MAX_PIXELS") or DEFAULT_MAX_PIXELS,
             batch_size=_integer(get, "GROUNDLABEL_BATCH_SIZE"),
             runtime=(get("GROUNDLABEL_RUNTIME") or "torch").lower(),
-            segmenter_memory=(_integer(get, "GROUNDLABEL_SEGMENTER_MEMORY_MB") << 20
-                              if get("GROUNDLABEL_SEGMENTER_MEMORY_MB") else DEFAULT_SEGMENTER_MEMORY),
+            segmenter_memory=(
+                _integer(get, "GROUNDLABEL_SEGMENTER_MEMORY_MB") << 20
+                if get("GROUNDLABEL_SEGMENTER_MEMORY_MB")
+                else DEFAULT_SEGMENTER_MEMORY
+            ),
         )
 
 

@@ -9,8 +9,9 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -22,8 +23,10 @@ T = TypeVar("T")
 
 # Seconds to wait for the Hugging Face Hub (or a checkpoint host) before calling it unreachable.
 HUB_TIMEOUT = 8.0
-OFFLINE_HINT = ("Offline, set GROUNDLABEL_OFFLINE=1 (or HF_HUB_OFFLINE=1) and pass local weights; to try the app "
-                "with no weights at all, run python app.py --demo.")
+OFFLINE_HINT = (
+    "Offline, set GROUNDLABEL_OFFLINE=1 (or HF_HUB_OFFLINE=1) and pass local weights; to try the app "
+    "with no weights at all, run python app.py --demo."
+)
 
 
 def load_pretrained(model_id: str, offline: bool, *loaders: Callable[..., T]) -> list[T]:
@@ -76,25 +79,31 @@ def check_hub(model_id: str, timeout: float = HUB_TIMEOUT) -> None:
 def _not_loadable(model_id: str, error: Exception | None, offline: bool) -> str:
     """One line: what failed (the library's reason, whitespace folded) and how to fix it."""
     if error is not None and any(sign in str(error).lower() for sign in ("gated", "401", "403")):
-        return (f"{model_id!r} is gated on the Hugging Face Hub: ask for access at https://huggingface.co/{model_id} "
-                "(and accept its licence) while logged in, then set HF_TOKEN to an access token of that account "
-                f"(the download uses it). {OFFLINE_HINT}")
+        return (
+            f"{model_id!r} is gated on the Hugging Face Hub: ask for access at https://huggingface.co/{model_id} "
+            "(and accept its licence) while logged in, then set HF_TOKEN to an access token of that account "
+            f"(the download uses it). {OFFLINE_HINT}"
+        )
     if error is None:
         where = "it is not in the Hugging Face cache and downloads are off (GROUNDLABEL_OFFLINE / HF_HUB_OFFLINE)"
     else:
         where = " ".join(str(error).split()).rstrip(".")
-    return (f"Could not load the detector {model_id!r}: {where}. A Hub id such as {DEFAULT_DETECTOR!r} is downloaded "
-            "once into the Hugging Face cache on a machine with internet; or pass a local directory made with "
-            f"save_pretrained (GROUNDLABEL_DETECTOR=/path/to/dir). {OFFLINE_HINT}")
+    return (
+        f"Could not load the detector {model_id!r}: {where}. A Hub id such as {DEFAULT_DETECTOR!r} is downloaded "
+        "once into the Hugging Face cache on a machine with internet; or pass a local directory made with "
+        f"save_pretrained (GROUNDLABEL_DETECTOR=/path/to/dir). {OFFLINE_HINT}"
+    )
 
 
-def resolve_checkpoint(spec: SegmenterSpec, path: str | os.PathLike | None, cache_dir: Path, offline: bool,
-                       timeout: float = HUB_TIMEOUT) -> Path:
+def resolve_checkpoint(
+    spec: SegmenterSpec, path: str | os.PathLike | None, cache_dir: Path, offline: bool, timeout: float = HUB_TIMEOUT
+) -> Path:
     """Find the checkpoint for ``spec``; download it into ``cache_dir`` once if allowed, else explain how to get it."""
     if path:
         if not Path(path).is_file():
-            raise WeightsError(f"{spec.name} checkpoint not found at {str(path)!r} "
-                               f"(from {spec.env_var} or the caller).")
+            raise WeightsError(
+                f"{spec.name} checkpoint not found at {str(path)!r} (from {spec.env_var} or the caller)."
+            )
         return Path(path)
     cached = cache_dir / spec.filename
     if cached.is_file():
@@ -118,9 +127,10 @@ def _download(url: str, target: Path, timeout: float) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp, tqdm(
-            total=total, unit="B", unit_scale=True, desc=target.name
-        ) as bar:
+        with (
+            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp,
+            tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar,
+        ):
             while chunk := response.read(1 << 20):
                 tmp.write(chunk)
                 bar.update(len(chunk))

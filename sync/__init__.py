@@ -4,17 +4,46 @@ from .client import LabelStudioClient, Project, Task, TaskPage
 from .config import LabelsControl, ProjectConfig
 from .convert import LabelStudioResult, box_to_percent, box_to_pixels, rle_to_mask, to_label_studio
 from .errors import (
-    HTTP_STATUS, AuthError, ConfigError, DownloadError, LabelStudioError, RequestError, SyncError, UnreachableError,
+    HTTP_STATUS,
+    AuthError,
+    ConfigError,
+    DownloadError,
+    LabelStudioError,
+    RequestError,
+    SyncError,
+    UnreachableError,
     http_status,
 )
-from .push import Outbox, OutboxItem, PushOutcome, Pusher
+from .push import Outbox, OutboxItem, Pusher, PushOutcome
 from .settings import BackendSettings
 from .tasks import TaskOutcome, predict_tasks
 
 __all__ = [
-    "HTTP_STATUS", "RequestError", "TaskOutcome", "http_status", "predict_tasks",
-    "AuthError", "BackendSettings", "ConfigError", "DownloadError", "LabelStudioClient", "LabelStudioError",
-    "LabelStudioResult", "LabelsControl", "Outbox", "OutboxItem", "Project", "ProjectConfig", "PushOutcome", "Pusher",
-    "SyncError", "Task", "TaskPage", "UnreachableError", "box_to_percent", "box_to_pixels", "rle_to_mask",
+    "HTTP_STATUS",
+    "RequestError",
+    "TaskOutcome",
+    "http_status",
+    "predict_tasks",
+    "AuthError",
+    "BackendSettings",
+    "ConfigError",
+    "DownloadError",
+    "LabelStudioClient",
+    "LabelStudioError",
+    "LabelStudioResult",
+    "LabelsControl",
+    "Outbox",
+    "OutboxItem",
+    "Project",
+    "ProjectConfig",
+    "PushOutcome",
+    "Pusher",
+    "SyncError",
+    "Task",
+    "TaskPage",
+    "UnreachableError",
+    "box_to_percent",
+    "box_to_pixels",
+    "rle_to_mask",
     "to_label_studio",
 ]

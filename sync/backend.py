@@ -18,26 +18,34 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Iterator
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import (
-    GroundlabelError, LazyPipeline, LoadedImage, Options, Prompt, PromptError, SettingsError, load_image, model_version,
+    GroundlabelError,
+    LazyPipeline,
+    LoadedImage,
+    Options,
+    Prompt,
+    PromptError,
+    SettingsError,
+    load_image,
+    model_version,
     parse_prompt,
 )
 from pipeline.cache import LRUCache
 from pipeline.families import makes_masks
 
+from .background import Finisher
 from .client import LabelStudioClient
 from .config import ProjectConfig
 from .convert import LabelStudioResult
 from .errors import ConfigError, RequestError, SyncError, http_status
-from .background import Finisher
 from .files import JsonStore
 from .push import Outbox
 from .settings import BackendSettings
@@ -68,10 +76,12 @@ class MLBackend:
         self.finisher = Finisher(Outbox(settings.outbox_dir))  # batch tasks past the time budget
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
-        self._public = LabelStudioClient.for_public_images(timeout=settings.timeout,
-                                                          max_image_bytes=settings.max_image_bytes)
-        self._images: LRUCache[LoadedImage] = LRUCache(64, IMAGE_CACHE_BYTES,
-                                                        sizeof=lambda image: image.width * image.height * 3)
+        self._public = LabelStudioClient.for_public_images(
+            timeout=settings.timeout, max_image_bytes=settings.max_image_bytes
+        )
+        self._images: LRUCache[LoadedImage] = LRUCache(
+            64, IMAGE_CACHE_BYTES, sizeof=lambda image: image.width * image.height * 3
+        )
         self._lock = threading.Lock()
 
     def setup(self, body: dict) -> dict:
@@ -83,8 +93,11 @@ class MLBackend:
         config = _try_parse(body.get("schema"))
         if config is None:
             return {"model_version": self.model_version(self.settings.options(masks=False))}
-        return {"model_version": self.model_version(options_for(config, None, self.settings),
-                                                    self.batch_prompt(project, config))}
+        return {
+            "model_version": self.model_version(
+                options_for(config, None, self.settings), self.batch_prompt(project, config)
+            )
+        }
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
@@ -120,22 +133,26 @@ class MLBackend:
         def answer(outcome: TaskOutcome[dict]) -> LabelStudioResult | None:
             return self._answer(project, outcome, config, empty)
 
-        todo = request.tasks if request.context is not None else [  # an annotator waits for an interactive answer
-            task for task in request.tasks if not self.finisher.owns(project, task.get("id"))]
+        todo = (
+            request.tasks
+            if request.context is not None
+            else [  # an annotator waits for an interactive answer
+                task for task in request.tasks if not self.finisher.owns(project, task.get("id"))
+            ]
+        )
         outcomes = predict_tasks(todo, fetch, pipeline, config, prompt, options)
         budget = self.settings.predict_budget if request.context is None else 0
         deadline, answers = time.monotonic() + budget, {}
         for outcome in outcomes:
             answers[id(outcome.task)] = answer(outcome)
             if budget and time.monotonic() > deadline and len(answers) < len(todo):
-                self._finish_later(project, todo[len(answers):], outcomes, answer)
+                self._finish_later(project, todo[len(answers) :], outcomes, answer)
                 break
         # None: a failure that may pass, a task past the budget or one being finished in the background ("nothing yet")
         results = [answers.get(id(task)) for task in request.tasks]
         return {"results": [[] if result is None else result.payload() for result in results]}
 
-    def _predict_smart(self, project: str, config: ProjectConfig, task: dict,
-                       smart: SmartRequest) -> LabelStudioResult:
+    def _predict_smart(self, project: str, config: ProjectConfig, task: dict, smart: SmartRequest) -> LabelStudioResult:
         """The mask for the annotator's smart-tool clicks on ``task``: only the mask decoder runs when the image's
         embedding is cached (a text prompt with masks on the task, or an earlier click, put it there)."""
         name = self.settings.segmenter
@@ -171,8 +188,13 @@ class MLBackend:
             self._images.put(key, image)
         return image
 
-    def _finish_later(self, project: str, rest: list[dict], outcomes: Iterator[TaskOutcome[dict]],
-                      answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None]) -> None:
+    def _finish_later(
+        self,
+        project: str,
+        rest: list[dict],
+        outcomes: Iterator[TaskOutcome[dict]],
+        answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None],
+    ) -> None:
         """Hand the rest of a batch past its budget to the background, or, without a Label Studio to write to,
         say so (the cached model outputs make the next retrieval fast)."""
         try:
@@ -182,12 +204,17 @@ class MLBackend:
             log.warning("Project %s: %s", project, self.finisher.last_error)
             outcomes.close()
             return
-        log.info("Project %s: time budget of %g s spent; %d tasks answered \"nothing yet\" are finished in the "
-                 "background.", project, self.settings.predict_budget, len(rest))
+        log.info(
+            'Project %s: time budget of %g s spent; %d tasks answered "nothing yet" are finished in the background.',
+            project,
+            self.settings.predict_budget,
+            len(rest),
+        )
         self.finisher.finish(project, rest, outcomes, answer, client)
 
-    def _answer(self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig,
-                empty: LabelStudioResult) -> LabelStudioResult | None:
+    def _answer(
+        self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig, empty: LabelStudioResult
+    ) -> LabelStudioResult | None:
         """What Label Studio gets for one task: its prediction, an empty one (failed for good, reason logged), or
         nothing (None: it asks again next run) for a failure that may pass, until a task has failed so
         ``settings.max_retries`` times in a row (Label Studio answers 500 for some permanent faults too)."""
@@ -196,15 +223,24 @@ class MLBackend:
             tries = self.retries.get(key, 0) + 1
             if tries < self.settings.max_retries:
                 self.retries.set(key, tries)
-                log.warning("Task %s: nothing stored, the next run retries (%d of %d tries): %s", task_id, tries,
-                            self.settings.max_retries, outcome.reason)
+                log.warning(
+                    "Task %s: nothing stored, the next run retries (%d of %d tries): %s",
+                    task_id,
+                    tries,
+                    self.settings.max_retries,
+                    outcome.reason,
+                )
                 return None
             outcome = replace(outcome, reason=f"{outcome.reason} (failed {tries} times: given up)")
         self.retries.delete(key)
         if outcome.status == "done":
             if outcome.result.unmapped:
-                log.info("Task %s: prompt phrases %s match none of the labels %s.", task_id, outcome.result.unmapped,
-                         config.labels)
+                log.info(
+                    "Task %s: prompt phrases %s match none of the labels %s.",
+                    task_id,
+                    outcome.result.unmapped,
+                    config.labels,
+                )
             return outcome.result
         log.warning("Task %s: empty prediction: %s", task_id, outcome.reason)
         return empty
@@ -234,8 +270,12 @@ class MLBackend:
             return None
         prompt = parse_prompt(typed)
         if len(config.label_map().unmapped(prompt.phrases, prompt.explicit_labels)) == len(prompt.phrases):
-            log.info("Prompt %r is not kept for project %s's batch runs: it names none of the labels %s.", typed,
-                     project["id"], config.labels)
+            log.info(
+                "Prompt %r is not kept for project %s's batch runs: it names none of the labels %s.",
+                typed,
+                project["id"],
+                config.labels,
+            )
             return None
         if self.models.loaded:
             try:
@@ -257,12 +297,16 @@ class MLBackend:
             else:
                 credentials = self._credentials.get(project)
             if credentials is None:
-                raise SyncError("Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and "
-                                "LABEL_STUDIO_API_KEY.")
+                raise SyncError(
+                    "Label Studio's URL and token are unknown: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY."
+                )
             if credentials not in self._clients:
-                self._clients[credentials] = LabelStudioClient(credentials.url, credentials.token,
-                                                               timeout=settings.timeout,
-                                                               max_image_bytes=settings.max_image_bytes)
+                self._clients[credentials] = LabelStudioClient(
+                    credentials.url,
+                    credentials.token,
+                    timeout=settings.timeout,
+                    max_image_bytes=settings.max_image_bytes,
+                )
                 while len(self._clients) > MAX_CLIENTS:
                     self._clients.popitem(last=False)[1].close()
             self._clients.move_to_end(credentials)
@@ -305,9 +349,11 @@ def options_for(config: ProjectConfig, results: list[dict] | None, settings: Bac
     the labeling screen (``results``); the segmenter when the config has brush or polygon tags."""
     thresholds = {"box": config.box_threshold, "text": config.text_threshold}
     thresholds.update(config.thresholds_from(results))
-    return Options(_clamp(thresholds["box"], settings.box_threshold),
-                   _clamp(thresholds["text"], settings.text_threshold),
-                   settings.segmenter if config.wants_masks else None)
+    return Options(
+        _clamp(thresholds["box"], settings.box_threshold),
+        _clamp(thresholds["text"], settings.text_threshold),
+        settings.segmenter if config.wants_masks else None,
+    )
 
 
 def project_id(value) -> str:
@@ -348,8 +394,12 @@ def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
 
     @router.get("/health")
     async def health() -> dict:  # on the event loop: answers even when every worker thread is busy
-        return {"status": "UP", "model_class": "groundlabel", "models": models.status(),
-                "background": {"tasks": backend.finisher.running, "error": backend.finisher.last_error}}
+        return {
+            "status": "UP",
+            "model_class": "groundlabel",
+            "models": models.status(),
+            "background": {"tasks": backend.finisher.running, "error": backend.finisher.last_error},
+        }
 
     @router.post("/setup")
     async def setup(request: Request) -> dict:
@@ -380,8 +430,9 @@ async def _json_object(request: Request) -> dict:
     except ValueError:
         raise HTTPException(status_code=400, detail="The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise HTTPException(status_code=400,
-                            detail=f"The request body must be a JSON object, not {type(body).__name__}.")
+        raise HTTPException(
+            status_code=400, detail=f"The request body must be a JSON object, not {type(body).__name__}."
+        )
     return body
 
 
@@ -392,7 +443,8 @@ def _basic_auth(user: str, password: str):
         good_user = secrets.compare_digest(credentials.username.encode(), user.encode())
         good_password = secrets.compare_digest(credentials.password.encode(), password.encode())
         if not (good_user and good_password):
-            raise HTTPException(status_code=401, detail="Wrong ML-backend credentials.",
-                                headers={"WWW-Authenticate": "Basic"})
+            raise HTTPException(
+                status_code=401, detail="Wrong ML-backend credentials.", headers={"WWW-Authenticate": "Basic"}
+            )
 
     return check

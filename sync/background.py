@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
@@ -55,18 +55,31 @@ class Finisher:
                 self._interactive -= 1
                 self._idle.notify_all()
 
-    def finish(self, project: str, tasks: list[dict], outcomes: Iterator[TaskOutcome[dict]],
-               answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None], client: LabelStudioClient) -> None:
+    def finish(
+        self,
+        project: str,
+        tasks: list[dict],
+        outcomes: Iterator[TaskOutcome[dict]],
+        answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None],
+        client: LabelStudioClient,
+    ) -> None:
         """Go on with ``outcomes`` (the rest of a /predict's task loop) in a thread; ``answer`` turns each into
         what to store (None: nothing, a failure that may pass), written to ``client``'s Label Studio."""
         keys = {(project, task.get("id")) for task in tasks}
         with self._idle:
             self._owned |= keys
-        threading.Thread(target=self._run, args=(project, keys, outcomes, answer, client), daemon=True,
-                         name=f"finish-{project}").start()
+        threading.Thread(
+            target=self._run, args=(project, keys, outcomes, answer, client), daemon=True, name=f"finish-{project}"
+        ).start()
 
-    def _run(self, project: str, keys: set, outcomes: Iterator[TaskOutcome[dict]],
-             answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None], client: LabelStudioClient) -> None:
+    def _run(
+        self,
+        project: str,
+        keys: set,
+        outcomes: Iterator[TaskOutcome[dict]],
+        answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None],
+        client: LabelStudioClient,
+    ) -> None:
         pusher, pending, written = Pusher(client, self.outbox), [], 0
         try:
             for outcome in self._between_interactive(outcomes):
@@ -76,8 +89,9 @@ class Finisher:
                 if len(pending) >= WRITE_BATCH:
                     written += self._write(client, project, pending, pusher)
             written += self._write(client, project, pending, pusher)
-            log.info("Project %s: %d predictions finished in the background and written to Label Studio.", project,
-                     written)
+            log.info(
+                "Project %s: %d predictions finished in the background and written to Label Studio.", project, written
+            )
         except Exception as error:  # noqa: BLE001 - a thread's last word goes to the log and /health
             self.last_error = f"background predictions for project {project} stopped: {error}"
             log.exception("Background predictions for project %s stopped.", project)

@@ -12,9 +12,10 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -31,8 +32,14 @@ _MAX_REDIRECTS = 5
 # Data Manager filter: tasks without any annotation.
 # Only the fields Task needs; "fields=all" makes Label Studio compute predictions_model_versions.
 _TASK_FIELDS = "id,data,project,total_annotations,total_predictions,predictions_model_versions"
-_UNLABELED_QUERY = json.dumps({"filters": {"conjunction": "and", "items": [
-    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
+_UNLABELED_QUERY = json.dumps(
+    {
+        "filters": {
+            "conjunction": "and",
+            "items": [{"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}],
+        }
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -92,35 +99,47 @@ class LabelStudioClient:
     ):
         url = (url or "").strip().rstrip("/")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise LabelStudioError(f"The Label Studio URL must start with http:// or https://, got {url!r}.",
-                                   retryable=False)
+            raise LabelStudioError(
+                f"The Label Studio URL must start with http:// or https://, got {url!r}.", retryable=False
+            )
         if not (token or "").strip():
             raise AuthError("No Label Studio token given: copy it from Label Studio's Account & Settings page.")
         if (address := link_local_address(url)) is not None:
-            raise LabelStudioError(f"The Label Studio URL {url!r} points at the link-local address {address}, where "
-                                   "cloud metadata services live: groundlabel does not connect there.", retryable=False)
+            raise LabelStudioError(
+                f"The Label Studio URL {url!r} points at the link-local address {address}, where "
+                "cloud metadata services live: groundlabel does not connect there.",
+                retryable=False,
+            )
         self.url = url
         self.timeout = timeout
         self.max_image_bytes = max_image_bytes
         # No cookie jar: Label Studio's session cookie would go to every port of its host; the token is enough.
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                  cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        )
         try:
-            self._auth = SyncClientWrapper(api_key=token.strip(), base_url=url + "/", httpx_client=self._http,
-                                           timeout=timeout)
+            self._auth = SyncClientWrapper(
+                api_key=token.strip(), base_url=url + "/", httpx_client=self._http, timeout=timeout
+            )
         except ApiError as error:
             self._http.close()
             raise AuthError(f"The Label Studio token is not usable: {_detail(error.body)}", error.status_code) from None
 
     @classmethod
-    def for_public_images(cls, *, timeout: float = DEFAULT_TIMEOUT,
-                          max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> LabelStudioClient:
+    def for_public_images(
+        cls, *, timeout: float = DEFAULT_TIMEOUT, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    ) -> LabelStudioClient:
         """A client for images at absolute http(s) URLs when no Label Studio is known: it sends no credentials
         anywhere (no URL is Label Studio's), with the same limits, redirect and link-local rules."""
         client = cls.__new__(cls)
         client.url, client.timeout, client.max_image_bytes, client._auth = "", timeout, max_image_bytes, None
-        client._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                    cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        client._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        )
         return client
 
     @classmethod
@@ -131,8 +150,7 @@ class LabelStudioClient:
             raise LabelStudioError(
                 "Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN)."
             )
-        return cls(url, settings.label_studio_token, timeout=settings.timeout,
-                   max_image_bytes=settings.max_image_bytes)
+        return cls(url, settings.label_studio_token, timeout=settings.timeout, max_image_bytes=settings.max_image_bytes)
 
     def __enter__(self) -> LabelStudioClient:
         return self
@@ -148,11 +166,13 @@ class LabelStudioClient:
 
     # --- JSON API -------------------------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
-            timeout: float | None = None) -> Any:
+    def api(
+        self, method: str, path: str, *, params: dict | None = None, json: Any = None, timeout: float | None = None
+    ) -> Any:
         """One authenticated call to ``/api/...``; the decoded JSON reply (None for an empty one)."""
-        response = self._send(method, urljoin(self.url + "/", path.lstrip("/")), params=params, json=json,
-                              timeout=timeout)
+        response = self._send(
+            method, urljoin(self.url + "/", path.lstrip("/")), params=params, json=json, timeout=timeout
+        )
         if response.status_code >= 400:
             raise _status_error(response, f"{method} {path}")
         return response.json() if response.content else None
@@ -177,8 +197,14 @@ class LabelStudioClient:
     def tasks(self, project_id: int, *, page: int = 1, page_size: int = 50, unlabeled_only: bool = False) -> TaskPage:
         """One page of a project's tasks (``page`` counts from 1); ``unlabeled_only`` keeps tasks without annotations.
         A page past the end is empty, not an error."""
-        params = {"project": int(project_id), "page": page, "page_size": page_size, "resolve_uri": "true",
-                  "fields": "all", "include": _TASK_FIELDS}
+        params = {
+            "project": int(project_id),
+            "page": page,
+            "page_size": page_size,
+            "resolve_uri": "true",
+            "fields": "all",
+            "include": _TASK_FIELDS,
+        }
         if unlabeled_only:
             params["query"] = _UNLABELED_QUERY
         try:
@@ -209,8 +235,9 @@ class LabelStudioClient:
     def annotations(self, task_id: int) -> list[dict]:
         return self.api("GET", f"/api/tasks/{int(task_id)}/annotations/")
 
-    def create_prediction(self, task_id: int, result: list[dict], *, score: float | None = None,
-                          model_version: str | None = None) -> dict:
+    def create_prediction(
+        self, task_id: int, result: list[dict], *, score: float | None = None, model_version: str | None = None
+    ) -> dict:
         body = {"task": int(task_id), "result": result, "score": score, "model_version": model_version}
         return self.api("POST", "/api/predictions", json={k: v for k, v in body.items() if v is not None})
 
@@ -223,8 +250,12 @@ class LabelStudioClient:
     def import_predictions(self, project_id: int, predictions: list[dict]) -> dict:
         """Many predictions in one request (``[{"task", "result", "score", "model_version"}, ...]``); Label Studio
         answers ``{"created": n}``. Not idempotent: check existing predictions first where that matters."""
-        return self.api("POST", f"/api/projects/{int(project_id)}/import/predictions", json=predictions,
-                        timeout=max(self.timeout, 60.0))
+        return self.api(
+            "POST",
+            f"/api/projects/{int(project_id)}/import/predictions",
+            json=predictions,
+            timeout=max(self.timeout, 60.0),
+        )
 
     # --- images ---------------------------------------------------------------------------------------------
 
@@ -256,26 +287,36 @@ class LabelStudioClient:
         deadline = time.monotonic() + 3 * self.timeout
         for _ in range(_MAX_REDIRECTS + 1):
             if not self.is_label_studio(target) and (address := link_local_address(target)) is not None:
-                raise DownloadError(f"Image {_safe(target)}: refused, {address} is a link-local address, where cloud "
-                                    "metadata services live; groundlabel never fetches from there.")
+                raise DownloadError(
+                    f"Image {_safe(target)}: refused, {address} is a link-local address, where cloud "
+                    "metadata services live; groundlabel never fetches from there."
+                )
             try:
                 with self._stream(target) as response:
                     if response.is_redirect:
                         target = urljoin(target, response.headers["location"])
                         if urlsplit(target).scheme.lower() not in ("http", "https"):
-                            raise DownloadError(f"Image {_safe(url)}: redirected to a {urlsplit(target).scheme}:// "
-                                                "URL; groundlabel follows redirects to http(s) only.")
+                            raise DownloadError(
+                                f"Image {_safe(url)}: redirected to a {urlsplit(target).scheme}:// "
+                                "URL; groundlabel follows redirects to http(s) only."
+                            )
                         continue
                     if response.status_code >= 400:
                         response.read()
-                        reason = (_status_error(response, "download") if self.is_label_studio(target)
-                                  else f"the image host answered {response.status_code}")
-                        raise DownloadError(f"Image {_safe(target)}: {reason}",
-                                            retryable=response.status_code == 429 or response.status_code >= 500)
+                        reason = (
+                            _status_error(response, "download")
+                            if self.is_label_studio(target)
+                            else f"the image host answered {response.status_code}"
+                        )
+                        raise DownloadError(
+                            f"Image {_safe(target)}: {reason}",
+                            retryable=response.status_code == 429 or response.status_code >= 500,
+                        )
                     return self._read_limited(response, target, deadline)
             except httpx.TimeoutException:
-                raise DownloadError(f"Image {_safe(target)}: no answer within {self.timeout:g} s.",
-                                    retryable=True) from None
+                raise DownloadError(
+                    f"Image {_safe(target)}: no answer within {self.timeout:g} s.", retryable=True
+                ) from None
             except httpx.HTTPError as error:
                 host = f"Label Studio at {self.url}" if self.is_label_studio(target) else "the image host"
                 reason = f"{host} is unreachable ({type(error).__name__}: {error})"
@@ -292,8 +333,9 @@ class LabelStudioClient:
             if size > self.max_image_bytes:
                 raise DownloadError(_too_big(target, size, self.max_image_bytes))
             if time.monotonic() > deadline:
-                raise DownloadError(f"Image {_safe(target)}: download took longer than {3 * self.timeout:g} s.",
-                                    retryable=True)
+                raise DownloadError(
+                    f"Image {_safe(target)}: download took longer than {3 * self.timeout:g} s.", retryable=True
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -312,8 +354,9 @@ class LabelStudioClient:
         try:
             return {"Authorization": self._auth.get_headers()["Authorization"]}
         except ApiError as error:
-            raise AuthError(f"Label Studio refused to refresh the personal access token: {_detail(error.body)}",
-                            error.status_code) from None
+            raise AuthError(
+                f"Label Studio refused to refresh the personal access token: {_detail(error.body)}", error.status_code
+            ) from None
         except httpx.HTTPError as error:
             raise UnreachableError(f"Label Studio at {self.url} did not answer: {type(error).__name__}") from None
 
@@ -355,14 +398,19 @@ def link_local_address(url: str) -> str | None:
 
 def _project(item: dict) -> Project:
     return Project(
-        id=int(item["id"]), title=item.get("title") or "", label_config=item.get("label_config") or "",
-        task_count=int(item.get("task_number") or 0), labeled_count=int(item.get("num_tasks_with_annotations") or 0),
+        id=int(item["id"]),
+        title=item.get("title") or "",
+        label_config=item.get("label_config") or "",
+        task_count=int(item.get("task_number") or 0),
+        labeled_count=int(item.get("num_tasks_with_annotations") or 0),
     )
 
 
 def _task(item: dict) -> Task:
     return Task(
-        id=int(item["id"]), data=item.get("data") or {}, project=item.get("project"),
+        id=int(item["id"]),
+        data=item.get("data") or {},
+        project=item.get("project"),
         annotation_count=int(item.get("total_annotations") or 0),
         prediction_count=int(item.get("total_predictions") or 0),
         model_versions=tuple(v for v in str(item.get("predictions_model_versions") or "").split(",") if v),
@@ -384,7 +432,8 @@ def _status_error(response: httpx.Response, what: str) -> LabelStudioError:
     if status in (401, 403):
         return AuthError(
             f"Label Studio refused the token ({status}) for {what}: {detail}. Check the token on Label Studio's "
-            "Account & Settings page (a legacy token only works where legacy tokens are enabled).", status,
+            "Account & Settings page (a legacy token only works where legacy tokens are enabled).",
+            status,
         )
     return LabelStudioError(f"Label Studio answered {status} to {what}: {detail}", status)
 
@@ -396,5 +445,7 @@ def _safe(url: str) -> str:
 
 
 def _too_big(url: str, size: int, limit: int) -> str:
-    return (f"Image {_safe(url)} is over the size limit ({size:,} > {limit:,} bytes; "
-            "set GROUNDLABEL_MAX_IMAGE_BYTES to raise it).")
+    return (
+        f"Image {_safe(url)} is over the size limit ({size:,} > {limit:,} bytes; "
+        "set GROUNDLABEL_MAX_IMAGE_BYTES to raise it)."
+    )

@@ -80,7 +80,7 @@ class ProjectConfig:
             raise ConfigError(
                 "The labeling config has no <RectangleLabels>, <BrushLabels> or <PolygonLabels> tag on an <Image>"
                 + (" besides its smart tools, which only prompt the segmenter" if smart else "")
-                + ": add e.g. <BrushLabels name=\"mask\" toName=\"image\"><Label value=\"cat\"/></BrushLabels>."
+                + ': add e.g. <BrushLabels name="mask" toName="image"><Label value="cat"/></BrushLabels>.'
             )
         image = images[next(t for t in usable[0].to_name if t in images)]
         controls = tuple(_labels_control(c) for c in usable if image.name in c.to_name)
@@ -98,8 +98,9 @@ class ProjectConfig:
             box_threshold=thresholds.get("box", (None, None))[1],
             text_threshold=thresholds.get("text", (None, None))[1],
             threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
-            smart_tools=tuple(SmartTool(c.name, SMART_TYPES[c.tag], tuple(c.labels))
-                              for c in smart if image.name in c.to_name),
+            smart_tools=tuple(
+                SmartTool(c.name, SMART_TYPES[c.tag], tuple(c.labels)) for c in smart if image.name in c.to_name
+            ),
             xml=xml,
         )
 
@@ -196,14 +197,18 @@ def _labels_control(control) -> LabelsControl:
         phrases = [p.strip() for p in str(tag.attr.get("predicted_values", "")).split(",") if p.strip()]
         if phrases:
             aliases[value] = tuple(phrases)
-    colors = {value: str(tag.attr["background"]) for value, tag in (control.labels_attrs or {}).items()
-              if tag.attr.get("background")}
-    return LabelsControl(name=control.name, type=REGION_TYPES[control.tag], labels=tuple(control.labels),
-                         aliases=aliases, colors=colors)
+    colors = {
+        value: str(tag.attr["background"])
+        for value, tag in (control.labels_attrs or {}).items()
+        if tag.attr.get("background")
+    }
+    return LabelsControl(
+        name=control.name, type=REGION_TYPES[control.tag], labels=tuple(control.labels), aliases=aliases, colors=colors
+    )
 
 
 def _threshold_tags(controls) -> dict[str, tuple[str, float | None]]:
-    """"box"/"text" -> (Number tag name, its defaultValue or None)."""
+    """ "box"/"text" -> (Number tag name, its defaultValue or None)."""
     found = {}
     for control in controls:
         if control.tag != "Number":

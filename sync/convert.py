@@ -61,15 +61,25 @@ def to_label_studio(
             skipped.append(f"{phrase!r}: matches none of the project's labels ({', '.join(config.labels)})")
             continue
         mask = None if result.masks is None else result.masks[i]
-        made = [_region(control, label, result.xyxy[i], mask, width, height)
-                for control in controls if label in control.labels]
+        made = [
+            _region(control, label, result.xyxy[i], mask, width, height)
+            for control in controls
+            if label in control.labels
+        ]
         made = [region for region in made if region is not None]
         if not made:
-            skipped.append(f"{phrase!r} -> {label!r}: no {'/'.join(c.name for c in controls) or 'wanted'} tag "
-                           "has this label, or its mask is empty")
+            skipped.append(
+                f"{phrase!r} -> {label!r}: no {'/'.join(c.name for c in controls) or 'wanted'} tag "
+                "has this label, or its mask is empty"
+            )
         for region in made:
-            region.update(to_name=config.image, original_width=width, original_height=height, image_rotation=0,
-                          score=round(float(result.scores[i]), 4))
+            region.update(
+                to_name=config.image,
+                original_width=width,
+                original_height=height,
+                image_rotation=0,
+                score=round(float(result.scores[i]), 4),
+            )
         regions += made
     _make_ids_unique(regions)
     scores = [region["score"] for region in regions]
@@ -82,8 +92,9 @@ def to_label_studio(
     )
 
 
-def _region(control: LabelsControl, label: str, box: np.ndarray, mask: np.ndarray | None, width: int,
-            height: int) -> dict | None:
+def _region(
+    control: LabelsControl, label: str, box: np.ndarray, mask: np.ndarray | None, width: int, height: int
+) -> dict | None:
     """One region of ``control``'s type without the per-image fields, or None when its mask is empty."""
     if control.type == "rectanglelabels":
         value = box_to_percent(box, width, height)
@@ -109,8 +120,13 @@ def box_to_percent(xyxy: np.ndarray, width: int, height: int) -> dict:
     box = np.asarray(xyxy, dtype=np.float64)  # float32 pixels would leave 50.000004 % for 100 of 200 px
     x0, x1 = (np.clip(box[[0, 2]], 0, width) / width * 100).tolist()
     y0, y1 = (np.clip(box[[1, 3]], 0, height) / height * 100).tolist()
-    return {"x": round(x0, 6), "y": round(y0, 6), "width": round(x1 - x0, 6), "height": round(y1 - y0, 6),
-            "rotation": 0}
+    return {
+        "x": round(x0, 6),
+        "y": round(y0, 6),
+        "width": round(x1 - x0, 6),
+        "height": round(y1 - y0, 6),
+        "rotation": 0,
+    }
 
 
 def _largest_polygon(mask: np.ndarray) -> np.ndarray | None:
@@ -131,6 +147,7 @@ def _make_ids_unique(regions: list[dict]) -> None:
 
 
 # --- Label Studio regions -> pixels (what Label Studio will show) ---------------------------------------------
+
 
 def box_to_pixels(region: dict) -> np.ndarray:
     """A rectangle region -> ``[x0, y0, x1, y1]`` in pixels of ``original_width`` x ``original_height``."""
@@ -187,7 +204,13 @@ def from_label_studio(regions: list[dict], width: int, height: int, model_versio
             objects.append((region["value"]["rectanglelabels"][0], box, box_mask, float(region.get("score") or 1.0)))
     labels = [label for label, *_ in objects]
     return DetectionResult(
-        width=width, height=height, xyxy=np.array([box for _, box, *_ in objects], np.float32).reshape(-1, 4),
-        scores=np.array([score for *_, score in objects], np.float32), phrases=list(labels),
-        prompt_phrases=list(labels), labels=list(labels),
-        masks=np.array([mask for _, _, mask, _ in objects]) if with_masks else None, model_version=model_version)
+        width=width,
+        height=height,
+        xyxy=np.array([box for _, box, *_ in objects], np.float32).reshape(-1, 4),
+        scores=np.array([score for *_, score in objects], np.float32),
+        phrases=list(labels),
+        prompt_phrases=list(labels),
+        labels=list(labels),
+        masks=np.array([mask for _, _, mask, _ in objects]) if with_masks else None,
+        model_version=model_version,
+    )

@@ -62,8 +62,16 @@ class DownloadError(SyncError):
 # The one mapping from groundlabel's errors to HTTP answers of the ML backend (first match wins; the UI and the
 # command lines show the message of any GroundlabelError instead).
 HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (RequestError, 400), (ConfigError, 400), (PromptError, 400), (ImageError, 400), (SettingsError, 400),
-    (WeightsError, 503), (AuthError, 502), (LabelStudioError, 502), (DownloadError, 502), (GroundlabelError, 400),
+    (RequestError, 400),
+    (ConfigError, 400),
+    (PromptError, 400),
+    (ImageError, 400),
+    (SettingsError, 400),
+    (WeightsError, 503),
+    (AuthError, 502),
+    (LabelStudioError, 502),
+    (DownloadError, 502),
+    (GroundlabelError, 400),
 )
 
 

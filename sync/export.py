@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pipeline import GroundlabelError, load_image
 from pipeline.export import FORMATS, DatasetItem, export_dataset
@@ -37,8 +38,9 @@ class ExportSummary:
         return "\n".join(lines + [f"  task {task}: {why}" for task, why in self.skipped.items()])
 
 
-def export_project(client: LabelStudioClient, project: int, fmt: str, out: Path,
-                   source: Source = "annotations") -> ExportSummary:
+def export_project(
+    client: LabelStudioClient, project: int, fmt: str, out: Path, source: Source = "annotations"
+) -> ExportSummary:
     """Write ``project``'s labeled tasks as a ``fmt`` dataset under ``out``."""
     config = client.project(project).config()
     summary = ExportSummary()
@@ -75,8 +77,9 @@ def _regions(client: LabelStudioClient, task: Task, source: Source) -> list[dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sync.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--project", type=int, required=True)
     parser.add_argument("--format", choices=FORMATS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="dataset directory")

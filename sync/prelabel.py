@@ -17,8 +17,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -56,9 +56,11 @@ class PrelabelProgress:
         return self.done / max(time.monotonic() - self.started, 1e-9)
 
     def summary(self) -> str:
-        lines = [f"{'Interrupted' if self.interrupted else 'Finished'}: {self.done} pre-annotated, "
-                 f"{self.skipped} skipped (already predicted by this model version), {len(self.failed)} failed"
-                 f"{f', {self.queued} kept in the outbox' if self.queued else ''}; {self.rate:.2f} images/s."]
+        lines = [
+            f"{'Interrupted' if self.interrupted else 'Finished'}: {self.done} pre-annotated, "
+            f"{self.skipped} skipped (already predicted by this model version), {len(self.failed)} failed"
+            f"{f', {self.queued} kept in the outbox' if self.queued else ''}; {self.rate:.2f} images/s."
+        ]
         lines += [f"  task {task_id}: {reason}" for task_id, reason in self.failed.items()]
         return "\n".join(lines)
 
@@ -112,15 +114,24 @@ def prelabel(
             break
         if version in task.model_versions:
             progress.skipped += 1
-            if job.replace_older and any(v != version and str(v).startswith(VERSION_PREFIX)
-                                         for v in task.model_versions):
+            if job.replace_older and any(
+                v != version and str(v).startswith(VERSION_PREFIX) for v in task.model_versions
+            ):
                 remove_older_predictions(client, task.id, version)
         else:
             todo.append(task)
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
-    outcomes = engine(todo, lambda task: client.task_image(task, config), pipeline, config, prompt, options,
-                      batch_size=job.batch_size, prefetch=job.prefetch)
+    outcomes = engine(
+        todo,
+        lambda task: client.task_image(task, config),
+        pipeline,
+        config,
+        prompt,
+        options,
+        batch_size=job.batch_size,
+        prefetch=job.prefetch,
+    )
     with _stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(outcomes):
         for outcome in outcomes:
             if outcome.status == "done":
@@ -154,8 +165,9 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[threading.Event]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync.prelabel", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sync.prelabel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--project", type=int, required=True)
     parser.add_argument("--prompt", help="default: the label values of the project's labeling config")
     parser.add_argument("--masks", metavar="SEGMENTER", help="mobile_sam, sam_vit_b, ... (default: boxes only)")
@@ -163,31 +175,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-threshold", type=float, help="default: $TEXT_THRESHOLD or 0.25")
     parser.add_argument("--only-unlabeled", action="store_true", help="skip tasks that already have an annotation")
     parser.add_argument("--limit", type=int, help="pre-annotate at most this many tasks")
-    parser.add_argument("--replace", action="store_true",
-                        help="remove each task's earlier groundlabel predictions (other models' stay) once the new "
-                             "one is written, so a task holds one of ours")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="remove each task's earlier groundlabel predictions (other models' stay) once the new "
+        "one is written, so a task holds one of ours",
+    )
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
-    parser.add_argument("--write-batch", type=int, help="predictions per request to Label Studio (default: 10; 100 "
-                                                        "with --engine ray, where Label Studio's write rate is the "
-                                                        "ceiling: docs/scaling.md)")
+    parser.add_argument(
+        "--write-batch",
+        type=int,
+        help="predictions per request to Label Studio (default: 10; 100 "
+        "with --engine ray, where Label Studio's write rate is the "
+        "ceiling: docs/scaling.md)",
+    )
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process; ray: actors on a Ray cluster (pip install -r requirements-ray.txt; "
-                             "see docs/scaling.md)")
-    parser.add_argument("--address", help="with --engine ray: the cluster (auto, HOST:6379, ray://HOST:10001); "
-                                          "default: a local Ray started for this run")
-    parser.add_argument("--actors", type=int, help="with --engine ray: pipelines to run (default: one per GPU, "
-                                                   "else one per 4 CPUs)")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: actors on a Ray cluster (pip install -r requirements-ray.txt; "
+        "see docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--address",
+        help="with --engine ray: the cluster (auto, HOST:6379, ray://HOST:10001); "
+        "default: a local Ray started for this run",
+    )
+    parser.add_argument(
+        "--actors", type=int, help="with --engine ray: pipelines to run (default: one per GPU, else one per 4 CPUs)"
+    )
     parser.add_argument("--cpus-per-actor", type=int, help="with --engine ray: CPUs (torch threads) per actor")
     args = parser.parse_args(argv)
     try:  # settings are checked before anything loads: a typo costs one line, not a traceback
         settings = BackendSettings.from_env()
         settings.configure_logging()
-        options = Options(settings.box_threshold if args.box_threshold is None else args.box_threshold,
-                          settings.text_threshold if args.text_threshold is None else args.text_threshold,
-                          args.masks)
-        job = PrelabelJob(args.project, args.prompt, options, args.only_unlabeled, args.limit, args.batch_size,
-                          args.write_batch or (100 if args.engine == "ray" else 10), replace_older=args.replace)
+        options = Options(
+            settings.box_threshold if args.box_threshold is None else args.box_threshold,
+            settings.text_threshold if args.text_threshold is None else args.text_threshold,
+            args.masks,
+        )
+        job = PrelabelJob(
+            args.project,
+            args.prompt,
+            options,
+            args.only_unlabeled,
+            args.limit,
+            args.batch_size,
+            args.write_batch or (100 if args.engine == "ray" else 10),
+            replace_older=args.replace,
+        )
         engine = predict_tasks
         if args.engine == "ray":
             from .ray_engine import RayEngine  # Ray is imported only when asked for
@@ -196,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         client = LabelStudioClient.from_settings(settings, args.url)
         pipeline = GroundingPipeline.from_settings(settings.pipeline)
         with client, tqdm(unit="img", desc="pre-annotating") as bar:
+
             def show(progress: PrelabelProgress) -> None:
                 bar.total = progress.total
                 bar.n = progress.finished
-                bar.set_postfix(done=progress.done, skipped=progress.skipped, failed=len(progress.failed),
-                                refresh=False)
+                bar.set_postfix(
+                    done=progress.done, skipped=progress.skipped, failed=len(progress.failed), refresh=False
+                )
                 bar.refresh()
 
             progress = prelabel(client, pipeline, job, Outbox(settings.outbox_dir), show, engine=engine)

@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from pipeline import VERSION_PREFIX
 
@@ -95,16 +96,29 @@ class Pusher:
     ``attempts`` tries per push with ``backoff`` seconds doubling between them; then the outbox.
     """
 
-    def __init__(self, client: LabelStudioClient, outbox: Outbox, *, attempts: int = 3,
-                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        client: LabelStudioClient,
+        outbox: Outbox,
+        *,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.client = client
         self.outbox = outbox
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self._sleep = sleep
 
-    def push(self, task_id: int, result: LabelStudioResult, kind: Kind = "prediction",
-             attempts: int | None = None, replace_older: bool = False) -> PushOutcome:
+    def push(
+        self,
+        task_id: int,
+        result: LabelStudioResult,
+        kind: Kind = "prediction",
+        attempts: int | None = None,
+        replace_older: bool = False,
+    ) -> PushOutcome:
         """Deliver ``result`` to task ``task_id`` as a prediction or an annotation, in ``attempts`` tries (default:
         the pusher's; 1 queues at once when Label Studio is known to be away). With ``replace_older``, a
         prediction once delivered (now or from the outbox) replaces the task's earlier groundlabel predictions
@@ -115,8 +129,14 @@ class Pusher:
         """
         if kind not in ("prediction", "annotation"):
             raise ValueError(f"kind must be 'prediction' or 'annotation', not {kind!r}.")
-        item = OutboxItem(push_key(self.client.url, task_id, kind, result), self.client.url, int(task_id), kind,
-                          result.payload(), replace_older=replace_older and kind == "prediction")
+        item = OutboxItem(
+            push_key(self.client.url, task_id, kind, result),
+            self.client.url,
+            int(task_id),
+            kind,
+            result.payload(),
+            replace_older=replace_older and kind == "prediction",
+        )
         outcome = self._deliver(item, max(1, attempts or self.attempts))
         if outcome.status != "queued" and self.pending:
             self.flush()  # Label Studio answers again: deliver what waited for it
@@ -157,8 +177,9 @@ class Pusher:
                 continue
             self.outbox.remove(item.key)
             if item.replace_older:
-                remove_older_predictions(self.client, item.task_id, item.payload["model_version"],
-                                         item.payload["result"])
+                remove_older_predictions(
+                    self.client, item.task_id, item.payload["model_version"], item.payload["result"]
+                )
             return outcome
         queued = replace(item, error=str(error), attempts=item.attempts + attempts)
         path = self.outbox.put(queued)
@@ -166,15 +187,22 @@ class Pusher:
         return PushOutcome(item.task_id, item.kind, "queued", error=str(error))
 
     def _create_once(self, item: OutboxItem) -> PushOutcome:
-        existing = self.client.predictions(item.task_id) if item.kind == "prediction" \
+        existing = (
+            self.client.predictions(item.task_id)
+            if item.kind == "prediction"
             else self.client.annotations(item.task_id)
+        )
         wanted = _fingerprint(item.payload["result"])
         for entry in existing:
             if _fingerprint(entry.get("result") or []) == wanted:
                 return PushOutcome(item.task_id, item.kind, "exists", id=entry.get("id"))
         if item.kind == "prediction":
-            created = self.client.create_prediction(item.task_id, item.payload["result"], score=item.payload["score"],
-                                                    model_version=item.payload["model_version"])
+            created = self.client.create_prediction(
+                item.task_id,
+                item.payload["result"],
+                score=item.payload["score"],
+                model_version=item.payload["model_version"],
+            )
         else:
             created = self.client.create_annotation(item.task_id, item.payload["result"])
         return PushOutcome(item.task_id, item.kind, "created", id=created.get("id"))
@@ -191,8 +219,9 @@ def _fingerprint(regions: list[dict]) -> str:
     return ",".join(sorted(str(region.get("id")) for region in regions))
 
 
-def remove_older_predictions(client: LabelStudioClient, task_id: int, model_version: str,
-                             regions: list[dict] | None = None) -> int:
+def remove_older_predictions(
+    client: LabelStudioClient, task_id: int, model_version: str, regions: list[dict] | None = None
+) -> int:
     """Delete the task's groundlabel predictions (``model_version`` starting with ``VERSION_PREFIX``) except the
     first one of ``model_version`` (with these ``regions``, when given: the prediction just written). Other
     models' predictions stay. Label Studio has no replace-in-one-write, so this runs right after the write; a
@@ -209,13 +238,21 @@ def remove_older_predictions(client: LabelStudioClient, task_id: int, model_vers
             client.delete_prediction(entry["id"])
             deleted += 1
     except LabelStudioError as error:
-        log.warning("Task %s: earlier groundlabel predictions not all removed (%s); rerun with replace to finish.",
-                    task_id, error)
+        log.warning(
+            "Task %s: earlier groundlabel predictions not all removed (%s); rerun with replace to finish.",
+            task_id,
+            error,
+        )
     return deleted
 
 
-def write_predictions(client: LabelStudioClient, project: int, predictions: list[tuple[int, LabelStudioResult]],
-                      pusher: Pusher, replace_older: bool = False) -> tuple[int, dict[int, str]]:
+def write_predictions(
+    client: LabelStudioClient,
+    project: int,
+    predictions: list[tuple[int, LabelStudioResult]],
+    pusher: Pusher,
+    replace_older: bool = False,
+) -> tuple[int, dict[int, str]]:
     """One request for many predictions. When it fails in a way that may pass, Label Studio may have written them
     all the same (an answer lost to a restart or a timeout), so each is then delivered on its own by ``pusher``,
     which skips what is already there, retries, and keeps in the outbox what Label Studio still does not take.
@@ -234,8 +271,10 @@ def write_predictions(client: LabelStudioClient, project: int, predictions: list
     queued, refused = 0, {}
     for task, result in predictions:
         try:  # once one waits in the outbox, Label Studio is away: one quick try each for the others
-            queued += pusher.push(task, result, attempts=1 if queued else None,
-                                  replace_older=replace_older).status == "queued"
+            queued += (
+                pusher.push(task, result, attempts=1 if queued else None, replace_older=replace_older).status
+                == "queued"
+            )
         except LabelStudioError as error:
             refused[task] = f"Label Studio refused the prediction: {error}"
     if queued:

@@ -15,10 +15,11 @@ Ray is imported only here and only when ``--engine ray`` is asked for; it is an 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from pipeline import GroundingPipeline, Options, PipelineSettings, Prompt
 
@@ -42,11 +43,13 @@ class Predictor:
         self.pipeline = GroundingPipeline.from_settings(settings)
         self.config = ProjectConfig.parse(config_xml)
 
-    def predict(self, items: list[tuple[int, bytes]], prompt: Prompt, options: Options,
-                batch_size: int | None) -> list[TaskOutcome[int]]:
+    def predict(
+        self, items: list[tuple[int, bytes]], prompt: Prompt, options: Options, batch_size: int | None
+    ) -> list[TaskOutcome[int]]:
         """One outcome per (key, image bytes), keyed by the driver's key, in order."""
-        outcomes = predict_tasks(items, lambda item: item[1], self.pipeline, self.config, prompt, options,
-                                 batch_size=batch_size, prefetch=1)
+        outcomes = predict_tasks(
+            items, lambda item: item[1], self.pipeline, self.config, prompt, options, batch_size=batch_size, prefetch=1
+        )
         return [TaskOutcome(outcome.task[0], outcome.status, outcome.result, outcome.reason) for outcome in outcomes]
 
 
@@ -67,9 +70,18 @@ class RayEngine:
     images_per_call: int = 8
     actor_handles: list = field(default_factory=list, init=False, repr=False)
 
-    def __call__(self, tasks: Iterable[T], fetch: Callable[[T], bytes], pipeline: GroundingPipeline,
-                 config: ProjectConfig, prompt: str | Prompt, options: Options, *, batch_size: int | None = None,
-                 prefetch: int = 4) -> Iterator[TaskOutcome[T]]:
+    def __call__(
+        self,
+        tasks: Iterable[T],
+        fetch: Callable[[T], bytes],
+        pipeline: GroundingPipeline,
+        config: ProjectConfig,
+        prompt: str | Prompt,
+        options: Options,
+        *,
+        batch_size: int | None = None,
+        prefetch: int = 4,
+    ) -> Iterator[TaskOutcome[T]]:
         prompt = pipeline.check_prompt(prompt)
         ray = self._start(pipeline.settings, config)
         waiting: dict[int, T] = {}  # the driver's task objects by key, while their batch is out
@@ -102,18 +114,25 @@ class RayEngine:
         try:
             import ray
         except ImportError:
-            raise SyncError("--engine ray needs Ray: pip install -r requirements-ray.txt (the same version on every "
-                            "node of the cluster).") from None
+            raise SyncError(
+                "--engine ray needs Ray: pip install -r requirements-ray.txt (the same version on every "
+                "node of the cluster)."
+            ) from None
         if not ray.is_initialized():
             # our two packages travel to the workers with the job; their dependencies must be installed there
-            ray.init(address=self.address, runtime_env={"py_modules": [str(path) for path in _PACKAGES]},
-                     include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(
+                address=self.address,
+                runtime_env={"py_modules": [str(path) for path in _PACKAGES]},
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         per_actor = self.cpus_per_actor or (1 if gpus else min(4, cpus))
         count = self.actors or (gpus or max(1, cpus // per_actor))
-        remote = ray.remote(Predictor).options(num_cpus=per_actor, num_gpus=1 if gpus else 0, max_restarts=2,
-                                               max_task_retries=2)
+        remote = ray.remote(Predictor).options(
+            num_cpus=per_actor, num_gpus=1 if gpus else 0, max_restarts=2, max_task_retries=2
+        )
         # a GPU actor sees only the GPU Ray gave it (CUDA_VISIBLE_DEVICES), so the settings' device still fits
         self.actor_handles = [remote.remote(settings, config.xml, per_actor) for _ in range(count)]
         log.info("Ray: %d actor(s), %d CPU(s) and %d GPU(s) each.", count, per_actor, 1 if gpus else 0)

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, PipelineSettings, SettingsError, \
-    segmenter_spec
+from pipeline import (
+    DEFAULT_BOX_THRESHOLD,
+    DEFAULT_TEXT_THRESHOLD,
+    Options,
+    PipelineSettings,
+    SettingsError,
+    segmenter_spec,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 # Seconds a Label Studio request or an image host may stay silent; a download gets three times this in all.
@@ -58,6 +64,7 @@ class BackendSettings:
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
         GROUNDLABEL_PREDICT_BUDGET, and ``PipelineSettings.from_env``'s variables."""
+
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
 
@@ -81,8 +88,10 @@ class BackendSettings:
         )
         user, password = first("BASIC_AUTH_USER"), first("BASIC_AUTH_PASS")
         if bool(user) != bool(password):
-            raise SettingsError("Set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither: with only one of them the "
-                                "ML-backend routes would be open to anyone.")
+            raise SettingsError(
+                "Set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither: with only one of them the "
+                "ML-backend routes would be open to anyone."
+            )
         return cls(
             label_studio_url=first("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
             label_studio_token=first("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"),
@@ -121,6 +130,8 @@ def _sam_choice(first) -> str:
         return DEFAULT_SEGMENTER
     known = {"mobilesam": "mobile_sam", "sam": "sam_vit_h"}
     if choice.lower() not in known:
-        raise SettingsError(f"SAM_CHOICE={choice!r}: groundlabel runs MobileSAM or SAM (set SAM_CHOICE=MobileSAM or "
-                            "SAM, or GROUNDLABEL_SEGMENTER); ONNX exports are not supported.")
+        raise SettingsError(
+            f"SAM_CHOICE={choice!r}: groundlabel runs MobileSAM or SAM (set SAM_CHOICE=MobileSAM or "
+            "SAM, or GROUNDLABEL_SEGMENTER); ONNX exports are not supported."
+        )
     return known[choice.lower()]

@@ -47,8 +47,10 @@ class SmartRequest:
         for item in smart:
             value = item.get("value") if isinstance(item.get("value"), dict) else {}
             if item.get("image_rotation") not in (None, 0, 0.0):
-                raise RequestError("The image is rotated in Label Studio's editor (image_rotation="
-                                   f"{item['image_rotation']}); rotate it back to use the smart tools.")
+                raise RequestError(
+                    "The image is rotated in Label Studio's editor (image_rotation="
+                    f"{item['image_rotation']}); rotate it back to use the smart tools."
+                )
             labels = value.get(item["type"])
             if not (isinstance(labels, list) and labels and isinstance(labels[0], str)):
                 raise RequestError(f"The smart-tool result of {item['from_name']!r} has no label.")
@@ -64,23 +66,35 @@ class SmartRequest:
     def mask_prompt(self, width: int, height: int) -> MaskPrompt:
         """The prompt in pixels of a ``width`` x ``height`` image."""
         box = None if self.box is None else _pixel_box(self.box, self.rotation, width, height)
-        points = tuple((min(max(x * width / 100, 0), width - 1), min(max(y * height / 100, 0), height - 1))
-                       for x, y in self.points)
+        points = tuple(
+            (min(max(x * width / 100, 0), width - 1), min(max(y * height / 100, 0), height - 1)) for x, y in self.points
+        )
         return MaskPrompt(box=box, points=points, positive=self.positive)
 
     def answer(self, config: ProjectConfig, mask: np.ndarray, score: float, model_version: str) -> LabelStudioResult:
         """The mask as regions of every brush / polygon tag that has the clicked label; ``ConfigError`` when none
         has it (the mask would have nowhere to go)."""
         if not any(self.label in c.labels for c in config.controls if c.type in ("brushlabels", "polygonlabels")):
-            raise ConfigError(f"The smart tools' label {self.label!r} is in no <BrushLabels> or <PolygonLabels> tag "
-                              "of the labeling config: add it there to receive the mask.")
+            raise ConfigError(
+                f"The smart tools' label {self.label!r} is in no <BrushLabels> or <PolygonLabels> tag "
+                "of the labeling config: add it there to receive the mask."
+            )
         ys, xs = np.nonzero(mask)
-        xyxy = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]] if len(xs) else np.zeros((1, 4)),
-                        dtype=np.float32)
+        xyxy = np.array(
+            [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]] if len(xs) else np.zeros((1, 4)), dtype=np.float32
+        )
         height, width = mask.shape
-        result = DetectionResult(width=width, height=height, xyxy=xyxy, scores=np.array([score], dtype=np.float32),
-                                 phrases=[self.label], prompt_phrases=[self.label], labels=[self.label],
-                                 masks=mask[None], model_version=model_version)
+        result = DetectionResult(
+            width=width,
+            height=height,
+            xyxy=xyxy,
+            scores=np.array([score], dtype=np.float32),
+            phrases=[self.label],
+            prompt_phrases=[self.label],
+            labels=[self.label],
+            masks=mask[None],
+            model_version=model_version,
+        )
         return to_label_studio(result, config, boxes=False, masks=True)
 
 
@@ -91,13 +105,18 @@ def _number(value: dict, key: str) -> float:
     return float(number)
 
 
-def _pixel_box(box: tuple[float, float, float, float], rotation: float, width: int,
-               height: int) -> tuple[float, float, float, float]:
+def _pixel_box(
+    box: tuple[float, float, float, float], rotation: float, width: int, height: int
+) -> tuple[float, float, float, float]:
     """Label Studio's percent ``x, y, width, height`` -> pixel (x0, y0, x1, y1) clipped to the image; a rotated
     rectangle (turned in pixels about its top-left corner) -> the box around its corners."""
     x, y, w, h = box[0] * width / 100, box[1] * height / 100, box[2] * width / 100, box[3] * height / 100
     cos, sin = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
     xs = [x + cx * cos - cy * sin for cx, cy in ((0, 0), (w, 0), (w, h), (0, h))]
     ys = [y + cx * sin + cy * cos for cx, cy in ((0, 0), (w, 0), (w, h), (0, h))]
-    return (min(max(min(xs), 0), width), min(max(min(ys), 0), height),
-            min(max(max(xs), 0), width), min(max(max(ys), 0), height))
+    return (
+        min(max(min(xs), 0), width),
+        min(max(min(ys), 0), height),
+        min(max(max(xs), 0), width),
+        min(max(max(ys), 0), height),
+    )

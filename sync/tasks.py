@@ -16,8 +16,9 @@ the log: boxes are still worth having.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Generic, Iterable, Iterator, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from pipeline import GroundingPipeline, GroundlabelError, LoadedImage, Options, Prompt, WeightsError, load_image
 
@@ -51,9 +52,17 @@ def usable_options(pipeline: GroundingPipeline, options: Options) -> Options:
     return options
 
 
-def predict_tasks(tasks: Iterable[T], fetch: Callable[[T], bytes], pipeline: GroundingPipeline,
-                  config: ProjectConfig, prompt: str | Prompt, options: Options, *, batch_size: int | None = None,
-                  prefetch: int = 4) -> Iterator[TaskOutcome[T]]:
+def predict_tasks(
+    tasks: Iterable[T],
+    fetch: Callable[[T], bytes],
+    pipeline: GroundingPipeline,
+    config: ProjectConfig,
+    prompt: str | Prompt,
+    options: Options,
+    *,
+    batch_size: int | None = None,
+    prefetch: int = 4,
+) -> Iterator[TaskOutcome[T]]:
     """One outcome per task of ``tasks``, in order. ``fetch(task)`` returns the task's image bytes; up to
     ``prefetch`` downloads run ahead of the model, and up to ``batch_size`` images (default: the pipeline's) go
     through the detector together (images of one processed size share a forward)."""
@@ -76,8 +85,9 @@ def predict_tasks(tasks: Iterable[T], fetch: Callable[[T], bytes], pipeline: Gro
     yield from _run(batch, predict)
 
 
-def _run(batch: list[tuple[T, LoadedImage | Exception]],
-         predict: Callable[[list[LoadedImage]], list[LabelStudioResult]]) -> Iterator[TaskOutcome[T]]:
+def _run(
+    batch: list[tuple[T, LoadedImage | Exception]], predict: Callable[[list[LoadedImage]], list[LabelStudioResult]]
+) -> Iterator[TaskOutcome[T]]:
     """Outcomes for one batch; a batch the pipeline fails on is run image by image, so one bad image fails alone."""
     ready = [(task, image) for task, image in batch if not isinstance(image, Exception)]
     try:
@@ -91,8 +101,9 @@ def _run(batch: list[tuple[T, LoadedImage | Exception]],
         yield TaskOutcome(task, "done", answer) if done else outcome_of_error(task, answer)
 
 
-def _alone(predict: Callable[[list[LoadedImage]], list[LabelStudioResult]],
-           image: LoadedImage) -> LabelStudioResult | Exception:
+def _alone(
+    predict: Callable[[list[LoadedImage]], list[LabelStudioResult]], image: LoadedImage
+) -> LabelStudioResult | Exception:
     try:
         return predict([image])[0]
     except Exception as error:  # noqa: BLE001 - becomes this task's outcome

@@ -21,10 +21,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import httpx
 
@@ -38,8 +38,11 @@ _GENERIC_ENV = ("HOST", "PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "DEBUG", "
 
 # The Label Studio settings README.md tells users to set for a backend on a local address (and for a legacy token);
 # tests/test_sync_backend.py checks the README still says each of them.
-README_SETTINGS = {"LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
-                   "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true"}
+README_SETTINGS = {
+    "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+    "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+}
 
 GROUNDING_DINO_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -117,11 +120,16 @@ class LabelStudioServer:
         env = {k: v for k, v in self.base_env.items() if k not in _GENERIC_ENV}
         env.update(README_SETTINGS)
         env.update(
-            LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir), SECRET_KEY=SECRET_KEY,
-            LABEL_STUDIO_USERNAME=ADMIN_EMAIL, LABEL_STUDIO_PASSWORD=ADMIN_PASSWORD, LABEL_STUDIO_USER_TOKEN=self.token,
+            LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir),
+            SECRET_KEY=SECRET_KEY,
+            LABEL_STUDIO_USERNAME=ADMIN_EMAIL,
+            LABEL_STUDIO_PASSWORD=ADMIN_PASSWORD,
+            LABEL_STUDIO_USER_TOKEN=self.token,
             LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
             LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(self.files_root),
-            SENTRY_DSN="", FRONTEND_SENTRY_DSN="", LABEL_STUDIO_COLLECT_ANALYTICS="false",
+            SENTRY_DSN="",
+            FRONTEND_SENTRY_DSN="",
+            LABEL_STUDIO_COLLECT_ANALYTICS="false",
             LABEL_STUDIO_LATEST_VERSION_CHECK="false",
         )
         env.update(self.database)
@@ -133,9 +141,21 @@ class LabelStudioServer:
         self.files_root.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [label_studio_bin(), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
-             "--host", self.url],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                label_studio_bin(),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--host",
+                self.url,
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -197,16 +217,24 @@ class LabelStudioServer:
 
     def import_tasks(self, project: int, data: list[dict]) -> list[int]:
         """Tasks with the given data dicts; their ids in order."""
-        reply = self.api("POST", f"/api/projects/{project}/import", params={"return_task_ids": "true"},
-                         json=[{"data": item} for item in data])
+        reply = self.api(
+            "POST",
+            f"/api/projects/{project}/import",
+            params={"return_task_ids": "true"},
+            json=[{"data": item} for item in data],
+        )
         return reply["task_ids"]
 
     def upload_images(self, project: int, files: dict[str, bytes]) -> list[int]:
         """Upload image files (name -> bytes) like the import dialog does: tasks with /data/upload/... URLs."""
         ids = []
         for name, content in files.items():  # one request per file keeps the id order known
-            reply = self.api("POST", f"/api/projects/{project}/import", params={"return_task_ids": "true"},
-                             files={"file": (name, io.BytesIO(content))})
+            reply = self.api(
+                "POST",
+                f"/api/projects/{project}/import",
+                params={"return_task_ids": "true"},
+                files={"file": (name, io.BytesIO(content))},
+            )
             ids += reply["task_ids"]
         return ids
 
@@ -217,8 +245,11 @@ class LabelStudioServer:
         directory.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
             (directory / name).write_bytes(content)
-        self.api("POST", "/api/storages/localfiles",
-                 json={"project": project, "path": str(directory), "title": folder, "use_blob_urls": True})
+        self.api(
+            "POST",
+            "/api/storages/localfiles",
+            json={"project": project, "path": str(directory), "title": folder, "use_blob_urls": True},
+        )
         return self.import_tasks(project, [{"image": f"/data/local-files/?d={folder}/{name}"} for name in files])
 
     def personal_access_token(self) -> str:
@@ -227,8 +258,9 @@ class LabelStudioServer:
             self._personal_token = self.api("POST", "/api/token/")["token"]
         return self._personal_token
 
-    def register_ml_backend(self, project: int, url: str, title: str = "groundlabel",
-                            basic_auth: tuple[str, str] | None = None) -> int:
+    def register_ml_backend(
+        self, project: int, url: str, title: str = "groundlabel", basic_auth: tuple[str, str] | None = None
+    ) -> int:
         """Connect an ML backend (interactive) to a project, as the Model settings page does; its id."""
         body = {"url": url, "project": project, "title": title, "is_interactive": True}
         if basic_auth:
@@ -257,8 +289,9 @@ def _template_dir(root: Path, base_env: Mapping[str, str]) -> Path:
 
 
 @contextlib.contextmanager
-def running_label_studio(base_env: Mapping[str, str], base: Path | None = None,
-                         cache_root: Path | None = None) -> Iterator[LabelStudioServer]:
+def running_label_studio(
+    base_env: Mapping[str, str], base: Path | None = None, cache_root: Path | None = None
+) -> Iterator[LabelStudioServer]:
     """A fresh Label Studio (a copy of the migrated template) under ``base`` (a new temp dir by default), stopped
     on exit. ``base_env``: the environment the server process starts from (generic names it misreads removed);
     ``cache_root``: where the migrated template is kept (default ~/.cache/groundlabel/tests)."""

@@ -16,9 +16,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 
 from PIL import Image
 
@@ -31,6 +31,7 @@ PIXEL_LIMIT = "40,000,000"
 def blank_png(width: int, height: int) -> bytes:
     """A black 1-bit PNG of any size in a few kilobytes (rows of zeros compress to almost nothing): a
     decompression bomb when large, made without ever holding its pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -218,6 +219,7 @@ class CuttingProxy:
     def _connection(self, client: socket.socket) -> None:
         cutting = threading.Event()
         with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+
             def answers() -> None:
                 while data := _recv(upstream):
                     if cutting.is_set():

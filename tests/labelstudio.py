@@ -34,8 +34,8 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -47,7 +47,13 @@ from pipeline import DetectionResult, LazyPipeline, Options
 from sync import BackendSettings, ProjectConfig, to_label_studio
 from sync.backend import create_router
 from sync.testing import (  # noqa: F401 - re-exported for the tests
-    ADMIN_EMAIL, GROUNDING_DINO_CONFIG, LEGACY_TOKEN, LabelStudioServer, free_port, running_label_studio, serve,
+    ADMIN_EMAIL,
+    GROUNDING_DINO_CONFIG,
+    LEGACY_TOKEN,
+    LabelStudioServer,
+    free_port,
+    running_label_studio,
+    serve,
 )
 
 # The tiny random detector scores most of its 20 queries near 1.0: a high box threshold keeps 3-9 boxes per image,
@@ -62,52 +68,76 @@ def backend_app(models: LazyPipeline, settings: BackendSettings) -> FastAPI:
     return app
 
 
-def expected(pipeline, image: bytes, prompt: str, config_xml: str = GROUNDING_DINO_CONFIG, box: float = BOX,
-             segmenter: str | None = SEGMENTER):
+def expected(
+    pipeline,
+    image: bytes,
+    prompt: str,
+    config_xml: str = GROUNDING_DINO_CONFIG,
+    box: float = BOX,
+    segmenter: str | None = SEGMENTER,
+):
     """What the backend should answer: the pipeline run directly, converted for the config."""
     config = ProjectConfig.parse(config_xml)
     result = pipeline(image, prompt, Options(box, TEXT, segmenter), config.label_map())
     return result, to_label_studio(result, config)
 
 
-def interactive_answer(label_studio, pipeline, settings: BackendSettings, image: bytes, prompt: str,
-                       label_config: str = GROUNDING_DINO_CONFIG) -> dict:
+def interactive_answer(
+    label_studio,
+    pipeline,
+    settings: BackendSettings,
+    image: bytes,
+    prompt: str,
+    label_config: str = GROUNDING_DINO_CONFIG,
+) -> dict:
     """What the ML backend over ``pipeline`` answers Label Studio for a text prompt on a new task showing ``image``
     (a project with ``label_config``, the backend registered with it, the request sent by Label Studio)."""
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         project = label_studio.create_project(label_config)
         ml_id = label_studio.register_ml_backend(project, url)
         (task,) = label_studio.upload_images(project, {"image.png": image})
-        return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
-                                json={"task": task, "context": prompt_context(prompt)})["data"]
+        return label_studio.api(
+            "POST", f"/api/ml/{ml_id}/interactive-annotating", json={"task": task, "context": prompt_context(prompt)}
+        )["data"]
 
 
 def submit_prompt(url: str, project: int | str, text: str, config: str = GROUNDING_DINO_CONFIG) -> dict:
     """Label Studio's webhook call for an annotation submitted with ``text`` in the prompt TextArea of ``project``
     (an id, or Label Studio's "<id>.<timestamp>"); the backend's answer."""
-    event = {"action": "ANNOTATION_CREATED", "project": {"id": int(str(project).split(".")[0]), "label_config": config},
-             "annotation": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
-                                        "value": {"text": [text]}}]}}
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": int(str(project).split(".")[0]), "label_config": config},
+        "annotation": {
+            "result": [{"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}}]
+        },
+    }
     return httpx.post(f"{url}/webhook", json=event, timeout=10).json()
 
 
 def prompt_context(text: str) -> dict:
     """An interactive context as the labeling UI sends it, with an unrelated region first."""
-    return {"result": [
-        {"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cats"]}},
-        {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}},
-    ]}
+    return {
+        "result": [
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cats"]},
+            },
+            {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [text]}},
+        ]
+    }
 
 
-def exif_rotated_jpeg(width: int = 80, height: int = 60, square: tuple[int, int, int] = (10, 5, 20)
-                      ) -> tuple[bytes, tuple[int, int, int, int]]:
+def exif_rotated_jpeg(
+    width: int = 80, height: int = 60, square: tuple[int, int, int] = (10, 5, 20)
+) -> tuple[bytes, tuple[int, int, int, int]]:
     """A ``width`` x ``height`` JPEG stored sideways with EXIF orientation 6 (shown turned 90 degrees clockwise, so
     ``height`` x ``width`` upright), grey with a red square at stored (x, y, side). Returns the bytes and the
     square's box (x0, y0, x1, y1) in the upright image, where Label Studio and browsers place regions."""
     x, y, side = square
     pixels = np.full((height, width, 3), 128, dtype=np.uint8)
-    pixels[y:y + side, x:x + side] = (255, 0, 0)
+    pixels[y : y + side, x : x + side] = (255, 0, 0)
     exif = Image.Exif()
     exif[0x0112] = 6
     buffer = io.BytesIO()
@@ -133,10 +163,15 @@ def detections(width, height, boxes, labels, masks=None, scores=None) -> Detecti
     """A hand-made pipeline result: boxes (xyxy pixels) with labels (None: unmapped), scores 0.5, 0.6, ..."""
     n = len(boxes)
     return DetectionResult(
-        width=width, height=height, xyxy=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        width=width,
+        height=height,
+        xyxy=np.array(boxes, dtype=np.float32).reshape(-1, 4),
         scores=np.array(scores or [0.5 + 0.1 * i for i in range(n)], dtype=np.float32),
-        phrases=[str(label) for label in labels], prompt_phrases=[str(label).lower() for label in labels],
-        labels=list(labels), masks=masks, model_version="gdino-tiny+sam_tiny_test+box0.3-text0.25",
+        phrases=[str(label) for label in labels],
+        prompt_phrases=[str(label).lower() for label in labels],
+        labels=list(labels),
+        masks=masks,
+        model_version="gdino-tiny+sam_tiny_test+box0.3-text0.25",
     )
 
 
@@ -154,8 +189,9 @@ def blob_masks(width, height, boxes) -> np.ndarray:
 def label_studio(tmp_path_factory) -> Iterator[LabelStudioServer]:
     """One real Label Studio for the whole session (see the module docstring)."""
     cache = os.environ.get("GROUNDLABEL_TEST_CACHE")
-    with running_label_studio(os.environ, tmp_path_factory.mktemp("label-studio"),
-                              Path(cache) if cache else None) as server:
+    with running_label_studio(
+        os.environ, tmp_path_factory.mktemp("label-studio"), Path(cache) if cache else None
+    ) as server:
         yield server
 
 

@@ -41,9 +41,25 @@ def scenes(tmp_path_factory):
 
 def export(scenes, out, fmt: str, masks: bool, monkeypatch) -> int:
     monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(S.SHAPES_INPUT_SIZE))
-    args = [str(scenes), "--prompt", PROMPT, "--labels", ",".join(CLASSES), "--detector", str(S.shapes_detector_dir()),
-            "--device", "cpu", "--box-threshold", str(S.SHAPES_BOX_THRESHOLD), "--text-threshold",
-            str(S.SHAPES_TEXT_THRESHOLD), "--export", fmt, "--out", str(out)]
+    args = [
+        str(scenes),
+        "--prompt",
+        PROMPT,
+        "--labels",
+        ",".join(CLASSES),
+        "--detector",
+        str(S.shapes_detector_dir()),
+        "--device",
+        "cpu",
+        "--box-threshold",
+        str(S.SHAPES_BOX_THRESHOLD),
+        "--text-threshold",
+        str(S.SHAPES_TEXT_THRESHOLD),
+        "--export",
+        fmt,
+        "--out",
+        str(out),
+    ]
     if masks:
         args += ["--masks", S.SHAPES_SEGMENTER, "--checkpoint", str(S.shapes_sam_checkpoint())]
     return main(args)
@@ -60,8 +76,9 @@ def read_back(fmt: str, out) -> sv.DetectionDataset:
     if fmt == "coco":
         return sv.DetectionDataset.from_coco(str(out / "images"), str(out / "annotations.json"), force_masks=True)
     if fmt == "yolo":
-        return sv.DetectionDataset.from_yolo(str(out / "images"), str(out / "labels"), str(out / "data.yaml"),
-                                             force_masks=True)
+        return sv.DetectionDataset.from_yolo(
+            str(out / "images"), str(out / "labels"), str(out / "data.yaml"), force_masks=True
+        )
     return sv.DetectionDataset.from_pascal_voc(str(out / "images"), str(out / "annotations"), force_masks=True)
 
 
@@ -75,7 +92,8 @@ def order(xyxy: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt,masks", [("coco", True), ("voc", True), ("yolo", False)])  # VOC: boxes only
 def test_an_exported_dataset_reads_back_with_the_same_boxes_classes_and_masks(
-        shapes_pipeline, scenes, tmp_path, monkeypatch, fmt, masks):
+    shapes_pipeline, scenes, tmp_path, monkeypatch, fmt, masks
+):
     assert export(scenes, tmp_path, fmt, masks, monkeypatch) == 0
 
     dataset = read_back(fmt, tmp_path)
@@ -90,8 +108,9 @@ def test_an_exported_dataset_reads_back_with_the_same_boxes_classes_and_masks(
         assert image.shape[:2] == (want.height, want.width)  # upright, also for the EXIF-turned JPEG
         assert len(got) == len(want), path.name
         mine, theirs = order(want.xyxy), order(got.xyxy)
-        np.testing.assert_allclose(got.xyxy[theirs], np.clip(want.xyxy[mine], 0, [want.width, want.height] * 2),
-                                   atol=1.0)
+        np.testing.assert_allclose(
+            got.xyxy[theirs], np.clip(want.xyxy[mine], 0, [want.width, want.height] * 2), atol=1.0
+        )
         assert [dataset.classes[c] for c in got.class_id[theirs]] == [want.labels[i] for i in mine]
         if masks and fmt == "coco":
             ious += [(int(want.masks[i].sum()), S.mask_iou(got.mask[j], want.masks[i])) for i, j in zip(mine, theirs)]

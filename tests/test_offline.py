@@ -61,10 +61,18 @@ class SilentHub:
 
 def run_loads(tmp_path, hub: SilentHub, **extra: str) -> dict:
     """The script in a fresh process whose Hugging Face Hub is ``hub`` and whose caches are empty."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("HF_HUB_OFFLINE", "GROUNDLABEL_OFFLINE", "TRANSFORMERS_OFFLINE", "GROUNDLABEL_DETECTOR")}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{hub.port}", HF_HOME=str(tmp_path / "hf"),
-               GROUNDLABEL_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parent.parent), **extra)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("HF_HUB_OFFLINE", "GROUNDLABEL_OFFLINE", "TRANSFORMERS_OFFLINE", "GROUNDLABEL_DETECTOR")
+    }
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{hub.port}",
+        HF_HOME=str(tmp_path / "hf"),
+        GROUNDLABEL_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=str(Path(__file__).parent.parent),
+        **extra,
+    )
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -8,21 +8,43 @@ from PIL import Image
 from segment_anything import SamPredictor
 
 from pipeline import (
-    MaskPrompt, Options, PipelineSettings, SettingsError, WeightsError, load_image, segmenter_spec,
+    MaskPrompt,
+    Options,
+    PipelineSettings,
+    SettingsError,
+    WeightsError,
+    load_image,
+    segmenter_spec,
 )
 from pipeline.__main__ import main
 from pipeline.segmenter import Segmenter
-from pipeline.weights import resolve_checkpoint
 from pipeline.testing.models import save_segmenter
+from pipeline.weights import resolve_checkpoint
 
 
 def test_cli_writes_an_annotated_png_and_the_detections_json(model_paths, photo, tmp_path, monkeypatch, pipeline):
     detector_dir, sam_checkpoint = model_paths
     monkeypatch.setenv("GROUNDLABEL_SAM_TINY_TEST_CHECKPOINT", str(sam_checkpoint))
     Image.fromarray(photo).save(tmp_path / "yard.png")
-    code = main([str(tmp_path / "yard.png"), "--prompt", "brown dog:dog. possum", "--labels", "dog",
-                 "--detector", str(detector_dir), "--masks", "sam_tiny_test", "--box-threshold", "0.4",
-                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            str(tmp_path / "yard.png"),
+            "--prompt",
+            "brown dog:dog. possum",
+            "--labels",
+            "dog",
+            "--detector",
+            str(detector_dir),
+            "--masks",
+            "sam_tiny_test",
+            "--box-threshold",
+            "0.4",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
     expected = pipeline(photo, "brown dog:dog. possum", Options(0.4, segmenter="sam_tiny_test"))
@@ -35,14 +57,27 @@ def test_cli_writes_an_annotated_png_and_the_detections_json(model_paths, photo,
 
 def test_cli_reports_a_bad_image_and_exits_non_zero(model_paths, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    code = main([str(tmp_path / "broken.jpg"), "--prompt", "dog", "--detector", str(model_paths[0]),
-                 "--device", "cpu", "--out", str(tmp_path)])
+    code = main(
+        [
+            str(tmp_path / "broken.jpg"),
+            "--prompt",
+            "dog",
+            "--detector",
+            str(model_paths[0]),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 1
     assert "not a readable image" in capsys.readouterr().err
 
 
 def test_cli_explains_missing_detector_weights(tmp_path, capsys):
-    code = main([str(tmp_path / "x.png"), "--prompt", "dog", "--detector", str(tmp_path / "missing"), "--device", "cpu"])
+    code = main(
+        [str(tmp_path / "x.png"), "--prompt", "dog", "--detector", str(tmp_path / "missing"), "--device", "cpu"]
+    )
     assert code == 2
     assert "GROUNDLABEL_DETECTOR=/path/to/dir" in capsys.readouterr().err
 
@@ -73,10 +108,14 @@ def test_checkpoint_comes_from_the_env_variable_then_the_cache_dir(tmp_path):
     assert resolved({**env, spec.env_var: str(tmp_path / "mine.pth")}) == tmp_path / "mine.pth"
     assert resolved({**env, "SAM_CHECKPOINT": str(tmp_path / "mine.pth")}) == tmp_path / "cache" / spec.filename
     # Label Studio's example backends' names, for the checkpoints they mean
-    for name, segmenter in [("SAM_CHECKPOINT", "sam_vit_h"), ("VITH_CHECKPOINT", "sam_vit_h"),
-                            ("MOBILESAM_CHECKPOINT", "mobile_sam")]:
+    for name, segmenter in [
+        ("SAM_CHECKPOINT", "sam_vit_h"),
+        ("VITH_CHECKPOINT", "sam_vit_h"),
+        ("MOBILESAM_CHECKPOINT", "mobile_sam"),
+    ]:
         assert PipelineSettings.from_env({name: str(tmp_path / "mine.pth")}).checkpoints == {
-            segmenter: str(tmp_path / "mine.pth")}
+            segmenter: str(tmp_path / "mine.pth")
+        }
 
 
 def test_broken_checkpoint_is_a_weights_error(tmp_path):
@@ -98,12 +137,17 @@ def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     args = [str(image), "--prompt", "dog"] if command == ["pipeline"] else []
-    done = subprocess.run([sys.executable, "-m", *command, *args, "--masks", "nope"], capture_output=True, text=True,
-                          env={"PATH": "", "HF_HUB_OFFLINE": "1", "LABEL_STUDIO_URL": "http://127.0.0.1:9",
-                               "LABEL_STUDIO_API_KEY": "x"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", *command, *args, "--masks", "nope"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "", "HF_HUB_OFFLINE": "1", "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "x"},
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "error: Unknown segmenter 'nope'; choose one of sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
         "sam2_1_hiera_tiny, sam2_1_hiera_small, sam2_1_hiera_base_plus, sam2_1_hiera_large, sam_hq_vit_b, "
-        "sam_hq_vit_l, sam_hq_vit_h.")
+        "sam_hq_vit_l, sam_hq_vit_h."
+    )
     assert "Traceback" not in done.stderr

@@ -35,7 +35,11 @@ def test_same_pixels_hash_the_same_whatever_the_encoding(photo):
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "empty"), (b"<html>not an image</html>", "not a readable image"), (b"\xff\xd8\xff\xe0" + b"\0" * 40, "not a readable image")],
+    [
+        (b"", "empty"),
+        (b"<html>not an image</html>", "not a readable image"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 40, "not a readable image"),
+    ],
 )
 def test_unusable_bytes_raise_a_clear_error(data, message):
     with pytest.raises(ImageError, match=message):

@@ -11,7 +11,15 @@ from PIL import Image
 from segment_anything import SamPredictor
 
 from pipeline import (
-    GroundingPipeline, LabelMap, MaskPrompt, Options, PromptError, WeightsError, load_image, parse_prompt, render,
+    GroundingPipeline,
+    LabelMap,
+    MaskPrompt,
+    Options,
+    PromptError,
+    WeightsError,
+    load_image,
+    parse_prompt,
+    render,
     segmenter_spec,
 )
 from pipeline.detector import GroundingDinoDetector
@@ -31,8 +39,10 @@ def fresh(model_paths) -> GroundingPipeline:
 
 def same_detections(a, b) -> bool:
     return (
-        np.allclose(a.xyxy, b.xyxy, atol=1e-4) and np.allclose(a.scores, b.scores, atol=1e-6)
-        and a.phrases == b.phrases and a.labels == b.labels
+        np.allclose(a.xyxy, b.xyxy, atol=1e-4)
+        and np.allclose(a.scores, b.scores, atol=1e-6)
+        and a.phrases == b.phrases
+        and a.labels == b.labels
     )
 
 
@@ -105,8 +115,10 @@ def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, phot
     ids = raw.tokens.input_ids.tolist()
     first = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][:2]  # "brown dog"
     second = [i for i, token in enumerate(ids) if token not in (101, 102, 1012)][2:]  # "possum on a fence"
-    expected = ["brown dog" if probs[q, first].max() > probs[q, second].max() else "possum on a fence"
-                for q in range(len(probs))]
+    expected = [
+        "brown dog" if probs[q, first].max() > probs[q, second].max() else "possum on a fence"
+        for q in range(len(probs))
+    ]
     order = probs.max(dim=-1).values > 0.0
     result = pipeline(photo, PROMPT, Options(0.0, 0.0))
     assert result.prompt_phrases == [phrase for phrase, keep in zip(expected, order) if keep]
@@ -114,7 +126,8 @@ def test_each_box_gets_the_prompt_phrase_its_tokens_score_highest(pipeline, phot
 
 @pytest.mark.parametrize("text_threshold", [0.0, 0.45, 0.5, 0.55, 1.0])
 def test_a_phrase_holds_the_words_of_its_prompt_phrase_that_the_box_scores_above_the_text_threshold(
-        pipeline, photo, text_threshold):
+    pipeline, photo, text_threshold
+):
     raw = pipeline.detector.raw([load_image(photo)], parse_prompt(PROMPT))[0]
     probs = raw.logits.sigmoid()
     tokenizer = pipeline.detector.processor.tokenizer
@@ -140,8 +153,10 @@ def test_labels_map_to_targets_and_unmapped_phrases_are_reported(pipeline, photo
     result = pipeline(photo, "brown dog:Dog. possum on a fence", Options(0.0), LabelMap(["Dog", "Cat"]))
     assert set(result.labels) <= {"Dog", None}
     assert result.unmapped == ["possum on a fence"]
-    assert all((label is None) == (phrase == "possum on a fence")
-               for label, phrase in zip(result.labels, result.prompt_phrases))
+    assert all(
+        (label is None) == (phrase == "possum on a fence")
+        for label, phrase in zip(result.labels, result.prompt_phrases)
+    )
     assert "possum on a fence?" in result.display_labels()
 
 
@@ -175,8 +190,10 @@ def test_masks_equal_sam_predictor_on_the_same_boxes(pipeline, photo):
 def test_new_prompt_on_same_image_reuses_the_sam_embedding(fresh, photo):
     first = fresh(photo, PROMPT, Options(0.5, segmenter="sam_tiny_test"))
     model = fresh.segmenters.get("sam_tiny_test").predictor.model
-    with count_calls(model.image_encoder) as encoder, \
-            count_calls(model.mask_decoder, rows="sparse_prompt_embeddings") as decoder:
+    with (
+        count_calls(model.image_encoder) as encoder,
+        count_calls(model.mask_decoder, rows="sparse_prompt_embeddings") as decoder,
+    ):
         result = fresh(photo, "cat. dog", Options(0.5, segmenter="sam_tiny_test"))
     seen = {tuple(np.round(box, 2)) for box in first.xyxy}
     new_boxes = [box for box in result.xyxy if tuple(np.round(box, 2)) not in seen]
@@ -187,8 +204,11 @@ def test_new_prompt_on_same_image_reuses_the_sam_embedding(fresh, photo):
 def test_threshold_change_with_masks_runs_no_model(fresh, photo):
     fresh(photo, PROMPT, Options(0.1, segmenter="sam_tiny_test"))
     model = fresh.segmenters.get("sam_tiny_test").predictor.model
-    with count_calls(fresh.detector.model) as detector, count_calls(model.image_encoder) as encoder, \
-            count_calls(model.mask_decoder) as decoder:
+    with (
+        count_calls(fresh.detector.model) as detector,
+        count_calls(model.image_encoder) as encoder,
+        count_calls(model.mask_decoder) as decoder,
+    ):
         result = fresh(photo, PROMPT, Options(0.3, segmenter="sam_tiny_test"))
     assert (detector.count, encoder.count, decoder.count) == (0, 0, 0)
     assert result.masks.shape[0] == len(result)
@@ -196,8 +216,9 @@ def test_threshold_change_with_masks_runs_no_model(fresh, photo):
 
 def test_caches_are_bounded(model_paths):
     detector_dir, sam_checkpoint = model_paths
-    segmenter = Segmenter(segmenter_spec("sam_tiny_test"), sam_checkpoint, device="cpu",
-                          embedding_cache_bytes=3 * (1 << 20))
+    segmenter = Segmenter(
+        segmenter_spec("sam_tiny_test"), sam_checkpoint, device="cpu", embedding_cache_bytes=3 * (1 << 20)
+    )
     rng = np.random.default_rng(1)
     for _ in range(4):
         segmenter.decode(load_image(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)), [MaskPrompt((1, 1, 30, 30))])
@@ -230,10 +251,10 @@ def test_overlays_read_the_same_at_display_size_and_a_tag_at_the_top_edge_stays_
     changed = (np.asarray(render(grey, detections(width, height, [box], ["dog"]))) != 128).any(-1)
 
     shrink = width / 640  # the UI shows results about 640 px wide
-    line = changed[int(0.2 * height):, int(0.3 * width)]  # the box's bottom edge, crossed downwards
+    line = changed[int(0.2 * height) :, int(0.3 * width)]  # the box's bottom edge, crossed downwards
     assert 2 <= line.sum() / shrink <= 4  # 2-4 px on screen, for the 640 px image and the 6000 px photo alike
     tag = changed[:, int(0.12 * width)]  # the tag's column, from the top of the image
-    assert tag[:int(12 * shrink)].all() and 14 <= tag[:int(0.2 * height)].sum() / shrink <= 40  # inside, readable
+    assert tag[: int(12 * shrink)].all() and 14 <= tag[: int(0.2 * height)].sum() / shrink <= 40  # inside, readable
 
 
 def test_selecting_kept_detections_keeps_rows_aligned(pipeline, photo):

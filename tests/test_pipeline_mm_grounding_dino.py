@@ -20,8 +20,9 @@ def mm_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mm_pipeline(mm_dir):
-    return GroundingPipeline.from_settings(PipelineSettings(detector=str(mm_dir), device="cpu",
-                                                            input_size=TEST_INPUT_SIZE, offline=True))
+    return GroundingPipeline.from_settings(
+        PipelineSettings(detector=str(mm_dir), device="cpu", input_size=TEST_INPUT_SIZE, offline=True)
+    )
 
 
 def test_mm_grounding_dino_is_registered_with_its_hub_id():
@@ -45,8 +46,9 @@ def test_mm_grounding_dino_boxes_carry_prompt_phrases_and_rethreshold_without_a_
     assert fewer.prompt_phrases == [p for p, keep in zip(everything.prompt_phrases, kept) if keep]
 
 
-def test_mm_grounding_dino_answers_label_studio_with_rectangles_of_the_projects_labels(label_studio, mm_pipeline,
-                                                                                        tmp_path):
+def test_mm_grounding_dino_answers_label_studio_with_rectangles_of_the_projects_labels(
+    label_studio, mm_pipeline, tmp_path
+):
     from sync import BackendSettings, box_to_pixels
     from tests.labelstudio import interactive_answer, png
 
@@ -74,8 +76,10 @@ def test_a_request_can_name_another_detector_which_loads_once_beside_the_default
     assert default_forwards.count == 0
     other = pipeline.detector_for(chosen)
     assert other is not pipeline.detector and pipeline.detector_for(chosen) is other  # loaded once
-    assert result.model_version.startswith("groundlabel-mm-gdino-") and result.model_version != \
-        pipeline(photo, PROMPT, Options(0.0, 0.0)).model_version
+    assert (
+        result.model_version.startswith("groundlabel-mm-gdino-")
+        and result.model_version != pipeline(photo, PROMPT, Options(0.0, 0.0)).model_version
+    )
     with count_calls(other.model) as forwards:
         again = pipeline(photo, PROMPT, Options(0.5, 0.0, detector=str(mm_dir)))  # re-threshold: cached
     assert forwards.count == 0 and len(again) == int((result.scores > 0.5).sum())

@@ -26,8 +26,10 @@ def model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipelines(model_dirs):
-    return {family: GroundingPipeline.from_settings(PipelineSettings(detector=str(path), device="cpu", offline=True))
-            for family, path in model_dirs.items()}
+    return {
+        family: GroundingPipeline.from_settings(PipelineSettings(detector=str(path), device="cpu", offline=True))
+        for family, path in model_dirs.items()
+    }
 
 
 def _reference(detector, photo: np.ndarray, phrases: list[str]):
@@ -65,8 +67,9 @@ def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(
     assert len(result) == len(reference["scores"]) > 0
     np.testing.assert_allclose(result.scores[order], reference["scores"].numpy()[by_score], atol=1e-5)
     np.testing.assert_allclose(result.xyxy[order], expected[by_score], atol=1e-3)
-    assert [result.prompt_phrases[i] for i in order] == \
-        [["red square", "blue ball"][int(k)] for k in reference["labels"][by_score]]
+    assert [result.prompt_phrases[i] for i in order] == [
+        ["red square", "blue ball"][int(k)] for k in reference["labels"][by_score]
+    ]
     assert result.phrases == result.prompt_phrases  # whole phrases: no words picked by a text threshold
     assert pipeline(photo, PROMPT, Options(0.0, 0.9)).xyxy.tolist() == result.xyxy.tolist()
 
@@ -84,10 +87,12 @@ def test_omdet_turbo_suppresses_overlapping_boxes_per_phrase_as_transformers_doe
     boxes = (torch.tensor([0.5, 0.5, 0.3, 0.3]) + 0.03 * torch.randn(20, 4, generator=generator)).clamp(0.05, 0.95)
     tokens = detector.tokenize(parse_prompt(PROMPT))
     mine = detector.postprocess(RawDetections(logits, boxes, tokens), 320, 240, Options(0.05, 0.0))
-    outputs = SimpleNamespace(decoder_coord_logits=boxes[None], decoder_class_logits=logits[None],
-                              classes_structure=torch.tensor([2]))
-    theirs = detector.processor.post_process_grounded_object_detection(outputs, threshold=0.05,
-                                                                      target_sizes=[(240, 320)])[0]
+    outputs = SimpleNamespace(
+        decoder_coord_logits=boxes[None], decoder_class_logits=logits[None], classes_structure=torch.tensor([2])
+    )
+    theirs = detector.processor.post_process_grounded_object_detection(
+        outputs, threshold=0.05, target_sizes=[(240, 320)]
+    )[0]
     assert len(mine.scores) == len(theirs["scores"])
     assert len(mine.scores) in range(2, 20)  # NMS dropped some and kept at least one per phrase
     order = np.argsort(-theirs["scores"].numpy())
@@ -152,8 +157,22 @@ def test_the_cli_runs_each_family_from_a_directory(model_dirs, pipelines, family
 
     Image.fromarray(photo).save(tmp_path / "yard.png")
     masks = ["--masks", "mobile_sam"] if family == "sam3" else []
-    code = main([str(tmp_path / "yard.png"), "--prompt", PROMPT, "--detector", str(model_dirs[family]),
-                 "--box-threshold", "0.0", "--device", "cpu", "--out", str(tmp_path / "out"), *masks])
+    code = main(
+        [
+            str(tmp_path / "yard.png"),
+            "--prompt",
+            PROMPT,
+            "--detector",
+            str(model_dirs[family]),
+            "--box-threshold",
+            "0.0",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+            *masks,
+        ]
+    )
     assert code == 0
     written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())["detections"]
     expected = pipelines[family](photo, PROMPT, Options(0.0, 0.25, "mobile_sam" if masks else None))
@@ -165,8 +184,9 @@ def test_the_cli_runs_each_family_from_a_directory(model_dirs, pipelines, family
 
 
 @pytest.mark.parametrize("family", ["owlv2", "omdet-turbo"])
-def test_phrase_detectors_answer_label_studio_with_rectangles_of_the_projects_labels(label_studio, pipelines, family,
-                                                                                     tmp_path):
+def test_phrase_detectors_answer_label_studio_with_rectangles_of_the_projects_labels(
+    label_studio, pipelines, family, tmp_path
+):
     from sync import BackendSettings, box_to_pixels
     from tests.labelstudio import interactive_answer, png
 
@@ -181,7 +201,8 @@ def test_phrase_detectors_answer_label_studio_with_rectangles_of_the_projects_la
 
 
 def test_sam3_regions_reach_label_studio_as_brush_masks_and_rectangles_with_the_projects_labels(
-        label_studio, pipelines, tmp_path):
+    label_studio, pipelines, tmp_path
+):
     from sync import BackendSettings, box_to_pixels, rle_to_mask
     from tests.labelstudio import interactive_answer, png
 
@@ -224,14 +245,23 @@ def test_a_gated_model_without_access_says_how_to_get_it(tmp_path):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Gated)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path),
-           "GROUNDLABEL_OFFLINE": "", "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_not_a_real_token"}
-    code = ("from pipeline import GroundingPipeline, PipelineSettings, WeightsError\n"
-            "try:\n GroundingPipeline.from_settings(PipelineSettings(detector='sam3', device='cpu'))\n"
-            "except WeightsError as error:\n print(error)\n")
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+        "HF_HOME": str(tmp_path),
+        "GROUNDLABEL_OFFLINE": "",
+        "HF_HUB_OFFLINE": "0",
+        "HF_TOKEN": "hf_not_a_real_token",
+    }
+    code = (
+        "from pipeline import GroundingPipeline, PipelineSettings, WeightsError\n"
+        "try:\n GroundingPipeline.from_settings(PipelineSettings(detector='sam3', device='cpu'))\n"
+        "except WeightsError as error:\n print(error)\n"
+    )
     try:
-        said = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                              cwd=os.getcwd()).stdout
+        said = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=os.getcwd()
+        ).stdout
     finally:
         server.shutdown()
     assert "'facebook/sam3' is gated" in said and "https://huggingface.co/facebook/sam3" in said, said
@@ -266,8 +296,11 @@ def test_the_model_listing_names_the_new_detectors_and_their_variables(capsys):
 
     assert main(["--models"]) == 0
     listing = capsys.readouterr().out
-    for name, source in [("owlv2-base", "google/owlv2-base-patch16-ensemble"),
-                         ("omdet-turbo", "omlab/omdet-turbo-swin-tiny-hf"), ("sam3", "facebook/sam3")]:
+    for name, source in [
+        ("owlv2-base", "google/owlv2-base-patch16-ensemble"),
+        ("omdet-turbo", "omlab/omdet-turbo-swin-tiny-hf"),
+        ("sam3", "facebook/sam3"),
+    ]:
         line = next(line for line in listing.splitlines() if line.split()[1:2] == [name])
         assert source in line and DETECTORS[name].env_var in line
 

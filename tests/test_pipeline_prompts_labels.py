@@ -33,8 +33,16 @@ def test_without_target_labels_each_phrase_is_its_own_label():
 
 @pytest.mark.parametrize(
     ("phrase", "label"),
-    [("dog", "Dog"), ("DOG", "Dog"), ("dogs", "Dog"), ("boxes", "Box"), ("berries", "Berry"), ("bus", None),
-     ("cat", None), ("hot dog", None)],
+    [
+        ("dog", "Dog"),
+        ("DOG", "Dog"),
+        ("dogs", "Dog"),
+        ("boxes", "Box"),
+        ("berries", "Berry"),
+        ("bus", None),
+        ("cat", None),
+        ("hot dog", None),
+    ],
 )
 def test_phrases_map_by_case_and_plural_never_by_guess(phrase, label):
     assert LabelMap(["Dog", "Box", "Berry"]).label_for(phrase) == label

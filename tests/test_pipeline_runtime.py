@@ -15,8 +15,14 @@ PROMPT = "brown dog. possum on a fence"
 
 
 def detector(model_paths, runtime: str, cache_dir) -> GroundingDinoDetector:
-    return GroundingDinoDetector(str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True,
-                                 runtime=runtime, cache_dir=cache_dir)
+    return GroundingDinoDetector(
+        str(model_paths[0]),
+        device="cpu",
+        input_size=TEST_INPUT_SIZE,
+        offline=True,
+        runtime=runtime,
+        cache_dir=cache_dir,
+    )
 
 
 def count_conversions(monkeypatch) -> list:
@@ -40,18 +46,19 @@ def test_openvino_gives_torchs_raw_outputs_for_any_image_size_batch_and_prompt(m
 
 
 def test_openvino_pipeline_gives_the_torch_pipelines_boxes_and_labels(model_paths, photo, tmp_path):
-    settings = PipelineSettings(detector=str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True,
-                                cache_dir=tmp_path)
+    settings = PipelineSettings(
+        detector=str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True, cache_dir=tmp_path
+    )
     expected = GroundingPipeline.from_settings(settings)(photo, PROMPT, Options(0.2, 0.2))
     got = GroundingPipeline.from_settings(PipelineSettings(**{**vars(settings), "runtime": "openvino"}))(
-        photo, PROMPT, Options(0.2, 0.2))
+        photo, PROMPT, Options(0.2, 0.2)
+    )
     assert len(expected) > 0
     assert np.abs(expected.xyxy - got.xyxy).max() < 0.05 and np.abs(expected.scores - got.scores).max() < 1e-4
     assert got.labels == expected.labels and got.phrases == expected.phrases
 
 
-def test_the_conversion_runs_once_and_later_detectors_load_it_from_the_cache(model_paths, photo, tmp_path,
-                                                                              monkeypatch):
+def test_the_conversion_runs_once_and_later_detectors_load_it_from_the_cache(model_paths, photo, tmp_path, monkeypatch):
     conversions = count_conversions(monkeypatch)
     first = detector(model_paths, "openvino", tmp_path)
     first.raw([load_image(photo)], parse_prompt(PROMPT))

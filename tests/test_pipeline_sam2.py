@@ -9,7 +9,14 @@ import torch
 import transformers
 
 from pipeline import (
-    GroundingPipeline, MaskPrompt, Options, PipelineSettings, SegmenterPool, WeightsError, load_image, segmenter_spec,
+    GroundingPipeline,
+    MaskPrompt,
+    Options,
+    PipelineSettings,
+    SegmenterPool,
+    WeightsError,
+    load_image,
+    segmenter_spec,
 )
 from pipeline.testing.models import TEST_INPUT_SIZE, save_sam2, save_sam_hq
 from tests.counting import count_calls
@@ -91,9 +98,15 @@ def test_new_prompts_on_an_image_run_only_the_decoder_and_repeated_ones_nothing(
 
 
 def test_the_pipeline_masks_detections_with_sam2_and_rethresholds_without_any_model(model_paths, sam2_dir, photo):
-    pipeline = GroundingPipeline.from_settings(PipelineSettings(
-        detector=str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True,
-        checkpoints={NAME: str(sam2_dir)}))
+    pipeline = GroundingPipeline.from_settings(
+        PipelineSettings(
+            detector=str(model_paths[0]),
+            device="cpu",
+            input_size=TEST_INPUT_SIZE,
+            offline=True,
+            checkpoints={NAME: str(sam2_dir)},
+        )
+    )
     result = pipeline(photo, "brown dog. possum on a fence", Options(0.2, segmenter="sam2.1"))
     assert len(result) > 0 and result.masks.shape == (len(result), 480, 640)
     segmenter = pipeline.segmenters.get(NAME)
@@ -113,8 +126,9 @@ def test_sam2_without_weights_offline_says_where_to_put_them(tmp_path):
     assert segmenter_spec("sam2.1-hiera-small").env_var == "GROUNDLABEL_SAM2_1_HIERA_SMALL_CHECKPOINT"
 
 
-def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(model_paths, sam2_dir, photo, tmp_path,
-                                                                         monkeypatch, capsys):
+def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(
+    model_paths, sam2_dir, photo, tmp_path, monkeypatch, capsys
+):
     import json
 
     from PIL import Image
@@ -129,20 +143,39 @@ def test_the_cli_lists_the_models_and_masks_with_sam2_from_its_variable(model_pa
     monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(TEST_INPUT_SIZE))
     monkeypatch.setenv("GROUNDLABEL_OFFLINE", "1")
     Image.fromarray(photo).save(tmp_path / "yard.png")
-    code = main([str(tmp_path / "yard.png"), "--prompt", "brown dog. possum", "--detector", str(model_paths[0]),
-                 "--masks", NAME, "--box-threshold", "0.3", "--device", "cpu", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            str(tmp_path / "yard.png"),
+            "--prompt",
+            "brown dog. possum",
+            "--detector",
+            str(model_paths[0]),
+            "--masks",
+            NAME,
+            "--box-threshold",
+            "0.3",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     written = json.loads((tmp_path / "out" / "yard.groundlabel.json").read_text())
     assert written["detections"] and all(d["mask_area"] > 0 for d in written["detections"])
 
 
-def test_sam2_masks_reach_label_studio_as_brush_regions_that_decode_to_its_masks(label_studio, pipeline, sam2_dir,
-                                                                                   tmp_path):
+def test_sam2_masks_reach_label_studio_as_brush_regions_that_decode_to_its_masks(
+    label_studio, pipeline, sam2_dir, tmp_path
+):
     from sync import BackendSettings, rle_to_mask
     from tests.labelstudio import interactive_answer, png
 
-    with_sam2 = GroundingPipeline(pipeline.detector, SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)},
-                                                                   offline=True), pipeline.settings)
+    with_sam2 = GroundingPipeline(
+        pipeline.detector,
+        SegmenterPool(device="cpu", checkpoints={NAME: str(sam2_dir)}, offline=True),
+        pipeline.settings,
+    )
     settings = BackendSettings(box_threshold=0.2, text_threshold=0.2, segmenter=NAME, state_dir=tmp_path)
     image = png(96, 72, seed=3)
     answer = interactive_answer(label_studio, with_sam2, settings, image, "cats")
@@ -157,8 +190,10 @@ def test_sam2_masks_reach_label_studio_as_brush_regions_that_decode_to_its_masks
 
 def test_loaded_segmenters_stay_within_the_memory_budget_least_recently_used_unloaded_first(model_paths, sam2_dir):
     checkpoints = {NAME: str(sam2_dir), "sam_tiny_test": str(model_paths[1])}
-    sizes = {name: SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True).get(name).weight_bytes
-             for name in checkpoints}
+    sizes = {
+        name: SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True).get(name).weight_bytes
+        for name in checkpoints
+    }
     pool = SegmenterPool(device="cpu", checkpoints=checkpoints, offline=True, memory_budget=max(sizes.values()))
     first = pool.get(NAME)
     assert pool.memory == {NAME: sizes[NAME]}

@@ -22,9 +22,15 @@ def fresh(model_paths):
 
 def result_of(n: int, masks: bool = True) -> DetectionResult:
     return DetectionResult(
-        width=8, height=6, xyxy=np.arange(4 * n, dtype=np.float32).reshape(n, 4), scores=np.linspace(0.1, 0.9, n),
-        phrases=[f"p{i}" for i in range(n)], prompt_phrases=[f"p{i}" for i in range(n)],
-        labels=[f"l{i}" for i in range(n)], masks=np.zeros((n, 6, 8), bool) if masks else None)
+        width=8,
+        height=6,
+        xyxy=np.arange(4 * n, dtype=np.float32).reshape(n, 4),
+        scores=np.linspace(0.1, 0.9, n),
+        phrases=[f"p{i}" for i in range(n)],
+        prompt_phrases=[f"p{i}" for i in range(n)],
+        labels=[f"l{i}" for i in range(n)],
+        masks=np.zeros((n, 6, 8), bool) if masks else None,
+    )
 
 
 def test_detection_result_refuses_columns_of_different_lengths():
@@ -56,8 +62,10 @@ def test_options_are_checked_and_name_the_version():
     with pytest.raises(SettingsError, match="Unknown segmenter 'nope'"):
         Options(segmenter="nope")
     assert Options(segmenter="vit_t").segmenter == "mobile_sam"
-    assert model_version("IDEA-Research/grounding-dino-tiny", Options(0.3, 0.25, "mobile_sam")) == \
-        "groundlabel-grounding-dino-tiny+mobile_sam-box0.3-text0.25"
+    assert (
+        model_version("IDEA-Research/grounding-dino-tiny", Options(0.3, 0.25, "mobile_sam"))
+        == "groundlabel-grounding-dino-tiny+mobile_sam-box0.3-text0.25"
+    )
 
 
 def test_two_identical_concurrent_requests_run_the_detector_once(fresh, photo):
@@ -91,10 +99,13 @@ def test_images_of_different_processed_sizes_never_share_a_forward(fresh, model_
 def test_decode_batched_equals_the_loop_for_boxes_and_clicks(fresh, photo):
     segmenter = fresh.segmenters.get("sam_tiny_test")
     image = load_image(photo)
-    prompts = [MaskPrompt((10, 20, 200, 220)), MaskPrompt((300, 100, 630, 470)),
-               MaskPrompt(points=((100, 100),), positive=(True,)),
-               MaskPrompt(points=((400, 300), (420, 320)), positive=(True, False)),
-               MaskPrompt((300, 100, 630, 470), points=((400, 300),), positive=(False,))]
+    prompts = [
+        MaskPrompt((10, 20, 200, 220)),
+        MaskPrompt((300, 100, 630, 470)),
+        MaskPrompt(points=((100, 100),), positive=(True,)),
+        MaskPrompt(points=((400, 300), (420, 320)), positive=(True, False)),
+        MaskPrompt((300, 100, 630, 470), points=((400, 300),), positive=(False,)),
+    ]
     looped = segmenter.decode(image, prompts, batched=False)
     segmenter._masks.clear()
     with count_calls(segmenter.predictor.model.mask_decoder) as decoder:

@@ -5,7 +5,8 @@ wide; any mask comes back bit for bit from Label Studio's brush RLE. 300 boxes a
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from label_studio_sdk.converter.brush import decode_from_annotation
 

@@ -20,8 +20,17 @@ from sync import BackendSettings, LabelStudioClient, Outbox, ProjectConfig, Push
 from sync.prelabel import PrelabelJob, prelabel
 from tests.hostile import Answer, cutting_proxy, web_host
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, blob_masks, detections, expected, png,
-    predictions_per_task, serve,
+    BOX,
+    GROUNDING_DINO_CONFIG,
+    SEGMENTER,
+    TEXT,
+    backend_app,
+    blob_masks,
+    detections,
+    expected,
+    png,
+    predictions_per_task,
+    serve,
 )
 
 CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
@@ -33,20 +42,25 @@ def results_for(image_bytes: bytes, seed: int):
     """A result with a box and a mask for an image, different per seed."""
     image = load_image(image_bytes)
     box = [seed % 7, seed % 5, image.width - 3, image.height - 2]
-    return to_label_studio(detections(image.width, image.height, [box], ["cats"],
-                                      masks=blob_masks(image.width, image.height, [box])), CONFIG)
+    return to_label_studio(
+        detections(image.width, image.height, [box], ["cats"], masks=blob_masks(image.width, image.height, [box])),
+        CONFIG,
+    )
 
 
 def stored(client: LabelStudioClient, task: int, kind: str) -> list[dict]:
     return client.predictions(task) if kind == "prediction" else client.annotations(task)
 
 
-def test_pushes_across_a_label_studio_restart_retry_queue_and_land_exactly_once(label_studio, ls_client, ls_project,
-                                                                                tmp_path):
+def test_pushes_across_a_label_studio_restart_retry_queue_and_land_exactly_once(
+    label_studio, ls_client, ls_project, tmp_path
+):
     images = [png(30 + i, 24, seed=40 + i) for i in range(4)]
     tasks = label_studio.upload_images(ls_project, {f"{i}.png": image for i, image in enumerate(images)})
-    work = [(task, results_for(image, i), "annotation" if i % 2 else "prediction")
-            for i, (task, image) in enumerate(zip(tasks, images))]
+    work = [
+        (task, results_for(image, i), "annotation" if i % 2 else "prediction")
+        for i, (task, image) in enumerate(zip(tasks, images))
+    ]
     outbox = Outbox(tmp_path / "outbox")
     waits: list[float] = []
 
@@ -100,7 +114,8 @@ def web_images():
 
 
 def test_prelabel_run_keeps_going_when_label_studio_stops_and_nothing_is_lost_or_doubled(
-        label_studio, ls_client, pipeline, web_images, tmp_path):
+    label_studio, ls_client, pipeline, web_images, tmp_path
+):
     host, images = web_images
     project = label_studio.create_project(BOXES_ONLY, title="prelabel restart")
     tasks = label_studio.import_tasks(project, [{"image": host(path)} for path in images])
@@ -108,6 +123,7 @@ def test_prelabel_run_keeps_going_when_label_studio_stops_and_nothing_is_lost_or
     job = PrelabelJob(project, prompt=None, options=Options(BOX), write_batch=4)  # the project's labels as prompt
     stops: list[int] = []
     with contextlib.ExitStack() as down:
+
         def stop_after_the_first_write(progress) -> None:
             if progress.done >= job.write_batch and not stops:
                 stops.append(progress.done)
@@ -137,23 +153,38 @@ def test_prelabel_bulk_write_whose_answer_is_lost_is_not_written_twice(label_stu
 
     with cutting_proxy(label_studio.port) as proxy, LabelStudioClient(proxy.url, label_studio.token) as client:
         proxy.cut(f"POST /api/projects/{project}/import/predictions".encode())
-        progress = prelabel(client, pipeline, PrelabelJob(project, prompt="cats", options=Options(BOX), write_batch=3),
-                            Outbox(tmp_path / "outbox"))
+        progress = prelabel(
+            client,
+            pipeline,
+            PrelabelJob(project, prompt="cats", options=Options(BOX), write_batch=3),
+            Outbox(tmp_path / "outbox"),
+        )
 
     assert proxy.cuts == 1 and (progress.done, progress.failed, progress.queued) == (6, {}, 0)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in tasks})
 
 
-def test_ml_backend_answers_empty_while_label_studio_is_down_and_recovers_after(label_studio, pipeline, tmp_path,
-                                                                                 caplog):
+def test_ml_backend_answers_empty_while_label_studio_is_down_and_recovers_after(
+    label_studio, pipeline, tmp_path, caplog
+):
     image = png(50, 40, seed=70)
     project = label_studio.create_project()
     (task,) = label_studio.upload_images(project, {"cat.png": image})
     data = label_studio.api("GET", f"/api/tasks/{task}")["data"]
-    settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
-                               box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
-    body = {"tasks": [{"id": task, "data": data}], "project": f"{project}.1", "label_config": GROUNDING_DINO_CONFIG,
-            "params": {"context": None}}
+    settings = BackendSettings(
+        label_studio_url=label_studio.url,
+        label_studio_token=label_studio.token,
+        box_threshold=BOX,
+        text_threshold=TEXT,
+        segmenter=SEGMENTER,
+        state_dir=tmp_path,
+    )
+    body = {
+        "tasks": [{"id": task, "data": data}],
+        "project": f"{project}.1",
+        "label_config": GROUNDING_DINO_CONFIG,
+        "params": {"context": None},
+    }
     caplog.set_level(logging.WARNING)
 
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:

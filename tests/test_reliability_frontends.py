@@ -18,8 +18,10 @@ from tests.hostile import EMPTY_PROMPTS, UNICODE_PROMPTS, broken_images, prompt_
 from tests.labelstudio import free_port, png
 
 BROKEN = broken_images()
-REFUSED_PROMPTS = {**{name: (text, "prompt is empty") for name, text in EMPTY_PROMPTS.items()},
-                   "257 tokens": (prompt_of_tokens(257), "257 tokens long; the detector reads at most 256")}
+REFUSED_PROMPTS = {
+    **{name: (text, "prompt is empty") for name, text in EMPTY_PROMPTS.items()},
+    "257 tokens": (prompt_of_tokens(257), "257 tokens long; the detector reads at most 256"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def image_files(tmp_path_factory):
     """Each broken image as a file, a good one, a missing path and a directory: (paths, reasons, the good one)."""
     folder = tmp_path_factory.mktemp("cli-images")
     reasons = {}
-    for i, (name, (data, words)) in enumerate(BROKEN.items()):
+    for i, (data, words) in enumerate(BROKEN.values()):
         path = folder / f"broken{i}.png"
         path.write_bytes(data)
         reasons[path] = words
@@ -40,8 +42,19 @@ def image_files(tmp_path_factory):
 
 
 def cli(model_paths, tmp_path, capsys, images, prompt: str = "cats") -> tuple[int, str]:
-    code = main([*map(str, images), "--prompt", prompt, "--detector", str(model_paths[0]), "--device", "cpu",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            *map(str, images),
+            "--prompt",
+            prompt,
+            "--detector",
+            str(model_paths[0]),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     return code, capsys.readouterr().err
 
 
@@ -59,8 +72,9 @@ def test_cli_reports_every_unusable_image_and_still_labels_the_good_one(model_pa
 
 
 @pytest.mark.parametrize("case", REFUSED_PROMPTS)
-def test_cli_refuses_a_prompt_with_nothing_to_look_for_or_too_many_tokens(model_paths, tmp_path, capsys,
-                                                                          image_files, case):
+def test_cli_refuses_a_prompt_with_nothing_to_look_for_or_too_many_tokens(
+    model_paths, tmp_path, capsys, image_files, case
+):
     prompt, words = REFUSED_PROMPTS[case]
 
     code, err = cli(model_paths, tmp_path, capsys, [image_files[1]], prompt)
@@ -88,9 +102,17 @@ def ui(app_url):
 
 def detect_all(ui, path, prompt: str) -> tuple:
     """The playground's Detect button: what the page shows (image, message, table, download, model status)."""
-    return ui.predict(handle_file(str(path)), prompt, "Boxes", "sam_tiny_test", 0.3, 0.25,
-                      "", True,  # the app's detector, masks shown
-                      api_name="/playground_detect")
+    return ui.predict(
+        handle_file(str(path)),
+        prompt,
+        "Boxes",
+        "sam_tiny_test",
+        0.3,
+        0.25,
+        "",
+        True,  # the app's detector, masks shown
+        api_name="/playground_detect",
+    )
 
 
 def detect(ui, path, prompt: str) -> str:
@@ -108,8 +130,9 @@ def test_app_explains_an_unusable_upload(ui, image_files, case):
 
 
 def test_app_refuses_an_upload_over_the_image_byte_limit_before_storing_it(app_url):
-    too_big = httpx.post(f"{app_url}/gradio_api/upload", timeout=60,
-                         files={"files": ("huge.png", bytes(DEFAULT_MAX_IMAGE_BYTES + 1))})
+    too_big = httpx.post(
+        f"{app_url}/gradio_api/upload", timeout=60, files={"files": ("huge.png", bytes(DEFAULT_MAX_IMAGE_BYTES + 1))}
+    )
 
     assert too_big.status_code == 413 and f"maximum allowed size of {DEFAULT_MAX_IMAGE_BYTES} bytes" in too_big.text
 

@@ -18,10 +18,24 @@ import pytest
 from pipeline import LabelMap, LazyPipeline, Options, PromptError
 from sync import BackendSettings
 from tests.hostile import (
-    EMPTY_PROMPTS, UNICODE_PROMPTS, Answer, broken_images, prompt_of_tokens, web_host,
+    EMPTY_PROMPTS,
+    UNICODE_PROMPTS,
+    Answer,
+    broken_images,
+    prompt_of_tokens,
+    web_host,
 )
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, expected, png, prompt_context, serve, submit_prompt,
+    BOX,
+    GROUNDING_DINO_CONFIG,
+    SEGMENTER,
+    TEXT,
+    backend_app,
+    expected,
+    png,
+    prompt_context,
+    serve,
+    submit_prompt,
 )
 
 IMAGE = png(48, 40, seed=21)
@@ -34,13 +48,19 @@ EMPTY_LABELS = '<View><Image name="image" value="$image"/><RectangleLabels name=
 @pytest.fixture(scope="module")
 def host():
     """The web host the tasks' absolute image URLs point at."""
-    routes = {"/ok.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
-              "/to-metadata": Answer(status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
-              "/to-file": Answer(status=302, headers={"Location": "file:///etc/passwd"}),
-              "/busy.png": Answer(b"try later", status=503),
-              "/missing.html": Answer(b"<html>\n<body><h1>Not Found</h1>" + b"x" * 2000 + b"</body></html>", status=404,
-                                      headers={"Content-Type": "text/html"}),
-              "/slow.png": Answer(IMAGE, delay=5), "/drip.png": Answer(IMAGE[:100], drip=0.1)}
+    routes = {
+        "/ok.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
+        "/to-metadata": Answer(status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
+        "/to-file": Answer(status=302, headers={"Location": "file:///etc/passwd"}),
+        "/busy.png": Answer(b"try later", status=503),
+        "/missing.html": Answer(
+            b"<html>\n<body><h1>Not Found</h1>" + b"x" * 2000 + b"</body></html>",
+            status=404,
+            headers={"Content-Type": "text/html"},
+        ),
+        "/slow.png": Answer(IMAGE, delay=5),
+        "/drip.png": Answer(IMAGE[:100], drip=0.1),
+    }
     routes.update({f"/broken/{i}": Answer(data) for i, (data, _) in enumerate(BROKEN.values())})
     with web_host(routes) as server:
         yield server
@@ -48,8 +68,14 @@ def host():
 
 def settings_for(label_studio, tmp_path, **overrides) -> BackendSettings:
     """The backend's settings: Label Studio's URL and token from the environment, the tiny models' thresholds."""
-    values = dict(label_studio_url=label_studio.url, label_studio_token=label_studio.token, box_threshold=BOX,
-                  text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
+    values = dict(
+        label_studio_url=label_studio.url,
+        label_studio_token=label_studio.token,
+        box_threshold=BOX,
+        text_threshold=TEXT,
+        segmenter=SEGMENTER,
+        state_dir=tmp_path,
+    )
     return BackendSettings(**{**values, **overrides})
 
 
@@ -60,28 +86,41 @@ def backend(pipeline, label_studio, tmp_path_factory) -> str:
         yield url
 
 
-def predict(url: str, tasks, prompt: str | None = "cats", project: str = "1.1",
-            config: str = GROUNDING_DINO_CONFIG) -> httpx.Response:
+def predict(
+    url: str, tasks, prompt: str | None = "cats", project: str = "1.1", config: str = GROUNDING_DINO_CONFIG
+) -> httpx.Response:
     """/predict as Label Studio sends it: interactive with ``prompt`` typed in the TextArea, or a batch (None)."""
     context = prompt_context(prompt) if prompt is not None else None
-    return httpx.post(f"{url}/predict", timeout=60, json={
-        "tasks": tasks, "project": project, "label_config": config, "params": {"context": context}})
+    return httpx.post(
+        f"{url}/predict",
+        timeout=60,
+        json={"tasks": tasks, "project": project, "label_config": config, "params": {"context": context}},
+    )
 
 
 def logged(caplog, task_id: int) -> str:
     """The reason logged for task ``task_id``'s empty prediction (or, for a failure that may pass, for storing
     nothing)."""
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Task {task_id}: ")
-             and ("empty prediction" in r.getMessage() or "nothing stored" in r.getMessage())]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(f"Task {task_id}: ")
+        and ("empty prediction" in r.getMessage() or "nothing stored" in r.getMessage())
+    ]
     assert len(lines) == 1, caplog.text
     return lines[0]
 
 
 # --- malformed requests --------------------------------------------------------------------------------------------
 
+
 def _request(**fields) -> bytes:
-    body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}], "project": "1.1",
-            "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}}
+    body = {
+        "tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}],
+        "project": "1.1",
+        "label_config": GROUNDING_DINO_CONFIG,
+        "params": {"context": None},
+    }
     return json.dumps({**body, **fields}).encode()
 
 
@@ -114,11 +153,19 @@ def test_malformed_predict_request_is_a_400_that_names_the_problem(backend, case
 
 def test_setup_and_webhook_take_any_json_object_and_refuse_the_rest(backend):
     setup = httpx.post(f"{backend}/setup", json={"project": "3.1", "schema": 5}, timeout=10)
-    hook = httpx.post(f"{backend}/webhook", timeout=10, json={
-        "action": "ANNOTATION_CREATED", "project": {"id": 3, "label_config": GROUNDING_DINO_CONFIG},
-        "annotation": {"result": "cats"}})
-    refused = [httpx.post(f"{backend}/{route}", content=b"[]", headers={"Content-Type": "application/json"})
-               for route in ("setup", "webhook")]
+    hook = httpx.post(
+        f"{backend}/webhook",
+        timeout=10,
+        json={
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 3, "label_config": GROUNDING_DINO_CONFIG},
+            "annotation": {"result": "cats"},
+        },
+    )
+    refused = [
+        httpx.post(f"{backend}/{route}", content=b"[]", headers={"Content-Type": "application/json"})
+        for route in ("setup", "webhook")
+    ]
 
     assert setup.status_code == 200 and setup.json()["model_version"].startswith("groundlabel-gdino-tiny")
     assert hook.status_code == 200 and hook.json()["prompt"] is None
@@ -150,8 +197,9 @@ def test_unusable_task_image_gets_an_empty_prediction_and_a_logged_reason(backen
     data, words = TASK_FAILURES[case]
     task = {"id": 500 + list(TASK_FAILURES).index(case)}
     if data is not None:
-        task["data"] = {key: value.replace("{host}", host.url) if isinstance(value, str) else value
-                        for key, value in data.items()}
+        task["data"] = {
+            key: value.replace("{host}", host.url) if isinstance(value, str) else value for key, value in data.items()
+        }
     good = {"id": 499, "data": {"image": host("/ok.png")}}
     caplog.set_level(logging.INFO)
 
@@ -170,8 +218,9 @@ def test_unusable_task_image_gets_an_empty_prediction_and_a_logged_reason(backen
     assert elapsed < 5  # nothing waited on the network: link-local hosts are never contacted
 
 
-@pytest.mark.parametrize(("path", "words"), [("/slow.png", "no answer within 1 s"),
-                                             ("/drip.png", "took longer than 3 s")])
+@pytest.mark.parametrize(
+    ("path", "words"), [("/slow.png", "no answer within 1 s"), ("/drip.png", "took longer than 3 s")]
+)
 def test_slow_image_host_is_cut_off_at_the_timeout(pipeline, label_studio, host, tmp_path, caplog, path, words):
     settings = settings_for(label_studio, tmp_path, timeout=1.0)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
@@ -184,8 +233,9 @@ def test_slow_image_host_is_cut_off_at_the_timeout(pipeline, label_studio, host,
     assert elapsed < 4.5
 
 
-def test_a_task_failing_in_a_way_that_may_pass_is_retried_then_given_up_on(pipeline, label_studio, host, tmp_path,
-                                                                           caplog):
+def test_a_task_failing_in_a_way_that_may_pass_is_retried_then_given_up_on(
+    pipeline, label_studio, host, tmp_path, caplog
+):
     settings = settings_for(label_studio, tmp_path, max_retries=3)
     task = {"id": 44, "data": {"image": host("/busy.png")}}
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
@@ -202,8 +252,9 @@ def test_an_image_at_a_public_url_needs_no_label_studio_credentials(pipeline, ho
     settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         host.requests.clear()
-        public, upload = predict(url, [{"id": 45, "data": {"image": host("/ok.png")}},
-                                       {"id": 46, "data": {"image": "/data/upload/1/a.png"}}]).json()["results"]
+        public, upload = predict(
+            url, [{"id": 45, "data": {"image": host("/ok.png")}}, {"id": 46, "data": {"image": "/data/upload/1/a.png"}}]
+        ).json()["results"]
 
     assert public["result"] == expected(pipeline, IMAGE, "cats")[1].result != []
     assert not any(key.lower() in ("authorization", "cookie") for r in host.requests for key in r.headers)
@@ -211,8 +262,9 @@ def test_an_image_at_a_public_url_needs_no_label_studio_credentials(pipeline, ho
 
 
 def test_without_a_label_studio_to_write_to_the_batch_past_its_budget_says_so(pipeline, host, tmp_path, caplog):
-    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path,
-                               predict_budget=0.001)
+    settings = BackendSettings(
+        box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path, predict_budget=0.001
+    )
     tasks = [{"id": 50 + i, "data": {"image": host("/ok.png")}} for i in range(3)]
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         answer = predict(url, tasks, prompt=None).json()["results"]
@@ -226,8 +278,16 @@ def test_without_a_label_studio_to_write_to_the_batch_past_its_budget_says_so(pi
 def test_setup_with_an_unusable_label_studio_url_gives_empty_predictions_not_a_500(pipeline, tmp_path, caplog):
     settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
-        httpx.post(f"{url}/setup", timeout=10, json={"project": "8.1", "schema": GROUNDING_DINO_CONFIG,
-                                                     "hostname": "localhost:8080", "access_token": "abc"})
+        httpx.post(
+            f"{url}/setup",
+            timeout=10,
+            json={
+                "project": "8.1",
+                "schema": GROUNDING_DINO_CONFIG,
+                "hostname": "localhost:8080",
+                "access_token": "abc",
+            },
+        )
         answer = predict(url, [{"id": 43, "data": {"image": "/data/upload/1/a.png"}}], project="8.1")
 
     assert answer.status_code == 200 and answer.json()["results"][0]["result"] == []
@@ -236,9 +296,9 @@ def test_setup_with_an_unusable_label_studio_url_gives_empty_predictions_not_a_5
 
 # --- prompts -------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", EMPTY_PROMPTS)
-def test_prompt_with_nothing_to_look_for_answers_nothing_and_is_not_remembered(backend, host, pipeline, caplog,
-                                                                                 case):
+def test_prompt_with_nothing_to_look_for_answers_nothing_and_is_not_remembered(backend, host, pipeline, caplog, case):
     project = f"{600 + list(EMPTY_PROMPTS).index(case)}.1"
     task = {"id": 601, "data": {"image": host("/ok.png")}}
     caplog.set_level(logging.INFO)
@@ -311,6 +371,7 @@ def test_phrases_that_match_no_project_label_give_no_region_and_are_logged(backe
 
 
 # --- prompts as the detector reads them ----------------------------------------------------------------------------
+
 
 def test_question_mark_separates_phrases_as_grounding_dino_reads_it(pipeline, photo):
     asked = pipeline(photo, "cats? house", Options(0.3), LabelMap(["cats", "house"]))

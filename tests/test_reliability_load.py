@@ -12,12 +12,20 @@ import httpx
 import pytest
 
 from pipeline import GroundingDinoDetector, GroundingPipeline, LazyPipeline, SegmenterPool
+from pipeline.testing.models import TEST_INPUT_SIZE
 from sync import BackendSettings
 from tests.hostile import Answer, web_host
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, expected, png, prompt_context, serve,
+    BOX,
+    GROUNDING_DINO_CONFIG,
+    SEGMENTER,
+    TEXT,
+    backend_app,
+    expected,
+    png,
+    prompt_context,
+    serve,
 )
-from pipeline.testing.models import TEST_INPUT_SIZE
 
 REQUESTS = 16
 PROMPTS = ["cats", "house", "cats. house"]
@@ -30,8 +38,9 @@ LOAD_BOX = 0.9999  # 1-5 boxes per image from the tiny detector: every image get
 def small_cache_pipeline(model_paths) -> GroundingPipeline:
     """The tiny models with caches far smaller than the load, so that entries are evicted while requests run."""
     detector_dir, checkpoint = model_paths
-    detector = GroundingDinoDetector(str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE,
-                                     cache_items=DETECTOR_CACHE_ITEMS)
+    detector = GroundingDinoDetector(
+        str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE, cache_items=DETECTOR_CACHE_ITEMS
+    )
     pipeline = GroundingPipeline(detector, SegmenterPool("cpu", {SEGMENTER: str(checkpoint)}))
     segmenter = pipeline.segmenters.get(SEGMENTER)
     embedding = 4 * 256 * 64 * 64  # SAM's image embedding: 256 x 64 x 64 float32, whatever the encoder's width
@@ -42,8 +51,9 @@ def small_cache_pipeline(model_paths) -> GroundingPipeline:
 
 @pytest.fixture(scope="module")
 def images():
-    with web_host({path: Answer(data) for path, data in IMAGES.items()}
-                  | {"/slow-missing.png": Answer(status=404, delay=1.5)}) as host:
+    with web_host(
+        {path: Answer(data) for path, data in IMAGES.items()} | {"/slow-missing.png": Answer(status=404, delay=1.5)}
+    ) as host:
         yield host
 
 
@@ -78,17 +88,31 @@ class HealthProbe:
 
 def predict(url: str, image_url: str, prompt: str | None, task_id: int, timeout: float = 120) -> dict:
     context = prompt_context(prompt) if prompt else None
-    answer = httpx.post(f"{url}/predict", timeout=timeout, json={
-        "tasks": [{"id": task_id, "data": {"image": image_url}}], "project": "1.1",
-        "label_config": GROUNDING_DINO_CONFIG, "params": {"context": context}})
+    answer = httpx.post(
+        f"{url}/predict",
+        timeout=timeout,
+        json={
+            "tasks": [{"id": task_id, "data": {"image": image_url}}],
+            "project": "1.1",
+            "label_config": GROUNDING_DINO_CONFIG,
+            "params": {"context": context},
+        },
+    )
     answer.raise_for_status()
     return answer.json()["results"][0]
 
 
 def test_concurrent_predictions_are_each_the_images_own_and_caches_stay_bounded(
-        small_cache_pipeline, pipeline, label_studio, images, tmp_path):
-    settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
-                               box_threshold=LOAD_BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
+    small_cache_pipeline, pipeline, label_studio, images, tmp_path
+):
+    settings = BackendSettings(
+        label_studio_url=label_studio.url,
+        label_studio_token=label_studio.token,
+        box_threshold=LOAD_BOX,
+        text_threshold=TEXT,
+        segmenter=SEGMENTER,
+        state_dir=tmp_path,
+    )
     jobs = [(images(path), PROMPTS[i % len(PROMPTS)], i) for i, path in enumerate(IMAGES)]
 
     with serve(backend_app(LazyPipeline(pipeline=small_cache_pipeline), settings)) as url, HealthProbe(url) as probe:
@@ -107,21 +131,29 @@ def test_concurrent_predictions_are_each_the_images_own_and_caches_stay_bounded(
     embeddings = segmenter._embeddings
     assert len(embeddings) == EMBEDDINGS_KEPT and embeddings.nbytes <= embeddings.max_bytes
     assert 0 < segmenter._masks.nbytes <= MASK_CACHE_BYTES
-    print(f"{REQUESTS} concurrent requests in {finished - started:.1f} s; /health max "
-          f"{max(during) * 1000:.0f} ms over {len(during)} probes")
+    print(
+        f"{REQUESTS} concurrent requests in {finished - started:.1f} s; /health max "
+        f"{max(during) * 1000:.0f} ms over {len(during)} probes"
+    )
 
 
-def test_health_answers_while_every_worker_thread_waits_on_a_slow_image_host(pipeline, label_studio, images,
-                                                                               tmp_path):
-    settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
-                               box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path)
+def test_health_answers_while_every_worker_thread_waits_on_a_slow_image_host(pipeline, label_studio, images, tmp_path):
+    settings = BackendSettings(
+        label_studio_url=label_studio.url,
+        label_studio_token=label_studio.token,
+        box_threshold=BOX,
+        text_threshold=TEXT,
+        segmenter=SEGMENTER,
+        state_dir=tmp_path,
+    )
     slow = 48  # more than the 40 worker threads Starlette runs sync work in
 
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url, HealthProbe(url) as probe:
         started = time.monotonic()
         with ThreadPoolExecutor(slow) as pool:
-            answers = list(pool.map(lambda i: predict(url, images("/slow-missing.png"), "cats", 1000 + i, 30),
-                                    range(slow)))
+            answers = list(
+                pool.map(lambda i: predict(url, images("/slow-missing.png"), "cats", 1000 + i, 30), range(slow))
+            )
         finished = time.monotonic()
 
     assert all(answer["result"] == [] for answer in answers)

@@ -22,16 +22,26 @@ from sync import BackendSettings, box_to_pixels, rle_to_mask
 from tests.counting import count_calls
 from tests.hostile import Answer, web_host
 from tests.labelstudio import (
-    BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, exif_rotated_jpeg, expected, png,
-    predictions_per_task, prompt_context, serve,
+    BOX,
+    GROUNDING_DINO_CONFIG,
+    SEGMENTER,
+    TEXT,
+    backend_app,
+    exif_rotated_jpeg,
+    expected,
+    png,
+    predictions_per_task,
+    prompt_context,
+    serve,
 )
 
 
 @pytest.fixture(scope="module")
 def ml_backend(pipeline, tmp_path_factory):
     """The ML-backend routes over the tiny models, served on 127.0.0.1: (url, settings)."""
-    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER,
-                               state_dir=tmp_path_factory.mktemp("backend-state"))
+    settings = BackendSettings(
+        box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path_factory.mktemp("backend-state")
+    )
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         yield url, settings
 
@@ -44,19 +54,25 @@ def project_with_backend(label_studio, ml_backend):
 
 
 def interactive(label_studio, ml_id: int, task: int, context: dict) -> dict:
-    return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
-                            json={"task": task, "context": context})["data"]
+    return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating", json={"task": task, "context": context})[
+        "data"
+    ]
 
 
 def retrieve_predictions(label_studio, project: int, tasks: list[int]) -> dict[int, list[dict]]:
     """Data Manager's "Retrieve predictions" action, then every task's predictions."""
-    label_studio.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
-                     json={"selectedItems": {"all": False, "included": tasks}})
+    label_studio.api(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project},
+        json={"selectedItems": {"all": False, "included": tasks}},
+    )
     return {task: label_studio.api("GET", "/api/predictions", params={"task": task}) for task in tasks}
 
 
 def test_interactive_prompt_gives_labeled_boxes_and_masks_that_decode_to_the_pipelines(
-        label_studio, project_with_backend, pipeline):
+    label_studio, project_with_backend, pipeline
+):
     project, ml_id = project_with_backend
     image = png(64, 48, seed=1)
     (task,) = label_studio.upload_images(project, {"cat.png": image})
@@ -65,8 +81,9 @@ def test_interactive_prompt_gives_labeled_boxes_and_masks_that_decode_to_the_pip
 
     result, conversion = expected(pipeline, image, "cats")
     assert len(result) > 0 and answer["result"] == conversion.result
-    assert answer["model_version"] == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}-p" + \
-        prompt_hash(parse_prompt("cats"))
+    assert answer["model_version"] == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}-p" + prompt_hash(
+        parse_prompt("cats")
+    )
     boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
     brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
     assert len(boxes) == len(brushes) == len(result)
@@ -88,8 +105,7 @@ def test_interactive_request_without_prompt_text_answers_nothing(label_studio, p
     assert answer["result"] == [] and answer["model_version"].startswith("groundlabel-") and forwards.count == 0
 
 
-def test_batch_retrieval_sends_several_tasks_of_one_size_through_one_detector_forward(
-        label_studio, pipeline, tmp_path):
+def test_batch_retrieval_sends_several_tasks_of_one_size_through_one_detector_forward(label_studio, pipeline, tmp_path):
     batched = GroundingPipeline(pipeline.detector, pipeline.segmenters, replace(pipeline.settings, batch_size=4))
     settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=None, state_dir=tmp_path)
     project = label_studio.create_project()
@@ -107,13 +123,15 @@ def test_batch_retrieval_sends_several_tasks_of_one_size_through_one_detector_fo
 
 
 def test_batch_retrieval_answers_each_task_in_order_broken_tasks_empty_and_transient_ones_nothing(
-        label_studio, project_with_backend, pipeline, caplog):
+    label_studio, project_with_backend, pipeline, caplog
+):
     project, _ = project_with_backend
     images = {"wide.png": png(72, 40, seed=2), "tall.png": png(30, 50, seed=3)}
     jpeg, _ = exif_rotated_jpeg()
     tasks = label_studio.upload_images(project, images)
-    tasks += label_studio.import_local_files(project, {"rotated.jpg": jpeg, "broken.png": b"not an image"},
-                                             folder=f"batch-{project}")
+    tasks += label_studio.import_local_files(
+        project, {"rotated.jpg": jpeg, "broken.png": b"not an image"}, folder=f"batch-{project}"
+    )
     tasks += label_studio.import_tasks(project, [{"image": "/data/upload/999/gone.png"}])
 
     started = time.monotonic()
@@ -127,8 +145,9 @@ def test_batch_retrieval_answers_each_task_in_order_broken_tasks_empty_and_trans
         (prediction,) = predictions[task]
         assert prediction["result"] == conversion.result and len(result) > 0
         assert prediction["model_version"] == conversion.model_version
-    sizes = [(p[0]["result"][0]["original_width"], p[0]["result"][0]["original_height"])
-             for p in map(predictions.get, good)]
+    sizes = [
+        (p[0]["result"][0]["original_width"], p[0]["result"][0]["original_height"]) for p in map(predictions.get, good)
+    ]
     assert sizes == [(72, 40), (30, 50), (60, 80)]  # each task got its own image's answer; the JPEG upright
     broken, gone = tasks[3:]
     assert predictions[broken][0]["result"] == [] and f"Task {broken}: empty prediction" in caplog.text
@@ -138,7 +157,8 @@ def test_batch_retrieval_answers_each_task_in_order_broken_tasks_empty_and_trans
 
 
 def test_a_submitted_prompt_becomes_the_batch_prompt_and_a_new_one_makes_retrieval_predict_again(
-        label_studio, project_with_backend, ml_backend, pipeline):
+    label_studio, project_with_backend, ml_backend, pipeline
+):
     project, ml_id = project_with_backend
     image = png(40, 40, seed=4)
     first, second = label_studio.upload_images(project, {"a.png": image, "b.png": image})
@@ -147,9 +167,14 @@ def test_a_submitted_prompt_becomes_the_batch_prompt_and_a_new_one_makes_retriev
     labels_only = retrieve_predictions(label_studio, project, [second])[second]
     unchanged = retrieve_predictions(label_studio, project, [second])[second]
     project_json = label_studio.api("GET", f"/api/projects/{project}")
-    event = {"action": "ANNOTATION_CREATED", "project": project_json, "task": {"id": first},
-             "annotation": {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
-                                        "value": {"text": ["cats"]}}]}}
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": project_json,
+        "task": {"id": first},
+        "annotation": {
+            "result": [{"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["cats"]}}]
+        },
+    }
     hook = httpx.post(f"{ml_backend[0]}/webhook", json=event, timeout=10).json()
     after_webhook = retrieve_predictions(label_studio, project, [second])[second]
 
@@ -162,10 +187,13 @@ def test_a_submitted_prompt_becomes_the_batch_prompt_and_a_new_one_makes_retriev
     assert stored[str(project)] == "cats"
 
 
-def test_number_tags_set_the_batch_thresholds_and_the_announced_version_so_reruns_add_nothing(label_studio, ml_backend, pipeline):
+def test_number_tags_set_the_batch_thresholds_and_the_announced_version_so_reruns_add_nothing(
+    label_studio, ml_backend, pipeline
+):
     xml = GROUNDING_DINO_CONFIG.replace(
-        "</View>\n  <RectangleLabels", '</View>\n  <Number name="box_threshold" toName="image" defaultValue="0.9999"/>'
-                                       "\n  <RectangleLabels")
+        "</View>\n  <RectangleLabels",
+        '</View>\n  <Number name="box_threshold" toName="image" defaultValue="0.9999"/>\n  <RectangleLabels',
+    )
     project = label_studio.create_project(label_config=xml)
     label_studio.register_ml_backend(project, ml_backend[0])
     image = png(50, 50, seed=5)
@@ -189,13 +217,29 @@ def test_health_answers_within_label_studios_timeout_while_a_batch_runs(label_st
     project = label_studio.create_project()
     ids = label_studio.upload_images(project, {f"{i}.png": png(64, 64, seed=100 + i) for i in range(2)})
     tasks = [{"id": task, "data": label_studio.api("GET", f"/api/tasks/{task}")["data"]} for task in ids]
-    httpx.post(f"{url}/setup", timeout=3, json={"project": f"{project}.1", "schema": GROUNDING_DINO_CONFIG,
-                                                "hostname": label_studio.url, "access_token": label_studio.token})
+    httpx.post(
+        f"{url}/setup",
+        timeout=3,
+        json={
+            "project": f"{project}.1",
+            "schema": GROUNDING_DINO_CONFIG,
+            "hostname": label_studio.url,
+            "access_token": label_studio.token,
+        },
+    )
     finished: list[float] = []
 
     def run_batch():
-        httpx.post(f"{url}/predict", timeout=100, json={"tasks": tasks, "project": f"{project}.1",
-                   "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}}).raise_for_status()
+        httpx.post(
+            f"{url}/predict",
+            timeout=100,
+            json={
+                "tasks": tasks,
+                "project": f"{project}.1",
+                "label_config": GROUNDING_DINO_CONFIG,
+                "params": {"context": None},
+            },
+        ).raise_for_status()
         finished.append(time.monotonic())
 
     batch = threading.Thread(target=run_batch)
@@ -223,13 +267,21 @@ def test_setup_answers_without_loading_models_and_predict_explains_missing_weigh
         ml_id = label_studio.register_ml_backend(project, url)  # Label Studio calls /health and /setup
         state = label_studio.api("GET", f"/api/ml/{ml_id}")
         health = httpx.get(f"{url}/health", timeout=5).json()
-        predict = httpx.post(f"{url}/predict", timeout=30, json={
-            "tasks": [{"id": task, "data": {"image": "/data/upload/1/a.png"}}], "project": f"{project}.1",
-            "label_config": GROUNDING_DINO_CONFIG, "params": {"context": None}})
+        predict = httpx.post(
+            f"{url}/predict",
+            timeout=30,
+            json={
+                "tasks": [{"id": task, "data": {"image": "/data/upload/1/a.png"}}],
+                "project": f"{project}.1",
+                "label_config": GROUNDING_DINO_CONFIG,
+                "params": {"context": None},
+            },
+        )
 
     assert state["readable_state"] == "Connected"
-    assert state["model_version"] == "groundlabel-no-detector+mobile_sam-box0.35-text0.25-p" + \
-        prompt_hash(parse_prompt("cats. house"))
+    assert state["model_version"] == "groundlabel-no-detector+mobile_sam-box0.35-text0.25-p" + prompt_hash(
+        parse_prompt("cats. house")
+    )
     assert health["status"] == "UP" and health["models"]["loaded"] is False and not missing.loaded
     assert predict.status_code == 503 and "no-detector" in predict.json()["detail"]
 
@@ -264,13 +316,19 @@ def test_the_seeds_environment_names_are_honoured(monkeypatch):
     monkeypatch.setenv("BOX_THRESHOLD", "1.5")
 
     assert (seed.label_studio_url, seed.label_studio_token) == ("http://ls.example:8080", "abc123")
-    assert (seed.box_threshold, seed.text_threshold, seed.segmenter, seed.basic_auth) == (0.4, 0.2, "mobile_sam",
-                                                                                           ("u", "p"))
+    assert (seed.box_threshold, seed.text_threshold, seed.segmenter, seed.basic_auth) == (
+        0.4,
+        0.2,
+        "mobile_sam",
+        ("u", "p"),
+    )
     with pytest.raises(ValueError, match="BOX_THRESHOLD='1.5' is outside"):
         BackendSettings.from_env()
     monkeypatch.setenv("BOX_THRESHOLD", "0.5")
     assert (BackendSettings.from_env().label_studio_url, BackendSettings.from_env().segmenter) == (
-        "http://preferred:8080", None)
+        "http://preferred:8080",
+        None,
+    )
     # Label Studio's Segment Anything example names its model with SAM_CHOICE
     for name in ("GROUNDLABEL_SEGMENTER", "USE_MOBILE_SAM"):
         monkeypatch.delenv(name)
@@ -292,10 +350,17 @@ def test_the_test_label_studio_runs_with_the_settings_the_readme_gives_users():
 
 
 def test_a_batch_past_its_time_budget_answers_nothing_yet_and_finishes_in_the_background(
-        label_studio, pipeline, tmp_path, caplog):
-    settings = BackendSettings(label_studio_url=label_studio.url, label_studio_token=label_studio.token,
-                               box_threshold=BOX, text_threshold=TEXT, segmenter=SEGMENTER, state_dir=tmp_path,
-                               predict_budget=0.5)
+    label_studio, pipeline, tmp_path, caplog
+):
+    settings = BackendSettings(
+        label_studio_url=label_studio.url,
+        label_studio_token=label_studio.token,
+        box_threshold=BOX,
+        text_threshold=TEXT,
+        segmenter=SEGMENTER,
+        state_dir=tmp_path,
+        predict_budget=0.5,
+    )
     project = label_studio.create_project(title="budget")
     images = {f"t{i:02d}.png": png(40, 32, seed=300 + i) for i in range(60)}
     ids = label_studio.upload_images(project, images)
@@ -319,7 +384,8 @@ def test_a_batch_past_its_time_budget_answers_nothing_yet_and_finishes_in_the_ba
 
 
 def test_an_image_host_down_during_retrieval_leaves_nothing_behind_and_the_next_retrieval_fills_the_task(
-        label_studio, ml_backend, pipeline):
+    label_studio, ml_backend, pipeline
+):
     image = png(48, 40, seed=400)
     with web_host({"/photo.png": Answer(b"down for maintenance", status=503)}) as host:
         project = label_studio.create_project(title="host down")

@@ -8,11 +8,16 @@ import time
 import pytest
 
 from sync import (
-    AuthError, BackendSettings, DownloadError, LabelStudioClient, LabelStudioError, ProjectConfig, UnreachableError,
+    AuthError,
+    BackendSettings,
+    DownloadError,
+    LabelStudioClient,
+    LabelStudioError,
+    ProjectConfig,
+    UnreachableError,
 )
 from tests.hostile import Answer, web_host
 from tests.labelstudio import GROUNDING_DINO_CONFIG, LEGACY_TOKEN, exif_rotated_jpeg, free_port, png
-
 
 IMAGE = png(30, 20)
 
@@ -21,9 +26,12 @@ IMAGE = png(30, 20)
 def image_host():
     """Another web server holding images: /img.png, /redirect (to /img.png), /big (streamed without a declared
     length: the limit must hold while streaming), /slow. Records requests and their headers."""
-    routes = {"/img.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
-              "/redirect": Answer(status=302, headers={"Location": "/img.png"}),
-              "/big": Answer(b"\0" * 5000, declare_length=False), "/slow": Answer(IMAGE, delay=2)}
+    routes = {
+        "/img.png": Answer(IMAGE, headers={"Content-Type": "image/png"}),
+        "/redirect": Answer(status=302, headers={"Location": "/img.png"}),
+        "/big": Answer(b"\0" * 5000, declare_length=False),
+        "/slow": Answer(IMAGE, delay=2),
+    }
     with web_host(routes) as host:
         yield host
 
@@ -83,18 +91,28 @@ def test_tasks_are_paginated_and_filtered_to_unlabeled(label_studio, ls_client, 
 
 def test_bulk_predictions_land_on_their_tasks(label_studio, ls_client, ls_project):
     ids = label_studio.import_tasks(ls_project, [{"image": f"http://example.invalid/{i}.png"} for i in range(3)])
-    region = {"id": "r1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-              "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["cats"]}}
+    region = {
+        "id": "r1",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["cats"]},
+    }
 
-    reply = ls_client.import_predictions(ls_project, [
-        {"task": task, "result": [region], "score": 0.1 * n, "model_version": "bulk"} for n, task in enumerate(ids)])
+    reply = ls_client.import_predictions(
+        ls_project,
+        [{"task": task, "result": [region], "score": 0.1 * n, "model_version": "bulk"} for n, task in enumerate(ids)],
+    )
 
     assert reply["created"] == 3
     assert [t.model_versions for t in ls_client.tasks(ls_project).tasks] == [("bulk",)] * 3
     assert ls_client.task(ids[0]).model_versions == ("bulk",)
     stored = [ls_client.predictions(task) for task in ids]
-    assert [(len(p), p[0]["score"], p[0]["result"][0]["id"]) for p in stored] == [(1, 0.0, "r1"), (1, 0.1, "r1"),
-                                                                                   (1, 0.2, "r1")]
+    assert [(len(p), p[0]["score"], p[0]["result"][0]["id"]) for p in stored] == [
+        (1, 0.0, "r1"),
+        (1, 0.1, "r1"),
+        (1, 0.2, "r1"),
+    ]
 
 
 def test_uploaded_and_local_file_images_download_with_the_token(label_studio, ls_client, ls_project):
@@ -134,8 +152,7 @@ def test_downloads_have_a_size_limit_and_a_timeout(label_studio, image_host):
         assert time.monotonic() - started < 1.9
 
 
-def test_cloud_uris_go_through_label_studio_presign_and_unusable_urls_are_refused(ls_client, ls_project,
-                                                                                   label_studio):
+def test_cloud_uris_go_through_label_studio_presign_and_unusable_urls_are_refused(ls_client, ls_project, label_studio):
     (task,) = label_studio.import_tasks(ls_project, [{"image": "s3://bucket/cat.jpg"}])
 
     presign = ls_client.resolve_url("s3://bucket/cat.jpg", task_id=task)
@@ -152,8 +169,9 @@ def test_cloud_uris_go_through_label_studio_presign_and_unusable_urls_are_refuse
 def test_client_from_the_seeds_environment_names(label_studio):
     with pytest.raises(LabelStudioError, match="Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
         LabelStudioClient.from_settings(BackendSettings.from_env({}))
-    settings = BackendSettings.from_env({"LABEL_STUDIO_HOST": label_studio.url,
-                                         "LABEL_STUDIO_ACCESS_TOKEN": label_studio.token})
+    settings = BackendSettings.from_env(
+        {"LABEL_STUDIO_HOST": label_studio.url, "LABEL_STUDIO_ACCESS_TOKEN": label_studio.token}
+    )
 
     with LabelStudioClient.from_settings(settings) as client:
         assert client.url == label_studio.url and client.whoami()["email"] == "admin@example.com"

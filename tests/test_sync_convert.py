@@ -4,7 +4,8 @@ decodes back to the same mask, polygons, stable ids, scores, and nothing unlabel
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from label_studio_sdk.converter.brush import decode_rle
 
 from pipeline import load_image
@@ -23,16 +24,25 @@ def test_rectangles_are_percent_of_the_image_with_its_size_and_scores():
 
     (region,) = converted.result
     assert region["type"] == "rectanglelabels" and region["from_name"] == "label" and region["to_name"] == "image"
-    assert region["value"] == {"x": 10.0, "y": 10.0, "width": 50.0, "height": 50.0, "rotation": 0,
-                               "rectanglelabels": ["cats"]}
+    assert region["value"] == {
+        "x": 10.0,
+        "y": 10.0,
+        "width": 50.0,
+        "height": 50.0,
+        "rotation": 0,
+        "rectanglelabels": ["cats"],
+    }
     assert (region["original_width"], region["original_height"]) == (200, 100)
     assert region["score"] == converted.score == 0.5
     assert converted.model_version == result.model_version
 
 
 @settings(max_examples=200, deadline=None)
-@given(width=st.integers(1, 4000), height=st.integers(1, 4000),
-       box=st.lists(st.floats(-5000, 9000, allow_nan=False, width=32), min_size=4, max_size=4))
+@given(
+    width=st.integers(1, 4000),
+    height=st.integers(1, 4000),
+    box=st.lists(st.floats(-5000, 9000, allow_nan=False, width=32), min_size=4, max_size=4),
+)
 def test_boxes_are_clipped_to_the_image_and_map_back_to_the_same_pixels(width, height, box):
     x0, x1 = sorted(box[::2])
     y0, y1 = sorted(box[1::2])
@@ -97,7 +107,10 @@ def test_unlabeled_detections_are_left_out_with_a_reason():
     converted = to_label_studio(result, config)
 
     assert [(r["type"], r["value"][r["type"]]) for r in converted.result] == [
-        ("rectanglelabels", ["cats"]), ("brushlabels", ["cats"]), ("rectanglelabels", ["house"])]
+        ("rectanglelabels", ["cats"]),
+        ("brushlabels", ["cats"]),
+        ("rectanglelabels", ["house"]),
+    ]
     assert len(converted.skipped) == 1 and "matches none of the project's labels" in converted.skipped[0]
     assert converted.score == round((0.5 + 0.5 + 0.7) / 3, 4)
 
@@ -121,5 +134,5 @@ def test_exif_rotated_image_regions_use_the_upright_size_and_land_on_the_object(
 
     assert (region["original_width"], region["original_height"]) == (60, 80)  # stored 80x60, shown turned
     x0, y0, x1, y1 = np.round(box_to_pixels(region)).astype(int)
-    inside = image.array[y0 + 2:y1 - 2, x0 + 2:x1 - 2].astype(int)
+    inside = image.array[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(int)
     assert (inside[..., 0] > 200).all() and (inside[..., 1] < 80).all()

@@ -38,8 +38,9 @@ def project_with_tasks(label_studio) -> tuple[int, list[int]]:
     return project, label_studio.import_local_files(project, files, folder=f"prelabel{project}")
 
 
-def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(label_studio, ls_client, pipeline,
-                                                                    project_with_tasks, tmp_path):
+def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(
+    label_studio, ls_client, pipeline, project_with_tasks, tmp_path
+):
     project, task_ids = project_with_tasks
     seen = []
     job = PrelabelJob(project, prompt="dog. possum", options=Options(0.3), write_batch=8)
@@ -76,12 +77,20 @@ def test_a_broken_image_fails_its_task_only(label_studio, ls_client, pipeline, t
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_interrupted_run_writes_whole_predictions_and_a_rerun_finishes_the_rest(
-        label_studio, model_paths, project_with_tasks, tmp_path, stop):
+    label_studio, model_paths, project_with_tasks, tmp_path, stop
+):
     project, task_ids = project_with_tasks
-    inherited = {k: v for k, v in os.environ.items() if k != "GROUNDLABEL_SEGMENTER"}  # tests' tiny SAM is unknown there
-    env = {**inherited, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-           "GROUNDLABEL_DETECTOR": str(model_paths[0]), "GROUNDLABEL_DEVICE": "cpu",
-           "GROUNDLABEL_STATE_DIR": str(tmp_path)}
+    inherited = {
+        k: v for k, v in os.environ.items() if k != "GROUNDLABEL_SEGMENTER"
+    }  # tests' tiny SAM is unknown there
+    env = {
+        **inherited,
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "GROUNDLABEL_DETECTOR": str(model_paths[0]),
+        "GROUNDLABEL_DEVICE": "cpu",
+        "GROUNDLABEL_STATE_DIR": str(tmp_path),
+    }
     command = [sys.executable, "-m", "sync.prelabel", "--project", str(project), "--prompt", "dog. possum"]
     root = Path(__file__).resolve().parents[1]
     run = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -106,11 +115,13 @@ def test_interrupted_run_writes_whole_predictions_and_a_rerun_finishes_the_rest(
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
 
 
-def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alone(label_studio, ls_client, pipeline,
-                                                                                   tmp_path):
+def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alone(
+    label_studio, ls_client, pipeline, tmp_path
+):
     project = label_studio.create_project(CONFIG, title="prelabel replace")
-    tasks = label_studio.import_local_files(project, {f"r{i}.png": png(200 + i) for i in range(3)},
-                                            folder=f"replace{project}")
+    tasks = label_studio.import_local_files(
+        project, {f"r{i}.png": png(200 + i) for i in range(3)}, folder=f"replace{project}"
+    )
     other = ls_client.create_prediction(tasks[0], [], score=0.5, model_version="yolo-v8")
     outbox = Outbox(tmp_path)
 
@@ -120,8 +131,9 @@ def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alo
     prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.3)), outbox)
     piled = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.4)), outbox)  # no replace
     assert piled.done == 3 and len(versions(tasks[1])) == 2  # without --replace, the two settings pile up
-    replaced = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True),
-                        outbox)
+    replaced = prelabel(
+        ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True), outbox
+    )
 
     newest = pipeline.model_version(Options(0.5), pipeline.check_prompt("dog. possum"))
     assert replaced.done == 3
@@ -132,8 +144,7 @@ def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alo
 
     # a rerun with the current settings but replace on cleans a task that still holds an older one of ours
     ls_client.create_prediction(tasks[2], [], score=0.1, model_version="groundlabel-old")
-    again = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True),
-                     outbox)
+    again = prelabel(ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True), outbox)
     assert again.skipped == 3 and versions(tasks[2]) == [newest]
 
 

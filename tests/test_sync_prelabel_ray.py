@@ -49,7 +49,8 @@ def stored_regions(label_studio, task_ids: list[int]) -> list[list[dict]]:
 
 
 def test_ray_run_gives_each_task_one_prediction_equal_to_the_single_process_run_and_a_rerun_skips_all(
-        ray_cluster, label_studio, ls_client, pipeline, project_with_tasks, tmp_path):
+    ray_cluster, label_studio, ls_client, pipeline, project_with_tasks, tmp_path
+):
     project, task_ids = project_with_tasks
     job = PrelabelJob(project, PROMPT, Options(0.3), write_batch=8)
     first = prelabel(ls_client, pipeline, job, Outbox(tmp_path), engine=engine())
@@ -67,7 +68,8 @@ def test_ray_run_gives_each_task_one_prediction_equal_to_the_single_process_run_
 
 
 def test_an_actor_killed_mid_run_is_restarted_and_every_task_ends_with_one_prediction(
-        ray_cluster, label_studio, ls_client, pipeline, project_with_tasks, tmp_path):
+    ray_cluster, label_studio, ls_client, pipeline, project_with_tasks, tmp_path
+):
     project, task_ids = project_with_tasks
     running, killed = engine(), []
 
@@ -82,17 +84,25 @@ def test_an_actor_killed_mid_run_is_restarted_and_every_task_ends_with_one_predi
     rerun = prelabel(ls_client, pipeline, job, Outbox(tmp_path), engine=engine())
     assert (rerun.done, rerun.skipped) == (0, TASKS)
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
-    assert stored_regions(label_studio, task_ids) == [expected_regions(pipeline, png(i), Options(0.3))
-                                                      for i in range(TASKS)]
+    assert stored_regions(label_studio, task_ids) == [
+        expected_regions(pipeline, png(i), Options(0.3)) for i in range(TASKS)
+    ]
 
 
-def test_stop_mid_run_writes_whole_predictions_and_kills_the_actors(ray_cluster, label_studio, ls_client, pipeline,
-                                                                    project_with_tasks, tmp_path):
+def test_stop_mid_run_writes_whole_predictions_and_kills_the_actors(
+    ray_cluster, label_studio, ls_client, pipeline, project_with_tasks, tmp_path
+):
     project, task_ids = project_with_tasks
     stop, running = threading.Event(), engine()
-    progress = prelabel(ls_client, pipeline, PrelabelJob(project, PROMPT, Options(0.3), write_batch=4),
-                        Outbox(tmp_path), on_progress=lambda p: p.done >= 12 and stop.set(), stop=stop,
-                        engine=running)
+    progress = prelabel(
+        ls_client,
+        pipeline,
+        PrelabelJob(project, PROMPT, Options(0.3), write_batch=4),
+        Outbox(tmp_path),
+        on_progress=lambda p: p.done >= 12 and stop.set(),
+        stop=stop,
+        engine=running,
+    )
     assert progress.interrupted and 12 <= progress.done < TASKS
     assert sum(predictions_per_task(label_studio, project).values()) == progress.done
     assert running.actor_handles == []  # killed, not left holding the cluster's CPUs
@@ -108,16 +118,38 @@ def _freed_soon() -> bool:
     return False
 
 
-def test_ctrl_c_on_the_command_line_stops_a_ray_run_and_a_rerun_finishes(ray_cluster, label_studio, model_paths,
-                                                                           project_with_tasks, tmp_path):
+def test_ctrl_c_on_the_command_line_stops_a_ray_run_and_a_rerun_finishes(
+    ray_cluster, label_studio, model_paths, project_with_tasks, tmp_path
+):
     project, task_ids = project_with_tasks
     inherited = {k: v for k, v in os.environ.items() if k != "GROUNDLABEL_SEGMENTER"}
-    env = {**inherited, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-           "GROUNDLABEL_DETECTOR": str(model_paths[0]), "GROUNDLABEL_DEVICE": "cpu",
-           "GROUNDLABEL_STATE_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "sync.prelabel", "--project", str(project), "--prompt", PROMPT,
-               "--engine", "ray", "--address", ray_cluster, "--actors", "2", "--cpus-per-actor", "1",
-               "--write-batch", "4"]
+    env = {
+        **inherited,
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "GROUNDLABEL_DETECTOR": str(model_paths[0]),
+        "GROUNDLABEL_DEVICE": "cpu",
+        "GROUNDLABEL_STATE_DIR": str(tmp_path),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "sync.prelabel",
+        "--project",
+        str(project),
+        "--prompt",
+        PROMPT,
+        "--engine",
+        "ray",
+        "--address",
+        ray_cluster,
+        "--actors",
+        "2",
+        "--cpus-per-actor",
+        "1",
+        "--write-batch",
+        "4",
+    ]
     root = Path(__file__).resolve().parents[1]
     run = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
@@ -138,8 +170,10 @@ def test_ctrl_c_on_the_command_line_stops_a_ray_run_and_a_rerun_finishes(ray_clu
 
 def test_the_app_and_the_local_engine_never_import_ray():
     root = Path(__file__).resolve().parents[1]
-    probe = ("import sys, app, sync.prelabel, ui; from sync.prelabel import main; "
-             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    probe = (
+        "import sys, app, sync.prelabel, ui; from sync.prelabel import main; "
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

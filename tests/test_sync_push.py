@@ -10,11 +10,17 @@ import pytest
 
 from pipeline import load_image
 from sync import (
-    LabelStudioClient, LabelStudioError, Outbox, ProjectConfig, Pusher, UnreachableError, box_to_pixels,
-    rle_to_mask, to_label_studio,
+    LabelStudioClient,
+    LabelStudioError,
+    Outbox,
+    ProjectConfig,
+    Pusher,
+    UnreachableError,
+    box_to_pixels,
+    rle_to_mask,
+    to_label_studio,
 )
 from tests.labelstudio import GROUNDING_DINO_CONFIG, blob_masks, detections, exif_rotated_jpeg
-
 
 CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)  # the config of the ls_project fixture
 
@@ -51,7 +57,9 @@ def test_annotation_lands_on_the_object_and_its_mask_decodes_identically(ls_clie
     shown = load_image(ls_client.task_image(ls_client.task(task), CONFIG)).array.astype(int)
     x0, y0, x1, y1 = np.round(box_to_pixels(box)).astype(int)
     assert (x0, y0, x1, y1) == red_box
-    assert (shown[y0 + 2:y1 - 2, x0 + 2:x1 - 2, 0] > 200).all() and (shown[y0 + 2:y1 - 2, x0 + 2:x1 - 2, 1] < 80).all()
+    assert (shown[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 0] > 200).all() and (
+        shown[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 1] < 80
+    ).all()
     np.testing.assert_array_equal(rle_to_mask(brush), masks[0])
 
 
@@ -72,8 +80,9 @@ def test_pushing_the_same_result_twice_creates_it_once(ls_client, outbox, rotate
         assert stored[0]["model_version"] == result.model_version and stored[0]["score"] == pytest.approx(result.score)
 
 
-def test_outbox_keeps_work_while_the_server_is_down_and_delivers_it_after(label_studio, ls_client, outbox,
-                                                                           rotated_task):
+def test_outbox_keeps_work_while_the_server_is_down_and_delivers_it_after(
+    label_studio, ls_client, outbox, rotated_task
+):
     task, image, red_box = rotated_task
     result = regions(image, [red_box], ["cats"])
     waits: list[float] = []
@@ -135,7 +144,8 @@ def test_a_request_label_studio_rejects_is_raised_not_queued(ls_client, outbox, 
 
 
 def test_a_prediction_pushed_with_replace_removes_our_earlier_ones_even_when_it_waited_in_the_outbox(
-        label_studio, ls_client, outbox, rotated_task):
+    label_studio, ls_client, outbox, rotated_task
+):
     task, image, red_box = rotated_task
     pusher = Pusher(ls_client, outbox, attempts=1)
     first = replace(regions(image, [red_box], ["cats"]), model_version="groundlabel-gdino-tiny-box0.3-text0.25")
@@ -150,8 +160,9 @@ def test_a_prediction_pushed_with_replace_removes_our_earlier_ones_even_when_it_
 
     stored = ls_client.predictions(task)
     assert [outcome.status for outcome in delivered] == ["created"]
-    assert sorted(p["result"] == second.result for p in stored if p["model_version"].startswith("groundlabel")) \
-        == [True]
+    assert sorted(p["result"] == second.result for p in stored if p["model_version"].startswith("groundlabel")) == [
+        True
+    ]
     assert other_model["id"] in {p["id"] for p in stored}
     third = replace(second, result=regions(image, [[2, 2, 12, 12]], ["cats"]).result)
     pusher.push(task, third, kind="prediction")  # without replace: ours pile up, as asked

@@ -21,11 +21,10 @@ from pipeline.testing import shapes as S
 from sync import BackendSettings, ProjectConfig, rle_to_mask
 from sync.errors import RequestError
 from sync.smart import SmartRequest
+from sync.testing import SMART_TOOLS_CONFIG
 from tests.counting import count_calls
 from tests.hostile import Answer, web_host
-from sync.testing import SMART_TOOLS_CONFIG
 from tests.labelstudio import BOX, SEGMENTER, TEXT, backend_app, png, prompt_context, serve
-
 
 # The README's config (text prompt, plain boxes, brushes, smart keypoints and boxes) with the shapes' labels.
 SHAPES_CONFIG = SMART_TOOLS_CONFIG.replace('"cats"', '"ball"').replace('"house"', '"box"')
@@ -33,23 +32,46 @@ SHAPES_CONFIG = SMART_TOOLS_CONFIG.replace('"cats"', '"ball"').replace('"house"'
 
 def keypoint(x: float, y: float, width: int, height: int, label: str, positive: bool = True) -> dict:
     """A smart keypoint result as Label Studio's labeling screen sends it (percent of the shown image)."""
-    return {"id": f"k{x:.0f}-{y:.0f}", "from_name": "click", "to_name": "image", "type": "keypointlabels",
-            "original_width": width, "original_height": height, "image_rotation": 0, "origin": "manual",
-            "is_positive": positive,
-            "value": {"x": x / width * 100, "y": y / height * 100, "width": 0.6, "keypointlabels": [label]}}
+    return {
+        "id": f"k{x:.0f}-{y:.0f}",
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "origin": "manual",
+        "is_positive": positive,
+        "value": {"x": x / width * 100, "y": y / height * 100, "width": 0.6, "keypointlabels": [label]},
+    }
 
 
 def smart_box(xyxy, width: int, height: int, label: str) -> dict:
     x0, y0, x1, y1 = (float(v) for v in xyxy)
-    return {"id": "b1", "from_name": "smartbox", "to_name": "image", "type": "rectanglelabels",
-            "original_width": width, "original_height": height, "image_rotation": 0, "origin": "manual",
-            "value": {"x": x0 / width * 100, "y": y0 / height * 100, "width": (x1 - x0) / width * 100,
-                      "height": (y1 - y0) / height * 100, "rotation": 0, "rectanglelabels": [label]}}
+    return {
+        "id": "b1",
+        "from_name": "smartbox",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "origin": "manual",
+        "value": {
+            "x": x0 / width * 100,
+            "y": y0 / height * 100,
+            "width": (x1 - x0) / width * 100,
+            "height": (y1 - y0) / height * 100,
+            "rotation": 0,
+            "rectanglelabels": [label],
+        },
+    }
 
 
 def interactive(label_studio, ml_id: int, task: int, results: list[dict]) -> dict:
-    return label_studio.api("POST", f"/api/ml/{ml_id}/interactive-annotating",
-                            json={"task": task, "context": {"result": results}})["data"]
+    return label_studio.api(
+        "POST", f"/api/ml/{ml_id}/interactive-annotating", json={"task": task, "context": {"result": results}}
+    )["data"]
 
 
 def centre(mask: np.ndarray) -> tuple[float, float]:
@@ -86,7 +108,9 @@ def test_smart_tags_are_prompts_and_text_prompt_boxes_go_to_the_plain_rectangle_
 
     assert [(c.name, c.type) for c in config.controls] == [("label", "rectanglelabels"), ("mask", "brushlabels")]
     assert [(t.name, t.type, t.labels) for t in config.smart_tools] == [
-        ("click", "keypointlabels", ("ball", "box")), ("smartbox", "rectanglelabels", ("ball", "box"))]
+        ("click", "keypointlabels", ("ball", "box")),
+        ("smartbox", "rectanglelabels", ("ball", "box")),
+    ]
     assert ProjectConfig.parse(SMART_TOOLS_CONFIG).prompt == "prompt"
     assert SMART_TOOLS_CONFIG in (Path(__file__).parent.parent / "README.md").read_text()  # what users copy
     # Label Studio's Segment Anything example: smart tools and brushes only, smart="true" on the tag alone
@@ -102,9 +126,15 @@ def test_smart_results_become_one_pixel_prompt_and_a_rotated_editor_view_is_refu
     config = ProjectConfig.parse(SHAPES_CONFIG)
     turned = smart_box((20, 10, 60, 30), 200, 100, "box")
     turned["value"]["rotation"] = 90  # Label Studio turns a rectangle about its top-left corner
-    request = SmartRequest.from_results(config, [
-        {"from_name": "prompt", "type": "textarea", "value": {"text": ["ball"]}},  # the click wins over the text
-        keypoint(50, 40, 200, 100, "ball"), keypoint(80, 20, 200, 100, "ball", positive=False), turned])
+    request = SmartRequest.from_results(
+        config,
+        [
+            {"from_name": "prompt", "type": "textarea", "value": {"text": ["ball"]}},  # the click wins over the text
+            keypoint(50, 40, 200, 100, "ball"),
+            keypoint(80, 20, 200, 100, "ball", positive=False),
+            turned,
+        ],
+    )
 
     prompt = request.mask_prompt(200, 100)
     assert request.label == "box" and prompt.positive == (True, False)
@@ -116,7 +146,8 @@ def test_smart_results_become_one_pixel_prompt_and_a_rotated_editor_view_is_refu
 
 
 def test_a_smart_keypoint_gives_the_clicked_shape_as_a_brush_region_equal_to_the_segmenters_mask(
-        label_studio, shapes_backend, scene):
+    label_studio, shapes_backend, scene
+):
     pipeline, project, ml_id = shapes_backend
     image, (circle, square) = scene
     (task,) = label_studio.upload_images(project, {"shapes.png": png_bytes(image)})
@@ -130,7 +161,8 @@ def test_a_smart_keypoint_gives_the_clicked_shape_as_a_brush_region_equal_to_the
     assert (region["original_width"], region["original_height"]) == image.size
     mask = rle_to_mask(region)
     direct = pipeline.segmenters.get(S.SHAPES_SEGMENTER).decode(
-        load_image(image), [MaskPrompt(points=((x, y),), positive=(True,))])[0]
+        load_image(image), [MaskPrompt(points=((x, y),), positive=(True,))]
+    )[0]
     np.testing.assert_array_equal(mask, direct)
     assert S.mask_iou(mask, circle.mask) >= 0.8 and (mask & square.mask).sum() < 0.05 * square.mask.sum()
 
@@ -141,10 +173,14 @@ def test_a_negative_keypoint_takes_its_object_out_of_the_mask(label_studio, shap
     (task,) = label_studio.upload_images(project, {"shapes.png": png_bytes(image)})
     on_circle, on_square = keypoint(*centre(circle.mask), *image.size, "ball"), centre(square.mask)
 
-    both = rle_to_mask(interactive(label_studio, ml_id, task, [
-        on_circle, keypoint(*on_square, *image.size, "ball")])["result"][0])
-    without = rle_to_mask(interactive(label_studio, ml_id, task, [
-        on_circle, keypoint(*on_square, *image.size, "ball", positive=False)])["result"][0])
+    both = rle_to_mask(
+        interactive(label_studio, ml_id, task, [on_circle, keypoint(*on_square, *image.size, "ball")])["result"][0]
+    )
+    without = rle_to_mask(
+        interactive(label_studio, ml_id, task, [on_circle, keypoint(*on_square, *image.size, "ball", positive=False)])[
+            "result"
+        ][0]
+    )
 
     assert (both & square.mask).sum() > 0.8 * square.mask.sum()  # two positive clicks: both shapes
     assert (without & square.mask).sum() < 0.05 * square.mask.sum()  # the negative click removed the square
@@ -161,7 +197,8 @@ def test_a_smart_box_gives_the_box_prompted_mask_with_its_label(label_studio, sh
     (region,) = answer["result"]
     assert region["value"]["brushlabels"] == ["box"]
     direct = pipeline.segmenters.get(S.SHAPES_SEGMENTER).decode(
-        load_image(image), [MaskPrompt(box=tuple(square.xyxy))])[0]
+        load_image(image), [MaskPrompt(box=tuple(square.xyxy))]
+    )[0]
     np.testing.assert_array_equal(rle_to_mask(region), direct)
     assert S.mask_iou(direct, square.mask) >= 0.9
 
@@ -184,22 +221,34 @@ def test_a_click_on_an_exif_rotated_photo_lands_on_the_shape_in_the_upright_fram
     assert (region["original_width"], region["original_height"]) == (160, 120)
     upright = load_image(buffer.getvalue())
     direct = pipeline.segmenters.get(S.SHAPES_SEGMENTER).decode(
-        upright, [MaskPrompt(points=((x, y),), positive=(True,))])[0]
+        upright, [MaskPrompt(points=((x, y),), positive=(True,))]
+    )[0]
     np.testing.assert_array_equal(rle_to_mask(region), direct)
     assert S.mask_iou(direct, circle.mask) >= 0.8
 
 
 def test_a_smart_label_without_a_brush_tag_is_refused_with_the_reason(shapes_backend, tmp_path):
     pipeline = shapes_backend[0]
-    config = SHAPES_CONFIG.replace('<KeyPointLabels name="click" toName="image" smart="true">',
-                                   '<KeyPointLabels name="click" toName="image" smart="true"><Label value="cup"/>')
+    config = SHAPES_CONFIG.replace(
+        '<KeyPointLabels name="click" toName="image" smart="true">',
+        '<KeyPointLabels name="click" toName="image" smart="true"><Label value="cup"/>',
+    )
     settings = BackendSettings(segmenter=S.SHAPES_SEGMENTER, state_dir=tmp_path)
     image = png(40, 30)
-    with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url, \
-            web_host({"/a.png": Answer(image)}) as host:
-        response = httpx.post(f"{url}/predict", timeout=30, json={
-            "tasks": [{"id": 1, "data": {"image": host("/a.png")}}], "project": "1.1", "label_config": config,
-            "params": {"context": {"result": [keypoint(10, 10, 40, 30, "cup")]}}})
+    with (
+        serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url,
+        web_host({"/a.png": Answer(image)}) as host,
+    ):
+        response = httpx.post(
+            f"{url}/predict",
+            timeout=30,
+            json={
+                "tasks": [{"id": 1, "data": {"image": host("/a.png")}}],
+                "project": "1.1",
+                "label_config": config,
+                "params": {"context": {"result": [keypoint(10, 10, 40, 30, "cup")]}},
+            },
+        )
 
     assert response.status_code == 400 and "'cup' is in no <BrushLabels>" in response.json()["detail"]
 
@@ -211,8 +260,10 @@ def test_a_text_prompt_then_a_click_on_the_same_task_embed_the_image_once(label_
     segmenter = pipeline.segmenters.get(SEGMENTER)
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         ml_id = label_studio.register_ml_backend(project, url)
-        with count_calls(segmenter.predictor.model.image_encoder) as encoder, \
-                count_calls(segmenter.predictor.model.mask_decoder) as decoder:
+        with (
+            count_calls(segmenter.predictor.model.image_encoder) as encoder,
+            count_calls(segmenter.predictor.model.mask_decoder) as decoder,
+        ):
             text = interactive(label_studio, ml_id, task, prompt_context("cats")["result"][1:])
             after_text = decoder.count
             click = interactive(label_studio, ml_id, task, [keypoint(30, 20, 64, 48, "cats")])
@@ -233,9 +284,16 @@ def test_a_click_is_answered_while_a_batch_runs(label_studio, pipeline, tmp_path
         ml_id = label_studio.register_ml_backend(project, url)
 
         def run_batch():
-            httpx.post(f"{url}/predict", timeout=100, json={
-                "tasks": batch_tasks, "project": f"{project}.1", "label_config": config,
-                "params": {"context": None}}).raise_for_status()
+            httpx.post(
+                f"{url}/predict",
+                timeout=100,
+                json={
+                    "tasks": batch_tasks,
+                    "project": f"{project}.1",
+                    "label_config": config,
+                    "params": {"context": None},
+                },
+            ).raise_for_status()
             finished.append(time.monotonic())
 
         with count_calls(pipeline.detector.model, delay=1.0):  # each batch task's detector forward takes 1 s

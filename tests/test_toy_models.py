@@ -46,8 +46,9 @@ def test_right_boxes_get_the_right_labels(shapes_pipeline):
     rng = np.random.default_rng(3)
     image, shapes = S.make_scene(rng, shapes=[("blue", "circle"), ("red", "square")])
     assert [s.name for s in shapes] == ["blue circle", "red square"]
-    result = S.run_pipeline(shapes_pipeline, _png(image), "blue circle:ball. red square:box",
-                            segmenter=S.SHAPES_SEGMENTER)
+    result = S.run_pipeline(
+        shapes_pipeline, _png(image), "blue circle:ball. red square:box", segmenter=S.SHAPES_SEGMENTER
+    )
     for shape, label in zip(shapes, ["ball", "box"]):
         ious = S.box_iou(shape.xyxy, result.xyxy)[0] if len(result.xyxy) else np.zeros(0)
         hits = [i for i in range(len(ious)) if ious[i] >= 0.5 and result.labels[i] == label]
@@ -68,8 +69,11 @@ def test_the_prompt_decides_what_is_found(shapes_pipeline):
         image, shapes = S.make_scene(rng, shapes=[("green", "triangle"), ("yellow", "square")])
         data = _png(image)
         found = S.run_pipeline(shapes_pipeline, data, "green pyramid")
-        picked += bool(len(found.xyxy)) and S.box_iou(found.xyxy, shapes[0].xyxy).max() >= 0.5 and \
-            S.box_iou(found.xyxy, shapes[1].xyxy).max() < 0.5
+        picked += (
+            bool(len(found.xyxy))
+            and S.box_iou(found.xyxy, shapes[0].xyxy).max() >= 0.5
+            and S.box_iou(found.xyxy, shapes[1].xyxy).max() < 0.5
+        )
         absent += len(S.run_pipeline(shapes_pipeline, data, "blue ball").xyxy) == 0
     assert picked >= 9 and absent >= 9, (picked, absent)
 
@@ -131,10 +135,25 @@ def test_the_cli_labels_the_right_shapes_and_masks_them(tmp_path, monkeypatch):
     monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(S.SHAPES_INPUT_SIZE))  # the toy detector's (tests set 320)
     image, shapes = _ball_and_box_scene()
     image.save(tmp_path / "scene.png")
-    code = main([str(tmp_path / "scene.png"), "--prompt", "blue circle:ball. red square:box", "--detector",
-                 str(S.shapes_detector_dir()), "--masks", S.SHAPES_SEGMENTER, "--checkpoint",
-                 str(S.shapes_sam_checkpoint()), "--box-threshold", str(S.SHAPES_BOX_THRESHOLD), "--device", "cpu",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            str(tmp_path / "scene.png"),
+            "--prompt",
+            "blue circle:ball. red square:box",
+            "--detector",
+            str(S.shapes_detector_dir()),
+            "--masks",
+            S.SHAPES_SEGMENTER,
+            "--checkpoint",
+            str(S.shapes_sam_checkpoint()),
+            "--box-threshold",
+            str(S.SHAPES_BOX_THRESHOLD),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     found = json.loads((tmp_path / "out" / "scene.groundlabel.json").read_text())["detections"]
     _on_the_right_shapes(shapes, [d["box_xyxy"] for d in found], [d["label"] for d in found])
@@ -155,16 +174,22 @@ SHAPES_CONFIG = """<View>
 </View>"""
 
 
-def test_predict_puts_each_rectangle_and_brush_mask_on_its_shape_in_label_studio(label_studio, shapes_pipeline,
-                                                                                 tmp_path):
+def test_predict_puts_each_rectangle_and_brush_mask_on_its_shape_in_label_studio(
+    label_studio, shapes_pipeline, tmp_path
+):
     from sync import BackendSettings, box_to_pixels, rle_to_mask
     from tests.labelstudio import interactive_answer
 
     image, shapes = _ball_and_box_scene()
-    settings = BackendSettings(box_threshold=S.SHAPES_BOX_THRESHOLD, text_threshold=S.SHAPES_TEXT_THRESHOLD,
-                               segmenter=S.SHAPES_SEGMENTER, state_dir=tmp_path)
-    answer = interactive_answer(label_studio, shapes_pipeline, settings, _png(image),
-                                "blue circle:ball. red square:box", SHAPES_CONFIG)
+    settings = BackendSettings(
+        box_threshold=S.SHAPES_BOX_THRESHOLD,
+        text_threshold=S.SHAPES_TEXT_THRESHOLD,
+        segmenter=S.SHAPES_SEGMENTER,
+        state_dir=tmp_path,
+    )
+    answer = interactive_answer(
+        label_studio, shapes_pipeline, settings, _png(image), "blue circle:ball. red square:box", SHAPES_CONFIG
+    )
     boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
     brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
     _on_the_right_shapes(shapes, [box_to_pixels(r) for r in boxes], [r["value"]["rectanglelabels"][0] for r in boxes])

@@ -18,8 +18,9 @@ def test_detect_and_refine_answer_through_gradio_client_and_nothing_else_is_list
 
     api = client.view_api(return_format="dict", print_info=False)
     found = client.predict(handle_file(str(path)), "dog. fence", 0.35, 0.25, "sam_tiny_test", "", api_name="/detect")
-    refined = client.predict(handle_file(str(path)), [20, 30, 200, 180], [[100, 100], [150, 60]], [1, 0],
-                             "sam_tiny_test", api_name="/refine")
+    refined = client.predict(
+        handle_file(str(path)), [20, 30, 200, 180], [[100, 100], [150, 60]], [1, 0], "sam_tiny_test", api_name="/refine"
+    )
 
     assert sorted(api["named_endpoints"]) == ["/detect", "/refine"] and not api["unnamed_endpoints"]
     image = load_image(path)
@@ -29,7 +30,8 @@ def test_detect_and_refine_answer_through_gradio_client_and_nothing_else_is_list
     for entry, mask in zip(found["detections"], want.masks):  # each mask as supervision's polygons of it
         assert entry["mask_polygons"] == [p.astype(int).tolist() for p in sv.mask_to_polygons(mask)]
     mask = pipeline.segmenters.get("sam_tiny_test").decode(
-        image, [MaskPrompt(box=(20, 30, 200, 180), points=((100, 100), (150, 60)), positive=(True, False))])[0]
+        image, [MaskPrompt(box=(20, 30, 200, 180), points=((100, 100), (150, 60)), positive=(True, False))]
+    )[0]
     assert refined["area"] == int(mask.sum()) and (refined["width"], refined["height"]) == (image.width, image.height)
 
 
@@ -46,8 +48,9 @@ def test_detect_takes_another_detector_at_run_time_and_explains_one_it_cannot_lo
     found = client.predict(handle_file(str(path)), "dog. fence", 0.0, 0.25, "", str(other), api_name="/detect")
     want = pipeline(load_image(path), "dog. fence", Options(0.0, 0.25, detector=str(other)))
     default = pipeline(load_image(path), "dog. fence", Options(0.0, 0.25))
-    assert type(pipeline.detector_for(Options(detector=str(other))).model).__name__ == \
-        "MMGroundingDinoForObjectDetection"
+    assert (
+        type(pipeline.detector_for(Options(detector=str(other))).model).__name__ == "MMGroundingDinoForObjectDetection"
+    )
     np.testing.assert_allclose([d["box_xyxy"] for d in found["detections"]], want.xyxy, atol=0.01)
     assert not np.allclose(want.xyxy, default.xyxy)  # another model's boxes, not the app's
     with pytest.raises(AppError, match="mm_grounding_dino_tiny_o365v1_goldg_v3det"):  # offline: says what is missing

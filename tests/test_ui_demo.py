@@ -30,8 +30,7 @@ def test_the_demo_finds_the_example_scenes_shapes_with_toy_models_and_says_so(op
     page = open_page(demo_url)
     expect(page.locator("#model-status")).to_contain_text("Demo mode: toy models trained on coloured shapes")
     (path, prompt), *_ = demo.demo_examples(tmp_path)
-    image, shapes = S.make_scene(np.random.default_rng(demo.EXAMPLE_SEEDS[0]), size=(320, 240), shapes=3,
-                                 min_size=0.25)
+    image, shapes = S.make_scene(np.random.default_rng(demo.EXAMPLE_SEEDS[0]), size=(320, 240), shapes=3, min_size=0.25)
 
     page.get_by_text(prompt, exact=True).first.click()  # the first example: its scene and prompt
     expect(page.locator("#pg-message")).to_contain_text(f"for “{prompt}”")
@@ -60,8 +59,9 @@ def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, de
     from tests.browser import picture_box
     from ui.testing import choose_project, open_task
 
-    image, (ball, box) = S.make_scene(np.random.default_rng(3), size=(320, 240), min_size=0.25,
-                                      shapes=[("blue", "circle"), ("red", "square")])
+    image, (ball, box) = S.make_scene(
+        np.random.default_rng(3), size=(320, 240), min_size=0.25, shapes=[("blue", "circle"), ("red", "square")]
+    )
     png = io.BytesIO()
     image.save(png, format="PNG")
     config = GROUNDING_DINO_CONFIG.replace('"cats"', '"ball"').replace('"house"', '"box"')
@@ -84,8 +84,10 @@ def test_clicks_repair_a_mask_to_the_right_pixels_with_the_toy_sam(open_page, de
         picture = picture_box(page, "#ls-preview img")
         if shift:
             page.keyboard.down("Shift")
-        page.mouse.click(float(picture["x"] + (point[0] + 0.5) / 320 * picture["width"]),
-                         float(picture["y"] + (point[1] + 0.5) / 240 * picture["height"]))
+        page.mouse.click(
+            float(picture["x"] + (point[0] + 0.5) / 320 * picture["width"]),
+            float(picture["y"] + (point[1] + 0.5) / 240 * picture["height"]),
+        )
         page.keyboard.up("Shift")
         expect(page.locator("#ls-message")).to_contain_text(said)
         return int(re.search(r"mask has (\d+) pixels", page.locator("#ls-message").inner_text()).group(1))

@@ -13,10 +13,10 @@ from playwright.sync_api import expect
 from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, load_image
 from sync import Outbox, ProjectConfig, to_label_studio
 from tests.browser import picture_box, smooth_png
-from ui import testing as ui_testing
-from ui.testing import connect, open_task
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
+from ui import testing as ui_testing
+from ui.testing import connect, open_task
 
 pytest_plugins = ["tests.browser"]
 CONFIG = ProjectConfig.parse(GROUNDING_DINO_CONFIG)
@@ -32,8 +32,12 @@ def project(label_studio, request):
 
 def expected_result(pipeline, image: bytes):
     """What the UI should find in a task: the config's default prompt, default thresholds, the tiny SAM."""
-    return pipeline(load_image(image), CONFIG.default_prompt,
-                    Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), CONFIG.label_map())
+    return pipeline(
+        load_image(image),
+        CONFIG.default_prompt,
+        Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"),
+        CONFIG.label_map(),
+    )
 
 
 def choose_project(page, label_studio, project_id: int, tasks: int = 2) -> None:
@@ -81,7 +85,8 @@ def test_reviewed_push_creates_annotation_with_exactly_the_kept_regions(page, la
     expect(page.locator("#ls-task")).to_contain_text(f"Task #{second}")
     expect(page.locator("#ls-project input")).to_have_value(re.compile(r"1/2 labeled"))  # counts follow pushes
     expect(page.locator("#ls-message").get_by_role("link")).to_have_attribute(
-        "href", f"{label_studio.url}/projects/{project_id}/data?task={first}")
+        "href", f"{label_studio.url}/projects/{project_id}/data?task={first}"
+    )
 
 
 def test_wrong_token_shows_readable_error_and_never_the_token(page, label_studio, caplog):
@@ -93,8 +98,9 @@ def test_wrong_token_shows_readable_error_and_never_the_token(page, label_studio
     assert wrong not in caplog.text
 
 
-def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(page, label_studio, project, pipeline,
-                                                                   app_settings):
+def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(
+    page, label_studio, project, pipeline, app_settings
+):
     project_id, images = project
     first, image = next(iter(images.items()))
     choose_project(page, label_studio, project_id)
@@ -131,8 +137,9 @@ def test_prelabel_button_predicts_every_task_once(page, label_studio, project, p
     page.locator("#ls-replace input").check()
     page.locator("#ls-prelabel").click()
     expect(page.locator("#ls-message")).to_contain_text(f"Finished: {len(images)} pre-annotated, 0 skipped")
-    version = pipeline.model_version(Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"),
-                                     pipeline.check_prompt("cats"))
+    version = pipeline.model_version(
+        Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), pipeline.check_prompt("cats")
+    )
     for task_id in images:
         predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
         assert [p["model_version"] for p in predictions] == [version]
@@ -178,9 +185,13 @@ def test_environment_token_goes_only_to_the_environment_url():
 
 def test_controls_used_before_connecting_answer_with_a_hint_and_no_error_badge(page):
     page.get_by_role("tab", name="Label Studio").click()
-    hints = [("#ls-next-page", "Connect and pick a project first"), ("#ls-prev-page", "Connect and pick a project"),
-             ("#ls-unlabeled input", "Pick a project first"), ("#ls-push", "Open a task and detect first"),
-             ("#ls-detect", "Open a task first")]
+    hints = [
+        ("#ls-next-page", "Connect and pick a project first"),
+        ("#ls-prev-page", "Connect and pick a project"),
+        ("#ls-unlabeled input", "Pick a project first"),
+        ("#ls-push", "Open a task and detect first"),
+        ("#ls-detect", "Open a task first"),
+    ]
     for control, hint in hints:
         page.locator(control).click()
         expect(page.locator("#ls-message")).to_contain_text(hint)
@@ -191,14 +202,18 @@ def test_controls_used_before_connecting_answer_with_a_hint_and_no_error_badge(p
 
 
 def test_a_detector_chosen_before_connecting_detects_the_tasks_and_can_be_switched_back(
-        page, label_studio, project, pipeline, tmp_path, monkeypatch):
+    page, label_studio, project, pipeline, tmp_path, monkeypatch
+):
     from dataclasses import replace
 
     from pipeline.testing.detectors import save_owlv2
 
     owl = save_owlv2(tmp_path / "owlv2")
-    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, checkpoints={
-        **pipeline.settings.checkpoints, "owlv2-base": str(owl)}))
+    monkeypatch.setattr(
+        pipeline,
+        "settings",
+        replace(pipeline.settings, checkpoints={**pipeline.settings.checkpoints, "owlv2-base": str(owl)}),
+    )
     project_id, images = project
     page.get_by_role("tab", name="Label Studio").click()
     page.get_by_text("Output and thresholds").click()
@@ -208,8 +223,12 @@ def test_a_detector_chosen_before_connecting_detects_the_tasks_and_can_be_switch
     choose_project(page, label_studio, project_id)
     task_id, image = next(iter(images.items()))
     open_task(page, task_id)
-    owl_result = pipeline(load_image(image), CONFIG.default_prompt,
-                          Options(DEFAULT_BOX_THRESHOLD, 0.0, "sam_tiny_test", "owlv2-base"), CONFIG.label_map())
+    owl_result = pipeline(
+        load_image(image),
+        CONFIG.default_prompt,
+        Options(DEFAULT_BOX_THRESHOLD, 0.0, "sam_tiny_test", "owlv2-base"),
+        CONFIG.label_map(),
+    )
     assert len(owl_result) != len(expected_result(pipeline, image))
     expect(page.locator("#ls-summary")).to_contain_text(f"{len(owl_result)} detection")
     expect(page.locator("#ls-summary")).not_to_contain_text("text ≥")
@@ -223,8 +242,10 @@ def test_a_detector_chosen_before_connecting_detects_the_tasks_and_can_be_switch
 def _canvas_point(canvas_box: dict, size: tuple[int, int], x: float, y: float) -> tuple[float, float]:
     """Page coordinates of image pixel (x, y) in the box editor, which fits the image into its canvas, centred."""
     scale = min(canvas_box["width"] / size[0], canvas_box["height"] / size[1])
-    return (float(canvas_box["x"] + (canvas_box["width"] - size[0] * scale) / 2 + x * scale),
-            float(canvas_box["y"] + (canvas_box["height"] - size[1] * scale) / 2 + y * scale))
+    return (
+        float(canvas_box["x"] + (canvas_box["width"] - size[0] * scale) / 2 + x * scale),
+        float(canvas_box["y"] + (canvas_box["height"] - size[1] * scale) / 2 + y * scale),
+    )
 
 
 def _free_spot(boxes: np.ndarray, size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -236,8 +257,7 @@ def _free_spot(boxes: np.ndarray, size: tuple[int, int], side: int) -> tuple[int
     raise AssertionError("no free spot: pick another seed")
 
 
-def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(page, label_studio, project,
-                                                                                 pipeline):
+def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(page, label_studio, project, pipeline):
     from pipeline import MaskPrompt
     from sync import box_to_pixels, rle_to_mask
 
@@ -256,8 +276,12 @@ def test_edited_boxes_are_pushed_as_shown_and_moved_or_drawn_ones_get_new_masks(
     expect(canvas).to_be_visible()
     frame, size = canvas.bounding_box(), (320, 240)
     (x0, y0, x1, y1), other = shown.xyxy[0], shown.xyxy[1]
-    inside = [(x, y) for x in np.linspace(x0 + 3, x1 - 3, 12) for y in np.linspace(y0 + 3, y1 - 3, 12)
-              if not (other[0] <= x <= other[2] and other[1] <= y <= other[3])]  # box 1, not box 2
+    inside = [
+        (x, y)
+        for x in np.linspace(x0 + 3, x1 - 3, 12)
+        for y in np.linspace(y0 + 3, y1 - 3, 12)
+        if not (other[0] <= x <= other[2] and other[1] <= y <= other[3])
+    ]  # box 1, not box 2
     grab = min(inside, key=lambda p: np.hypot(p[0] - (x0 + x1) / 2, p[1] - (y0 + y1) / 2), default=None)  # no handle
     assert grab is not None, "box 1 lies inside box 2: pick another seed"
     start = _canvas_point(frame, size, *grab)
@@ -314,8 +338,9 @@ def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, la
         """Click at a fraction of the preview's box (the image sits in its middle) and read where the app says the
         click landed, in image pixels."""
         frame = preview.bounding_box()
-        page.mouse.click(frame["x"] + frame["width"] * fraction_x, frame["y"] + frame["height"] * fraction_y,
-                         button=button)
+        page.mouse.click(
+            frame["x"] + frame["width"] * fraction_x, frame["y"] + frame["height"] * fraction_y, button=button
+        )
         expect(page.locator("#ls-message")).to_contain_text(said)
         x, y = re.search(r"at \((\d+), (\d+)\)", page.locator("#ls-message").inner_text()).groups()
         return int(x), int(y)
@@ -338,8 +363,9 @@ def test_clicks_on_the_preview_repair_a_mask_make_a_new_object_and_undo(page, la
     masks = [rle_to_mask(r) for r in stored if r["type"] == "brushlabels"]
     assert len(masks) == len(shown) + 1 and added != removed
     segmenter, picture = pipeline.segmenters.get("sam_tiny_test"), load_image(image)
-    (repaired,) = segmenter.decode(picture, [MaskPrompt(box=tuple(shown.xyxy[0]), points=(removed,),
-                                                        positive=(False,))])
+    (repaired,) = segmenter.decode(
+        picture, [MaskPrompt(box=tuple(shown.xyxy[0]), points=(removed,), positive=(False,))]
+    )
     (from_click,) = segmenter.decode(picture, [MaskPrompt(points=(new,), positive=(True,))])
     assert not np.array_equal(repaired, shown.masks[0])  # the click changed #1's mask
     assert any(np.array_equal(repaired, m) for m in masks) and any(np.array_equal(from_click, m) for m in masks)
@@ -388,8 +414,9 @@ def test_keyboard_shortcuts_choose_relabel_drop_and_push(page, label_studio, pro
 def test_a_click_on_a_large_photos_smaller_preview_lands_on_the_photos_pixel(page, label_studio):
     """A 3200x2400 task is previewed at 1600x1200: a click in its middle is pixel (1600, 1200) of the photo."""
     project_id = label_studio.create_project(title="ui large photo")
-    large, _ = label_studio.upload_images(project_id, {"large.png": smooth_png(41, (3200, 2400)),
-                                                        "small.png": smooth_png(42)})
+    large, _ = label_studio.upload_images(
+        project_id, {"large.png": smooth_png(41, (3200, 2400)), "small.png": smooth_png(42)}
+    )
     choose_project(page, label_studio, project_id)
     open_task(page, large)
     page.get_by_role("combobox", name="A click repairs", exact=True).click()
@@ -402,7 +429,8 @@ def test_a_click_on_a_large_photos_smaller_preview_lands_on_the_photos_pixel(pag
 
 
 def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_still_pushed(
-        page, label_studio, project, pipeline):
+    page, label_studio, project, pipeline
+):
     """Hovering review row #n outlines box #n on the preview; with "selects a box", a click inside a box chooses
     that detection (its row marked, the preview highlighting it) and the keys act on it; "Show masks" off draws the
     boxes only, and the push still carries every kept mask."""
@@ -430,8 +458,9 @@ def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_s
     page.locator("#ls-preview").scroll_into_view_if_needed()
     picture = picture_box(page, "#ls-preview img")
     before = page.locator("#ls-preview img").get_attribute("src")
-    page.mouse.click(float(picture["x"] + cx / 320 * picture["width"]),
-                     float(picture["y"] + cy / 240 * picture["height"]))
+    page.mouse.click(
+        float(picture["x"] + cx / 320 * picture["width"]), float(picture["y"] + cy / 240 * picture["height"])
+    )
     expect(page.locator("#ls-message")).to_contain_text(f"#{target + 1} selected")
     expect(page.locator("#ls-repair-target input")).to_have_value(re.compile(rf"^#{target + 1} "))
     expect(page.locator("#ls-review .gl-review-row.gl-selected")).to_have_count(1)
@@ -448,8 +477,9 @@ def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_s
 
     masked = preview_pixels()
     page.locator("#ls-show-masks").get_by_label("Show masks").uncheck()
-    expect(page.locator("#ls-preview img")).not_to_have_attribute("src", re.compile(
-        re.escape(page.locator("#ls-preview img").get_attribute("src")) + "$"))
+    expect(page.locator("#ls-preview img")).not_to_have_attribute(
+        "src", re.compile(re.escape(page.locator("#ls-preview img").get_attribute("src")) + "$")
+    )
     hidden = preview_pixels()
     plain = np.asarray(render_preview(load_image(image), shown[[]]), dtype=np.int16)
     inside = np.asarray(Image.fromarray(shown[kept].masks.any(axis=0)).resize(plain.shape[1::-1]))
@@ -463,8 +493,7 @@ def test_a_row_hover_outlines_its_box_a_click_selects_one_and_hidden_masks_are_s
     assert sum(r["type"] == "brushlabels" for r in stored) == len(kept)  # hidden on screen, pushed all the same
 
 
-def test_the_box_editor_gets_the_image_only_while_its_tab_is_shown(page, label_studio, project, pipeline,
-                                                                    monkeypatch):
+def test_the_box_editor_gets_the_image_only_while_its_tab_is_shown(page, label_studio, project, pipeline, monkeypatch):
     """The editor's copy of the image (a PNG of the full photo) is made when its tab is opened and while it is
     shown, not for every detection, click or untick on the preview."""
     from ui.review import Review

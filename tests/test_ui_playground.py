@@ -14,10 +14,10 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image, render_preview
-from ui.detections import threshold_text
 from tests.browser import grid_row, grid_rows, picture_box, set_slider, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import serve
+from ui.detections import threshold_text
 
 pytest_plugins = ["tests.browser"]
 
@@ -50,8 +50,9 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
 
     src = page.locator("#pg-result img").get_attribute("src")
     shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"), dtype=np.int16)
-    drawn = np.asarray(render_preview(load_image(path), expected, numbers=list(range(1, len(expected) + 1))),
-                       dtype=np.int16)
+    drawn = np.asarray(
+        render_preview(load_image(path), expected, numbers=list(range(1, len(expected) + 1))), dtype=np.int16
+    )
     plain = np.asarray(render_preview(load_image(path), expected[[]]), dtype=np.int16)
     assert shown.shape == drawn.shape
     # JPEG noise aside, the page shows the annotated image, not the upload.
@@ -73,18 +74,23 @@ def test_prompt_shows_rendered_boxes_table_and_json(page, pipeline, tmp_path):
         page.locator("#pg-dataset a").first.click()
     with zipfile.ZipFile(download.value.path()) as archive:
         archive.extractall(tmp_path / "dataset")
-    dataset = sv.DetectionDataset.from_coco(str(tmp_path / "dataset" / "images"),
-                                            str(tmp_path / "dataset" / "annotations.json"))
+    dataset = sv.DetectionDataset.from_coco(
+        str(tmp_path / "dataset" / "images"), str(tmp_path / "dataset" / "annotations.json")
+    )
     found = {Path(name).name: (image, detections) for name, image, detections in dataset}
     assert sorted(found) == sorted([path.name, more.name])
-    for name, want in [(path.name, expected), (more.name, pipeline(load_image(more), "dog. fence",
-                                                                   Options(DEFAULT_BOX_THRESHOLD)))]:
+    for name, want in [
+        (path.name, expected),
+        (more.name, pipeline(load_image(more), "dog. fence", Options(DEFAULT_BOX_THRESHOLD))),
+    ]:
         image, got = found[name]
         assert image.shape[:2] == (want.height, want.width)
         assert sorted(dataset.classes[c] for c in got.class_id) == sorted(want.labels)
-        np.testing.assert_allclose(got.xyxy[np.argsort(got.xyxy[:, 0])],
-                                   np.clip(want.xyxy, 0, [want.width, want.height] * 2)[np.argsort(want.xyxy[:, 0])],
-                                   atol=1.0)
+        np.testing.assert_allclose(
+            got.xyxy[np.argsort(got.xyxy[:, 0])],
+            np.clip(want.xyxy, 0, [want.width, want.height] * 2)[np.argsort(want.xyxy[:, 0])],
+            atol=1.0,
+        )
 
 
 def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeline, tmp_path):
@@ -148,12 +154,19 @@ def test_the_run_message_shows_thresholds_as_set_and_a_long_prompt_cut_short(pho
     from ui.detections import PROMPT_SHOWN, Query, summary
 
     long_prompt = ". ".join(f"thing {i}" for i in range(400))  # ~3000 characters
-    empty = DetectionResult(width=640, height=480, xyxy=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
-                            phrases=[], prompt_phrases=[], labels=[])
+    empty = DetectionResult(
+        width=640,
+        height=480,
+        xyxy=np.zeros((0, 4), np.float32),
+        scores=np.zeros(0, np.float32),
+        phrases=[],
+        prompt_phrases=[],
+        labels=[],
+    )
     line = summary(empty, Query(load_image(photo), "photo.png", long_prompt), 0.04, 0.9995, 0.25)
 
     assert "box ≥ 0.9995, text ≥ 0.25" in line
-    assert long_prompt[:PROMPT_SHOWN - 1] + "…" in line and len(line) < 400
+    assert long_prompt[: PROMPT_SHOWN - 1] + "…" in line and len(line) < 400
 
 
 def test_on_a_phone_the_result_and_its_message_come_right_after_the_detect_button(page, tmp_path):
@@ -188,15 +201,21 @@ def test_a_detector_without_a_text_threshold_hides_its_slider_and_runs(page, pip
     from pipeline.testing.detectors import save_owlv2
 
     owl = save_owlv2(tmp_path / "owlv2")
-    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, checkpoints={
-        **pipeline.settings.checkpoints, "owlv2-base": str(owl)}))
+    monkeypatch.setattr(
+        pipeline,
+        "settings",
+        replace(pipeline.settings, checkpoints={**pipeline.settings.checkpoints, "owlv2-base": str(owl)}),
+    )
     run_prompt(page, fresh_image(tmp_path, seed=13), "dog. fence")
     expect(page.locator("#pg-text")).to_be_visible()
     page.get_by_role("combobox", name="Detector", exact=True).click()
     page.get_by_role("option", name="owlv2-base", exact=True).click()
     expect(page.locator("#pg-text")).to_be_hidden()
-    expected = pipeline(load_image(fresh_image(tmp_path, seed=13)), "dog. fence",
-                        Options(DEFAULT_BOX_THRESHOLD, 0.0, detector="owlv2-base"))
+    expected = pipeline(
+        load_image(fresh_image(tmp_path, seed=13)),
+        "dog. fence",
+        Options(DEFAULT_BOX_THRESHOLD, 0.0, detector="owlv2-base"),
+    )
     expect(page.locator("#pg-message")).to_contain_text(f"{len(expected)} detection")
     expect(page.locator("#pg-message")).not_to_contain_text("text ≥")
     assert grid_rows(page, "#pg-table") == len(expected)
@@ -207,7 +226,8 @@ def test_a_detector_without_a_text_threshold_hides_its_slider_and_runs(page, pip
 
 
 def test_the_result_fills_its_box_a_row_hover_outlines_its_box_and_a_click_selects_it_zoomed_or_not(
-        page, pipeline, tmp_path):
+    page, pipeline, tmp_path
+):
     """The 320x240 result is drawn 1024 px wide (it fills the box and reads at any zoom); hovering table row #n
     outlines box #n on the image; a click inside a box selects it (highlight and its number in the message); the
     wheel zooms about the pointer and a click there still lands on the same pixel."""
@@ -253,13 +273,22 @@ def test_the_result_fills_its_box_a_row_hover_outlines_its_box_and_a_click_selec
     assert abs(zoomed["x"] + cx / 320 * zoomed["width"] - screen[0]) <= 2  # the pixel under the pointer stays
     # zoomed, a click on an empty spot says which pixel it hit: the one drawn there
     frame = page.locator("#pg-result img").evaluate(
-        "(img) => { const r = img.parentElement.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }")
-    spots = [(frame[0] + (frame[2] - frame[0]) * fx, frame[1] + (frame[3] - frame[1]) * fy)
-             for fx in np.linspace(0.1, 0.9, 9) for fy in np.linspace(0.1, 0.9, 9)]
-    pixel = {spot: ((spot[0] - zoomed["x"]) / zoomed["width"] * 320, (spot[1] - zoomed["y"]) / zoomed["height"] * 240)
-             for spot in spots}
-    empty = next(spot for spot in spots if 2 <= pixel[spot][0] <= 318 and 2 <= pixel[spot][1] <= 238
-                 and row_at(expected, *pixel[spot]) is None)
+        "(img) => { const r = img.parentElement.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+    )
+    spots = [
+        (frame[0] + (frame[2] - frame[0]) * fx, frame[1] + (frame[3] - frame[1]) * fy)
+        for fx in np.linspace(0.1, 0.9, 9)
+        for fy in np.linspace(0.1, 0.9, 9)
+    ]
+    pixel = {
+        spot: ((spot[0] - zoomed["x"]) / zoomed["width"] * 320, (spot[1] - zoomed["y"]) / zoomed["height"] * 240)
+        for spot in spots
+    }
+    empty = next(
+        spot
+        for spot in spots
+        if 2 <= pixel[spot][0] <= 318 and 2 <= pixel[spot][1] <= 238 and row_at(expected, *pixel[spot]) is None
+    )
     page.mouse.click(*empty)
     expect(page.locator("#pg-message")).to_contain_text("No box at")
     x, y = map(int, re.search(r"No box at \((\d+), (\d+)\)", page.locator("#pg-message").inner_text()).groups())

@@ -18,8 +18,16 @@ def review() -> Review:
     image = load_image(np.zeros((60, 80, 3), dtype=np.uint8))
     masks = np.zeros((2, 60, 80), dtype=bool)
     masks[0, 5:20, 5:30], masks[1, 30:50, 40:70] = True, True
-    result = DetectionResult(80, 60, xyxy=[[5.2, 5.1, 30.4, 20.3], [40, 30, 70, 50]], scores=[0.9, 0.6],
-                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    result = DetectionResult(
+        80,
+        60,
+        xyxy=[[5.2, 5.1, 30.4, 20.3], [40, 30, 70, 50]],
+        scores=[0.9, 0.6],
+        phrases=["dog", "cat"],
+        prompt_phrases=["dog", "cat"],
+        labels=["dog", "cat"],
+        masks=masks,
+    )
     return Review.of(image, result)
 
 
@@ -44,8 +52,9 @@ def test_a_relabeled_box_keeps_its_mask_and_a_moved_or_drawn_one_gets_a_new_one(
         decoded.append(boxes.copy())
         return np.ones((len(boxes), 60, 80), dtype=bool)
 
-    edited = review.edit([_box(5, 5, 30, 20, "cat"), _box(44, 32, 74, 52, "cat"), _box(0, 0, 10, 10, "bird")],
-                         masks_for)
+    edited = review.edit(
+        [_box(5, 5, 30, 20, "cat"), _box(44, 32, 74, 52, "cat"), _box(0, 0, 10, 10, "bird")], masks_for
+    )
     assert edited.labels == ["cat", "cat", "bird"] and edited.result.phrases == ["dog", "cat", "bird"]
     np.testing.assert_allclose(edited.result.scores, [0.9, 0.6, 1.0])
     np.testing.assert_array_equal(decoded[0], [[44, 32, 74, 52], [0, 0, 10, 10]])  # only the moved and the drawn
@@ -64,8 +73,16 @@ def test_a_large_photo_is_previewed_at_most_1600_pixels_wide_with_its_masks_in_p
     image = load_image(np.zeros((2400, 3200, 3), dtype=np.uint8))
     masks = np.zeros((1, 2400, 3200), dtype=bool)
     masks[0, 200:1000, 400:1600] = True
-    result = DetectionResult(3200, 2400, xyxy=[[400, 200, 1600, 1000]], scores=[0.9], phrases=["dog"],
-                             prompt_phrases=["dog"], labels=["dog"], masks=masks)
+    result = DetectionResult(
+        3200,
+        2400,
+        xyxy=[[400, 200, 1600, 1000]],
+        scores=[0.9],
+        phrases=["dog"],
+        prompt_phrases=["dog"],
+        labels=["dog"],
+        masks=masks,
+    )
     review = Review.of(image, result)
     preview = np.asarray(review.preview())
     assert review.preview_scale == 0.5 and preview.shape == (1200, 1600, 3)
@@ -75,8 +92,16 @@ def test_a_large_photo_is_previewed_at_most_1600_pixels_wide_with_its_masks_in_p
 def test_the_preview_draws_each_label_in_the_projects_colour():
     masks = np.zeros((2, 240, 320), dtype=bool)
     masks[0, 40:200, 20:150], masks[1, 40:200, 170:300] = True, True
-    result = DetectionResult(320, 240, xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]], scores=[0.9, 0.6],
-                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    result = DetectionResult(
+        320,
+        240,
+        xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]],
+        scores=[0.9, 0.6],
+        phrases=["dog", "cat"],
+        prompt_phrases=["dog", "cat"],
+        labels=["dog", "cat"],
+        masks=masks,
+    )
     review = Review.of(load_image(np.zeros((240, 320, 3), dtype=np.uint8)), result)
     shaded = np.asarray(review.preview({"dog": (255, 0, 0), "cat": (0, 0, 255)})).astype(int)
     at = review.preview_scale  # inside each mask, away from tags, on black: 45 % of the colour
@@ -89,8 +114,9 @@ def test_the_preview_numbers_each_box_as_its_row_in_the_list(review, monkeypatch
     import importlib
 
     drawn = {}  # (pipeline.render is also the name of the function: the module by its full name)
-    monkeypatch.setattr(importlib.import_module("pipeline.render"), "render",
-                        lambda image, result, **kw: drawn.update(kw) or image)
+    monkeypatch.setattr(
+        importlib.import_module("pipeline.render"), "render", lambda image, result, **kw: drawn.update(kw) or image
+    )
     review.keep[0] = False
     review.preview()
     assert drawn["numbers"] == [2]  # the second row, still #2 with the first dropped
@@ -100,8 +126,16 @@ def two_boxes_on_black() -> Review:
     """A 320x240 black image with dog (20, 40)-(150, 200) and cat (170, 40)-(300, 200), each with a mask."""
     masks = np.zeros((2, 240, 320), dtype=bool)
     masks[0, 40:200, 20:150], masks[1, 40:200, 170:300] = True, True
-    result = DetectionResult(320, 240, xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]], scores=[0.9, 0.6],
-                             phrases=["dog", "cat"], prompt_phrases=["dog", "cat"], labels=["dog", "cat"], masks=masks)
+    result = DetectionResult(
+        320,
+        240,
+        xyxy=[[20, 40, 150, 200], [170, 40, 300, 200]],
+        scores=[0.9, 0.6],
+        phrases=["dog", "cat"],
+        prompt_phrases=["dog", "cat"],
+        labels=["dog", "cat"],
+        masks=masks,
+    )
     return Review.of(load_image(np.zeros((240, 320, 3), dtype=np.uint8)), result)
 
 

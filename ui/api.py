@@ -27,8 +27,14 @@ def public_api(hub: ModelHub) -> None:
     """Register ``/detect`` and ``/refine`` on the Blocks being built, before the UI's events, so these names are
     theirs (Gradio renames a later event that asks for a taken name)."""
 
-    def detect(image: FileData, prompt: str, box_threshold: float = DEFAULT_BOX_THRESHOLD,
-               text_threshold: float = DEFAULT_TEXT_THRESHOLD, segmenter: str = "", detector: str = "") -> dict:
+    def detect(
+        image: FileData,
+        prompt: str,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        segmenter: str = "",
+        detector: str = "",
+    ) -> dict:
         """Labeled boxes for the phrases of ``prompt`` ("dog. possum on a fence"; "phrase:label" names the label);
         with ``segmenter`` (e.g. mobile_sam), a mask per box as polygons. ``detector``: "" for the app's
         detector, or a registered name (``python -m pipeline --models``), Hub id or local directory, loaded on first
@@ -36,14 +42,20 @@ def public_api(hub: ModelHub) -> None:
         try:
             pipeline = hub.load(segmenter or None, lambda *args, **kwargs: None, detector=detector or None)
             picture = load_image(_path(image), pipeline.settings.max_pixels)
-            result = pipeline(picture, prompt, Options(box_threshold, text_threshold, segmenter or None,
-                                                       detector or None))
+            result = pipeline(
+                picture, prompt, Options(box_threshold, text_threshold, segmenter or None, detector or None)
+            )
         except GroundlabelError as error:
             raise gr.Error(str(error)) from None
         return detections_json(result)
 
-    def refine(image: FileData, box: list | None = None, points: list | None = None, labels: list | None = None,
-               segmenter: str = "") -> dict:
+    def refine(
+        image: FileData,
+        box: list | None = None,
+        points: list | None = None,
+        labels: list | None = None,
+        segmenter: str = "",
+    ) -> dict:
         """One object's mask from a box [x0, y0, x1, y1] and/or points [[x, y], ...] in pixels of the upright
         image, ``labels`` 1 (on the object) or 0 (not on it) per point, as SAM takes them. Runs only the mask
         decoder when the image's embedding is cached."""
@@ -52,13 +64,22 @@ def public_api(hub: ModelHub) -> None:
             pipeline = hub.load(name, lambda *args, **kwargs: None)
             picture = load_image(_path(image), pipeline.settings.max_pixels)
             points = [tuple(point) for point in points or []]
-            prompt = MaskPrompt(box=tuple(box) if box else None, points=points,
-                                positive=tuple(bool(flag) for flag in (labels or [1] * len(points))))
+            prompt = MaskPrompt(
+                box=tuple(box) if box else None,
+                points=points,
+                positive=tuple(bool(flag) for flag in (labels or [1] * len(points))),
+            )
             masks, scores = pipeline.segmenters.get(name).decode_with_scores(picture, [prompt])
         except (GroundlabelError, ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
-        return {"width": picture.width, "height": picture.height, "segmenter": name,
-                "score": round(float(scores[0]), 4), "area": int(masks[0].sum()), "polygons": mask_polygons(masks[0])}
+        return {
+            "width": picture.width,
+            "height": picture.height,
+            "segmenter": name,
+            "score": round(float(scores[0]), 4),
+            "area": int(masks[0].sum()),
+            "polygons": mask_polygons(masks[0]),
+        }
 
     gr.api(detect, api_name="detect", concurrency_id="model")
     gr.api(refine, api_name="refine", concurrency_id="model")

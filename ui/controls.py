@@ -17,36 +17,62 @@ def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider
     """Box and text threshold sliders, side by side (their moves re-filter cached detector output); the text one
     hidden for a detector that has no text threshold."""
     with gr.Row():
-        box = gr.Slider(0.0, 1.0, value=DEFAULT_BOX_THRESHOLD, step=0.001, label="Box threshold",
-                        info="Minimum box score", min_width=200, elem_id=f"{prefix}-box")
-        text = gr.Slider(0.0, 1.0, value=DEFAULT_TEXT_THRESHOLD, step=0.001, label="Text threshold",
-                         info="Minimum word score in a phrase", min_width=200, elem_id=f"{prefix}-text",
-                         visible=text_visible)
+        box = gr.Slider(
+            0.0,
+            1.0,
+            value=DEFAULT_BOX_THRESHOLD,
+            step=0.001,
+            label="Box threshold",
+            info="Minimum box score",
+            min_width=200,
+            elem_id=f"{prefix}-box",
+        )
+        text = gr.Slider(
+            0.0,
+            1.0,
+            value=DEFAULT_TEXT_THRESHOLD,
+            step=0.001,
+            label="Text threshold",
+            info="Minimum word score in a phrase",
+            min_width=200,
+            elem_id=f"{prefix}-text",
+            visible=text_visible,
+        )
     return box, text
 
 
 def output_controls(prefix: str, default_segmenter: str) -> tuple[gr.Radio, gr.Dropdown]:
     """Boxes or boxes + masks, and which segmenter draws the masks."""
     with gr.Row():
-        mode = gr.Radio([BOXES, MASKS], value=BOXES, label="Output", scale=3, min_width=240,
-                        elem_id=f"{prefix}-mode")
-        segmenter = gr.Dropdown(segmenter_choices(), value=default_segmenter, label="Segmenter", scale=2,
-                                min_width=150, elem_id=f"{prefix}-segmenter")
+        mode = gr.Radio([BOXES, MASKS], value=BOXES, label="Output", scale=3, min_width=240, elem_id=f"{prefix}-mode")
+        segmenter = gr.Dropdown(
+            segmenter_choices(),
+            value=default_segmenter,
+            label="Segmenter",
+            scale=2,
+            min_width=150,
+            elem_id=f"{prefix}-segmenter",
+        )
     return mode, segmenter
 
 
 def detector_dropdown(prefix: str, app_detector: str) -> gr.Dropdown:
     """The app's detector (its setting: a name, Hub id or directory) first, then every other registered one."""
     others = [name for name, spec in DETECTORS.items() if spec.source != detector_source(app_detector)]
-    return gr.Dropdown([(f"{app_detector} (this app's)", ""), *[(name, name) for name in others]], value="",
-                       label="Detector", info="Another one loads on first use, beside this app's",
-                       elem_id=f"{prefix}-detector")
+    return gr.Dropdown(
+        [(f"{app_detector} (this app's)", ""), *[(name, name) for name in others]],
+        value="",
+        label="Detector",
+        info="Another one loads on first use, beside this app's",
+        elem_id=f"{prefix}-detector",
+    )
 
 
 def show_text_threshold(text: gr.Slider, detector: gr.Dropdown, app_detector: str) -> None:
     """Hide the text threshold while the chosen detector has none (OWLv2, OmDet-Turbo, SAM 3 score whole phrases)."""
-    detector.change(lambda choice: gr.Slider(visible=reads_text_threshold(choice or app_detector)), [detector],
-                    [text], queue=False)
+    detector.change(
+        lambda choice: gr.Slider(visible=reads_text_threshold(choice or app_detector)), [detector], [text], queue=False
+    )
 
 
 def chosen_segmenter(mode: str, segmenter: str) -> str | None:

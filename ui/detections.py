@@ -39,8 +39,9 @@ class Query:
 
 
 @on_gpu
-def run_query(hub: ModelHub, query: Query, box: float, text: float,
-              progress: ProgressFn) -> tuple[DetectionResult, float]:
+def run_query(
+    hub: ModelHub, query: Query, box: float, text: float, progress: ProgressFn
+) -> tuple[DetectionResult, float]:
     """The pipeline's result and the seconds it took. Caches make a repeated image/prompt skip the detector."""
     start = time.perf_counter()
     pipeline = hub.load(query.segmenter, progress, detector=query.detector)
@@ -75,16 +76,18 @@ def threshold_text(value: float) -> str:
 
 
 def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float | None) -> str:
-    """"3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched;
+    """ "3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched;
     ``text`` None: the detector has no text threshold, so none is named."""
     count = f"{len(result)} detection{'s' if len(result) != 1 else ''}"
-    prompt = query.prompt if len(query.prompt) <= PROMPT_SHOWN else query.prompt[:PROMPT_SHOWN - 1] + "…"
+    prompt = query.prompt if len(query.prompt) <= PROMPT_SHOWN else query.prompt[: PROMPT_SHOWN - 1] + "…"
     thresholds = f"box ≥ {threshold_text(box)}" + (f", text ≥ {threshold_text(text)}" if text is not None else "")
     line = f"<strong>{count}</strong> for “{html.escape(prompt)}” ({thresholds}) in {seconds * 1000:.0f} ms"
     if result.unmapped:
         names = ", ".join(f"“{html.escape(p)}”" for p in result.unmapped)
-        line += (f"<br>No project label for {names}: their boxes show as “phrase?”. "
-                 "Write <code>phrase:Label</code> in the prompt to choose one.")
+        line += (
+            f"<br>No project label for {names}: their boxes show as “phrase?”. "
+            "Write <code>phrase:Label</code> in the prompt to choose one."
+        )
     return line
 
 
@@ -92,8 +95,11 @@ def row_at(result: DetectionResult, x: float, y: float, among: list[int] | None 
     """The detection (of rows ``among``, by default all) whose box holds pixel (x, y): the smallest such box (a
     click on a small object inside a large one means the small one); None where no box is."""
     rows = range(len(result)) if among is None else among
-    hits = [(float(np.prod(result.xyxy[i, 2:] - result.xyxy[i, :2])), i) for i in rows
-            if result.xyxy[i, 0] <= x <= result.xyxy[i, 2] and result.xyxy[i, 1] <= y <= result.xyxy[i, 3]]
+    hits = [
+        (float(np.prod(result.xyxy[i, 2:] - result.xyxy[i, :2])), i)
+        for i in rows
+        if result.xyxy[i, 0] <= x <= result.xyxy[i, 2] and result.xyxy[i, 1] <= y <= result.xyxy[i, 3]
+    ]
     return min(hits)[1] if hits else None
 
 
@@ -120,8 +126,14 @@ def failure(error: Exception) -> str:
 
 def write_json(result: DetectionResult, query: Query, box: float, text: float) -> str:
     """The result as a JSON file for download; named after the image, stored by content so repeats reuse it."""
-    payload = {"image": query.name, "prompt": query.prompt, "box_threshold": box, "text_threshold": text,
-               "segmenter": query.segmenter, **detections_json(result)}
+    payload = {
+        "image": query.name,
+        "prompt": query.prompt,
+        "box_threshold": box,
+        "text_threshold": text,
+        "segmenter": query.segmenter,
+        **detections_json(result),
+    }
     data = json.dumps(payload, indent=2).encode()
     folder = Path(tempfile.gettempdir()) / "groundlabel-json" / hashlib.sha1(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import html
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
-
 from gradio_image_annotation import image_annotator
 
 from pipeline import MaskPrompt, Options
@@ -23,18 +23,26 @@ from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, Sy
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
 from .controls import (
-    BOXES, MASKS, chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders,
+    BOXES,
+    MASKS,
+    chosen_segmenter,
+    detector_dropdown,
+    output_controls,
+    show_text_threshold,
+    threshold_sliders,
 )
 from .detections import boxes_data, failure, notice, run_query, summary, text_shown
 from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
 TASK_HEADERS = ["task", "image", "ann.", "pred."]
-KEYS_HELP = ("<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says (a "
-             "shift-click or right click removes); the pointer on a row outlines its box. Keys (outside text "
-             "fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
-             "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
-             "<kbd>Enter</kbd> push and open the next task</div>")
+KEYS_HELP = (
+    "<div class='gl-keys'>Image: wheel zooms, drag pans, a click does what “A click” says (a "
+    "shift-click or right click removes); the pointer on a row outlines its box. Keys (outside text "
+    "fields): <kbd>↑</kbd>/<kbd>↓</kbd> choose a detection · "
+    "<kbd>1</kbd>-<kbd>9</kbd> its label · <kbd>x</kbd> drop it · <kbd>z</kbd> undo its last click · "
+    "<kbd>Enter</kbd> push and open the next task</div>"
+)
 NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
 _FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
@@ -54,6 +62,7 @@ def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown, settings: BackendS
 def guarded(report_to: str = "message") -> Callable:
     """A handler whose failures become a readable message (in the component named ``report_to``); the rest of the
     tab stays as it was."""
+
     def decorate(handler: Callable) -> Callable:
         @functools.wraps(handler)
         def wrapped(tab, *args, **kwargs) -> Updates:
@@ -61,7 +70,9 @@ def guarded(report_to: str = "message") -> Callable:
                 return handler(tab, *args, **kwargs)
             except Exception as error:  # noqa: BLE001 - the UI boundary
                 return {getattr(tab, report_to): failure(error), tab.model_status: tab.hub.status_markdown()}
+
         return wrapped
+
     return decorate
 
 
@@ -120,9 +131,25 @@ class LabelStudioTab:
     @property
     def outputs(self) -> list:
         """Every component a handler may change."""
-        return [self.workspace, self.review, self.connection, self.project, self.chips, self.tasks, self.pager,
-                self.header, self.preview, self.prompt, self.mode, self.result_info, self.kept_info, self.message,
-                self.model_status, self.editor, self.repair_target]
+        return [
+            self.workspace,
+            self.review,
+            self.connection,
+            self.project,
+            self.chips,
+            self.tasks,
+            self.pager,
+            self.header,
+            self.preview,
+            self.prompt,
+            self.mode,
+            self.result_info,
+            self.kept_info,
+            self.message,
+            self.model_status,
+            self.editor,
+            self.repair_target,
+        ]
 
     def wire(self) -> None:
         everything, query = self.outputs, [self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text]
@@ -139,36 +166,63 @@ class LabelStudioTab:
         self.detect.click(self.on_detect, query, everything, concurrency_id="model")
         self.prompt.submit(self.on_detect, query, everything, concurrency_id="model")
         for control in (self.box, self.text):
-            control.change(self.on_refilter, refilter, everything, show_progress="minimal",
-                           trigger_mode="always_last", concurrency_limit=4)
+            control.change(
+                self.on_refilter,
+                refilter,
+                everything,
+                show_progress="minimal",
+                trigger_mode="always_last",
+                concurrency_limit=4,
+            )
         for control in (self.mode, self.segmenter):
             control.input(self.on_refilter, refilter, everything, concurrency_id="model")
         self.detector.input(self.on_detector, [self.detector, *refilter], everything, concurrency_id="model")
-        self.push.click(self.on_push, [self.workspace, self.review, self.kind, self.replace, *query[1:]], everything,
-                        concurrency_id="model")
+        self.push.click(
+            self.on_push,
+            [self.workspace, self.review, self.kind, self.replace, *query[1:]],
+            everything,
+            concurrency_id="model",
+        )
         self.skip.click(self.on_skip, query, everything, concurrency_id="model")
         repair = [self.workspace, self.review, self.repair_target, self.segmenter]
-        self.preview.select(self.on_preview_click, [*repair, self.click_kind, self.click_negative], everything,
-                            concurrency_id="model")
+        self.preview.select(
+            self.on_preview_click, [*repair, self.click_kind, self.click_negative], everything, concurrency_id="model"
+        )
         self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
         chosen = [self.workspace, self.review, self.repair_target]
         self.repair_target.input(self.on_choose, chosen, everything, show_progress="hidden")
         self.repair_target.change(None, [self.repair_target], None, js=MARK_ROW_JS)
         self.show_masks.input(self.on_show_masks, [*chosen, self.show_masks], everything, show_progress="hidden")
-        self.key_go.click(self.on_key, [*repair, self.key, self.kind, self.replace, *query[1:]], everything,
-                       concurrency_id="model", show_progress="hidden")
-        self.apply_edits.click(self.on_edit_boxes, [self.workspace, self.review, self.editor, self.mode,
-                                                    self.segmenter], everything, concurrency_id="model")
+        self.key_go.click(
+            self.on_key,
+            [*repair, self.key, self.kind, self.replace, *query[1:]],
+            everything,
+            concurrency_id="model",
+            show_progress="hidden",
+        )
+        self.apply_edits.click(
+            self.on_edit_boxes,
+            [self.workspace, self.review, self.editor, self.mode, self.segmenter],
+            everything,
+            concurrency_id="model",
+        )
         self.retry.click(self.on_retry, [self.workspace], everything)
         # the box editor's image is sent only while its tab is shown (at 24 MP it costs a second per answer)
         self.edit_tab.select(self.on_edit_tab, [self.workspace, self.review], everything, show_progress="hidden")
         self.preview_tab.select(self.on_preview_tab, [self.workspace], everything, show_progress="hidden")
         # Pre-annotation has its own queue, one run at a time, and one progress display: Detect, clicks and pushes
         # (the "model" queue) never wait behind it. Cancel answers at once and stops it after the current task.
-        self.prelabel_all.click(self.on_prelabel, [*query, self.replace], everything, concurrency_id="prelabel",
-                                concurrency_limit=1, show_progress_on=[self.message])
-        self.cancel_prelabel.click(self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status],
-                                    queue=False)
+        self.prelabel_all.click(
+            self.on_prelabel,
+            [*query, self.replace],
+            everything,
+            concurrency_id="prelabel",
+            concurrency_limit=1,
+            show_progress_on=[self.message],
+        )
+        self.cancel_prelabel.click(
+            self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status], queue=False
+        )
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -184,34 +238,57 @@ class LabelStudioTab:
         result, seconds = run_query(self.hub, ws.query, box, text, progress)
         current = Review.of(ws.query.image, result)
         said = summary(result, ws.query, seconds, box, text_shown(self.hub, ws.query, text))
-        return self.show_review(ws, current) | {self.result_info: said,
-                self.model_status: self.hub.status_markdown()}
+        return self.show_review(ws, current) | {self.result_info: said, self.model_status: self.hub.status_markdown()}
 
-    def show_review(self, ws: Workspace, current: Review, target: str = NEW_OBJECT,
-                    boxes_changed: bool = True) -> Updates:
+    def show_review(
+        self, ws: Workspace, current: Review, target: str = NEW_OBJECT, boxes_changed: bool = True
+    ) -> Updates:
         """A new review: the preview of what will be pushed, its rows, and the box editor with the kept boxes in the
         project's label colours."""
-        rows = [(f"#{i + 1} {label or phrase}", str(i)) for i, (label, phrase, keep) in enumerate(
-            zip(current.labels, current.result.prompt_phrases, current.keep)) if keep]
-        return {self.workspace: ws, self.review: current, self.preview: preview(ws, current, target),
-                self.kept_info: kept_text(current),
-                self.editor: box_editor(ws, current) if boxes_changed and ws.editing else gr.skip(),
-                self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target)}
+        rows = [
+            (f"#{i + 1} {label or phrase}", str(i))
+            for i, (label, phrase, keep) in enumerate(zip(current.labels, current.result.prompt_phrases, current.keep))
+            if keep
+        ]
+        return {
+            self.workspace: ws,
+            self.review: current,
+            self.preview: preview(ws, current, target),
+            self.kept_info: kept_text(current),
+            self.editor: box_editor(ws, current) if boxes_changed and ws.editing else gr.skip(),
+            self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target),
+        }
 
-    def open_task(self, ws: Workspace, task_id: int, prompt: str, mode: str, segmenter: str, box: float,
-                  text: float, progress: ProgressFn) -> Updates:
+    def open_task(
+        self,
+        ws: Workspace,
+        task_id: int,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: ProgressFn,
+    ) -> Updates:
         progress(0.02, desc=f"Fetching task {task_id}")
         query = ws.open(task_id, prompt, chosen_segmenter(mode, segmenter))
         ids = ws.task_ids()
         where = f" · {ids.index(task_id) + 1} of {len(ids)} on this page" if task_id in ids else ""
-        updates = {self.header: f"<div class='gl-task'><strong>Task #{task_id}</strong> · "
-                                f"{html.escape(ws.task_name())} · {task_link(ws, task_id, 'open in Label Studio')}"
-                                f"{where}</div>"}
+        updates = {
+            self.header: f"<div class='gl-task'><strong>Task #{task_id}</strong> · "
+            f"{html.escape(ws.task_name())} · {task_link(ws, task_id, 'open in Label Studio')}"
+            f"{where}</div>"
+        }
         if query.prompt.strip():
             return updates | self.run(ws, box, text, progress)
-        return updates | {self.workspace: ws, self.review: None, self.editor: None, self.preview: query.image.pil,
-                          self.kept_info: "", self.result_info: notice("Type what to look for, then press Enter.",
-                                                                       "info")}
+        return updates | {
+            self.workspace: ws,
+            self.review: None,
+            self.editor: None,
+            self.preview: query.image.pil,
+            self.kept_info: "",
+            self.result_info: notice("Type what to look for, then press Enter.", "info"),
+        }
 
     def turn_page(self, ws: Workspace | None, step: int) -> Updates:
         if ws is None or ws.page is None:
@@ -219,8 +296,17 @@ class LabelStudioTab:
         ws.load_page(min(max(1, ws.page.page + step), ws.page.pages))
         return self.task_list(ws)
 
-    def advance(self, ws: Workspace, done: str, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                progress: ProgressFn) -> Updates:
+    def advance(
+        self,
+        ws: Workspace,
+        done: str,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: ProgressFn,
+    ) -> Updates:
         """Open the task after the current one; ``done`` (what just happened) stays in the message box."""
         try:
             next_id = ws.next_task_id()
@@ -229,10 +315,20 @@ class LabelStudioTab:
         except SyncError as error:
             return {self.workspace: ws, self.message: done + failure(error)}
         if next_id is None:
-            return self.task_list(ws) | counts | {
-                self.workspace: ws, self.review: None, self.editor: None, self.preview: None, self.header: NO_TASK,
-                self.kept_info: "", self.result_info: "",
-                self.message: done + notice("No more tasks in this list.", "info")}
+            return (
+                self.task_list(ws)
+                | counts
+                | {
+                    self.workspace: ws,
+                    self.review: None,
+                    self.editor: None,
+                    self.preview: None,
+                    self.header: NO_TASK,
+                    self.kept_info: "",
+                    self.result_info: "",
+                    self.message: done + notice("No more tasks in this list.", "info"),
+                }
+            )
         try:
             opened = self.open_task(ws, next_id, prompt, mode, segmenter, box, text, progress)
         except Exception as error:  # noqa: BLE001 - keep the report of the push, add why the next task did not open
@@ -247,8 +343,12 @@ class LabelStudioTab:
 
     @guarded("connection")
     def on_connect(self, url: str, token: str, old: Workspace | None, detector: str) -> Updates:
-        client = LabelStudioClient(url, token or env_token_for(url, self.settings), timeout=self.settings.timeout,
-                                   max_image_bytes=self.settings.max_image_bytes)
+        client = LabelStudioClient(
+            url,
+            token or env_token_for(url, self.settings),
+            timeout=self.settings.timeout,
+            max_image_bytes=self.settings.max_image_bytes,
+        )
         try:
             user = client.whoami()
             projects = client.projects()
@@ -257,14 +357,23 @@ class LabelStudioTab:
             raise  # the previous connection, if any, stays usable
         if old is not None:
             old.close()
-        ws = Workspace(client, Pusher(client, Outbox(self.settings.outbox_dir)),
-                       user=user.get("email") or user.get("username") or "",
-                       max_pixels=self.settings.pipeline.max_pixels, detector=detector or None)
+        ws = Workspace(
+            client,
+            Pusher(client, Outbox(self.settings.outbox_dir)),
+            user=user.get("email") or user.get("username") or "",
+            max_pixels=self.settings.pipeline.max_pixels,
+            detector=detector or None,
+        )
         waiting = ws.pusher.pending
-        text = (f"Connected as {ws.user} · {len(projects)} project{'s' * (len(projects) != 1)}"
-                + (f" · {waiting} push(es) wait in the outbox: Retry outbox sends them." if waiting else ""))
-        return {self.workspace: ws, self.connection: notice(text, "ok"), self.message: "",
-                self.project: gr.Dropdown(choices=project_choices(projects), value=None)}
+        text = f"Connected as {ws.user} · {len(projects)} project{'s' * (len(projects) != 1)}" + (
+            f" · {waiting} push(es) wait in the outbox: Retry outbox sends them." if waiting else ""
+        )
+        return {
+            self.workspace: ws,
+            self.connection: notice(text, "ok"),
+            self.message: "",
+            self.project: gr.Dropdown(choices=project_choices(projects), value=None),
+        }
 
     @guarded()
     def on_project(self, ws: Workspace | None, project_id: int | None, unlabeled_only: bool) -> Updates:
@@ -272,9 +381,16 @@ class LabelStudioTab:
             return self.say("Connect to Label Studio first.")
         config = ws.choose_project(int(project_id), unlabeled_only)
         return self.task_list(ws) | {
-            self.workspace: ws, self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
-            self.prompt: config.default_prompt, self.mode: MASKS if config.wants_masks else BOXES, self.review: None,
-            self.editor: None, self.preview: None, self.header: NO_TASK, self.kept_info: "", self.result_info: "",
+            self.workspace: ws,
+            self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
+            self.prompt: config.default_prompt,
+            self.mode: MASKS if config.wants_masks else BOXES,
+            self.review: None,
+            self.editor: None,
+            self.preview: None,
+            self.header: NO_TASK,
+            self.kept_info: "",
+            self.result_info: "",
             self.message: "",
         }
 
@@ -295,24 +411,48 @@ class LabelStudioTab:
         return self.turn_page(ws, +1)
 
     @guarded()
-    def on_task_click(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                      evt: gr.SelectData, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_task_click(
+        self,
+        ws: Workspace | None,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        evt: gr.SelectData,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         if ws is None or ws.page is None:
             return self.say("Connect and pick a project first.")
         opened = self.open_task(ws, int(evt.row_value[0]), prompt, mode, segmenter, box, text, progress)
         return opened | {self.message: ""}
 
     @guarded()
-    def on_detect(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_detect(
+        self,
+        ws: Workspace | None,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         if ws is None or ws.query is None:
             return self.say("Open a task first (click it in the list).")
         ws.query = replace(ws.query, prompt=prompt, segmenter=chosen_segmenter(mode, segmenter))
         return self.run(ws, box, text, progress) | {self.message: ""}
 
     @guarded()
-    def on_refilter(self, ws: Workspace | None, mode: str, segmenter: str, box: float, text: float,
-                    progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_refilter(
+        self,
+        ws: Workspace | None,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         if ws is None or ws.query is None or not ws.query.prompt.strip():
             return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
         ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
@@ -324,9 +464,17 @@ class LabelStudioTab:
         return lambda prompt: model.decode(ws.query.image, [prompt])[0]
 
     @guarded()
-    def on_preview_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
-                         kind: str, negative: str, evt: gr.SelectData,
-                         progress: gr.Progress = gr.Progress()) -> Updates:
+    def on_preview_click(
+        self,
+        ws: Workspace | None,
+        current: Review | None,
+        target: str,
+        segmenter: str,
+        kind: str,
+        negative: str,
+        evt: gr.SelectData,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Updates:
         """A click on what will be pushed: a point on (or off) the chosen detection's object, or a new object. A
         shift-click or a right click (``negative``, set by the page's script) removes, whatever "A click" says."""
         if negative == "negative" and kind != SELECTS:
@@ -341,20 +489,35 @@ class LabelStudioTab:
                 return self.say(f"No kept box at ({x}, {y}): click inside one to select it.")
             return self.show_review(ws, current, str(hit), boxes_changed=False) | self.say(
                 f"#{hit + 1} selected ({current.labels[hit] or current.result.phrases[hit]}): keys and clicks now act "
-                "on it.", "ok")
+                "on it.",
+                "ok",
+            )
         label = ws.config.labels[0] if row is None else None
         changed = current.click(row, x, y, kind != REMOVES, label, self.decoder(ws, segmenter, progress))
         number = len(changed.result) if row is None else row + 1
         what = "new object" if row is None else f"click {len(changed.clicks[row])}"
         moved = row is None or row in changed.from_clicks  # a box made from clicks follows its mask
         return self.show_review(ws, changed, str(number - 1), boxes_changed=moved) | self.say(
-            f"#{number}: {what} at ({x}, {y}); its mask has {int(changed.result.masks[number - 1].sum())} pixels.",
-            "ok")
+            f"#{number}: {what} at ({x}, {y}); its mask has {int(changed.result.masks[number - 1].sum())} pixels.", "ok"
+        )
 
     @guarded()
-    def on_key(self, ws: Workspace | None, current: Review | None, target: str, segmenter_name: str, key: str,
-               kind: str, replace_older: bool, prompt: str, mode: str, segmenter: str, box: float, text: float,
-               progress: gr.Progress = gr.Progress()) -> Updates:
+    def on_key(
+        self,
+        ws: Workspace | None,
+        current: Review | None,
+        target: str,
+        segmenter_name: str,
+        key: str,
+        kind: str,
+        replace_older: bool,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Updates:
         """A keyboard shortcut (KEYS_HELP) on the chosen detection (the "A click repairs" choice)."""
         key = key or ""
         if ws is None or current is None:
@@ -375,14 +538,14 @@ class LabelStudioTab:
             changed = current.dropped(row)
             later = [i for i in kept if i > row] or [i for i in kept if i < row]
             return self.show_review(ws, changed, str(later[0]) if later else NEW_OBJECT) | self.say(
-                f"#{row + 1} dropped.", "ok")
+                f"#{row + 1} dropped.", "ok"
+            )
         if key in ("z", "Z"):
             return self.on_undo_click(ws, current, target, segmenter_name, progress)
         labels = ws.config.labels
         if key.isdigit() and 1 <= int(key) <= len(labels):
             changed = current.relabeled(row, labels[int(key) - 1])
-            return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.",
-                                                                    "ok")
+            return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.", "ok")
         return self.say(f"No label {key}: the project has {len(labels)}.")
 
     @guarded()
@@ -414,18 +577,32 @@ class LabelStudioTab:
         return {self.preview: preview(ws, current, target)} if current is not None else {self.message: gr.skip()}
 
     @guarded()
-    def on_undo_click(self, ws: Workspace | None, current: Review | None, target: str, segmenter: str,
-                      progress: gr.Progress = gr.Progress()) -> Updates:
+    def on_undo_click(
+        self,
+        ws: Workspace | None,
+        current: Review | None,
+        target: str,
+        segmenter: str,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Updates:
         if ws is None or current is None or target in (None, NEW_OBJECT):
             return self.say("Choose the detection whose last click to undo.")
         changed = current.undo_click(int(target), self.decoder(ws, segmenter, progress))
         moved = int(target) in changed.from_clicks
         return self.show_review(ws, changed, target, boxes_changed=moved) | self.say(
-            f"#{int(target) + 1}: last click undone.", "ok")
+            f"#{int(target) + 1}: last click undone.", "ok"
+        )
 
     @guarded()
-    def on_edit_boxes(self, ws: Workspace | None, current: Review | None, edited: dict | None, mode: str,
-                      segmenter: str, progress: gr.Progress = gr.Progress()) -> Updates:
+    def on_edit_boxes(
+        self,
+        ws: Workspace | None,
+        current: Review | None,
+        edited: dict | None,
+        mode: str,
+        segmenter: str,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Updates:
         """The editor's boxes become what will be pushed; moved and drawn boxes get new masks (decoder only: the
         task's image embedding is cached) when masks are shown."""
         if ws is None or current is None or ws.query is None or edited is None:
@@ -435,14 +612,24 @@ class LabelStudioTab:
         if name:
             segmenter_model = self.hub.load(name, progress).segmenters.get(name)
             masks_for = lambda boxes: segmenter_model.decode(  # noqa: E731
-                ws.query.image, [MaskPrompt.from_box(box) for box in boxes])
+                ws.query.image, [MaskPrompt.from_box(box) for box in boxes]
+            )
         changed = current.edit(edited.get("boxes") or [], masks_for)
         return self.show_review(ws, changed) | self.say(
-            f"{len(changed.result)} box{'es' * (len(changed.result) != 1)} will be pushed, as edited.", "ok")
+            f"{len(changed.result)} box{'es' * (len(changed.result) != 1)} will be pushed, as edited.", "ok"
+        )
 
     @guarded()
-    def on_detector(self, choice: str, ws: Workspace | None, mode: str, segmenter: str, box: float, text: float,
-                    progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_detector(
+        self,
+        choice: str,
+        ws: Workspace | None,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         """Detect with another detector from now on: the open task's result at once (its first use loads it)."""
         if ws is None:
             return {self.message: gr.skip()}  # read again when connecting
@@ -453,9 +640,19 @@ class LabelStudioTab:
         return self.on_refilter(ws, mode, segmenter, box, text, progress)
 
     @guarded()
-    def on_push(self, ws: Workspace | None, current: Review | None, kind: str, replace_older: bool, prompt: str,
-                mode: str, segmenter: str, box: float, text: float,
-                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_push(
+        self,
+        ws: Workspace | None,
+        current: Review | None,
+        kind: str,
+        replace_older: bool,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         if ws is None or ws.task is None or current is None:
             return self.say("Open a task and detect first.")
         task_id = ws.task.id
@@ -463,18 +660,30 @@ class LabelStudioTab:
         outcome, sent = ws.push(current, kind, replace_older=replace_older)
         link = task_link(ws, task_id, f"task #{task_id}")
         if outcome.status == "queued":
-            done = (f"<div class='gl-notice gl-error'>Label Studio did not take the {kind} for {link}: "
-                    f"{html.escape(outcome.error or '')} It is kept in the outbox ({ws.pusher.pending} waiting); "
-                    "Retry outbox sends it.</div>")
+            done = (
+                f"<div class='gl-notice gl-error'>Label Studio did not take the {kind} for {link}: "
+                f"{html.escape(outcome.error or '')} It is kept in the outbox ({ws.pusher.pending} waiting); "
+                "Retry outbox sends it.</div>"
+            )
         else:
             verb = "Pushed" if outcome.status == "created" else "Already in Label Studio:"
-            done = (f"<div class='gl-notice gl-ok'>{verb} {kind} #{outcome.id} to {link}: "
-                    f"{html.escape(describe_regions(sent))}.</div>")
+            done = (
+                f"<div class='gl-notice gl-ok'>{verb} {kind} #{outcome.id} to {link}: "
+                f"{html.escape(describe_regions(sent))}.</div>"
+            )
         return self.advance(ws, done, prompt, mode, segmenter, box, text, progress)
 
     @guarded()
-    def on_skip(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+    def on_skip(
+        self,
+        ws: Workspace | None,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         if ws is None or ws.page is None:
             return self.say("Pick a project first.")
         return self.advance(ws, "", prompt, mode, segmenter, box, text, progress)
@@ -489,29 +698,45 @@ class LabelStudioTab:
         return self.say(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")
 
     @guarded()
-    def on_prelabel(self, ws: Workspace | None, prompt: str, mode: str, segmenter: str, box: float, text: float,
-                    replace_older: bool, progress: gr.Progress = gr.Progress()) -> Updates:
+    def on_prelabel(
+        self,
+        ws: Workspace | None,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        replace_older: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Updates:
         """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel makes
         them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
         options = Options(box, text, chosen_segmenter(mode, segmenter), ws.detector)
         pipeline = self.hub.load(options.segmenter, progress, detector=ws.detector)
-        job = PrelabelJob(ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only,
-                          replace_older=replace_older)
+        job = PrelabelJob(
+            ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only, replace_older=replace_older
+        )
 
         def show(state: PrelabelProgress) -> None:
             if state.total:
-                progress((state.finished, state.total), unit="tasks",
-                         desc=f"Pre-annotating: {state.done} done, {state.skipped} skipped, {len(state.failed)} failed")
+                progress(
+                    (state.finished, state.total),
+                    unit="tasks",
+                    desc=f"Pre-annotating: {state.done} done, {state.skipped} skipped, {len(state.failed)} failed",
+                )
 
         ws.stop_prelabel.clear()
         state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show, stop=ws.stop_prelabel)
         ws.load_page(ws.page.page if ws.page else 1)
         counts = self.project_counts(ws)
         kind = "error" if state.failed or state.queued else "ok"
-        return self.task_list(ws) | counts | {self.message: notice(state.summary(), kind),
-                                     self.model_status: self.hub.status_markdown()}
+        return (
+            self.task_list(ws)
+            | counts
+            | {self.message: notice(state.summary(), kind), self.model_status: self.hub.status_markdown()}
+        )
 
     @guarded()
     def on_cancel_prelabel(self, ws: Workspace | None) -> Updates:
@@ -528,13 +753,23 @@ def project_choices(projects: list[Project]) -> list[tuple[str, int]]:
 
 def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> LabelStudioTab:
     """The tab's components, in three columns: connection and tasks, the open task, review and push."""
-    c: dict[str, Any] = {"workspace": gr.State(None, delete_callback=lambda ws: ws and ws.close()),
-                         "review": gr.State(None)}
+    c: dict[str, Any] = {
+        "workspace": gr.State(None, delete_callback=lambda ws: ws and ws.close()),
+        "review": gr.State(None),
+    }
     with gr.Row(equal_height=True, elem_classes="gl-prompt-row"):
-        c["url"] = gr.Textbox(settings.label_studio_url or "", label="Label Studio URL",
-                              placeholder="http://localhost:8080", scale=3, elem_id="ls-url")
-        hint = "set in the environment: leave empty to use it" if settings.label_studio_token \
+        c["url"] = gr.Textbox(
+            settings.label_studio_url or "",
+            label="Label Studio URL",
+            placeholder="http://localhost:8080",
+            scale=3,
+            elem_id="ls-url",
+        )
+        hint = (
+            "set in the environment: leave empty to use it"
+            if settings.label_studio_token
             else "Label Studio → Account & Settings → Access Token"
+        )
         c["token"] = gr.Textbox(label="Access token", type="password", scale=3, elem_id="ls-token", placeholder=hint)
         c["connect"] = gr.Button("Connect", variant="primary", scale=1, min_width=110, elem_id="ls-connect")
     with gr.Row(equal_height=False):
@@ -544,29 +779,38 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
             open_task_column(c, hub.default_segmenter, hub.lazy.settings.detector)
         with gr.Column(scale=5, min_width=340):
             c["kind"] = gr.Radio(["annotation", "prediction"], value="annotation", label="Push as", elem_id="ls-kind")
-            c["replace"] = gr.Checkbox(False, label="Replace our earlier predictions", elem_id="ls-replace",
-                                       info="Predictions pushed or pre-annotated replace groundlabel's earlier ones "
-                                            "on the task (other models' stay)")
+            c["replace"] = gr.Checkbox(
+                False,
+                label="Replace our earlier predictions",
+                elem_id="ls-replace",
+                info="Predictions pushed or pre-annotated replace groundlabel's earlier ones "
+                "on the task (other models' stay)",
+            )
             with gr.Row(equal_height=True, elem_classes="gl-push-row"):
                 c["push"] = gr.Button("Push & next task", variant="primary", scale=3, elem_id="ls-push")
                 c["skip"] = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")
             c["message"] = gr.HTML(elem_id="ls-message")
             c["kept_info"] = gr.HTML(elem_id="ls-kept")
             with gr.Column(elem_id="ls-review"):
-                review_rows(c["review"], c["workspace"], c["repair_target"], c["preview"], c["kept_info"],
-                            c["editor"])
+                review_rows(c["review"], c["workspace"], c["repair_target"], c["preview"], c["kept_info"], c["editor"])
     return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
 
 
 def task_column(c: dict[str, Any]) -> None:
     """Connection state, project, label chips and the paginated task list."""
-    c["connection"] = gr.HTML("<div class='gl-notice gl-info'>Not connected.</div>", padding=False,
-                              elem_id="ls-connection")
+    c["connection"] = gr.HTML(
+        "<div class='gl-notice gl-info'>Not connected.</div>", padding=False, elem_id="ls-connection"
+    )
     c["project"] = gr.Dropdown([], value=None, label="Project", elem_id="ls-project")
     c["chips"] = gr.CheckboxGroup([], label="Labels (the ticked ones form the prompt)", elem_id="ls-labels")
     c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
-    c["tasks"] = gr.Dataframe(headers=TASK_HEADERS, interactive=False, max_height=300, elem_id="ls-tasks",
-                              column_widths=["18%", "50%", "16%", "16%"])
+    c["tasks"] = gr.Dataframe(
+        headers=TASK_HEADERS,
+        interactive=False,
+        max_height=300,
+        elem_id="ls-tasks",
+        column_widths=["18%", "50%", "16%", "16%"],
+    )
     with gr.Row(equal_height=True, elem_classes="gl-pager-row"):
         c["previous_page"] = gr.Button("◀", size="sm", min_width=50, scale=0, elem_id="ls-prev-page")
         c["pager"] = gr.HTML("<div class='gl-pager'>Connect, then pick a project.</div>", elem_id="ls-pager")
@@ -586,13 +830,33 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
     with gr.Tabs():
         with gr.Tab("What will be pushed") as c["preview_tab"]:
             # no label over the image: it would hide the tags of boxes at its top edge (the tab names it)
-            c["preview"] = gr.Image(label="What will be pushed", show_label=False, type="pil", format="jpeg",
-                                    interactive=False, height=360, buttons=["fullscreen"], elem_id="ls-preview")
+            c["preview"] = gr.Image(
+                label="What will be pushed",
+                show_label=False,
+                type="pil",
+                format="jpeg",
+                interactive=False,
+                height=360,
+                buttons=["fullscreen"],
+                elem_id="ls-preview",
+            )
             with gr.Row(equal_height=True):
-                c["repair_target"] = gr.Dropdown([NEW_OBJECT], value=NEW_OBJECT, label="A click repairs",
-                                                 scale=2, min_width=140, elem_id="ls-repair-target")
-                c["click_kind"] = gr.Radio([SELECTS, ADDS, REMOVES], value=ADDS, label="A click", scale=4,
-                                           min_width=260, elem_id="ls-click-kind")
+                c["repair_target"] = gr.Dropdown(
+                    [NEW_OBJECT],
+                    value=NEW_OBJECT,
+                    label="A click repairs",
+                    scale=2,
+                    min_width=140,
+                    elem_id="ls-repair-target",
+                )
+                c["click_kind"] = gr.Radio(
+                    [SELECTS, ADDS, REMOVES],
+                    value=ADDS,
+                    label="A click",
+                    scale=4,
+                    min_width=260,
+                    elem_id="ls-click-kind",
+                )
                 with gr.Column(scale=1, min_width=100):
                     c["undo_click"] = gr.Button("Undo click", size="sm", elem_id="ls-undo-click")
                     c["show_masks"] = gr.Checkbox(True, label="Show masks", container=False, elem_id="ls-show-masks")
@@ -601,14 +865,22 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
             # by Gradio, so that both exist on the page
             c["key"] = gr.Textbox(elem_id="ls-key", elem_classes="gl-hidden", show_label=False, container=False)
             # "negative" while a shift-click or right click on the preview is handled (theme.CANVAS_JS sets it)
-            c["click_negative"] = gr.Textbox(elem_id="ls-click-negative", elem_classes="gl-hidden", show_label=False,
-                                             container=False)
+            c["click_negative"] = gr.Textbox(
+                elem_id="ls-click-negative", elem_classes="gl-hidden", show_label=False, container=False
+            )
             c["key_go"] = gr.Button("key", elem_id="ls-key-go", elem_classes="gl-hidden")
         with gr.Tab("Edit boxes", elem_id="ls-edit-tab") as c["edit_tab"]:
-            c["editor"] = image_annotator(None, label="Drag or resize a box (D), draw one (C), remove the selected one",
-                                          sources=None, show_clear_button=False, show_remove_button=True,
-                                          show_download_button=False, use_default_label=True, height=360,
-                                          elem_id="ls-editor")
+            c["editor"] = image_annotator(
+                None,
+                label="Drag or resize a box (D), draw one (C), remove the selected one",
+                sources=None,
+                show_clear_button=False,
+                show_remove_button=True,
+                show_download_button=False,
+                use_default_label=True,
+                height=360,
+                elem_id="ls-editor",
+            )
             c["apply_edits"] = gr.Button("Apply box edits", size="sm", elem_id="ls-apply-edits")
     c["result_info"] = gr.HTML(elem_id="ls-summary")
     with gr.Accordion("Output and thresholds", open=False):
@@ -618,10 +890,17 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
         show_text_threshold(c["text"], c["detector"], app_detector)
 
 
-def review_rows(review: gr.State, workspace: gr.State, target: gr.Dropdown, preview_image: gr.Image,
-                kept_info: gr.HTML, editor: image_annotator) -> None:
+def review_rows(
+    review: gr.State,
+    workspace: gr.State,
+    target: gr.Dropdown,
+    preview_image: gr.Image,
+    kept_info: gr.HTML,
+    editor: image_annotator,
+) -> None:
     """One row per detection, re-rendered when a new review starts: keep it or not, and its label (the preview and
     the box editor follow); the chosen detection's row marked."""
+
     @gr.render(inputs=[review, workspace, target], triggers=[review.change])
     def rows(current: Review | None, ws: Workspace | None, chosen: str | None) -> None:
         if current is None or ws is None or ws.config is None:
@@ -633,22 +912,43 @@ def review_rows(review: gr.State, workspace: gr.State, target: gr.Dropdown, prev
             marked = ["gl-review-row", *(["gl-selected"] * (chosen == str(i)))]
             with gr.Row(equal_height=True, elem_classes=marked):
                 # the labels are what screen readers announce: "Keep #2", "Label of #2" (not "on", "Dropdown")
-                keep = gr.Checkbox(current.keep[i], label=f"Keep #{i + 1}", interactive=True, container=False,
-                                   scale=0, min_width=90, elem_id=f"ls-keep-{i}")
-                label = gr.Dropdown(ws.config.labels, value=current.labels[i], label=f"Label of #{i + 1}",
-                                    interactive=True, show_label=False, container=False, scale=3, min_width=110,
-                                    elem_id=f"ls-label-{i}")
-                gr.HTML(f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>", scale=2,
-                        min_width=80, padding=False)
+                keep = gr.Checkbox(
+                    current.keep[i],
+                    label=f"Keep #{i + 1}",
+                    interactive=True,
+                    container=False,
+                    scale=0,
+                    min_width=90,
+                    elem_id=f"ls-keep-{i}",
+                )
+                label = gr.Dropdown(
+                    ws.config.labels,
+                    value=current.labels[i],
+                    label=f"Label of #{i + 1}",
+                    interactive=True,
+                    show_label=False,
+                    container=False,
+                    scale=3,
+                    min_width=110,
+                    elem_id=f"ls-label-{i}",
+                )
+                gr.HTML(
+                    f"<span class='gl-phrase'>{score:.2f} “{html.escape(phrase)}”</span>",
+                    scale=2,
+                    min_width=80,
+                    padding=False,
+                )
             keep.input(decide(i, "keep"), [review, keep, workspace, target], [preview_image, kept_info, editor])
             label.input(decide(i, "labels"), [review, label, workspace, target], [preview_image, kept_info, editor])
 
 
 def decide(index: int, choice: str) -> Callable:
     """A review row's handler: record the keep/label choice and redraw what will be pushed."""
+
     def handler(current: Review, value: bool | str, ws: Workspace, target: str | None) -> tuple:
         getattr(current, choice)[index] = value
         return preview(ws, current, target), kept_text(current), box_editor(ws, current) if ws.editing else gr.skip()
+
     return handler
 
 
@@ -662,15 +962,18 @@ def preview(ws: Workspace, current: Review, target: str | None) -> Any:
 def box_editor(ws: Workspace, current: Review) -> image_annotator:
     """The box editor showing ``current``'s kept boxes, with the project's labels in Label Studio's colours."""
     labels, colors = ws.config.labels, ws.config.label_colors()
-    return image_annotator(current.editor_value(colors), label_list=labels,
-                           label_colors=[colors.get(label, _FALLBACK) for label in labels])
+    return image_annotator(
+        current.editor_value(colors), label_list=labels, label_colors=[colors.get(label, _FALLBACK) for label in labels]
+    )
 
 
 def kept_text(current: Review) -> str:
     kept = current.kept()
     labels = ", ".join(f"{label} ×{n}" for label, n in Counter(kept.display_labels()).items())
-    return (f"<strong>{len(kept)} of {len(current.result)} kept</strong>{f' ({labels})' if labels else ''}: "
-            "untick to drop, pick another label from a row's menu, then push." + boxes_data(current.result))
+    return (
+        f"<strong>{len(kept)} of {len(current.result)} kept</strong>{f' ({labels})' if labels else ''}: "
+        "untick to drop, pick another label from a row's menu, then push." + boxes_data(current.result)
+    )
 
 
 def task_link(ws: Workspace, task_id: int, text: str) -> str:

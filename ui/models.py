@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
@@ -41,8 +41,9 @@ class ModelHub:
         self.default_segmenter = default_segmenter or DEFAULT_SEGMENTER
         self.note = note  # shown above the models' status, e.g. that the demo runs toy models
 
-    def load(self, segmenter: str | None, progress: ProgressFn, retry: bool = False,
-             detector: str | None = None) -> GroundingPipeline:
+    def load(
+        self, segmenter: str | None, progress: ProgressFn, retry: bool = False, detector: str | None = None
+    ) -> GroundingPipeline:
         """The pipeline with ``segmenter`` loaded (not when ``detector``, None for the app's, makes its own masks:
         SAM 3); the first call downloads/loads weights under a progress bar. A load that failed before fails again
         at once with its reason, unless ``retry`` (*Load models*)."""
@@ -53,8 +54,11 @@ class ModelHub:
         pipeline = self.lazy.get()
         if detector:
             progress(0.3, desc=f"Loading detector {detector} (its first use downloads it)")
-        if segmenter and segmenter not in pipeline.segmenters.loaded and \
-                not pipeline.detector_for(Options(detector=detector)).makes_masks:
+        if (
+            segmenter
+            and segmenter not in pipeline.segmenters.loaded
+            and not pipeline.detector_for(Options(detector=detector)).makes_masks
+        ):
             progress(0.4, desc=f"Loading segmenter {segmenter}")
             pipeline.segmenters.get(segmenter)  # a failure is remembered there, for the status line
         return pipeline
@@ -64,18 +68,24 @@ class ModelHub:
         status = self.lazy.status()
         lines = [self.note] if self.note else []
         if (Path(self.lazy.settings.detector) / RANDOM_WEIGHTS_MARKER).is_file():
-            lines.append("**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
-                         "but the boxes and masks mean nothing.")
+            lines.append(
+                "**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
+                "but the boxes and masks mean nothing."
+            )
         lines.append(f"**Detector** `{status['detector']}` " + self._detector_state(status))
         if status.get("other_detector"):
-            lines.append(f"**Also loaded** `{status['other_detector']}` (chosen in a Detector dropdown; only the last "
-                         "one chosen stays loaded beside the app's)")
+            lines.append(
+                f"**Also loaded** `{status['other_detector']}` (chosen in a Detector dropdown; only the last "
+                "one chosen stays loaded beside the app's)"
+            )
         loaded, errors = set(status["segmenters"]), status["segmenter_errors"]
         for name in segmenter_choices():
             if name in loaded:
                 size = status["segmenter_memory"].get(name, 0) / 2**30
-                lines.append(f"**{name}** loaded ({size:.2f} GiB of the {status['segmenter_budget'] / 2**30:.1f} GiB "
-                             "kept for segmenters; the least recently used is unloaded first)")
+                lines.append(
+                    f"**{name}** loaded ({size:.2f} GiB of the {status['segmenter_budget'] / 2**30:.1f} GiB "
+                    "kept for segmenters; the least recently used is unloaded first)"
+                )
             elif name in errors:
                 lines.append(f"<span class='gl-bad'>**{name}** failed</span>: {html.escape(errors[name])}")
         if not loaded and not errors:
@@ -86,8 +96,10 @@ class ModelHub:
         if status["loaded"]:
             return f"loaded on **{status['device']}** ({status['dtype']})"
         if status["error"]:
-            return (f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])} Requests fail at once "
-                    "until *Load models* tries again.")
+            return (
+                f"<span class='gl-bad'>failed to load</span>: {html.escape(status['error'])} Requests fail at once "
+                "until *Load models* tries again."
+            )
         try:
             device = select_device(self.lazy.settings.device)
         except GroundlabelError as error:
@@ -98,10 +110,12 @@ class ModelHub:
 def load_models(hub: ModelHub) -> Callable[..., str]:
     """The *Load models* button's handler: load the detector now (downloading it once when online) instead of on the
     first run, trying again after a failure; the status line shows the result, or why it failed and how to fix it."""
+
     def load(progress=gr.Progress(track_tqdm=True)) -> str:
         try:
             hub.load(None, progress, retry=True)
         except WeightsError:
             pass  # the status line says why
         return hub.status_markdown()
+
     return load

@@ -3,10 +3,10 @@ reviewer's decisions on its detections (keep or drop, label) that become one pus
 
 from __future__ import annotations
 
-from collections import Counter
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -14,7 +14,13 @@ import supervision as sv
 from PIL import Image
 
 from pipeline import (
-    DEFAULT_MAX_PIXELS, DetectionResult, GroundlabelError, LoadedImage, MaskPrompt, load_image, preview_scale,
+    DEFAULT_MAX_PIXELS,
+    DetectionResult,
+    GroundlabelError,
+    LoadedImage,
+    MaskPrompt,
+    load_image,
+    preview_scale,
     render_preview,
 )
 from sync import (
@@ -61,13 +67,23 @@ class Review:
         """Preview pixels per image pixel (``pipeline.preview_scale``): clicks on the preview are divided by it."""
         return preview_scale(self.image.width, self.image.height)
 
-    def preview(self, colors: dict[str, tuple[int, int, int]] | None = None, selected: int | None = None,
-                show_masks: bool = True) -> Image.Image:
+    def preview(
+        self,
+        colors: dict[str, tuple[int, int, int]] | None = None,
+        selected: int | None = None,
+        show_masks: bool = True,
+    ) -> Image.Image:
         """The image with what would be pushed drawn on it, at ``preview_scale``, each label in ``colors``'s colour
         (the project's) where it has one, detection ``selected`` (a row number from 0) highlighted."""
         kept = [i for i, keep in enumerate(self.keep) if keep]
-        return render_preview(self.image, self.kept(), colors=colors, numbers=[i + 1 for i in kept],
-                              selected=kept.index(selected) if selected in kept else None, show_masks=show_masks)
+        return render_preview(
+            self.image,
+            self.kept(),
+            colors=colors,
+            numbers=[i + 1 for i in kept],
+            selected=kept.index(selected) if selected in kept else None,
+            show_masks=show_masks,
+        )
 
     def row_at(self, x: float, y: float) -> int | None:
         """The kept detection whose box holds pixel (x, y) (the smallest), or None."""
@@ -89,8 +105,9 @@ class Review:
             if overlap[i, j] >= 0.5 and source[i] is None and j not in source:
                 source[i] = int(j)
         same = [j is not None and np.abs(xyxy[i] - shown.xyxy[j]).max() <= 1 for i, j in enumerate(source)]
-        xyxy = np.array([shown.xyxy[j] if keep else box for box, j, keep in zip(xyxy, source, same)],
-                        np.float32).reshape(-1, 4)
+        xyxy = np.array(
+            [shown.xyxy[j] if keep else box for box, j, keep in zip(xyxy, source, same)], np.float32
+        ).reshape(-1, 4)
         masks = None
         if shown.masks is not None and masks_for is not None:
             masks = np.zeros((len(xyxy), height, width), dtype=bool)
@@ -101,14 +118,27 @@ class Review:
                 if keep:
                     masks[i] = shown.masks[source[i]]
         phrases = [shown.phrases[j] if j is not None else label or "" for j, label in zip(source, labels)]
-        prompt_phrases = [shown.prompt_phrases[j] if j is not None else label or ""
-                          for j, label in zip(source, labels)]
-        edited = replace(shown, xyxy=xyxy, labels=labels, phrases=phrases, prompt_phrases=prompt_phrases, masks=masks,
-                         scores=[shown.scores[j] if j is not None else 1.0 for j in source])
+        prompt_phrases = [shown.prompt_phrases[j] if j is not None else label or "" for j, label in zip(source, labels)]
+        edited = replace(
+            shown,
+            xyxy=xyxy,
+            labels=labels,
+            phrases=phrases,
+            prompt_phrases=prompt_phrases,
+            masks=masks,
+            scores=[shown.scores[j] if j is not None else 1.0 for j in source],
+        )
         return Review(self.image, edited, [True] * len(edited), list(labels))
 
-    def click(self, row: int | None, x: float, y: float, on_object: bool, label: str | None,
-              decode: Callable[[MaskPrompt], np.ndarray]) -> Review:
+    def click(
+        self,
+        row: int | None,
+        x: float,
+        y: float,
+        on_object: bool,
+        label: str | None,
+        decode: Callable[[MaskPrompt], np.ndarray],
+    ) -> Review:
         """The review with a click added to detection ``row``'s mask prompt (its box plus every click on it so far),
         or, with ``row`` None, a new object (labeled ``label``) made from this click; its mask decoded again (decoder
         only: the image's embedding is cached). A new object's box is its mask's bounding box."""
@@ -151,15 +181,22 @@ class Review:
 
     def _copy(self) -> Review:
         """A new review with the same decisions (Gradio redraws the rows when the review object changes)."""
-        return replace(self, keep=list(self.keep), labels=list(self.labels),
-                       clicks={row: list(points) for row, points in self.clicks.items()},
-                       from_clicks=set(self.from_clicks))
+        return replace(
+            self,
+            keep=list(self.keep),
+            labels=list(self.labels),
+            clicks={row: list(points) for row, points in self.clicks.items()},
+            from_clicks=set(self.from_clicks),
+        )
 
     def _decoded(self, row: int, decode: Callable[[MaskPrompt], np.ndarray]) -> Review:
         points = self.clicks.get(row, [])
         box = None if row in self.from_clicks else tuple(self.result.xyxy[row])
-        mask = decode(MaskPrompt(box=box, points=tuple((x, y) for x, y, _ in points),
-                                 positive=tuple(flag for _, _, flag in points)))
+        mask = decode(
+            MaskPrompt(
+                box=box, points=tuple((x, y) for x, y, _ in points), positive=tuple(flag for _, _, flag in points)
+            )
+        )
         masks, xyxy = self.result.masks.copy(), self.result.xyxy.copy()
         masks[row] = mask
         if row in self.from_clicks and mask.any():
@@ -171,10 +208,20 @@ class Review:
     def editor_value(self, colors: dict[str, tuple[int, int, int]]) -> dict:
         """What the box editor shows: the image and the kept boxes, each in its label's colour."""
         shown = self.kept()
-        return {"image": np.asarray(self.image.pil.convert("RGB")), "boxes": [
-            {"xmin": float(x0), "ymin": float(y0), "xmax": float(x1), "ymax": float(y1), "label": label or "",
-             **({"color": colors[label]} if label in colors else {})}
-            for (x0, y0, x1, y1), label in zip(shown.xyxy, shown.labels)]}
+        return {
+            "image": np.asarray(self.image.pil.convert("RGB")),
+            "boxes": [
+                {
+                    "xmin": float(x0),
+                    "ymin": float(y0),
+                    "xmax": float(x1),
+                    "ymax": float(y1),
+                    "label": label or "",
+                    **({"color": colors[label]} if label in colors else {}),
+                }
+                for (x0, y0, x1, y1), label in zip(shown.xyxy, shown.labels)
+            ],
+        }
 
     def missing_labels(self) -> list[int]:
         """Numbers (from 1) of kept detections that have no label yet."""
@@ -214,8 +261,9 @@ class Workspace:
 
     def load_page(self, number: int) -> TaskPage:
         """Page ``number`` (from 1) of the project's tasks, or of those without annotations."""
-        self.page = self.client.tasks(self.project.id, page=max(1, number), page_size=PAGE_SIZE,
-                                      unlabeled_only=self.unlabeled_only)
+        self.page = self.client.tasks(
+            self.project.id, page=max(1, number), page_size=PAGE_SIZE, unlabeled_only=self.unlabeled_only
+        )
         return self.page
 
     def fetch(self, task_id: int, prompt: str, segmenter: str | None) -> tuple[Task, Query]:
@@ -246,14 +294,16 @@ class Workspace:
             return None
         return next((task.id for task in self.page.tasks if task.id != current), None)
 
-    def push(self, review: Review, kind: str, task_id: int | None = None,
-             replace_older: bool = False) -> tuple[PushOutcome, LabelStudioResult]:
+    def push(
+        self, review: Review, kind: str, task_id: int | None = None, replace_older: bool = False
+    ) -> tuple[PushOutcome, LabelStudioResult]:
         """Send the kept, relabeled detections to the open task (or ``task_id``) as a prediction or annotation; a
         prediction with ``replace_older`` replaces groundlabel's earlier predictions of the task."""
         missing = review.missing_labels()
         if missing:
-            raise GroundlabelError(f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop "
-                                   "them.")
+            raise GroundlabelError(
+                f"Detection(s) #{', #'.join(map(str, missing))} have no label: choose one or drop them."
+            )
         result = to_label_studio(review.kept(), self.config)
         task = self.task.id if task_id is None else task_id
         return self.pusher.push(task, result, kind, replace_older=replace_older), result
@@ -269,17 +319,28 @@ class Workspace:
         return f"{self.client.url}/projects/{self.project.id}/data?task={task_id}"
 
     def task_rows(self) -> list[list]:
-        return [[task.id, image_name(task.data.get(self.config.image_key)), task.annotation_count,
-                 task.prediction_count] for task in (self.page.tasks if self.page else [])]
+        return [
+            [task.id, image_name(task.data.get(self.config.image_key)), task.annotation_count, task.prediction_count]
+            for task in (self.page.tasks if self.page else [])
+        ]
 
 
 def _concat(result: DetectionResult, xyxy: np.ndarray, label: str | None) -> DetectionResult:
     """``result`` with one more row: a box the reviewer made (score 1, its label as phrase, an empty mask)."""
-    masks = None if result.masks is None else np.concatenate(
-        [result.masks, np.zeros((1, result.height, result.width), dtype=bool)])
-    return replace(result, xyxy=np.concatenate([result.xyxy, xyxy]), scores=np.append(result.scores, 1.0),
-                   phrases=[*result.phrases, label or ""], prompt_phrases=[*result.prompt_phrases, label or ""],
-                   labels=[*result.labels, label], masks=masks)
+    masks = (
+        None
+        if result.masks is None
+        else np.concatenate([result.masks, np.zeros((1, result.height, result.width), dtype=bool)])
+    )
+    return replace(
+        result,
+        xyxy=np.concatenate([result.xyxy, xyxy]),
+        scores=np.append(result.scores, 1.0),
+        phrases=[*result.phrases, label or ""],
+        prompt_phrases=[*result.prompt_phrases, label or ""],
+        labels=[*result.labels, label],
+        masks=masks,
+    )
 
 
 def image_name(reference: object) -> str:

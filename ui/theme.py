@@ -5,9 +5,13 @@ from __future__ import annotations
 import gradio as gr
 
 # System fonts only: the default theme fonts come from Google Fonts, unreachable on offline machines.
-THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
-                       font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
-                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    secondary_hue="slate",
+    neutral_hue="slate",
+    font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
+)
 
 CSS = """
 #gl-header { align-items: center; gap: 12px; }

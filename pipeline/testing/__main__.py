@@ -24,16 +24,25 @@ def main(argv: list[str] | None = None) -> int:
         from .train import main as train_main
 
         return train_main(argv)
-    parser = argparse.ArgumentParser(prog="python -m pipeline.testing", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.testing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     write = commands.add_parser("write", help="save random-weight models and print the environment to use them")
     write.add_argument("directory", type=Path)
-    write.add_argument("--shape", choices=["tiny", "real"], default="tiny",
-                       help="tiny: toy widths, fast everywhere; real: the real architectures' sizes, for timings")
-    write.add_argument("--all", action="store_true", dest="every",
-                       help="also one model of every registered family (OWLv2, OmDet-Turbo, SAM 3, SAM 2.1, SAM-HQ, "
-                            "MM-Grounding-DINO), so every choice in the UI loads offline")
+    write.add_argument(
+        "--shape",
+        choices=["tiny", "real"],
+        default="tiny",
+        help="tiny: toy widths, fast everywhere; real: the real architectures' sizes, for timings",
+    )
+    write.add_argument(
+        "--all",
+        action="store_true",
+        dest="every",
+        help="also one model of every registered family (OWLv2, OmDet-Turbo, SAM 3, SAM 2.1, SAM-HQ, "
+        "MM-Grounding-DINO), so every choice in the UI loads offline",
+    )
     args = parser.parse_args(argv)
     env = write_all(args.directory.resolve(), args.shape, args.every)
     print("Random-weight models written. Use them with:")

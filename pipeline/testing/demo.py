@@ -14,8 +14,10 @@ from pipeline.settings import PipelineSettings
 
 from . import shapes as S
 
-NOTE = ("**Demo mode**: toy models trained on coloured shapes (red square, blue circle, green triangle, ...), "
-        "not real detectors: try the example scenes.")
+NOTE = (
+    "**Demo mode**: toy models trained on coloured shapes (red square, blue circle, green triangle, ...), "
+    "not real detectors: try the example scenes."
+)
 # Seeds of generated 320x240 scenes on which the committed toy detector finds most shapes (it is below its
 # target: docs/toy-models.md), so the first thing a new user sees works.
 EXAMPLE_SEEDS = (36, 1, 9)
@@ -24,9 +26,14 @@ EXAMPLE_SEEDS = (36, 1, 9)
 def demo_settings(settings: PipelineSettings) -> PipelineSettings:
     """``settings`` with the toy models (offline, CPU); registers the toy SAM as segmenter ``sam_shapes``."""
     S.register_shapes_sam()
-    return replace(settings, detector=str(S.shapes_detector_dir()), device="cpu", input_size=S.SHAPES_INPUT_SIZE,
-                   offline=True, checkpoints={**settings.checkpoints,
-                                              S.SHAPES_SEGMENTER: str(S.shapes_sam_checkpoint())})
+    return replace(
+        settings,
+        detector=str(S.shapes_detector_dir()),
+        device="cpu",
+        input_size=S.SHAPES_INPUT_SIZE,
+        offline=True,
+        checkpoints={**settings.checkpoints, S.SHAPES_SEGMENTER: str(S.shapes_sam_checkpoint())},
+    )
 
 
 def demo_examples(directory: Path) -> list[tuple[str, str]]:

@@ -50,10 +50,18 @@ def clip_tokenizer(max_length: int):
 
 
 def _clip_text(tokenizer, hidden: int, max_length: int) -> dict:
-    return dict(model_type="clip_text_model", vocab_size=len(tokenizer), hidden_size=hidden,
-                intermediate_size=2 * hidden, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=max_length, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    return dict(
+        model_type="clip_text_model",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
 
 
 def _save(directory: Path, model, processor) -> Path:
@@ -71,19 +79,31 @@ def save_owlv2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     tokenizer = clip_tokenizer(16)
     torch.manual_seed(seed)
     if shape == "tiny":
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                      image_size=64, patch_size=16)
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
+        )
         config = Owlv2Config(text_config=_clip_text(tokenizer, 32, 16), vision_config=vision, projection_dim=32)
         images = Owlv2ImageProcessor(size={"height": 64, "width": 64})
     elif shape == "real":
-        config = Owlv2Config(text_config={"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-                                          "eos_token_id": tokenizer.eos_token_id},
-                             vision_config={"image_size": 960})  # the checkpoint's (the config default is 768)
+        config = Owlv2Config(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+            },
+            vision_config={"image_size": 960},
+        )  # the checkpoint's (the config default is 768)
         images = Owlv2ImageProcessor()
     else:
         raise ValueError(shape)
-    return _save(directory, Owlv2ForObjectDetection(config), Owlv2Processor(image_processor=images,
-                                                                            tokenizer=tokenizer))
+    return _save(
+        directory, Owlv2ForObjectDetection(config), Owlv2Processor(image_processor=images, tokenizer=tokenizer)
+    )
 
 
 def save_omdet_turbo(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
@@ -94,29 +114,73 @@ def save_omdet_turbo(directory: Path, shape: str = "tiny", seed: int = 0) -> Pat
     tokenizer = clip_tokenizer(77)
     torch.manual_seed(seed)
     if shape == "real":  # omdet-turbo-swin-tiny-hf's shape: timm's Swin-T (random, nothing downloaded), 640 px
-        config = OmDetTurboConfig(text_config=_clip_text(tokenizer, 512, 77) | dict(
-            intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8), use_pretrained_backbone=False)
-        images = DetrImageProcessor(size={"height": 640, "width": 640}, do_rescale=False, do_pad=False,
-                                    image_mean=[123.675, 116.28, 103.53], image_std=[58.395, 57.12, 57.375])
-        return _save(directory, OmDetTurboForObjectDetection(config),
-                     OmDetTurboProcessor(image_processor=images, tokenizer=tokenizer))
+        config = OmDetTurboConfig(
+            text_config=_clip_text(tokenizer, 512, 77)
+            | dict(intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+            use_pretrained_backbone=False,
+        )
+        images = DetrImageProcessor(
+            size={"height": 640, "width": 640},
+            do_rescale=False,
+            do_pad=False,
+            image_mean=[123.675, 116.28, 103.53],
+            image_std=[58.395, 57.12, 57.375],
+        )
+        return _save(
+            directory,
+            OmDetTurboForObjectDetection(config),
+            OmDetTurboProcessor(image_processor=images, tokenizer=tokenizer),
+        )
     if shape != "tiny":
         raise ValueError(shape)
-    swin = dict(model_type="swin", image_size=128, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
-                num_heads=[1, 1, 1, 1], window_size=4, mlp_ratio=2.0, out_indices=[2, 3, 4])
+    swin = dict(
+        model_type="swin",
+        image_size=128,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        mlp_ratio=2.0,
+        out_indices=[2, 3, 4],
+    )
     text, width = 48, 32
     config = OmDetTurboConfig(
-        backbone_config=swin, text_config=_clip_text(tokenizer, text, 77), image_size=128,
+        backbone_config=swin,
+        text_config=_clip_text(tokenizer, text, 77),
+        image_size=128,
         apply_layernorm_after_vision_backbone=False,  # that norm expects timm's channels-last maps
-        text_projection_in_dim=text, text_projection_out_dim=text, class_embed_dim=text,
-        task_encoder_hidden_dim=2 * text, encoder_in_channels=[32, 64, 128], encoder_hidden_dim=width,
-        encoder_attention_heads=2, encoder_dim_feedforward=2 * width, encoder_layers=1, encoder_projection_indices=[2],
-        vision_features_channels=[width] * 3, decoder_hidden_dim=width, decoder_num_heads=2, decoder_num_layers=1,
-        decoder_dim_feedforward=2 * width, decoder_num_points=2, num_feature_levels=3, num_queries=20)
-    images = DetrImageProcessor(size={"height": 128, "width": 128}, do_rescale=False, do_pad=False,
-                                image_mean=[123.675, 116.28, 103.53], image_std=[58.395, 57.12, 57.375])
-    return _save(directory, OmDetTurboForObjectDetection(config),
-                 OmDetTurboProcessor(image_processor=images, tokenizer=tokenizer))
+        text_projection_in_dim=text,
+        text_projection_out_dim=text,
+        class_embed_dim=text,
+        task_encoder_hidden_dim=2 * text,
+        encoder_in_channels=[32, 64, 128],
+        encoder_hidden_dim=width,
+        encoder_attention_heads=2,
+        encoder_dim_feedforward=2 * width,
+        encoder_layers=1,
+        encoder_projection_indices=[2],
+        vision_features_channels=[width] * 3,
+        decoder_hidden_dim=width,
+        decoder_num_heads=2,
+        decoder_num_layers=1,
+        decoder_dim_feedforward=2 * width,
+        decoder_num_points=2,
+        num_feature_levels=3,
+        num_queries=20,
+    )
+    images = DetrImageProcessor(
+        size={"height": 128, "width": 128},
+        do_rescale=False,
+        do_pad=False,
+        image_mean=[123.675, 116.28, 103.53],
+        image_std=[58.395, 57.12, 57.375],
+    )
+    return _save(
+        directory,
+        OmDetTurboForObjectDetection(config),
+        OmDetTurboProcessor(image_processor=images, tokenizer=tokenizer),
+    )
 
 
 def save_sam3(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
@@ -127,21 +191,38 @@ def save_sam3(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     tokenizer = clip_tokenizer(32)
     torch.manual_seed(seed)
     if shape == "tiny":
-        vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                   num_attention_heads=2, image_size=224, patch_size=14, window_size=8, global_attn_indexes=[1],
-                   pretrain_image_size=224)
+        vit = dict(
+            model_type="sam3_vit_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=14,
+            window_size=8,
+            global_attn_indexes=[1],
+            pretrain_image_size=224,
+        )
         small = dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64)
         config = Sam3Config(
-            vision_config=dict(backbone_config=vit, fpn_hidden_size=32,
-                               backbone_feature_sizes=[[64, 64], [32, 32], [16, 16]]),
+            vision_config=dict(
+                backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[64, 64], [32, 32], [16, 16]]
+            ),
             text_config={**_clip_text(tokenizer, 32, 32), "projection_dim": 32},
-            geometry_encoder_config=small, detr_encoder_config=small,
+            geometry_encoder_config=small,
+            detr_encoder_config=small,
             detr_decoder_config={**small, "num_queries": 20},
-            mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=3, num_attention_heads=2))
+            mask_decoder_config=dict(hidden_size=32, num_upsampling_stages=3, num_attention_heads=2),
+        )
         images = Sam3ImageProcessor(size={"height": 224, "width": 224})
     elif shape == "real":
-        config = Sam3Config(text_config={"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-                                         "eos_token_id": tokenizer.eos_token_id})
+        config = Sam3Config(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+            }
+        )
         images = Sam3ImageProcessor()
     else:
         raise ValueError(shape)

@@ -41,23 +41,42 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0, fam
     other weights) model + processor to ``directory`` (loadable with from_pretrained), marked with
     ``RANDOM_WEIGHTS_MARKER``."""
     from transformers import (
-        BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-        GroundingDinoProcessor, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection, SwinConfig,
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        MMGroundingDinoConfig,
+        MMGroundingDinoForObjectDetection,
+        SwinConfig,
     )
 
-    config_class, model_class = {"grounding-dino": (GroundingDinoConfig, GroundingDinoForObjectDetection),
-                                 "mm-grounding-dino": (MMGroundingDinoConfig, MMGroundingDinoForObjectDetection)}[family]
+    config_class, model_class = {
+        "grounding-dino": (GroundingDinoConfig, GroundingDinoForObjectDetection),
+        "mm-grounding-dino": (MMGroundingDinoConfig, MMGroundingDinoForObjectDetection),
+    }[family]
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = BertTokenizer(vocab=str(write_vocab(directory / "vocab-src.txt")), do_lower_case=True)
     torch.manual_seed(seed)
     if shape == "tiny":
         swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], out_indices=[2, 3, 4])
-        bert = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64)
-        config = config_class(backbone_config=swin, text_config=bert, d_model=32, num_queries=20,
-                              encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                              encoder_attention_heads=2, decoder_attention_heads=2)
+        bert = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+        config = config_class(
+            backbone_config=swin,
+            text_config=bert,
+            d_model=32,
+            num_queries=20,
+            encoder_layers=1,
+            decoder_layers=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+        )
     elif shape == "real":
         config = config_class(text_config=BertConfig(vocab_size=len(tokenizer)))
     else:
@@ -66,8 +85,10 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0, fam
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    (directory / RANDOM_WEIGHTS_MARKER).write_text("Random weights from python -m pipeline.testing: for tests and "
-                                                   "trying the app offline; their boxes mean nothing.\n")
+    (directory / RANDOM_WEIGHTS_MARKER).write_text(
+        "Random weights from python -m pipeline.testing: for tests and "
+        "trying the app offline; their boxes mean nothing.\n"
+    )
     return directory
 
 
@@ -75,8 +96,13 @@ def _tiny_sam(checkpoint=None):
     """SAM's real building blocks at a toy width, registered as model type 'vit_tiny_test'."""
     from segment_anything.build_sam import _build_sam
 
-    return _build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[0],
-                      checkpoint=checkpoint)
+    return _build_sam(
+        encoder_embed_dim=32,
+        encoder_depth=1,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=[0],
+        checkpoint=checkpoint,
+    )
 
 
 def register_tiny_sam() -> None:
@@ -86,28 +112,45 @@ def register_tiny_sam() -> None:
     from pipeline.registry import SegmenterSpec, register_segmenter
 
     segment_anything.sam_model_registry["vit_tiny_test"] = _tiny_sam
-    register_segmenter(SegmenterSpec("sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth",
-                                     "http://127.0.0.1:9/none.pth"))
+    register_segmenter(
+        SegmenterSpec(
+            "sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth", "http://127.0.0.1:9/none.pth"
+        )
+    )
 
 
 def save_sam2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     """Save a random SAM 2.1 model + processor to ``directory`` (what ``GROUNDLABEL_SAM2_1_HIERA_TINY_CHECKPOINT``
     names): "tiny" is 0.1 M parameters; "real" is sam2.1-hiera-tiny's shape."""
     from transformers import (
-        Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model, Sam2Processor,
-        Sam2PromptEncoderConfig, Sam2VisionConfig,
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessor,
+        Sam2MaskDecoderConfig,
+        Sam2Model,
+        Sam2Processor,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
     )
 
     torch.manual_seed(seed)
     if shape == "tiny":  # the first block of a stage pools, so the global-attention block is a stage's second
-        hiera = Sam2HieraDetConfig(hidden_size=8, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
-                                   num_attention_heads_per_stage=[1, 1, 1, 1], global_attention_blocks=[3])
+        hiera = Sam2HieraDetConfig(
+            hidden_size=8,
+            blocks_per_stage=[1, 1, 2, 1],
+            embed_dim_per_stage=[8, 16, 32, 64],
+            num_attention_heads_per_stage=[1, 1, 1, 1],
+            global_attention_blocks=[3],
+        )
         config = Sam2Config(
-            vision_config=Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[64, 32, 16, 8],
-                                           fpn_hidden_size=32),
+            vision_config=Sam2VisionConfig(
+                backbone_config=hiera, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32
+            ),
             prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
-            mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
-                                                      iou_head_hidden_dim=32))
+            mask_decoder_config=Sam2MaskDecoderConfig(
+                hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+            ),
+        )
     elif shape == "real":
         config = Sam2Config()
     else:
@@ -119,18 +162,31 @@ def save_sam_hq(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     """Save a random SAM-HQ model + processor to ``directory``: "tiny" is a 2-layer ViT of width 32; "real" is
     sam-hq-vit-base's shape."""
     from transformers import (
-        SamHQConfig, SamHQMaskDecoderConfig, SamHQModel, SamHQProcessor, SamHQPromptEncoderConfig, SamHQVisionConfig,
+        SamHQConfig,
+        SamHQMaskDecoderConfig,
+        SamHQModel,
+        SamHQProcessor,
+        SamHQPromptEncoderConfig,
+        SamHQVisionConfig,
         SamImageProcessor,
     )
 
     torch.manual_seed(seed)
     if shape == "tiny":
         config = SamHQConfig(
-            vision_config=SamHQVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                            global_attn_indexes=[1], output_channels=32, num_pos_feats=16),
+            vision_config=SamHQVisionConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                global_attn_indexes=[1],
+                output_channels=32,
+                num_pos_feats=16,
+            ),
             prompt_encoder_config=SamHQPromptEncoderConfig(hidden_size=32),
-            mask_decoder_config=SamHQMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
-                                                       iou_head_hidden_dim=32, vit_dim=32))
+            mask_decoder_config=SamHQMaskDecoderConfig(
+                hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32, vit_dim=32
+            ),
+        )
     elif shape == "real":
         config = SamHQConfig()
     else:
@@ -181,12 +237,15 @@ def write_all(directory: Path, shape: str = "tiny", every: bool = False) -> dict
     if every:
         from .detectors import save_omdet_turbo, save_owlv2, save_sam3
 
-        savers = {"grounding-dino": lambda path: detector, "sam2": lambda path: Path(env[sam2.env_var]),
-                  "mm-grounding-dino": functools.partial(save_grounding_dino, shape=shape, family="mm-grounding-dino"),
-                  "owlv2": functools.partial(save_owlv2, shape=shape),
-                  "sam3": functools.partial(save_sam3, shape=shape),
-                  "sam_hq": functools.partial(save_sam_hq, shape=shape),
-                  "omdet-turbo": functools.partial(save_omdet_turbo, shape=shape)}
+        savers = {
+            "grounding-dino": lambda path: detector,
+            "sam2": lambda path: Path(env[sam2.env_var]),
+            "mm-grounding-dino": functools.partial(save_grounding_dino, shape=shape, family="mm-grounding-dino"),
+            "owlv2": functools.partial(save_owlv2, shape=shape),
+            "sam3": functools.partial(save_sam3, shape=shape),
+            "sam_hq": functools.partial(save_sam_hq, shape=shape),
+            "omdet-turbo": functools.partial(save_omdet_turbo, shape=shape),
+        }
         made: dict[str, Path] = {}
         for spec in [*DETECTORS.values(), *(s for s in SEGMENTERS.values() if s.hub)]:
             family = spec.model_type if spec.name in SEGMENTERS else spec.family
@@ -209,5 +268,8 @@ def load_tiny_pipeline(detector_dir: Path, sam_checkpoint: Path | None = None):
 
     register_tiny_sam()
     checkpoints = {"sam_tiny_test": str(sam_checkpoint)} if sam_checkpoint else {}
-    return GroundingPipeline.from_settings(PipelineSettings(
-        detector=str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE, checkpoints=checkpoints, offline=True))
+    return GroundingPipeline.from_settings(
+        PipelineSettings(
+            detector=str(detector_dir), device="cpu", input_size=TEST_INPUT_SIZE, checkpoints=checkpoints, offline=True
+        )
+    )

@@ -18,9 +18,9 @@ point). Load them through the product's own loaders::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -66,9 +66,12 @@ VOCAB_WORDS = tuple(
 def write_shapes_vocab(path: Path) -> Path:
     """A WordPiece vocabulary where every shape, colour and synonym word is one whole token (ids from 1100 on),
     Grounding DINO's special tokens sit at the ids it hard-codes, and single letters / ##letters spell the rest."""
-    extra = list(VOCAB_WORDS) + list("abcdefghijklmnopqrstuvwxyz0123456789") + [
-        f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"
-    ] + list(",:;!-'")
+    extra = (
+        list(VOCAB_WORDS)
+        + list("abcdefghijklmnopqrstuvwxyz0123456789")
+        + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+        + list(",:;!-'")
+    )
     tokens = [f"[unused{i}]" for i in range(1100 + len(extra))]
     for index, token in _FIXED_TOKENS.items():
         tokens[index] = token
@@ -122,8 +125,10 @@ def _draw(kind: str, width: int, height: int, cx: float, cy: float, size: float,
     elif kind == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     elif kind == "triangle":
-        points = [(cx + r * math.cos(angle + k * 2 * math.pi / 3), cy + r * math.sin(angle + k * 2 * math.pi / 3))
-                  for k in range(3)]
+        points = [
+            (cx + r * math.cos(angle + k * 2 * math.pi / 3), cy + r * math.sin(angle + k * 2 * math.pi / 3))
+            for k in range(3)
+        ]
         draw.polygon(points, fill=255)
     else:
         raise ValueError(kind)
@@ -177,7 +182,7 @@ def make_scene(
             continue  # no room: drop this shape
         placed = [(c, k, m & ~mask) for c, k, m in placed] + [(colour, kind, mask)]
         union |= mask
-    for colour, kind, mask in placed:
+    for colour, _kind, mask in placed:
         rgb = np.array(COLOURS[colour], np.float32) + rng.uniform(-25, 25, size=3)
         shade = rng.normal(0, 6, size=(height, width, 1))
         image = np.where(mask[..., None], rgb + shade, image)
@@ -200,8 +205,12 @@ class ScenePrompt:
 
 
 def make_prompt(
-    rng: np.random.Generator, shapes: Sequence[Shape], distractors: int | None = None, skip: float = 0.15,
-    synonyms: bool = True, kind_only: float = 0.1,
+    rng: np.random.Generator,
+    shapes: Sequence[Shape],
+    distractors: int | None = None,
+    skip: float = 0.15,
+    synonyms: bool = True,
+    kind_only: float = 0.1,
 ) -> ScenePrompt:
     """Phrases for the shapes (colour + kind word, a synonym half of the time), a few phrases for absent shapes
     (same colour or same kind as a present one: only the whole phrase tells them apart), and sometimes a present
@@ -250,7 +259,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match_detections(
-    shapes: Sequence[Shape], prompt: ScenePrompt, xyxy: np.ndarray, phrases: Sequence[str], scores: np.ndarray,
+    shapes: Sequence[Shape],
+    prompt: ScenePrompt,
+    xyxy: np.ndarray,
+    phrases: Sequence[str],
+    scores: np.ndarray,
     iou: float = 0.5,
 ) -> tuple[int, int, int]:
     """(true positives, asked shapes, detections): a detection is right when its prompt phrase is the one that
@@ -278,8 +291,17 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 # --- the tiny SAM -------------------------------------------------------------------------------------------------
 
 SAM_SHAPES_CONFIG = dict(
-    img_size=SHAPES_SAM_IMG_SIZE, patch_size=8, encoder_dim=48, encoder_depth=3, encoder_heads=2, window_size=8,
-    global_attn_indexes=(2,), prompt_dim=32, decoder_depth=2, decoder_mlp_dim=128, decoder_heads=2,
+    img_size=SHAPES_SAM_IMG_SIZE,
+    patch_size=8,
+    encoder_dim=48,
+    encoder_depth=3,
+    encoder_heads=2,
+    window_size=8,
+    global_attn_indexes=(2,),
+    prompt_dim=32,
+    decoder_depth=2,
+    decoder_mlp_dim=128,
+    decoder_heads=2,
 )
 
 
@@ -295,20 +317,36 @@ def build_shapes_sam(checkpoint: str | None = None):
     grid = c["img_size"] // c["patch_size"]
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            depth=c["encoder_depth"], embed_dim=c["encoder_dim"], img_size=c["img_size"], mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=c["encoder_heads"],
-            patch_size=c["patch_size"], qkv_bias=True, use_rel_pos=True,
-            global_attn_indexes=c["global_attn_indexes"], window_size=c["window_size"], out_chans=c["prompt_dim"],
+            depth=c["encoder_depth"],
+            embed_dim=c["encoder_dim"],
+            img_size=c["img_size"],
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=c["encoder_heads"],
+            patch_size=c["patch_size"],
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=c["global_attn_indexes"],
+            window_size=c["window_size"],
+            out_chans=c["prompt_dim"],
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=c["prompt_dim"], image_embedding_size=(grid, grid),
-            input_image_size=(c["img_size"], c["img_size"]), mask_in_chans=16,
+            embed_dim=c["prompt_dim"],
+            image_embedding_size=(grid, grid),
+            input_image_size=(c["img_size"], c["img_size"]),
+            mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=c["decoder_depth"], embedding_dim=c["prompt_dim"],
-                                          mlp_dim=c["decoder_mlp_dim"], num_heads=c["decoder_heads"]),
-            transformer_dim=c["prompt_dim"], iou_head_depth=3, iou_head_hidden_dim=64,
+            transformer=TwoWayTransformer(
+                depth=c["decoder_depth"],
+                embedding_dim=c["prompt_dim"],
+                mlp_dim=c["decoder_mlp_dim"],
+                num_heads=c["decoder_heads"],
+            ),
+            transformer_dim=c["prompt_dim"],
+            iou_head_depth=3,
+            iou_head_hidden_dim=64,
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
@@ -328,27 +366,36 @@ def register_shapes_sam() -> None:
     from pipeline.registry import SegmenterSpec, register_segmenter
 
     segment_anything.sam_model_registry[SHAPES_SAM_MODEL_TYPE] = build_shapes_sam
-    register_segmenter(SegmenterSpec(SHAPES_SEGMENTER, "segment_anything", SHAPES_SAM_MODEL_TYPE,
-                                     SHAPES_SAM_FILENAME, _SAM_URL))
+    register_segmenter(
+        SegmenterSpec(SHAPES_SEGMENTER, "segment_anything", SHAPES_SAM_MODEL_TYPE, SHAPES_SAM_FILENAME, _SAM_URL)
+    )
 
 
 _SAM_URL = "http://127.0.0.1:9/sam_shapes.pth"  # placeholder: the checkpoint is committed, pass its path
 
 
-def load_shapes_pipeline(detector_dir: Path | None = None, sam_checkpoint: Path | None = None,
-                         input_size: int = SHAPES_INPUT_SIZE):
+def load_shapes_pipeline(
+    detector_dir: Path | None = None, sam_checkpoint: Path | None = None, input_size: int = SHAPES_INPUT_SIZE
+):
     """The product's GroundingPipeline on CPU with the shapes detector (and the shapes SAM as 'sam_shapes')."""
     register_shapes_sam()
     detector = str(detector_dir or shapes_detector_dir())
     checkpoints = {SHAPES_SEGMENTER: str(sam_checkpoint or shapes_sam_checkpoint())}
     from pipeline import GroundingPipeline, PipelineSettings
 
-    return GroundingPipeline.from_settings(PipelineSettings(
-        detector=detector, device="cpu", input_size=input_size, checkpoints=checkpoints, offline=True))
+    return GroundingPipeline.from_settings(
+        PipelineSettings(detector=detector, device="cpu", input_size=input_size, checkpoints=checkpoints, offline=True)
+    )
 
 
-def run_pipeline(pipeline, image, prompt: str, box_threshold: float = SHAPES_BOX_THRESHOLD,
-                 text_threshold: float = SHAPES_TEXT_THRESHOLD, segmenter: str | None = None):
+def run_pipeline(
+    pipeline,
+    image,
+    prompt: str,
+    box_threshold: float = SHAPES_BOX_THRESHOLD,
+    text_threshold: float = SHAPES_TEXT_THRESHOLD,
+    segmenter: str | None = None,
+):
     """``pipeline(image, prompt)`` at the shapes models' thresholds (and masks from ``segmenter``)."""
     from pipeline import Options
 

@@ -31,8 +31,19 @@ _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 DETECTOR_CONFIG = dict(
-    swin_embed_dim=16, swin_depths=[1, 1, 2, 1], swin_heads=[1, 2, 2, 4], d_model=64, num_queries=12,
-    encoder_layers=2, decoder_layers=3, ffn_dim=128, heads=4, text_hidden=64, text_layers=1, max_text_len=64, text_gain=0.15,
+    swin_embed_dim=16,
+    swin_depths=[1, 1, 2, 1],
+    swin_heads=[1, 2, 2, 4],
+    d_model=64,
+    num_queries=12,
+    encoder_layers=2,
+    decoder_layers=3,
+    ffn_dim=128,
+    heads=4,
+    text_hidden=64,
+    text_layers=1,
+    max_text_len=64,
+    text_gain=0.15,
 )
 DETECTOR_TRAIN = dict(batch=8, lr=6e-4, warmup=300, weight_decay=1e-4, clip=1.0, steps=3000)
 SAM_TRAIN = dict(batch=8, lr=2e-3, warmup=200, weight_decay=1e-4, clip=1.0, steps=3000)
@@ -47,25 +58,46 @@ def _threads() -> None:
 
 
 def build_detector(seed: int = 0, config: dict | None = None):
-    from transformers import (
-        BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-        GroundingDinoProcessor, SwinConfig,
-    )
     import tempfile
+
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     c = {**DETECTOR_CONFIG, **(config or {})}
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = BertTokenizer(vocab=str(S.write_shapes_vocab(Path(tmp) / "vocab.txt")), do_lower_case=True)
     torch.manual_seed(seed)
-    swin = SwinConfig(embed_dim=c["swin_embed_dim"], depths=c["swin_depths"], num_heads=c["swin_heads"],
-                      out_indices=[2, 3, 4])
-    bert = BertConfig(vocab_size=len(tokenizer), hidden_size=c["text_hidden"], num_hidden_layers=c["text_layers"],
-                      num_attention_heads=2, intermediate_size=2 * c["text_hidden"], max_position_embeddings=128)
+    swin = SwinConfig(
+        embed_dim=c["swin_embed_dim"], depths=c["swin_depths"], num_heads=c["swin_heads"], out_indices=[2, 3, 4]
+    )
+    bert = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=c["text_hidden"],
+        num_hidden_layers=c["text_layers"],
+        num_attention_heads=2,
+        intermediate_size=2 * c["text_hidden"],
+        max_position_embeddings=128,
+    )
     config = GroundingDinoConfig(
-        backbone_config=swin, text_config=bert, d_model=c["d_model"], num_queries=c["num_queries"],
-        encoder_layers=c["encoder_layers"], decoder_layers=c["decoder_layers"], encoder_ffn_dim=c["ffn_dim"],
-        decoder_ffn_dim=c["ffn_dim"], encoder_attention_heads=c["heads"], decoder_attention_heads=c["heads"],
-        max_text_len=c["max_text_len"], auxiliary_loss=True,
+        backbone_config=swin,
+        text_config=bert,
+        d_model=c["d_model"],
+        num_queries=c["num_queries"],
+        encoder_layers=c["encoder_layers"],
+        decoder_layers=c["decoder_layers"],
+        encoder_ffn_dim=c["ffn_dim"],
+        decoder_ffn_dim=c["ffn_dim"],
+        encoder_attention_heads=c["heads"],
+        decoder_attention_heads=c["heads"],
+        max_text_len=c["max_text_len"],
+        auxiliary_loss=True,
     )
     model = GroundingDinoForObjectDetection(config)
     with torch.no_grad():  # start with small text features: query . token logits near 0 instead of +-30 (saturated)
@@ -89,13 +121,21 @@ def detector_batch(rng: np.random.Generator, tokenizer, batch: int, size=S.SHAPE
         texts.append(prompt.text)
         keep = [i for i, t in enumerate(prompt.targets) if t >= 0]
         boxes = _cxcywh(np.stack([shapes[i].xyxy for i in keep]), *size) if keep else np.zeros((0, 4), np.float32)
-        labels.append({"class_labels": torch.tensor([prompt.targets[i] for i in keep], dtype=torch.long),
-                       "boxes": torch.tensor(boxes, dtype=torch.float32)})
+        labels.append(
+            {
+                "class_labels": torch.tensor([prompt.targets[i] for i in keep], dtype=torch.long),
+                "boxes": torch.tensor(boxes, dtype=torch.float32),
+            }
+        )
     text = tokenizer(texts, padding=True, return_tensors="pt")
     pixel_values = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return dict(pixel_values=pixel_values, pixel_mask=torch.ones(batch, size[1], size[0], dtype=torch.long),
-                input_ids=text["input_ids"], attention_mask=text["attention_mask"],
-                token_type_ids=text["token_type_ids"]), labels
+    return dict(
+        pixel_values=pixel_values,
+        pixel_mask=torch.ones(batch, size[1], size[0], dtype=torch.long),
+        input_ids=text["input_ids"],
+        attention_mask=text["attention_mask"],
+        token_type_ids=text["token_type_ids"],
+    ), labels
 
 
 def _focal(logits, targets, alpha=0.25, gamma=2.0):
@@ -133,7 +173,7 @@ def _set_loss(logits, boxes, label_maps, text_mask, targets):
             maps = label_maps[b][target["class_labels"]].float()
             maps_norm = maps / maps.sum(-1, keepdim=True).clamp(min=1)
             p = prob[b].nan_to_num(0.0)
-            neg = 0.75 * p ** 2 * -(1 - p + 1e-8).log()
+            neg = 0.75 * p**2 * -(1 - p + 1e-8).log()
             pos = 0.25 * (1 - p) ** 2 * -(p + 1e-8).log()
             cost = (pos - neg) @ maps_norm.t() * 2.0
             cost = cost + 5.0 * torch.cdist(boxes[b], target["boxes"], p=1) - 2.0 * _giou(boxes[b], target["boxes"])
@@ -164,8 +204,20 @@ def _set_loss(logits, boxes, label_maps, text_mask, targets):
     return 2.0 * cls + 1.0 * which + 5.0 * l1 + 2.0 * giou, which.detach()
 
 
-def _loss_function(logits, labels, device, pred_boxes, config, label_maps, text_mask, outputs_class=None,
-                   outputs_coord=None, encoder_logits=None, encoder_pred_boxes=None, **_):
+def _loss_function(
+    logits,
+    labels,
+    device,
+    pred_boxes,
+    config,
+    label_maps,
+    text_mask,
+    outputs_class=None,
+    outputs_coord=None,
+    encoder_logits=None,
+    encoder_pred_boxes=None,
+    **_,
+):
     total, cls = _set_loss(logits, pred_boxes, label_maps, text_mask, labels)
     for level in range(outputs_class.shape[0] - 1):
         aux, _ = _set_loss(outputs_class[level], outputs_coord[level], label_maps, text_mask, labels)
@@ -240,8 +292,17 @@ def _with_queries(model, queries: int):
     return grown
 
 
-def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=print, config=None, train=None,
-                   init: Path | None = None, stop_after: int | None = None):
+def train_detector(
+    out: Path,
+    steps: int,
+    seed: int,
+    minutes: float | None,
+    log=print,
+    config=None,
+    train=None,
+    init: Path | None = None,
+    stop_after: int | None = None,
+):
     _threads()
     t = {**DETECTOR_TRAIN, **(train or {})}
     model, processor = build_detector(seed, config)
@@ -281,8 +342,14 @@ def train_detector(out: Path, steps: int, seed: int, minutes: float | None, log=
     return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
 
 
-def eval_detector(directory: Path, scenes: int = 200, seed: int = 12345, box_threshold=S.SHAPES_BOX_THRESHOLD,
-                  text_threshold=S.SHAPES_TEXT_THRESHOLD, input_size=S.SHAPES_INPUT_SIZE) -> dict:
+def eval_detector(
+    directory: Path,
+    scenes: int = 200,
+    seed: int = 12345,
+    box_threshold=S.SHAPES_BOX_THRESHOLD,
+    text_threshold=S.SHAPES_TEXT_THRESHOLD,
+    input_size=S.SHAPES_INPUT_SIZE,
+) -> dict:
     """Recall / precision at IoU 0.5 with the right prompt phrase, through the product's GroundingPipeline."""
     _threads()
     pipeline = S.load_shapes_pipeline(directory, input_size=input_size)
@@ -296,8 +363,14 @@ def eval_detector(directory: Path, scenes: int = 200, seed: int = 12345, box_thr
         h, a, f = S.match_detections(shapes, prompt, result.xyxy, result.prompt_phrases, result.scores)
         hits, asked, found = hits + h, asked + a, found + f
         bad_phrases += sum(("[SEP]" in p or "[CLS]" in p or p.startswith("##")) for p in result.phrases)
-    return {"recall": hits / max(asked, 1), "precision": hits / max(found, 1), "asked": asked, "found": found,
-            "bad_phrases": bad_phrases, "scenes": scenes}
+    return {
+        "recall": hits / max(asked, 1),
+        "precision": hits / max(found, 1),
+        "asked": asked,
+        "found": found,
+        "bad_phrases": bad_phrases,
+        "scenes": scenes,
+    }
 
 
 def image_bytes(image) -> bytes:
@@ -314,7 +387,10 @@ def image_bytes(image) -> bytes:
 def _interior_points(rng, mask: np.ndarray, count: int, margin: int = 2) -> np.ndarray:
     inner = mask.copy()
     for _ in range(margin):
-        inner[1:] &= inner[:-1]; inner[:-1] &= inner[1:]; inner[:, 1:] &= inner[:, :-1]; inner[:, :-1] &= inner[:, 1:]
+        inner[1:] &= inner[:-1]
+        inner[:-1] &= inner[1:]
+        inner[:, 1:] &= inner[:, :-1]
+        inner[:, :-1] &= inner[:, 1:]
     ys, xs = np.nonzero(inner if inner.any() else mask)
     pick = rng.integers(len(xs), size=count)
     return np.stack([xs[pick], ys[pick]], -1).astype(np.float32)
@@ -331,8 +407,16 @@ def _sam_sample(rng, transform):
     return array, shapes, (image.height, image.width), (h, w)
 
 
-def train_sam(out: Path, steps: int, seed: int, minutes: float | None, log=print, train=None,
-              init: Path | None = None, stop_after: int | None = None):
+def train_sam(
+    out: Path,
+    steps: int,
+    seed: int,
+    minutes: float | None,
+    log=print,
+    train=None,
+    init: Path | None = None,
+    stop_after: int | None = None,
+):
     from segment_anything.utils.transforms import ResizeLongestSide
 
     _threads()
@@ -390,8 +474,9 @@ def _sam_batch(rng, transform, count: int, size: int) -> tuple[list, list]:
             points = np.concatenate([points, [[xs[k], ys[k]]]]).astype(np.float32)
             point_labels = np.concatenate([point_labels, [0.0]]).astype(np.float32)
         batch.append(torch.from_numpy(array).permute(2, 0, 1).float())
-        prompts.append((torch.from_numpy(box), torch.from_numpy(points), torch.from_numpy(point_labels),
-                        torch.from_numpy(full)))
+        prompts.append(
+            (torch.from_numpy(box), torch.from_numpy(points), torch.from_numpy(point_labels), torch.from_numpy(full))
+        )
     return batch, prompts
 
 
@@ -406,11 +491,14 @@ def _sam_loss(sam, batch: list, prompts: list, size: int) -> torch.Tensor:
             if kind == "box":
                 sparse, dense = sam.prompt_encoder(points=None, boxes=box[None], masks=None)
             else:
-                sparse, dense = sam.prompt_encoder(points=(points[None], point_labels[None]), boxes=None,
-                                                   masks=None)
-            low, iou_pred = sam.mask_decoder(image_embeddings=embeddings[b:b + 1], image_pe=pe,
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=False)
+                sparse, dense = sam.prompt_encoder(points=(points[None], point_labels[None]), boxes=None, masks=None)
+            low, iou_pred = sam.mask_decoder(
+                image_embeddings=embeddings[b : b + 1],
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
             logits = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
             bce = F.binary_cross_entropy_with_logits(logits, full)
             prob = logits.sigmoid()
@@ -448,8 +536,12 @@ def eval_sam(checkpoint: Path, scenes: int = 200, seed: int = 54321, size=S.SHAP
             point = _interior_points(rng, shape.mask, 1)
             masks, _, _ = predictor.predict(point_coords=point, point_labels=np.ones(1), multimask_output=False)
             point_ious.append(S.mask_iou(masks[0], shape.mask))
-    return {"mask_iou_box": float(np.mean(box_ious)), "mask_iou_point": float(np.mean(point_ious)),
-            "masks": len(box_ious), "scenes": scenes}
+    return {
+        "mask_iou_box": float(np.mean(box_ious)),
+        "mask_iou_point": float(np.mean(point_ious)),
+        "masks": len(box_ious),
+        "scenes": scenes,
+    }
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
@@ -464,21 +556,36 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("out", type=Path)
     train.add_argument("--steps", type=int, default=DETECTOR_TRAIN["steps"], help="detector steps (schedule length)")
     train.add_argument("--sam-steps", type=int, default=SAM_TRAIN["steps"])
-    train.add_argument("--minutes", type=float, default=None,
-                       help="stop each model's training after this many minutes even if steps remain")
+    train.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="stop each model's training after this many minutes even if steps remain",
+    )
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--stop-after", type=int, default=None,
-                       help="end after this many steps of the --steps schedule (what a --minutes cap did, exactly)")
+    train.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end after this many steps of the --steps schedule (what a --minutes cap did, exactly)",
+    )
     train.add_argument("--lr", type=float, default=None, help="detector peak learning rate")
-    train.add_argument("--queries", type=int, default=None,
-                       help="detector queries (default %d; with --init, the saved model's are tiled)"
-                       % DETECTOR_CONFIG["num_queries"])
+    train.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help=f"detector queries (default {DETECTOR_CONFIG['num_queries']}; with --init, the saved model's are tiled)",
+    )
     train.add_argument("--only", choices=("detector", "sam"), default=None)
     train.add_argument("--no-eval", action="store_true")
     train.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a shared 2-core machine)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (measured: no faster for these tiny models)")
-    train.add_argument("--init", type=Path, default=None,
-                       help="continue from the models in this directory (a second stage, half the peak lr)")
+    train.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="continue from the models in this directory (a second stage, half the peak lr)",
+    )
     evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
     evaluate.add_argument("dir", type=Path)
     evaluate.add_argument("--scenes", type=int, default=200)
@@ -496,12 +603,20 @@ def main(argv: list[str] | None = None) -> int:
         report = {"seed": args.seed}
         if args.only in (None, "detector"):
             _, report["detector_training"] = train_detector(
-                args.out, args.steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after,
+                args.out,
+                args.steps,
+                args.seed,
+                args.minutes,
+                log,
+                init=args.init,
+                stop_after=args.stop_after,
                 train={"lr": args.lr} if args.lr else None,
-                config={"num_queries": args.queries} if args.queries else None)
+                config={"num_queries": args.queries} if args.queries else None,
+            )
         if args.only in (None, "sam"):
-            _, report["sam_training"] = train_sam(args.out, args.sam_steps, args.seed, args.minutes, log,
-                                                  init=args.init, stop_after=args.stop_after)
+            _, report["sam_training"] = train_sam(
+                args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after
+            )
         if not args.no_eval:
             report.update(_evaluate(args.out, 200))
         log(json.dumps(report))
