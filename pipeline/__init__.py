@@ -1,51 +1,49 @@
-"""groundlabel's inference core: Grounding DINO boxes, SAM / MobileSAM masks, caches, label mapping, rendering."""
+"""groundlabel's inference core: Grounding DINO boxes, SAM / MobileSAM masks, caches, label mapping, rendering.
 
-from .detector import GroundingDinoDetector
-from .engine import GroundingPipeline
-from .errors import GroundlabelError, ImageError, PromptError, SettingsError, WeightsError
-from .images import LoadedImage, load_image
-from .labels import LabelMap
-from .loader import LazyPipeline
-from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, VERSION_PREFIX, Options, model_version
-from .prompts import Prompt, parse_prompt
-from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, SegmenterSpec, register_segmenter, segmenter_spec
-from .render import preview_scale, render, render_preview
-from .results import DetectionResult
-from .segmenter import MaskPrompt, Segmenter, SegmenterPool
-from .settings import DEFAULT_MAX_PIXELS, PipelineSettings
+The public names are resolved on first access (PEP 562), so ``from pipeline import LabelMap`` loads only
+pipeline/labels.py: importing the package, its errors, labels or options costs no torch or transformers.
+"""
 
-__all__ = [
-    "DEFAULT_BOX_THRESHOLD",
-    "DEFAULT_DETECTOR",
-    "DEFAULT_MAX_PIXELS",
-    "DEFAULT_TEXT_THRESHOLD",
-    "DETECTORS",
-    "DetectionResult",
-    "GroundingDinoDetector",
-    "GroundingPipeline",
-    "GroundlabelError",
-    "ImageError",
-    "LabelMap",
-    "LazyPipeline",
-    "LoadedImage",
-    "MaskPrompt",
-    "Options",
-    "PipelineSettings",
-    "Prompt",
-    "PromptError",
-    "SEGMENTERS",
-    "Segmenter",
-    "SegmenterPool",
-    "SegmenterSpec",
-    "SettingsError",
-    "VERSION_PREFIX",
-    "WeightsError",
-    "load_image",
-    "model_version",
-    "parse_prompt",
-    "preview_scale",
-    "register_segmenter",
-    "render",
-    "render_preview",
-    "segmenter_spec",
-]
+from __future__ import annotations
+
+from .lazy import export_lazily
+
+# public name -> the submodule that defines it; resolved on first access
+__getattr__ = export_lazily(
+    __name__,
+    {
+        "GroundingDinoDetector": "detector",
+        "GroundingPipeline": "engine",
+        "GroundlabelError": "errors",
+        "ImageError": "errors",
+        "PromptError": "errors",
+        "SettingsError": "errors",
+        "WeightsError": "errors",
+        "LoadedImage": "images",
+        "load_image": "images",
+        "LabelMap": "labels",
+        "LazyPipeline": "loader",
+        "DEFAULT_BOX_THRESHOLD": "options",
+        "DEFAULT_TEXT_THRESHOLD": "options",
+        "VERSION_PREFIX": "options",
+        "Options": "options",
+        "model_version": "options",
+        "Prompt": "prompts",
+        "parse_prompt": "prompts",
+        "DEFAULT_DETECTOR": "registry",
+        "DETECTORS": "registry",
+        "SEGMENTERS": "registry",
+        "SegmenterSpec": "registry",
+        "register_segmenter": "registry",
+        "segmenter_spec": "registry",
+        "preview_scale": "render",
+        "render": "render",
+        "render_preview": "render",
+        "DetectionResult": "results",
+        "MaskPrompt": "segmenter",
+        "Segmenter": "segmenter",
+        "SegmenterPool": "segmenter",
+        "DEFAULT_MAX_PIXELS": "settings",
+        "PipelineSettings": "settings",
+    },
+)

@@ -1,49 +1,40 @@
-"""groundlabel's Label Studio side: labeling configs, the REST client, result conversion, pushing, the ML backend."""
+"""groundlabel's Label Studio side: labeling configs, the REST client, result conversion, pushing, the ML backend.
 
-from .client import LabelStudioClient, Project, Task, TaskPage
-from .config import LabelsControl, ProjectConfig
-from .convert import LabelStudioResult, box_to_percent, box_to_pixels, rle_to_mask, to_label_studio
-from .errors import (
-    HTTP_STATUS,
-    AuthError,
-    ConfigError,
-    DownloadError,
-    LabelStudioError,
-    RequestError,
-    SyncError,
-    UnreachableError,
-    http_status,
+The public names are resolved on first access (see pipeline/lazy.py): ``import sync.config`` loads no model code.
+"""
+
+from pipeline.lazy import export_lazily
+
+# public name -> the submodule that defines it; resolved on first access
+__getattr__ = export_lazily(
+    __name__,
+    {
+        "LabelStudioClient": "client",
+        "Project": "client",
+        "Task": "client",
+        "TaskPage": "client",
+        "LabelsControl": "config",
+        "ProjectConfig": "config",
+        "LabelStudioResult": "convert",
+        "box_to_percent": "convert",
+        "box_to_pixels": "convert",
+        "rle_to_mask": "convert",
+        "to_label_studio": "convert",
+        "HTTP_STATUS": "errors",
+        "AuthError": "errors",
+        "ConfigError": "errors",
+        "DownloadError": "errors",
+        "LabelStudioError": "errors",
+        "RequestError": "errors",
+        "SyncError": "errors",
+        "UnreachableError": "errors",
+        "http_status": "errors",
+        "Outbox": "push",
+        "OutboxItem": "push",
+        "Pusher": "push",
+        "PushOutcome": "push",
+        "BackendSettings": "settings",
+        "TaskOutcome": "tasks",
+        "predict_tasks": "tasks",
+    },
 )
-from .push import Outbox, OutboxItem, Pusher, PushOutcome
-from .settings import BackendSettings
-from .tasks import TaskOutcome, predict_tasks
-
-__all__ = [
-    "HTTP_STATUS",
-    "RequestError",
-    "TaskOutcome",
-    "http_status",
-    "predict_tasks",
-    "AuthError",
-    "BackendSettings",
-    "ConfigError",
-    "DownloadError",
-    "LabelStudioClient",
-    "LabelStudioError",
-    "LabelStudioResult",
-    "LabelsControl",
-    "Outbox",
-    "OutboxItem",
-    "Project",
-    "ProjectConfig",
-    "PushOutcome",
-    "Pusher",
-    "SyncError",
-    "Task",
-    "TaskPage",
-    "UnreachableError",
-    "box_to_percent",
-    "box_to_pixels",
-    "rle_to_mask",
-    "to_label_studio",
-]

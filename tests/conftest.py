@@ -17,6 +17,17 @@ pytest_plugins = ["tests.labelstudio"]
 
 register_tiny_sam()
 
+# The fixtures that make a test need a real Label Studio or chromium: the marker each one brings (see pytest.ini).
+_MARKER_OF_FIXTURE = {"label_studio": "labelstudio", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a Label Studio or chromium fixture (directly or through another fixture)."""
+    for item in items:
+        for fixture, marker in _MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(scope="session")
 def model_paths(tmp_path_factory):
