@@ -5,11 +5,16 @@ The server is started with the settings groundlabel's README gives Label Studio,
 local-files serving under ``files_root``. The first start migrates a template data dir (~20 s) under
 ``cache_root``; later starts copy it (~3 s). Stopped by PID. ``serve(app)`` runs any ASGI app (the ML backend, the
 Gradio UI) on 127.0.0.1 in a thread.
+
+``start_process`` / ``stop_process`` start a helper process (the server, a CLI under test) that cannot outlive its
+caller: its own process group, stopped as a group, SIGTERM from the kernel when the caller dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import fcntl
 import io
 import os
@@ -89,6 +94,52 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_PR_SET_PDEATHSIG = 1
+_STARTED: set[subprocess.Popen] = set()  # running children of this process, killed at exit if still there
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: SIGTERM when the parent dies (Linux; elsewhere the atexit below remains)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_process(args: list[str], **popen: object) -> subprocess.Popen:
+    """``subprocess.Popen(args, **popen)`` in its own session and process group, so a Ctrl-C or SIGTERM meant for
+    the caller is the caller's to handle, and the child dies with the caller. Stop it with ``stop_process``."""
+    process = subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent, **popen)
+    _STARTED.add(process)
+    return process
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process group of a ``start_process`` child, SIGKILL it after ``timeout`` s; a second Ctrl-C
+    while waiting kills at once (nothing is left behind either way)."""
+    try:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        _signal_group(process, signal.SIGKILL)  # what the leader left in its group, or the leader itself
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+        _STARTED.discard(process)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in list(_STARTED):
+        _signal_group(process, signal.SIGKILL)
+
+
 def label_studio_bin() -> str:
     return str(Path(sys.executable).with_name("label-studio"))
 
@@ -140,7 +191,7 @@ class LabelStudioServer:
         assert self.process is None, "already running"
         self.files_root.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
+        self.process = start_process(
             [
                 label_studio_bin(),
                 "start",
@@ -158,6 +209,13 @@ class LabelStudioServer:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        try:
+            self._wait_up(timeout)
+        except BaseException:  # not up, or interrupted while waiting: leave no server behind
+            self.stop()
+            raise
+
+    def _wait_up(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -170,20 +228,13 @@ class LabelStudioServer:
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.25)
-        self.stop()
         raise RuntimeError(f"label-studio was not up on {self.url} after {timeout:g} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """Stop the process we started, by its PID."""
+        """Stop the process group we started (SIGTERM, then SIGKILL after 15 s)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+        stop_process(self.process, timeout=15)
         self.process = None
 
     @contextlib.contextmanager

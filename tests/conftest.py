@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GROUNDLABEL_OFFLINE", "1")
@@ -19,6 +20,22 @@ register_tiny_sam()
 
 # The fixtures that make a test need a real Label Studio or chromium: the marker each one brings (see pytest.ini).
 _MARKER_OF_FIXTURE = {"label_studio": "labelstudio", "browser": "browser"}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure() -> None:
+    """SIGTERM stops the run like Ctrl-C does: pytest then tears the fixtures down (servers, Ray, subprocesses)
+    instead of dying with them still running."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_runtest_setup() -> None:
+    """Before each test, SIGTERM and Ctrl-C interrupt again, whatever handler an earlier test's library left."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ import pytest
 from pipeline import Options
 from sync import Outbox
 from sync.prelabel import PrelabelJob, prelabel
+from sync.testing import start_process
 from tests.labelstudio import png as random_png
 from tests.labelstudio import predictions_per_task
 
@@ -93,7 +94,7 @@ def test_interrupted_run_writes_whole_predictions_and_a_rerun_finishes_the_rest(
     }
     command = [sys.executable, "-m", "sync.prelabel", "--project", str(project), "--prompt", "dog. possum"]
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = start_process(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while sum(predictions_per_task(label_studio, project).values()) < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
