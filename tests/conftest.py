@@ -20,6 +20,18 @@ register_tiny_sam()
 
 # The fixtures that make a test need a real Label Studio or chromium: the marker each one brings (see pytest.ini).
 _MARKER_OF_FIXTURE = {"label_studio": "labelstudio", "browser": "browser"}
+# Modules whose tests need neither yet take many seconds each (subprocesses that import torch, OpenVINO conversions,
+# real-shape or many model runs, dataset exports): the "slow" tier. Measured with --durations=0 (2 cores).
+_SLOW_MODULES = {
+    "test_export.py",
+    "test_offline.py",
+    "test_pipeline_cli_and_weights.py",
+    "test_pipeline_inference.py",
+    "test_pipeline_mm_grounding_dino.py",
+    "test_pipeline_open_vocab.py",
+    "test_pipeline_runtime.py",
+    "test_pipeline_sam2.py",
+}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -39,8 +51,11 @@ def pytest_runtest_setup() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a Label Studio or chromium fixture (directly or through another fixture)."""
+    """Mark every test that uses a Label Studio or chromium fixture (directly or through another fixture), and every
+    test of a slow module."""
     for item in items:
+        if item.path.name in _SLOW_MODULES:
+            item.add_marker("slow")
         for fixture, marker in _MARKER_OF_FIXTURE.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
