@@ -56,6 +56,7 @@ class ModelHub:
         pipeline = self.lazy.get()
         if detector:
             progress(0.3, desc=f"Loading detector {detector} (its first use downloads it)")
+            pipeline.detector_for(Options(detector=detector))
         if (
             segmenter
             and segmenter not in pipeline.segmenters.loaded
