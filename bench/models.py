@@ -21,10 +21,12 @@ import torch
 
 from bench.common import MODELS_DIR, print_table, real_models
 from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
+from pipeline.registry import FAMILIES, resolve_detector
 
-DEFAULT = (
-    "grounding-dino-tiny,mm-grounding-dino-tiny,owlv2-base,omdet-turbo,sam3,mobile_sam,sam_vit_b,"
-    "sam2_1_hiera_tiny,sam_hq_vit_b"
+# the first registered detector of each family, then the segmenters worth comparing
+DEFAULT = ",".join(
+    [next(name for name, spec in DETECTORS.items() if spec.family == family) for family in FAMILIES]
+    + ["mobile_sam", "sam_vit_b", "sam2_1_hiera_tiny", "sam_hq_vit_b"]
 )
 BOXES = 5
 
@@ -38,13 +40,13 @@ def measure(name: str) -> dict:
     image = load_image(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     before = _rss_mb()
     if name in DETECTORS:
-        detector = load_detector(str(_real_detector(name)), device="cpu", offline=True)
+        detector = load_detector(resolve_detector(name, {name: str(_real_detector(name))}), device="cpu", offline=True)
         params = sum(p.numel() for p in detector.model.parameters())
         detector.raw([load_image(np.zeros((48, 64, 3), dtype=np.uint8))], parse_prompt("warm up"))
         started = time.perf_counter()
         detector.raw([image], parse_prompt("brown dog. possum on a fence"))
         first = time.perf_counter() - started
-        if not detector.makes_masks:
+        if not DETECTORS[name].makes_masks:
             return {"params": params, "image": first, "prompt": None, "peak_mb": _rss_mb() - before}
         started = time.perf_counter()  # SAM 3: another prompt on the same image reuses its vision features
         detector.raw([image], parse_prompt("cat. bicycle"))
@@ -75,17 +77,10 @@ def measure(name: str) -> dict:
 
 def _real_detector(name: str) -> Path:
     """A random copy of detector ``name``'s real architecture, saved once under ``MODELS_DIR``."""
-    from pipeline.testing.detectors import save_omdet_turbo, save_owlv2, save_sam3
-    from pipeline.testing.models import save_grounding_dino
-
-    family = DETECTORS[name].family
-    directory = MODELS_DIR / f"{family}-real"
+    spec = DETECTORS[name]
+    directory = MODELS_DIR / f"{spec.family}-real"
     if not (directory / "config.json").exists():
-        savers = {"owlv2": save_owlv2, "omdet-turbo": save_omdet_turbo, "sam3": save_sam3}
-        if family in savers:
-            savers[family](directory, "real")
-        else:
-            save_grounding_dino(directory, "real", family=family)
+        spec.family_entry.save_random(directory, "real")
     return directory
 
 

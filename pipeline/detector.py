@@ -73,12 +73,10 @@ class CachedDetector:
 
     A family implements ``tokenize`` (the prompt as its text encoder reads it, ``PromptError`` when it cannot),
     ``preprocess`` (one image), ``_forward`` (the only model run, images of one processed size) and ``postprocess``
-    (thresholds on cached raw outputs). ``reads_text_threshold`` is False for families that score whole phrases
-    (OWLv2, OmDet-Turbo): they ignore ``Options.text_threshold``.
+    (thresholds on cached raw outputs). What a family reads (a text threshold, its own masks) is its entry in
+    ``pipeline.registry.FAMILIES``.
     """
 
-    reads_text_threshold = True
-    makes_masks = False  # True: postprocess returns masks itself when masks are asked for (SAM 3)
     loaders: tuple = (AutoProcessor, AutoModelForZeroShotObjectDetection)
 
     def __init__(

@@ -12,6 +12,7 @@ from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import Options, model_version
 from .prompts import Prompt, parse_prompt
+from .registry import DetectorSpec
 from .results import DetectionResult
 from .segmenter import MaskPrompt, SegmenterPool
 from .settings import PipelineSettings
@@ -34,14 +35,15 @@ class GroundingPipeline:
         self.detector = detector
         self.segmenters = segmenters or SegmenterPool(device=str(detector.device))
         self.settings = settings or PipelineSettings(detector=detector.model_id)
-        self._other: CachedDetector | None = None  # the last other detector asked for, beside the default
+        # the last other detector asked for, beside the default, with its spec
+        self._other: tuple[DetectorSpec, CachedDetector] | None = None
         self._other_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> GroundingPipeline:
         """Load the detector now (registered name, Hub id or local dir); segmenters on first use."""
         detector = load_detector(
-            settings.detector_source(settings.detector),
+            settings.detector_spec,
             device=settings.device,
             dtype=settings.dtype,
             input_size=settings.input_size,
@@ -84,7 +86,7 @@ class GroundingPipeline:
         prompt = self.check_prompt(prompt, options)
         raws = self.detector_for(options).raw(loaded, prompt)
         results = [self.label(image, raw, prompt, options, label_map or LabelMap()) for image, raw in zip(loaded, raws)]
-        if options.segmenter and not self.detector_for(options).makes_masks:  # SAM 3 made its own
+        if options.segmenter and not self.spec_for(options).makes_masks:  # SAM 3 made its own
             results = [self.segment(image, result, options.segmenter) for image, result in zip(loaded, results)]
         return results
 
@@ -118,28 +120,35 @@ class GroundingPipeline:
         return prompt
 
     def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
-        """Names what produced a result, so Label Studio can tell predictions of different setups apart."""
-        detector = self.settings.detector_source(options.detector) if options.detector else self.detector.model_id
-        return model_version(detector, options, prompt, self.detector_for(options).makes_masks)
+        """Names what produced a result, so Label Studio can tell predictions of different setups apart: from the
+        resolved spec, so it is the same before and after any model loads."""
+        return model_version(self.spec_for(options), options, prompt)
 
     @property
-    def other_detector(self) -> CachedDetector | None:
+    def other_detector(self) -> DetectorSpec | None:
         """The detector a request named besides the default, if one is loaded."""
-        return self._other
+        return self._other[0] if self._other else None
+
+    def spec_for(self, options: Options | None = None) -> DetectorSpec:
+        """The detector ``options`` names, resolved with this pipeline's settings; the default's when it names none
+        (or another name of the default)."""
+        if options is None or not options.detector:
+            return self.settings.detector_spec
+        return self.settings.resolve(options.detector)
 
     def detector_for(self, options: Options | None = None) -> CachedDetector:
         """The detector ``options`` names, loaded on first use with this pipeline's settings; the default one when
         it names none or the default. Besides the default, only the last other detector stays loaded (each holds
         0.6-0.9 GB), so trying detectors one after another cannot exhaust memory."""
-        s = self.settings
-        source = s.detector_source(options.detector) if options is not None and options.detector else None
-        if source is None or source in (self.detector.model_id, s.detector_source(s.detector)):
+        spec = self.spec_for(options)
+        if spec == self.settings.detector_spec:
             return self.detector
+        s = self.settings
         with self._other_lock:
-            if self._other is None or self._other.model_id != source:
+            if self._other is None or self._other[0] != spec:
                 self._other = None  # the previous one goes before the next one loads
-                self._other = load_detector(
-                    source,
+                loaded = load_detector(
+                    spec,
                     device=s.device,
                     dtype=s.dtype,
                     input_size=s.input_size,
@@ -147,4 +156,5 @@ class GroundingPipeline:
                     runtime=s.runtime,
                     cache_dir=s.cache_dir,
                 )
-            return self._other
+                self._other = (spec, loaded)
+            return self._other[1]

@@ -6,7 +6,6 @@ import threading
 
 from .engine import GroundingPipeline
 from .errors import WeightsError
-from .families import reads_text_threshold
 from .settings import PipelineSettings
 
 
@@ -45,22 +44,19 @@ class LazyPipeline:
         return self._pipeline is not None
 
     def status(self) -> dict:
-        """What is loaded and where, or why loading failed: for the UI's status line and /health."""
+        """What is loaded and where, or why loading failed: for the UI's status line and /health. The detector is
+        named by its resolved spec (``detector``: the name model_version carries; ``source``: what loads), the
+        same before and after loading."""
+        spec = self.settings.detector_spec
+        detector = {"detector": spec.name, "source": spec.load_from, **_text_threshold(spec.reads_text_threshold)}
         if self._pipeline is None:
-            return {
-                "detector": self.settings.detector,
-                "loaded": False,
-                "error": self._error,
-                "segmenters": [],
-                "segmenter_errors": {},
-                **_text_threshold(reads_text_threshold(self.settings.detector)),
-            }
+            return {**detector, "loaded": False, "error": self._error, "segmenters": [], "segmenter_errors": {}}
         pipeline = self._pipeline
+        other = pipeline.other_detector
         return {
-            "detector": pipeline.detector.model_id,
+            **detector,
             "loaded": True,
-            **_text_threshold(pipeline.detector.reads_text_threshold),
-            "other_detector": pipeline.other_detector.model_id if pipeline.other_detector else None,
+            "other_detector": other.name if other else None,
             "device": str(pipeline.detector.device),
             "dtype": str(pipeline.detector.dtype).replace("torch.", ""),
             "segmenters": pipeline.segmenters.loaded,

@@ -1,7 +1,7 @@
 """Open-vocabulary detectors that score whole phrases, not tokens: OWLv2 and OmDet-Turbo.
 
 Each prompt phrase is one text query, so a box's phrase is simply the query it scores highest on and there is no
-text threshold (``reads_text_threshold`` False: ``Options.text_threshold`` is ignored, and the UI hides it). Raw
+text threshold (their registry families do not read it: ``Options.text_threshold`` is ignored, the UI hides it). Raw
 outputs are cached like Grounding DINO's, so a new box threshold runs no model.
 """
 
@@ -19,8 +19,6 @@ from .prompts import Prompt
 
 class PhraseDetector(CachedDetector):
     """A detector whose text side is one query per phrase, each at most ``max_phrase_tokens`` tokens."""
-
-    reads_text_threshold = False
 
     @property
     def max_phrase_tokens(self) -> int:

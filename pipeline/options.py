@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .errors import SettingsError
 from .prompts import Prompt
-from .registry import segmenter_spec
+from .registry import DetectorSpec, segmenter_spec
 
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
@@ -36,17 +36,19 @@ class Options:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
 
 
-def model_version(detector: str, options: Options, prompt: Prompt | None = None, own_masks: bool = False) -> str:
+def model_version(detector: DetectorSpec, options: Options, prompt: Prompt | None = None) -> str:
     """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-p<hash>]``, the one name for what produced a result.
 
-    ``detector`` may be a Hub id or a path (its last part is used); ``prompt`` adds a short hash of its phrases and
-    explicit labels, so results of another prompt count as another version. ``own_masks``: the detector makes the
-    masks (SAM 3), so ``+masks`` replaces the segmenter's name. Computable without loading any model
-    (Label Studio's /setup asks before the first prediction). The prefix tells our predictions from other models'.
+    ``detector`` is the resolved spec (its ``name``: the registered short name, or a Hub id's or directory's last
+    part, whatever name it was asked by and wherever its local copy lies); ``prompt`` adds a short hash of its
+    phrases and explicit labels, so results of another prompt count as another version. A detector that makes the
+    masks (SAM 3) writes ``+masks`` instead of the segmenter's name. Computed from the spec alone, never from what a
+    loaded model says, so it is the same before the first load (Label Studio's /setup asks then) and after. The
+    prefix tells our predictions from other models'.
     """
-    name = detector.rstrip("/").split("/")[-1]
+    name = detector.name
     if options.segmenter:
-        name += "+masks" if own_masks else f"+{options.segmenter}"
+        name += "+masks" if detector.makes_masks else f"+{options.segmenter}"
     version = f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
     return f"{version}-p{prompt_hash(prompt)}" if prompt is not None else version
 

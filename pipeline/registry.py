@@ -1,26 +1,99 @@
-"""Models by short name: what users type in the UI, the CLI and the environment, and where each one comes from.
+"""Models by short name, and detector families: what users type in the UI, the CLI and the environment, where each
+model comes from, and which adapter runs each family. The one table the loaders, the UI, /health, ``model_version``,
+``pipeline.testing`` and the benchmarks read.
 
-The UI's dropdowns, ``python -m pipeline --masks``, the ML backend's settings and ``pipeline.testing`` (which
-writes a random-weight copy of each) all read these tables. Any Hub id or local directory still works as a
-detector; segmenters are the SAM family that ``segment_anything`` / ``mobile_sam`` build (a checkpoint file each) and
-SAM 2.1 and SAM-HQ through transformers (a Hub id or a local directory each).
+A detector name (a registered short name, a Hub id or a local directory) is resolved once, at the settings edge
+(``PipelineSettings``), into a ``DetectorSpec``; nothing below compares names. Adding a detector family = its
+adapter module + one ``FAMILIES`` entry (+ a ``DETECTORS`` entry per model) + its tests. Adapters and random-weight
+builders are named by dotted path, so importing this module imports no torch. Segmenters are the SAM family that
+``segment_anything`` / ``mobile_sam`` build (a checkpoint file each) and SAM 2.1 and SAM-HQ through transformers (a Hub
+id or a local directory each).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import SettingsError
 
 
 @dataclass(frozen=True)
+class Family:
+    """A detector family: its config.json ``model_type``, the adapter class that runs it and what it can read."""
+
+    name: str  # the config's model_type
+    title: str  # what sentences call it
+    adapter: str  # "module:Class" of its CachedDetector subclass, imported on first load
+    random_copy: str  # "module:function" (directory, shape) -> directory: a random-weight copy for tests and benches
+    reads_text_threshold: bool = False  # scores prompt tokens, so a text threshold picks a box's words
+    makes_masks: bool = False  # instance masks from the detector itself (no segmenter runs)
+    runtimes: tuple[str, ...] = ("torch",)  # GROUNDLABEL_RUNTIME values it runs on; others are passed to the adapter
+
+    def adapter_class(self) -> type:
+        return _named(self.adapter)
+
+    def save_random(self, directory: Path, shape: str = "tiny") -> Path:
+        """A random-weight copy of this family's architecture ("tiny", or "real": a real model's shape)."""
+        return _named(self.random_copy)(directory, shape)
+
+
+def _named(path: str) -> Callable:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+FAMILIES = {
+    family.name: family
+    for family in (
+        Family(
+            "grounding-dino",
+            "Grounding DINO",
+            "pipeline.detector:GroundingDinoDetector",
+            "pipeline.testing.models:save_grounding_dino",
+            reads_text_threshold=True,
+            runtimes=("torch", "openvino"),
+        ),
+        Family(
+            "mm-grounding-dino",
+            "MM-Grounding-DINO",
+            "pipeline.detector:GroundingDinoDetector",
+            "pipeline.testing.models:save_mm_grounding_dino",
+            reads_text_threshold=True,
+        ),
+        Family("owlv2", "OWLv2", "pipeline.open_vocab:Owlv2Detector", "pipeline.testing.detectors:save_owlv2"),
+        Family(
+            "omdet-turbo",
+            "OmDet-Turbo",
+            "pipeline.open_vocab:OmDetTurboDetector",
+            "pipeline.testing.detectors:save_omdet_turbo",
+        ),
+        # text -> boxes *and* masks in one model
+        Family("sam3", "SAM 3", "pipeline.sam3:Sam3Detector", "pipeline.testing.detectors:save_sam3", makes_masks=True),
+    )
+}
+
+
+@dataclass(frozen=True)
 class DetectorSpec:
-    name: str  # what users type: grounding-dino-tiny, ...
-    source: str  # Hugging Face Hub id
-    licence: str
-    family: str = "grounding-dino"  # the model's config model_type: which detector class runs it
+    """One detector model, whatever name it was asked by: ``DETECTORS`` holds the registered ones; ``resolve_detector``
+    makes one for any name, with its local copy. ``name`` is the one identity (UI, /health, ``model_version``)."""
+
+    name: str  # a registered short name (grounding-dino-tiny, ...), else a Hub id's or directory's last part
+    source: str  # the Hub id, or the directory that was named
+    licence: str = ""
+    family: str | None = "grounding-dino"  # config model_type; None: unknown without a download (an unregistered id)
     gated: bool = False  # the Hub asks for an access request (and HF_TOKEN) before the download
+    local: str | None = None  # its local copy (a save_pretrained directory), loaded instead of ``source``
+
+    @property
+    def load_from(self) -> str:
+        """What the loader opens: the local copy when there is one, else the Hub id or directory."""
+        return self.local or self.source
 
     @property
     def env_var(self) -> str:
@@ -28,9 +101,21 @@ class DetectorSpec:
         return checkpoint_variable(self.name)
 
     @property
+    def family_entry(self) -> Family | None:
+        return FAMILIES.get(self.family or "")
+
+    @property
     def reads_text_threshold(self) -> bool:
-        """Grounding DINO scores tokens, so a text threshold picks a box's words; the others score whole phrases."""
-        return self.family in ("grounding-dino", "mm-grounding-dino")
+        """Grounding DINO scores tokens, so a text threshold picks a box's words; the others score whole phrases.
+        A family not known yet (an unregistered Hub id) is taken for Grounding DINO, which does."""
+        entry = self.family_entry
+        return entry.reads_text_threshold if entry else True
+
+    @property
+    def makes_masks(self) -> bool:
+        """The detector makes the masks itself (SAM 3): no segmenter runs, and ``model_version`` says ``+masks``."""
+        entry = self.family_entry
+        return entry.makes_masks if entry else False
 
 
 @dataclass(frozen=True)
@@ -77,7 +162,7 @@ DETECTORS = {
         DetectorSpec("sam3", "facebook/sam3", "SAM License (gated)", "sam3", gated=True),
     )
 }
-DEFAULT_DETECTOR = DETECTORS["grounding-dino-tiny"].source
+DEFAULT_DETECTOR = "grounding-dino-tiny"
 
 _META = "https://dl.fbaipublicfiles.com/segment_anything/"
 SEGMENTERS = {
@@ -148,13 +233,40 @@ _ALIASES = {
 
 
 def detector_spec(name: str) -> DetectorSpec | None:
-    """The registered detector a name or Hub id stands for, if any."""
+    """The registered detector a short name or Hub id stands for, if any."""
     return DETECTORS.get(name) or next((spec for spec in DETECTORS.values() if spec.source == name), None)
 
 
 def detector_source(name: str) -> str:
     """A registered short name -> its Hub id; anything else (a Hub id, a local directory) as it is."""
     return DETECTORS[name].source if name in DETECTORS else name
+
+
+def resolve_detector(name: str, checkpoints: Mapping[str, str] | None = None) -> DetectorSpec:
+    """The one spec for a detector name: a registered short name or Hub id gives its registry entry, with its local
+    copy from ``checkpoints`` (keyed by short name) when one is set; any other Hub id or directory a spec of its
+    own, its family read from its config.json when that is on this machine (no network)."""
+    registered = detector_spec(name)
+    if registered is not None:
+        local = (checkpoints or {}).get(registered.name)
+        return replace(registered, local=local) if local else registered
+    return DetectorSpec(name.rstrip("/\\").replace("\\", "/").split("/")[-1], name, family=_local_family(name))
+
+
+def _local_family(model_id: str) -> str | None:
+    """The model_type a directory's (or the Hugging Face cache's) config.json names; None when unknown offline."""
+    config = Path(model_id) / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(model_id, "config.json")
+        except ValueError:  # not a valid repo id (e.g. a directory that does not exist)
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    return json.loads(config.read_text()).get("model_type")
 
 
 def segmenter_spec(name: str) -> SegmenterSpec:

@@ -24,9 +24,7 @@ MASK_THRESHOLD = 0.5  # transformers' default: a pixel belongs to the mask when 
 
 
 class Sam3Detector(PhraseDetector):
-    """Boxes, scores and masks per prompt phrase; no text threshold (it scores whole phrases)."""
-
-    makes_masks = True
+    """Boxes, scores and masks per prompt phrase (its registry family ``makes_masks``); no text threshold."""
 
     def __init__(self, *args, vision_cache_items: int = 4, **kwargs):
         from transformers import AutoProcessor, Sam3Model

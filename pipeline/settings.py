@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SettingsError
-from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, detector_source
+from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, DetectorSpec, resolve_detector
 
 # 40 MP covers any camera or scanner page people label; beyond that, decoding alone can take gigabytes.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -28,7 +28,8 @@ class PipelineSettings:
     ``checkpoints`` maps a registered model's name to its local copy (a segmenter's checkpoint file, a transformers
     model's directory); a segmenter without one is looked up in ``cache_dir`` and, unless ``offline``, downloaded
     there once, a detector without one comes from the Hub. ``batch_size`` is images per detector forward
-    (None: 4 on a GPU, 1 on a CPU).
+    (None: 4 on a GPU, 1 on a CPU). ``detector`` is what was asked for (a registered name, Hub id or directory);
+    ``detector_spec`` is it resolved, once, with its local copy: what everything below reads.
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -42,11 +43,17 @@ class PipelineSettings:
     batch_size: int | None = None
     runtime: str = "torch"  # or "openvino": the detector on OpenVINO (CPU, fp32; pipeline/runtime.py)
     segmenter_memory: int = DEFAULT_SEGMENTER_MEMORY  # bytes of segmenter weights kept loaded (LRU unloaded first)
+    detector_spec: DetectorSpec = field(init=False, repr=False, compare=False)
 
-    def detector_source(self, name: str) -> str:
-        """Where detector ``name`` loads from: its local copy when one is set, else its Hub id (or ``name`` itself:
-        a Hub id or directory)."""
-        return self.checkpoints.get(name) or detector_source(name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detector_spec", self.resolve(self.detector))
+
+    def resolve(self, name: str) -> DetectorSpec:
+        """Detector ``name`` (a registered name, Hub id or directory) as a spec, with its local copy when one is
+        set; the app's own spec for any name of the app's detector."""
+        spec = resolve_detector(name, self.checkpoints)
+        own = getattr(self, "detector_spec", None)  # None while __post_init__ resolves it
+        return own if own is not None and spec.load_from == own.load_from else spec
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:

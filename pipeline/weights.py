@@ -16,7 +16,7 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 from .errors import WeightsError
-from .registry import DEFAULT_DETECTOR, SegmenterSpec
+from .registry import DEFAULT_DETECTOR, DETECTORS, SegmenterSpec
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ def _not_loadable(model_id: str, error: Exception | None, offline: bool) -> str:
     else:
         where = " ".join(str(error).split()).rstrip(".")
     return (
-        f"Could not load the detector {model_id!r}: {where}. A Hub id such as {DEFAULT_DETECTOR!r} is downloaded "
+        f"Could not load the detector {model_id!r}: {where}. A Hub id such as {DETECTORS[DEFAULT_DETECTOR].source!r} is downloaded "
         "once into the Hugging Face cache on a machine with internet; or pass a local directory made with "
         f"save_pretrained (GROUNDLABEL_DETECTOR=/path/to/dir). {OFFLINE_HINT}"
     )

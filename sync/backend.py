@@ -39,7 +39,6 @@ from pipeline import (
     parse_prompt,
 )
 from pipeline.cache import LRUCache
-from pipeline.families import makes_masks
 
 from .background import Finisher
 from .client import LabelStudioClient
@@ -252,10 +251,9 @@ class MLBackend:
         return parse_prompt(_something_to_look_for(self.prompts.get(project)) or config.default_prompt)
 
     def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
-        """Names detector, segmenter, thresholds and prompt, from the loaded pipeline or (before loading) the
-        settings."""
-        detector = self.models.get().detector.model_id if self.models.loaded else self.models.settings.detector
-        return model_version(detector, options, prompt, makes_masks(detector))
+        """Names detector, segmenter, thresholds and prompt from the settings' resolved detector, so /setup before
+        the first load announces what the predictions after it carry."""
+        return model_version(self.models.settings.detector_spec, options, prompt)
 
     def remember_prompt(self, body: dict) -> str | None:
         """From a webhook event: the prompt in the submitted annotation's TextArea, kept as the project's batch

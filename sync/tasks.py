@@ -42,7 +42,7 @@ class TaskOutcome(Generic[T]):
 def usable_options(pipeline: GroundingPipeline, options: Options) -> Options:
     """``options``, without the segmenter when its weights cannot be loaded (the reason goes to the log). A
     detector that makes its own masks (SAM 3) needs no segmenter weights."""
-    if options.segmenter is None or pipeline.detector_for(options).makes_masks:
+    if options.segmenter is None or pipeline.spec_for(options).makes_masks:
         return options
     try:
         pipeline.segmenters.get(options.segmenter)

@@ -11,17 +11,17 @@ from PIL import Image
 
 from pipeline import DETECTORS, GroundingPipeline, Options, PipelineSettings, PromptError, parse_prompt
 from pipeline.families import reads_text_threshold
-from pipeline.testing.detectors import save_omdet_turbo, save_owlv2, save_sam3
+from pipeline.registry import FAMILIES
 from tests.counting import count_calls
 
 PROMPT = "red square. blue ball"
-SAVERS = {"owlv2": save_owlv2, "omdet-turbo": save_omdet_turbo, "sam3": save_sam3}
+PHRASE_FAMILIES = [name for name, family in FAMILIES.items() if not family.reads_text_threshold]  # whole phrases
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("open-vocab")
-    return {family: save(root / family) for family, save in SAVERS.items()}
+    return {family: FAMILIES[family].save_random(root / family) for family in PHRASE_FAMILIES}
 
 
 @pytest.fixture(scope="module")

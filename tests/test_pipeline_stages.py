@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import DetectionResult, MaskPrompt, Options, SettingsError, load_image, model_version
+from pipeline.registry import resolve_detector
 from pipeline.testing.models import load_tiny_pipeline
 from tests.counting import count_calls
 
@@ -63,7 +64,7 @@ def test_options_are_checked_and_name_the_version():
         Options(segmenter="nope")
     assert Options(segmenter="vit_t").segmenter == "mobile_sam"
     assert (
-        model_version("IDEA-Research/grounding-dino-tiny", Options(0.3, 0.25, "mobile_sam"))
+        model_version(resolve_detector("IDEA-Research/grounding-dino-tiny"), Options(0.3, 0.25, "mobile_sam"))
         == "groundlabel-grounding-dino-tiny+mobile_sam-box0.3-text0.25"
     )
 

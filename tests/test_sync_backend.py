@@ -397,3 +397,35 @@ def test_an_image_host_down_during_retrieval_leaves_nothing_behind_and_the_next_
 
     assert while_down == []  # no empty prediction stored: Label Studio will ask again
     assert len(back) == 1 and back[0]["result"] == expected(pipeline, image, "cats. house")[1].result != []
+
+
+def test_setup_and_predictions_announce_one_version_with_a_local_detector_before_and_after_loading(
+    label_studio, model_paths, tmp_path
+):
+    # the default detector from its local copy (named unlike the model), loaded on the first prediction
+    local = PipelineSettings.from_env(
+        {
+            "GROUNDLABEL_GROUNDING_DINO_TINY_CHECKPOINT": str(model_paths[0]),
+            "GROUNDLABEL_DEVICE": "cpu",
+            "GROUNDLABEL_OFFLINE": "1",
+            "GROUNDLABEL_INPUT_SIZE": "320",
+        }
+    )
+    models = LazyPipeline(local)
+    settings = BackendSettings(box_threshold=BOX, text_threshold=TEXT, segmenter=None, state_dir=tmp_path)
+    project = label_studio.create_project()
+    (task,) = label_studio.upload_images(project, {"a.png": png(40, 30, seed=9)})
+
+    with serve(backend_app(models, settings)) as url:
+        ml_id = label_studio.register_ml_backend(project, url)  # Label Studio calls /health and /setup
+        before = label_studio.api("GET", f"/api/ml/{ml_id}")["model_version"]
+        assert not models.loaded
+        (prediction,) = retrieve_predictions(label_studio, project, [task])[task]
+        after = httpx.post(
+            f"{url}/setup", timeout=10, json={"project": f"{project}.1", "schema": GROUNDING_DINO_CONFIG}
+        )
+        again = retrieve_predictions(label_studio, project, [task])[task]
+
+    assert models.loaded and before.startswith(f"groundlabel-grounding-dino-tiny-box{BOX:g}-")
+    assert prediction["model_version"] == before == after.json()["model_version"]
+    assert len(again) == 1  # Label Studio skips a task that holds the announced version

@@ -50,14 +50,17 @@ class ModelHub:
         if retry:
             self.lazy.retry()
         if not self.lazy.loaded:
-            progress(0.05, desc=f"Loading detector {self.lazy.settings.detector} (the first run downloads it)")
+            progress(
+                0.05, desc=f"Loading detector {self.lazy.settings.detector_spec.name} (the first run downloads it)"
+            )
         pipeline = self.lazy.get()
         if detector:
             progress(0.3, desc=f"Loading detector {detector} (its first use downloads it)")
+            pipeline.detector_for(Options(detector=detector))
         if (
             segmenter
             and segmenter not in pipeline.segmenters.loaded
-            and not pipeline.detector_for(Options(detector=detector)).makes_masks
+            and not pipeline.spec_for(Options(detector=detector)).makes_masks
         ):
             progress(0.4, desc=f"Loading segmenter {segmenter}")
             pipeline.segmenters.get(segmenter)  # a failure is remembered there, for the status line
@@ -67,12 +70,13 @@ class ModelHub:
         """One line per model: loaded where, loads on first use, or why it failed and how to fix it."""
         status = self.lazy.status()
         lines = [self.note] if self.note else []
-        if (Path(self.lazy.settings.detector) / RANDOM_WEIGHTS_MARKER).is_file():
+        if (Path(status["source"]) / RANDOM_WEIGHTS_MARKER).is_file():
             lines.append(
                 "**Random weights** (from `python -m pipeline.testing write`): every part of the app works, "
                 "but the boxes and masks mean nothing."
             )
-        lines.append(f"**Detector** `{status['detector']}` " + self._detector_state(status))
+        source = f" from `{status['source']}`" if status["source"] != status["detector"] else ""
+        lines.append(f"**Detector** `{status['detector']}`{source} " + self._detector_state(status))
         if status.get("other_detector"):
             lines.append(
                 f"**Also loaded** `{status['other_detector']}` (chosen in a Detector dropdown; only the last "

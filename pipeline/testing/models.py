@@ -92,6 +92,11 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0, fam
     return directory
 
 
+def save_mm_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """Save a random MM-Grounding-DINO (the registry's random copy for that family)."""
+    return save_grounding_dino(directory, shape, seed, family="mm-grounding-dino")
+
+
 def _tiny_sam(checkpoint=None):
     """SAM's real building blocks at a toy width, registered as model type 'vit_tiny_test'."""
     from segment_anything.build_sam import _build_sam
@@ -222,7 +227,7 @@ def write_all(directory: Path, shape: str = "tiny", every: bool = False) -> dict
     """A random-weight copy of the detector and of the segmenters worth trying offline under ``directory``; the
     environment variables that make the app, the ML backend and the CLI use them. ``every``: one of each registered
     family too (the UI's Detector and Segmenter choices then load offline), by GROUNDLABEL_<NAME>_CHECKPOINT."""
-    from pipeline.registry import DETECTORS, SEGMENTERS, segmenter_spec
+    from pipeline.registry import DEFAULT_DETECTOR, DETECTORS, FAMILIES, SEGMENTERS, segmenter_spec
 
     detector = save_grounding_dino(directory / f"grounding-dino-{shape}", shape)
     segmenters = ["mobile_sam"] + (["sam_vit_b"] if shape == "real" else [])
@@ -235,23 +240,16 @@ def write_all(directory: Path, shape: str = "tiny", every: bool = False) -> dict
     if shape == "tiny":
         env["GROUNDLABEL_INPUT_SIZE"] = str(TEST_INPUT_SIZE)
     if every:
-        from .detectors import save_omdet_turbo, save_owlv2, save_sam3
-
-        savers = {
-            "grounding-dino": lambda path: detector,
-            "sam2": lambda path: Path(env[sam2.env_var]),
-            "mm-grounding-dino": functools.partial(save_grounding_dino, shape=shape, family="mm-grounding-dino"),
-            "owlv2": functools.partial(save_owlv2, shape=shape),
-            "sam3": functools.partial(save_sam3, shape=shape),
-            "sam_hq": functools.partial(save_sam_hq, shape=shape),
-            "omdet-turbo": functools.partial(save_omdet_turbo, shape=shape),
-        }
-        made: dict[str, Path] = {}
-        for spec in [*DETECTORS.values(), *(s for s in SEGMENTERS.values() if s.hub)]:
-            family = spec.model_type if spec.name in SEGMENTERS else spec.family
-            if family in savers:
-                made[family] = made.get(family) or savers[family](directory / family)
-                env[spec.env_var] = str(made[family])
+        made: dict[str, Path] = {DETECTORS[DEFAULT_DETECTOR].family: detector}  # one random copy per family
+        for spec in DETECTORS.values():
+            if spec.family not in made:
+                made[spec.family] = FAMILIES[spec.family].save_random(directory / spec.family, shape)
+            env[spec.env_var] = str(made[spec.family])
+        savers = {"sam2": lambda path: Path(env[sam2.env_var]), "sam_hq": functools.partial(save_sam_hq, shape=shape)}
+        for spec in (s for s in SEGMENTERS.values() if s.hub):
+            if spec.model_type not in made:
+                made[spec.model_type] = savers[spec.model_type](directory / spec.model_type)
+            env[spec.env_var] = str(made[spec.model_type])
     return env
 
 
