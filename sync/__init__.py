@@ -2,7 +2,7 @@
 
 from .client import LabelStudioClient, Project, Task, TaskPage
 from .config import LabelsControl, ProjectConfig
-from .convert import LabelStudioResult, box_to_percent, box_to_pixels, rle_to_mask, to_label_studio
+from .convert import LabelStudioResult, to_label_studio
 from .errors import (
     HTTP_STATUS,
     AuthError,
@@ -15,11 +15,14 @@ from .errors import (
     http_status,
 )
 from .push import Outbox, OutboxItem, Pusher, PushOutcome
+from .regions import REGIONS, RegionType, box_to_percent, box_to_pixels, rle_to_mask
 from .settings import BackendSettings
 from .tasks import TaskOutcome, predict_tasks
 
 __all__ = [
     "HTTP_STATUS",
+    "REGIONS",
+    "RegionType",
     "RequestError",
     "TaskOutcome",
     "http_status",

@@ -34,6 +34,7 @@ from sync import (
     TaskPage,
     to_label_studio,
 )
+from sync.regions import BY_TYPE
 
 from .detections import Query, row_at
 
@@ -354,7 +355,6 @@ def image_name(reference: object) -> str:
 
 def describe_regions(result: LabelStudioResult) -> str:
     """'2 rectangles (cats, house), 2 brush masks (cats, house)': what a push carries."""
-    names = {"rectanglelabels": "rectangle", "brushlabels": "brush mask", "polygonlabels": "polygon"}
     by_type: dict[str, Counter] = {}
     for region in result.result:
         by_type.setdefault(region["type"], Counter()).update(region["value"].get(region["type"], []))
@@ -362,5 +362,6 @@ def describe_regions(result: LabelStudioResult) -> str:
     for kind, labels in by_type.items():
         count = sum(labels.values())
         listed = ", ".join(f"{label} ×{n}" if n > 1 else label for label, n in labels.items())
-        parts.append(f"{count} {names.get(kind, kind)}{'s' * (count != 1)} ({listed})")
+        name = BY_TYPE[kind].name if kind in BY_TYPE else kind
+        parts.append(f"{count} {name}{'s' * (count != 1)} ({listed})")
     return ", ".join(parts) or "no regions"
