@@ -19,6 +19,7 @@ from pipeline import (
     GroundlabelError,
     LoadedImage,
     MaskPrompt,
+    Options,
     load_image,
     preview_scale,
     render_preview,
@@ -267,15 +268,15 @@ class Workspace:
         )
         return self.page
 
-    def fetch(self, task_id: int, prompt: str, segmenter: str | None) -> tuple[Task, Query]:
+    def fetch(self, task_id: int, prompt: str, options: Options) -> tuple[Task, Query]:
         """Task ``task_id`` and the query to run on its image, with the project's label mapping."""
         task = self.client.task(task_id)
         image = load_image(self.client.task_image(task, self.config), self.max_pixels)
-        return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map(), self.detector)
+        return task, Query(image, f"task-{task.id}", prompt, options, self.config.label_map())
 
-    def open(self, task_id: int, prompt: str, segmenter: str | None) -> Query:
+    def open(self, task_id: int, prompt: str, options: Options) -> Query:
         """Make task ``task_id`` the one under review."""
-        self.task, self.query = self.fetch(task_id, prompt, segmenter)
+        self.task, self.query = self.fetch(task_id, prompt, options)
         return self.query
 
     def next_task_id(self) -> int | None:
