@@ -101,10 +101,6 @@ class ProjectConfig:
             xml=xml,
         )
 
-    def control(self, type: str) -> LabelsControl | None:
-        """The first control whose regions have result type ``type`` ('rectanglelabels', ...), or None."""
-        return next((c for c in self.controls if c.type == type), None)
-
     @property
     def wants_boxes(self) -> bool:
         """Regions without masks (rectangles): the detector's boxes are enough."""
