@@ -28,6 +28,7 @@ from label_studio_sdk.converter.brush import mask2rle
 
 from bench.common import print_table
 from sync import LabelStudioClient
+from sync.regions import BRUSH, RECTANGLE
 from sync.testing import LabelStudioServer, free_port
 
 CONFIG = """<View><Image name="image" value="$image"/>
@@ -53,14 +54,14 @@ def regions(with_masks: bool) -> list[dict]:
                 **common,
                 "id": f"b{i}",
                 "from_name": "box",
-                "type": "rectanglelabels",
+                "type": RECTANGLE.type,
                 "value": {
                     "x": 5.0 * i,
                     "y": 4.0 * i,
                     "width": 20.0,
                     "height": 25.0,
                     "rotation": 0,
-                    "rectanglelabels": ["dog"],
+                    RECTANGLE.type: ["dog"],
                 },
             }
         )
@@ -71,8 +72,8 @@ def regions(with_masks: bool) -> list[dict]:
                     **common,
                     "id": f"m{i}",
                     "from_name": "mask",
-                    "type": "brushlabels",
-                    "value": {"format": "rle", "rle": mask2rle(disc), "brushlabels": ["dog"]},
+                    "type": BRUSH.type,
+                    "value": {"format": "rle", "rle": mask2rle(disc), BRUSH.type: ["dog"]},
                 }
             )
     return out

@@ -9,22 +9,18 @@ from label_studio_sdk.label_interface import LabelInterface
 from pipeline import LabelMap
 
 from .errors import ConfigError
+from .regions import BY_TAG, BY_TYPE, FILLED, tag_list
 
-# Control tags groundlabel can fill, by the result type Label Studio gives their regions.
-REGION_TYPES = {"RectangleLabels": "rectanglelabels", "BrushLabels": "brushlabels", "PolygonLabels": "polygonlabels"}
-# Control tags that are Label Studio's smart tools when marked smart="true" (on the tag or a label): a click or a
-# dragged box that asks the segmenter for one object's mask, never a place for text-prompt detections.
-SMART_TYPES = {"KeyPointLabels": "keypointlabels", "RectangleLabels": "rectanglelabels"}
 # Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
 _THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold"}
 
 
 @dataclass(frozen=True)
 class LabelsControl:
-    """One RectangleLabels / BrushLabels / PolygonLabels tag: its name (``from_name``), result type and labels."""
+    """One labels tag groundlabel fills (``regions.FILLED``: RectangleLabels, BrushLabels, ...): its name (``from_name``), result type and labels."""
 
     name: str
-    type: str  # rectanglelabels | brushlabels | polygonlabels
+    type: str  # its regions' result type: a key of regions.BY_TYPE that groundlabel fills
     labels: tuple[str, ...]
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
     colors: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # label -> its background
@@ -35,7 +31,7 @@ class SmartTool:
     """One smart KeyPointLabels / RectangleLabels tag: the annotator's click or box on it is a mask prompt."""
 
     name: str
-    type: str  # keypointlabels | rectanglelabels
+    type: str  # its results' type: a key of regions.BY_TYPE marked smart
     labels: tuple[str, ...]
 
 
@@ -74,11 +70,12 @@ class ProjectConfig:
         if not images:
             raise ConfigError('The labeling config has no <Image> tag: add <Image name="image" value="$image"/>.')
         on_images = [c for c in interface.controls if any(t in images for t in c.to_name)]
-        smart = [c for c in on_images if c.tag in SMART_TYPES and _is_smart(c)]
-        usable = [c for c in on_images if c.tag in REGION_TYPES and c.name not in {s.name for s in smart}]
+        smart = [c for c in on_images if c.tag in BY_TAG and BY_TAG[c.tag].smart and _is_smart(c)]
+        filled = {region.tag for region in FILLED}
+        usable = [c for c in on_images if c.tag in filled and c.name not in {s.name for s in smart}]
         if not usable:
             raise ConfigError(
-                "The labeling config has no <RectangleLabels>, <BrushLabels> or <PolygonLabels> tag on an <Image>"
+                f"The labeling config has no {tag_list(FILLED)} tag on an <Image>"
                 + (" besides its smart tools, which only prompt the segmenter" if smart else "")
                 + ': add e.g. <BrushLabels name="mask" toName="image"><Label value="cat"/></BrushLabels>.'
             )
@@ -99,23 +96,20 @@ class ProjectConfig:
             text_threshold=thresholds.get("text", (None, None))[1],
             threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
             smart_tools=tuple(
-                SmartTool(c.name, SMART_TYPES[c.tag], tuple(c.labels)) for c in smart if image.name in c.to_name
+                SmartTool(c.name, BY_TAG[c.tag].type, tuple(c.labels)) for c in smart if image.name in c.to_name
             ),
             xml=xml,
         )
 
-    def control(self, type: str) -> LabelsControl | None:
-        """The first control whose regions have result type ``type`` ('rectanglelabels', ...), or None."""
-        return next((c for c in self.controls if c.type == type), None)
-
     @property
     def wants_boxes(self) -> bool:
-        return self.control("rectanglelabels") is not None
+        """Regions without masks (rectangles): the detector's boxes are enough."""
+        return any(not BY_TYPE[c.type].masks for c in self.controls)
 
     @property
     def wants_masks(self) -> bool:
-        """Brush or polygon regions: the segmenter has to run."""
-        return self.control("brushlabels") is not None or self.control("polygonlabels") is not None
+        """Regions with masks (brush, polygon): the segmenter has to run."""
+        return any(BY_TYPE[c.type].masks for c in self.controls)
 
     @property
     def labels(self) -> list[str]:
@@ -203,7 +197,7 @@ def _labels_control(control) -> LabelsControl:
         if tag.attr.get("background")
     }
     return LabelsControl(
-        name=control.name, type=REGION_TYPES[control.tag], labels=tuple(control.labels), aliases=aliases, colors=colors
+        name=control.name, type=BY_TAG[control.tag].type, labels=tuple(control.labels), aliases=aliases, colors=colors
     )
 
 

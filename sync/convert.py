@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import supervision as sv
-from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
 from pipeline import DetectionResult
 
 from .config import LabelsControl, ProjectConfig
+from .regions import BY_TYPE, RegionType
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,7 @@ def to_label_studio(
     """
     width, height = result.width, result.height
     with_masks = result.masks is not None and masks is not False
-    wanted = {"rectanglelabels": boxes is not False, "brushlabels": with_masks, "polygonlabels": with_masks}
-    controls = [control for control in config.controls if wanted[control.type]]
+    controls = [c for c in config.controls if (with_masks if BY_TYPE[c.type].masks else boxes is not False)]
     regions: list[dict] = []
     skipped: list[str] = []
     for i, (label, phrase) in enumerate(zip(result.labels, result.prompt_phrases)):
@@ -96,44 +95,16 @@ def _region(
     control: LabelsControl, label: str, box: np.ndarray, mask: np.ndarray | None, width: int, height: int
 ) -> dict | None:
     """One region of ``control``'s type without the per-image fields, or None when its mask is empty."""
-    if control.type == "rectanglelabels":
-        value = box_to_percent(box, width, height)
-        key = np.round(box, 2).tobytes()
-    elif mask is None or not mask.any():
+    kind = BY_TYPE[control.type]
+    if kind.masks and (mask is None or not mask.any()):
         return None
-    elif control.type == "brushlabels":
-        value = {"format": "rle", "rle": mask2rle(mask.astype(np.uint8) * 255)}
-        key = np.packbits(mask).tobytes()
-    else:
-        points = _largest_polygon(mask)
-        if points is None:
-            return None
-        value = {"points": (points / [width, height] * 100).round(4).tolist(), "closed": True}
-        key = np.packbits(mask).tobytes()
-    value[control.type] = [label]
+    written = kind.write(box, mask, width, height)
+    if written is None:
+        return None
+    value, key = written
+    value[kind.type] = [label]
     digest = hashlib.sha1(f"{control.name}|{label}|".encode() + key).hexdigest()[:10]
-    return {"id": digest, "type": control.type, "from_name": control.name, "value": value}
-
-
-def box_to_percent(xyxy: np.ndarray, width: int, height: int) -> dict:
-    """Pixel box -> Label Studio's ``x, y, width, height`` in percent, clipped to the image ([0, 100])."""
-    box = np.asarray(xyxy, dtype=np.float64)  # float32 pixels would leave 50.000004 % for 100 of 200 px
-    x0, x1 = (np.clip(box[[0, 2]], 0, width) / width * 100).tolist()
-    y0, y1 = (np.clip(box[[1, 3]], 0, height) / height * 100).tolist()
-    return {
-        "x": round(x0, 6),
-        "y": round(y0, 6),
-        "width": round(x1 - x0, 6),
-        "height": round(y1 - y0, 6),
-        "rotation": 0,
-    }
-
-
-def _largest_polygon(mask: np.ndarray) -> np.ndarray | None:
-    polygons = sv.mask_to_polygons(mask.astype(bool))
-    if not polygons:
-        return None
-    return max(polygons, key=lambda p: sv.polygon_to_mask(p, (mask.shape[1], mask.shape[0])).sum()).astype(float)
+    return {"id": digest, "type": kind.type, "from_name": control.name, "value": value}
 
 
 def _make_ids_unique(regions: list[dict]) -> None:
@@ -149,59 +120,39 @@ def _make_ids_unique(regions: list[dict]) -> None:
 # --- Label Studio regions -> pixels (what Label Studio will show) ---------------------------------------------
 
 
-def box_to_pixels(region: dict) -> np.ndarray:
-    """A rectangle region -> ``[x0, y0, x1, y1]`` in pixels of ``original_width`` x ``original_height``."""
-    value, width, height = region["value"], region["original_width"], region["original_height"]
-    x0, y0 = value["x"] / 100 * width, value["y"] / 100 * height
-    return np.array([x0, y0, x0 + value["width"] / 100 * width, y0 + value["height"] / 100 * height])
-
-
-def rle_to_mask(region: dict) -> np.ndarray:
-    """A brush region -> (H, W) bool mask, decoded with label-studio-sdk's own RLE decoder."""
-    width, height = region["original_width"], region["original_height"]
-    return decode_rle(region["value"]["rle"]).reshape(height, width, 4)[:, :, 3] > 127
-
-
-def polygon_to_mask(region: dict) -> np.ndarray:
-    """A polygon region -> (H, W) bool mask (its points are percent of the image)."""
-    width, height = region["original_width"], region["original_height"]
-    points = np.array(region["value"]["points"], dtype=np.float64).reshape(-1, 2) / 100 * [width, height]
-    return sv.polygon_to_mask(np.round(points).astype(int), (width, height)).astype(bool)
-
-
 def from_label_studio(regions: list[dict], width: int, height: int, model_version: str = "") -> DetectionResult:
     """Label Studio regions of one task (an annotation's or a prediction's ``result``) -> one detection per object
     on a ``width`` x ``height`` image: a brush or polygon region is an object with its mask, taking the box of the
     rectangle of the same label that overlaps its extent most (IoU >= 0.5; groundlabel sends both for each
     detection), else the mask's extent; a rectangle no mask claims is an object of its own, whose mask (when the
     task has masks) is its box. Regions of other types (keypoints, text) are left out."""
-    boxes = [(r, box_to_pixels(r)) for r in regions if r.get("type") == "rectanglelabels"]
+    read = [(r, BY_TYPE[r["type"]]) for r in regions if r.get("type") in BY_TYPE and BY_TYPE[r["type"]].read]
+    boxes = [(r, _label(r, kind), kind.read(r)) for r, kind in read if not kind.masks]
     objects: list[tuple[str, np.ndarray, np.ndarray | None, float]] = []
-    for region in regions:
-        kind = region.get("type")
-        if kind not in ("brushlabels", "polygonlabels"):
+    for region, kind in read:
+        if not kind.masks:
             continue
-        mask = rle_to_mask(region) if kind == "brushlabels" else polygon_to_mask(region)
+        mask = kind.read(region)
         if not mask.any() or (mask.shape != (height, width)):
             continue
-        label = region["value"][kind][0]
+        label = _label(region, kind)
         extent = sv.mask_to_xyxy(mask[None])[0].astype(np.float64) + [0, 0, 1, 1]
-        same = [(i, box) for i, (r, box) in enumerate(boxes) if r["value"]["rectanglelabels"][0] == label]
+        same = [(i, box) for i, (_, box_label, box) in enumerate(boxes) if box_label == label]
         ious = [float(sv.box_iou_batch(box[None], extent[None])[0, 0]) for _, box in same]
         best = int(np.argmax(ious)) if ious else -1
         if best >= 0 and ious[best] >= 0.5:
             index, box = same[best]
-            boxes[index] = (boxes[index][0], None)  # claimed
+            boxes[index] = (*boxes[index][:2], None)  # claimed
             extent = box
-        objects.append((label, extent, mask, float(region.get("score") or 1.0)))
+        objects.append((label, extent, mask, _score(region)))
     with_masks = bool(objects)
-    for region, box in boxes:
+    for region, label, box in boxes:
         if box is not None:
             box_mask = np.zeros((height, width), bool) if with_masks else None
             if box_mask is not None:
                 x0, y0, x1, y1 = np.round(np.clip(box, 0, [width, height] * 2)).astype(int)
                 box_mask[y0:y1, x0:x1] = True
-            objects.append((region["value"]["rectanglelabels"][0], box, box_mask, float(region.get("score") or 1.0)))
+            objects.append((label, box, box_mask, _score(region)))
     labels = [label for label, *_ in objects]
     return DetectionResult(
         width=width,
@@ -214,3 +165,11 @@ def from_label_studio(regions: list[dict], width: int, height: int, model_versio
         masks=np.array([mask for _, _, mask, _ in objects]) if with_masks else None,
         model_version=model_version,
     )
+
+
+def _label(region: dict, kind: RegionType) -> str:
+    return region["value"][kind.type][0]
+
+
+def _score(region: dict) -> float:
+    return float(region.get("score") or 1.0)

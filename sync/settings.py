@@ -1,8 +1,8 @@
 """Settings of the Label Studio side and of the app, read from the environment once, by the entry points (app.py,
 ``python -m sync.prelabel``), under the names Label Studio's Grounding DINO / SAM examples use.
 
-``BackendSettings`` carries the pipeline's own settings too, so an entry point reads the environment once and
-hands one object down to the UI, the ML-backend router and the command lines.
+``BackendSettings`` carries the pipeline's own settings and the default request ``Options`` too, so an entry point
+reads the environment once and hands one object down to the UI, the ML-backend router and the command lines.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 
 from pipeline import (
@@ -29,15 +29,16 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 # Masks for configs that ask for them; USE_SAM picks SAM vit_h like Label Studio's Grounding SAM example.
 DEFAULT_SEGMENTER = "mobile_sam"
+_UNSET = "(unset)"  # a keyword shorthand not given (None is a segmenter choice: never masks)
 
 
 @dataclass(frozen=True)
 class BackendSettings:
     label_studio_url: str | None = None
     label_studio_token: str | None = field(default=None, repr=False)
-    box_threshold: float = DEFAULT_BOX_THRESHOLD
-    text_threshold: float = DEFAULT_TEXT_THRESHOLD
-    segmenter: str | None = DEFAULT_SEGMENTER  # runs only for configs with BrushLabels / PolygonLabels; None: never
+    # what a request that sets nothing gets: thresholds, and the segmenter (run only for configs with mask regions;
+    # None: never); also readable as ``box_threshold``, ``text_threshold``, ``segmenter``
+    defaults: Options = Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DEFAULT_SEGMENTER)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     state_dir: Path = Path(".groundlabel")  # small state: last prompt per project, the push outbox
     timeout: float = DEFAULT_TIMEOUT
@@ -48,14 +49,26 @@ class BackendSettings:
     max_retries: int = 3  # runs a task may fail in a way that may pass before it gets an empty prediction
     predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    # keyword shorthands that set one field of ``defaults``: BackendSettings(box_threshold=0.3, segmenter=None)
+    box_threshold: InitVar[float | None] = None
+    text_threshold: InitVar[float | None] = None
+    segmenter: InitVar[str | None] = _UNSET
+
+    def __post_init__(self, box_threshold: float | None, text_threshold: float | None, segmenter: str | None) -> None:
+        given = {"box_threshold": box_threshold, "text_threshold": text_threshold}
+        given = {name: value for name, value in given.items() if value is not None}
+        if segmenter != _UNSET:
+            given["segmenter"] = segmenter
+        if given:
+            object.__setattr__(self, "defaults", replace(self.defaults, **given))  # Options checks the values
 
     @property
     def outbox_dir(self) -> Path:
         return self.state_dir / "outbox"
 
     def options(self, masks: bool = True) -> Options:
-        """The default options: these thresholds, and the segmenter when masks are wanted."""
-        return Options(self.box_threshold, self.text_threshold, self.segmenter if masks else None)
+        """The default options, with the segmenter only when masks are wanted."""
+        return self.defaults if masks else replace(self.defaults, segmenter=None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BackendSettings:
@@ -95,9 +108,11 @@ class BackendSettings:
         return cls(
             label_studio_url=first("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
             label_studio_token=first("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"),
-            box_threshold=number("BOX_THRESHOLD", DEFAULT_BOX_THRESHOLD, 0.0, 1.0),
-            text_threshold=number("TEXT_THRESHOLD", DEFAULT_TEXT_THRESHOLD, 0.0, 1.0),
-            segmenter=None if segmenter.lower() == "none" else segmenter_spec(segmenter).name,  # fails on a typo
+            defaults=Options(
+                number("BOX_THRESHOLD", DEFAULT_BOX_THRESHOLD, 0.0, 1.0),
+                number("TEXT_THRESHOLD", DEFAULT_TEXT_THRESHOLD, 0.0, 1.0),
+                None if segmenter.lower() == "none" else segmenter_spec(segmenter).name,  # fails on a typo
+            ),
             basic_auth=(user, password) if user and password else None,
             state_dir=Path(first("GROUNDLABEL_STATE_DIR") or Path.cwd() / ".groundlabel"),
             timeout=number("GROUNDLABEL_TIMEOUT", DEFAULT_TIMEOUT, 0.1, 3600),
@@ -115,6 +130,11 @@ class BackendSettings:
         only from DEBUG on)."""
         logging.basicConfig(level=self.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("httpx").setLevel(logging.DEBUG if self.log_level == "DEBUG" else logging.WARNING)
+
+
+# ``defaults``' fields read as the settings' own (the keyword shorthands above are not stored: ``defaults`` is)
+for _name in ("box_threshold", "text_threshold", "segmenter"):
+    setattr(BackendSettings, _name, property(lambda self, name=_name: getattr(self.defaults, name)))
 
 
 def _log_level(name: str) -> str:

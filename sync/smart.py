@@ -21,6 +21,9 @@ from pipeline import DetectionResult, MaskPrompt
 from .config import ProjectConfig
 from .convert import LabelStudioResult, to_label_studio
 from .errors import ConfigError, RequestError
+from .regions import BY_TYPE, FILLED, KEYPOINT, tag_list
+
+MASKED = tuple(region for region in FILLED if region.masks)  # where a smart tool's mask can go
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class SmartRequest:
             if not (isinstance(labels, list) and labels and isinstance(labels[0], str)):
                 raise RequestError(f"The smart-tool result of {item['from_name']!r} has no label.")
             label = labels[0]
-            if item["type"] == "keypointlabels":
+            if item["type"] == KEYPOINT.type:
                 points.append((_number(value, "x"), _number(value, "y")))
                 positive.append(item.get("is_positive", True) is not False)
             else:
@@ -74,9 +77,9 @@ class SmartRequest:
     def answer(self, config: ProjectConfig, mask: np.ndarray, score: float, model_version: str) -> LabelStudioResult:
         """The mask as regions of every brush / polygon tag that has the clicked label; ``ConfigError`` when none
         has it (the mask would have nowhere to go)."""
-        if not any(self.label in c.labels for c in config.controls if c.type in ("brushlabels", "polygonlabels")):
+        if not any(self.label in c.labels for c in config.controls if BY_TYPE[c.type].masks):
             raise ConfigError(
-                f"The smart tools' label {self.label!r} is in no <BrushLabels> or <PolygonLabels> tag "
+                f"The smart tools' label {self.label!r} is in no {tag_list(MASKED)} tag "
                 "of the labeling config: add it there to receive the mask."
             )
         ys, xs = np.nonzero(mask)

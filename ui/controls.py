@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS, Options
 from pipeline.families import reads_text_threshold
 from pipeline.registry import detector_source
 
@@ -78,3 +78,8 @@ def show_text_threshold(text: gr.Slider, detector: gr.Dropdown, app_detector: st
 def chosen_segmenter(mode: str, segmenter: str) -> str | None:
     """The segmenter to run: the dropdown's choice when masks are asked for, else none."""
     return segmenter if mode == MASKS else None
+
+
+def chosen_options(mode: str, segmenter: str, box: float, text: float, detector: str | None) -> Options:
+    """The request the output, threshold and detector controls ask for (``detector`` "" or None: the app's own)."""
+    return Options(box, text, chosen_segmenter(mode, segmenter), detector or None)

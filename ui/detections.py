@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -9,8 +10,10 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -28,31 +31,31 @@ TABLE_HEADERS = ["#", "label", "phrase", "score", "box (x0, y0, x1, y1)"]
 
 @dataclass(frozen=True)
 class Query:
-    """An image and what to look for in it: what a threshold move re-applies without re-running the detector."""
+    """An image, what to look for in it and the pipeline options (thresholds, segmenter, detector) to look with: a
+    threshold move replaces ``options`` and re-applies it without re-running the detector."""
 
     image: LoadedImage
     name: str  # shown in messages and used for download file names
     prompt: str
-    segmenter: str | None = None
+    options: Options = field(default_factory=Options)
     label_map: LabelMap | None = None
-    detector: str | None = None  # None: the app's own
 
 
 @on_gpu
-def run_query(
-    hub: ModelHub, query: Query, box: float, text: float, progress: ProgressFn
-) -> tuple[DetectionResult, float]:
+def run_query(hub: ModelHub, query: Query, progress: ProgressFn) -> tuple[DetectionResult, float]:
     """The pipeline's result and the seconds it took. Caches make a repeated image/prompt skip the detector."""
-    start = time.perf_counter()
-    pipeline = hub.load(query.segmenter, progress, detector=query.detector)
-    progress(0.6, desc="Detecting and segmenting" if query.segmenter else "Detecting")
-    result = pipeline(query.image, query.prompt, Options(box, text, query.segmenter, query.detector), query.label_map)
+    start, options = time.perf_counter(), query.options
+    pipeline = hub.load(options.segmenter, progress, detector=options.detector)
+    progress(0.6, desc="Detecting and segmenting" if options.segmenter else "Detecting")
+    result = pipeline(query.image, query.prompt, options, query.label_map)
     return result, time.perf_counter() - start
 
 
-def text_shown(hub: ModelHub, query: Query, text: float) -> float | None:
-    """The text threshold a run message names: None when the query's detector has none."""
-    return text if reads_text_threshold(query.detector or hub.lazy.settings.detector) else None
+def said(hub: ModelHub, result: DetectionResult, query: Query, seconds: float) -> str:
+    """``summary`` of a run of ``query``, naming its text threshold only when its detector has one."""
+    options = query.options
+    text = options.text_threshold if reads_text_threshold(options.detector or hub.lazy.settings.detector) else None
+    return summary(result, query, seconds, options.box_threshold, text)
 
 
 def table_rows(result: DetectionResult) -> list[list]:
@@ -111,6 +114,31 @@ def boxes_data(result: DetectionResult) -> str:
     return f"<span class='gl-boxes' hidden data-boxes='{json.dumps(fractions)}'></span>"
 
 
+# A handler's answer: {component: new value} for the components it changes (never an empty dict: Gradio reads that as
+# one missing value per output).
+Updates = dict[Any, Any]
+# A handler's inputs by component: Gradio passes a set of inputs as one dict, so a handler that needs the prompt and
+# the options reads them in one place (the tab's ``asked``) instead of taking each control as a parameter.
+Values = dict[Any, Any]
+
+
+def guarded(report_to: str = "message") -> Callable:
+    """A tab's handler whose failures become a readable message (in the tab's component named ``report_to``) and a
+    fresh model status; the rest of the tab stays as it was."""
+
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        def wrapped(tab, *args, **kwargs) -> Updates:
+            try:
+                return handler(tab, *args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the UI boundary
+                return {getattr(tab, report_to): failure(error), tab.model_status: tab.hub.status_markdown()}
+
+        return wrapped
+
+    return decorate
+
+
 def notice(text: str, kind: str = "error") -> str:
     """A message box (kind: error, ok, info) with ``text`` escaped, so error texts cannot inject markup."""
     return f"<div class='gl-notice gl-{kind}'>{html.escape(text)}</div>"
@@ -124,14 +152,14 @@ def failure(error: Exception) -> str:
     return notice(f"Unexpected error ({type(error).__name__}): {error}. The server log has the details.")
 
 
-def write_json(result: DetectionResult, query: Query, box: float, text: float) -> str:
+def write_json(result: DetectionResult, query: Query) -> str:
     """The result as a JSON file for download; named after the image, stored by content so repeats reuse it."""
     payload = {
         "image": query.name,
         "prompt": query.prompt,
-        "box_threshold": box,
-        "text_threshold": text,
-        "segmenter": query.segmenter,
+        "box_threshold": query.options.box_threshold,
+        "text_threshold": query.options.text_threshold,
+        "segmenter": query.options.segmenter,
         **detections_json(result),
     }
     data = json.dumps(payload, indent=2).encode()

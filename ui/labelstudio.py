@@ -7,7 +7,6 @@ is set), and that one is sent only to the Label Studio URL it was configured for
 
 from __future__ import annotations
 
-import functools
 import html
 from collections import Counter
 from collections.abc import Callable
@@ -25,13 +24,14 @@ from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 from .controls import (
     BOXES,
     MASKS,
+    chosen_options,
     chosen_segmenter,
     detector_dropdown,
     output_controls,
     show_text_threshold,
     threshold_sliders,
 )
-from .detections import boxes_data, failure, notice, run_query, summary, text_shown
+from .detections import Updates, Values, boxes_data, failure, guarded, notice, run_query, said
 from .models import ModelHub, ProgressFn
 from .review import Review, Workspace, describe_regions
 
@@ -46,7 +46,6 @@ KEYS_HELP = (
 NEW_OBJECT, SELECTS, ADDS, REMOVES = "a new object", "selects a box", "adds to it", "removes from it"
 _FALLBACK = (255, 165, 0)  # the editor's colour for a label the config gives none
 NO_TASK = "<div class='gl-task'>Click a task in the list to open it.</div>"
-Updates = dict[Any, Any]
 # The chosen detection's review row is marked at once (the rows are drawn again only for a new review).
 MARK_ROW_JS = """(target) => {
   document.querySelectorAll("#ls-review .gl-review-row").forEach((row) => row.classList.toggle("gl-selected",
@@ -57,23 +56,6 @@ MARK_ROW_JS = """(target) => {
 def labelstudio_tab(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) -> None:
     """Lay out the Label Studio tab and wire its events; ``model_status`` is refreshed after model runs."""
     layout(hub, model_status, settings).wire()
-
-
-def guarded(report_to: str = "message") -> Callable:
-    """A handler whose failures become a readable message (in the component named ``report_to``); the rest of the
-    tab stays as it was."""
-
-    def decorate(handler: Callable) -> Callable:
-        @functools.wraps(handler)
-        def wrapped(tab, *args, **kwargs) -> Updates:
-            try:
-                return handler(tab, *args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - the UI boundary
-                return {getattr(tab, report_to): failure(error), tab.model_status: tab.hub.status_markdown()}
-
-        return wrapped
-
-    return decorate
 
 
 @dataclass
@@ -151,9 +133,21 @@ class LabelStudioTab:
             self.repair_target,
         ]
 
+    @property
+    def asking(self) -> set:
+        """The inputs ``asked`` reads: the open workspace, the prompt and the controls that make the options."""
+        return {self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text}
+
+    def asked(self, values: Values) -> tuple[str, Options]:
+        """The prompt and the options the tab's controls ask for (the detector is the workspace's choice)."""
+        ws = values[self.workspace]
+        options = chosen_options(
+            values[self.mode], values[self.segmenter], values[self.box], values[self.text], ws and ws.detector
+        )
+        return values[self.prompt], options
+
     def wire(self) -> None:
-        everything, query = self.outputs, [self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text]
-        refilter = [self.workspace, self.mode, self.segmenter, self.box, self.text]
+        everything, asking = self.outputs, self.asking
         connecting = [self.url, self.token, self.workspace, self.detector]
         self.connect.click(self.on_connect, connecting, everything)
         self.token.submit(self.on_connect, connecting, everything)
@@ -162,31 +156,27 @@ class LabelStudioTab:
         self.previous_page.click(self.on_previous_page, [self.workspace], everything)
         self.next_page.click(self.on_next_page, [self.workspace], everything)
         self.chips.input(lambda ticked: ". ".join(ticked), self.chips, self.prompt)
-        self.tasks.select(self.on_task_click, query, everything, concurrency_id="model")
-        self.detect.click(self.on_detect, query, everything, concurrency_id="model")
-        self.prompt.submit(self.on_detect, query, everything, concurrency_id="model")
+        self.tasks.select(self.on_task_click, asking, everything, concurrency_id="model")
+        self.detect.click(self.on_detect, asking, everything, concurrency_id="model")
+        self.prompt.submit(self.on_detect, asking, everything, concurrency_id="model")
         for control in (self.box, self.text):
             control.change(
                 self.on_refilter,
-                refilter,
+                asking,
                 everything,
                 show_progress="minimal",
                 trigger_mode="always_last",
                 concurrency_limit=4,
             )
         for control in (self.mode, self.segmenter):
-            control.input(self.on_refilter, refilter, everything, concurrency_id="model")
-        self.detector.input(self.on_detector, [self.detector, *refilter], everything, concurrency_id="model")
-        self.push.click(
-            self.on_push,
-            [self.workspace, self.review, self.kind, self.replace, *query[1:]],
-            everything,
-            concurrency_id="model",
-        )
-        self.skip.click(self.on_skip, query, everything, concurrency_id="model")
-        repair = [self.workspace, self.review, self.repair_target, self.segmenter]
+            control.input(self.on_refilter, asking, everything, concurrency_id="model")
+        self.detector.input(self.on_detector, {self.detector, *asking}, everything, concurrency_id="model")
+        pushing = {*asking, self.review, self.kind, self.replace}
+        self.push.click(self.on_push, pushing, everything, concurrency_id="model")
+        self.skip.click(self.on_skip, asking, everything, concurrency_id="model")
+        repair = {self.workspace, self.review, self.repair_target, self.segmenter}
         self.preview.select(
-            self.on_preview_click, [*repair, self.click_kind, self.click_negative], everything, concurrency_id="model"
+            self.on_preview_click, {*repair, self.click_kind, self.click_negative}, everything, concurrency_id="model"
         )
         self.undo_click.click(self.on_undo_click, repair, everything, concurrency_id="model")
         chosen = [self.workspace, self.review, self.repair_target]
@@ -195,14 +185,14 @@ class LabelStudioTab:
         self.show_masks.input(self.on_show_masks, [*chosen, self.show_masks], everything, show_progress="hidden")
         self.key_go.click(
             self.on_key,
-            [*repair, self.key, self.kind, self.replace, *query[1:]],
+            {*repair, *pushing, self.key},
             everything,
             concurrency_id="model",
             show_progress="hidden",
         )
         self.apply_edits.click(
             self.on_edit_boxes,
-            [self.workspace, self.review, self.editor, self.mode, self.segmenter],
+            {self.workspace, self.review, self.editor, self.mode, self.segmenter},
             everything,
             concurrency_id="model",
         )
@@ -214,7 +204,7 @@ class LabelStudioTab:
         # (the "model" queue) never wait behind it. Cancel answers at once and stops it after the current task.
         self.prelabel_all.click(
             self.on_prelabel,
-            [*query, self.replace],
+            {*asking, self.replace},
             everything,
             concurrency_id="prelabel",
             concurrency_limit=1,
@@ -234,11 +224,15 @@ class LabelStudioTab:
         text = f"Page {page.page} of {page.pages} · {page.total} task{'s' * (page.total != 1)}"
         return {self.tasks: ws.task_rows(), self.pager: f"<div class='gl-pager'>{text}</div>"}
 
-    def run(self, ws: Workspace, box: float, text: float, progress: ProgressFn) -> Updates:
-        result, seconds = run_query(self.hub, ws.query, box, text, progress)
+    def run(self, ws: Workspace, progress: ProgressFn) -> Updates:
+        """The open task's query run: a new review and the run's message."""
+        result, seconds = run_query(self.hub, ws.query, progress)
         current = Review.of(ws.query.image, result)
-        said = summary(result, ws.query, seconds, box, text_shown(self.hub, ws.query, text))
-        return self.show_review(ws, current) | {self.result_info: said, self.model_status: self.hub.status_markdown()}
+        message = said(self.hub, result, ws.query, seconds)
+        return self.show_review(ws, current) | {
+            self.result_info: message,
+            self.model_status: self.hub.status_markdown(),
+        }
 
     def show_review(
         self, ws: Workspace, current: Review, target: str = NEW_OBJECT, boxes_changed: bool = True
@@ -259,19 +253,9 @@ class LabelStudioTab:
             self.repair_target: gr.Dropdown([NEW_OBJECT, *rows], value=target),
         }
 
-    def open_task(
-        self,
-        ws: Workspace,
-        task_id: int,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: ProgressFn,
-    ) -> Updates:
+    def open_task(self, ws: Workspace, task_id: int, prompt: str, options: Options, progress: ProgressFn) -> Updates:
         progress(0.02, desc=f"Fetching task {task_id}")
-        query = ws.open(task_id, prompt, chosen_segmenter(mode, segmenter))
+        query = ws.open(task_id, prompt, options)
         ids = ws.task_ids()
         where = f" · {ids.index(task_id) + 1} of {len(ids)} on this page" if task_id in ids else ""
         updates = {
@@ -280,7 +264,7 @@ class LabelStudioTab:
             f"{where}</div>"
         }
         if query.prompt.strip():
-            return updates | self.run(ws, box, text, progress)
+            return updates | self.run(ws, progress)
         return updates | {
             self.workspace: ws,
             self.review: None,
@@ -296,17 +280,7 @@ class LabelStudioTab:
         ws.load_page(min(max(1, ws.page.page + step), ws.page.pages))
         return self.task_list(ws)
 
-    def advance(
-        self,
-        ws: Workspace,
-        done: str,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: ProgressFn,
-    ) -> Updates:
+    def advance(self, ws: Workspace, done: str, prompt: str, options: Options, progress: ProgressFn) -> Updates:
         """Open the task after the current one; ``done`` (what just happened) stays in the message box."""
         try:
             next_id = ws.next_task_id()
@@ -330,7 +304,7 @@ class LabelStudioTab:
                 }
             )
         try:
-            opened = self.open_task(ws, next_id, prompt, mode, segmenter, box, text, progress)
+            opened = self.open_task(ws, next_id, prompt, options, progress)
         except Exception as error:  # noqa: BLE001 - keep the report of the push, add why the next task did not open
             return self.task_list(ws) | counts | {self.workspace: ws, self.message: done + failure(error)}
         return self.task_list(ws) | counts | opened | {self.message: done}
@@ -412,51 +386,30 @@ class LabelStudioTab:
 
     @guarded()
     def on_task_click(
-        self,
-        ws: Workspace | None,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        evt: gr.SelectData,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
+        self, values: Values, evt: gr.SelectData, progress: gr.Progress = gr.Progress(track_tqdm=True)
     ) -> Updates:
+        ws = values[self.workspace]
         if ws is None or ws.page is None:
             return self.say("Connect and pick a project first.")
-        opened = self.open_task(ws, int(evt.row_value[0]), prompt, mode, segmenter, box, text, progress)
-        return opened | {self.message: ""}
+        return self.open_task(ws, int(evt.row_value[0]), *self.asked(values), progress) | {self.message: ""}
 
     @guarded()
-    def on_detect(
-        self,
-        ws: Workspace | None,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
-    ) -> Updates:
+    def on_detect(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        ws = values[self.workspace]
         if ws is None or ws.query is None:
             return self.say("Open a task first (click it in the list).")
-        ws.query = replace(ws.query, prompt=prompt, segmenter=chosen_segmenter(mode, segmenter))
-        return self.run(ws, box, text, progress) | {self.message: ""}
+        prompt, options = self.asked(values)
+        ws.query = replace(ws.query, prompt=prompt, options=options)
+        return self.run(ws, progress) | {self.message: ""}
 
     @guarded()
-    def on_refilter(
-        self,
-        ws: Workspace | None,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
-    ) -> Updates:
+    def on_refilter(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        """The open task's result under the thresholds, output and detector now chosen (the prompt stays)."""
+        ws = values[self.workspace]
         if ws is None or ws.query is None or not ws.query.prompt.strip():
             return {self.message: gr.skip()}  # nothing shown yet: the choice applies to the next detection
-        ws.query = replace(ws.query, segmenter=chosen_segmenter(mode, segmenter))
-        return self.run(ws, box, text, progress)
+        ws.query = replace(ws.query, options=self.asked(values)[1])
+        return self.run(ws, progress)
 
     def decoder(self, ws: Workspace, segmenter: str, progress: ProgressFn) -> Callable[[MaskPrompt], Any]:
         """One mask for a prompt on the open task's image: the decoder only, once its embedding is cached."""
@@ -464,20 +417,13 @@ class LabelStudioTab:
         return lambda prompt: model.decode(ws.query.image, [prompt])[0]
 
     @guarded()
-    def on_preview_click(
-        self,
-        ws: Workspace | None,
-        current: Review | None,
-        target: str,
-        segmenter: str,
-        kind: str,
-        negative: str,
-        evt: gr.SelectData,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Updates:
+    def on_preview_click(self, values: Values, evt: gr.SelectData, progress: gr.Progress = gr.Progress()) -> Updates:
         """A click on what will be pushed: a point on (or off) the chosen detection's object, or a new object. A
         shift-click or a right click (``negative``, set by the page's script) removes, whatever "A click" says."""
-        if negative == "negative" and kind != SELECTS:
+        ws, current, target, kind = (
+            values[c] for c in (self.workspace, self.review, self.repair_target, self.click_kind)
+        )
+        if values[self.click_negative] == "negative" and kind != SELECTS:
             kind = REMOVES
         if ws is None or current is None or ws.query is None:
             return self.say("Open a task and detect first: then a click on the image repairs a mask.")
@@ -493,7 +439,8 @@ class LabelStudioTab:
                 "ok",
             )
         label = ws.config.labels[0] if row is None else None
-        changed = current.click(row, x, y, kind != REMOVES, label, self.decoder(ws, segmenter, progress))
+        decode = self.decoder(ws, values[self.segmenter], progress)
+        changed = current.click(row, x, y, kind != REMOVES, label, decode)
         number = len(changed.result) if row is None else row + 1
         what = "new object" if row is None else f"click {len(changed.clicks[row])}"
         moved = row is None or row in changed.from_clicks  # a box made from clicks follows its mask
@@ -502,28 +449,14 @@ class LabelStudioTab:
         )
 
     @guarded()
-    def on_key(
-        self,
-        ws: Workspace | None,
-        current: Review | None,
-        target: str,
-        segmenter_name: str,
-        key: str,
-        kind: str,
-        replace_older: bool,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Updates:
+    def on_key(self, values: Values, progress: gr.Progress = gr.Progress()) -> Updates:
         """A keyboard shortcut (KEYS_HELP) on the chosen detection (the "A click repairs" choice)."""
-        key = key or ""
+        ws, current, target = values[self.workspace], values[self.review], values[self.repair_target]
+        key = values[self.key] or ""
         if ws is None or current is None:
             return self.say("Open a task and detect first: the keys act on its detections.")
         if key == "Enter":
-            return self.on_push(ws, current, kind, replace_older, prompt, mode, segmenter, box, text, progress)
+            return self.on_push(values, progress)
         kept = [i for i, keep in enumerate(current.keep) if keep]
         row = None if target in (None, NEW_OBJECT) else int(target)
         if key in ("ArrowDown", "ArrowUp"):
@@ -541,7 +474,7 @@ class LabelStudioTab:
                 f"#{row + 1} dropped.", "ok"
             )
         if key in ("z", "Z"):
-            return self.on_undo_click(ws, current, target, segmenter_name, progress)
+            return self.on_undo_click(values, progress)
         labels = ws.config.labels
         if key.isdigit() and 1 <= int(key) <= len(labels):
             changed = current.relabeled(row, labels[int(key) - 1])
@@ -577,37 +510,24 @@ class LabelStudioTab:
         return {self.preview: preview(ws, current, target)} if current is not None else {self.message: gr.skip()}
 
     @guarded()
-    def on_undo_click(
-        self,
-        ws: Workspace | None,
-        current: Review | None,
-        target: str,
-        segmenter: str,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Updates:
+    def on_undo_click(self, values: Values, progress: gr.Progress = gr.Progress()) -> Updates:
+        ws, current, target = values[self.workspace], values[self.review], values[self.repair_target]
         if ws is None or current is None or target in (None, NEW_OBJECT):
             return self.say("Choose the detection whose last click to undo.")
-        changed = current.undo_click(int(target), self.decoder(ws, segmenter, progress))
+        changed = current.undo_click(int(target), self.decoder(ws, values[self.segmenter], progress))
         moved = int(target) in changed.from_clicks
         return self.show_review(ws, changed, target, boxes_changed=moved) | self.say(
             f"#{int(target) + 1}: last click undone.", "ok"
         )
 
     @guarded()
-    def on_edit_boxes(
-        self,
-        ws: Workspace | None,
-        current: Review | None,
-        edited: dict | None,
-        mode: str,
-        segmenter: str,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Updates:
+    def on_edit_boxes(self, values: Values, progress: gr.Progress = gr.Progress()) -> Updates:
         """The editor's boxes become what will be pushed; moved and drawn boxes get new masks (decoder only: the
         task's image embedding is cached) when masks are shown."""
+        ws, current, edited = values[self.workspace], values[self.review], values[self.editor]
         if ws is None or current is None or ws.query is None or edited is None:
             return self.say("Open a task and detect first: the editor shows its boxes.")
-        name = chosen_segmenter(mode, segmenter)
+        name = chosen_segmenter(values[self.mode], values[self.segmenter])
         masks_for = None
         if name:
             segmenter_model = self.hub.load(name, progress).segmenters.get(name)
@@ -620,44 +540,22 @@ class LabelStudioTab:
         )
 
     @guarded()
-    def on_detector(
-        self,
-        choice: str,
-        ws: Workspace | None,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
-    ) -> Updates:
+    def on_detector(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         """Detect with another detector from now on: the open task's result at once (its first use loads it)."""
+        ws = values[self.workspace]
         if ws is None:
             return {self.message: gr.skip()}  # read again when connecting
-        ws.detector = choice or None
-        if ws.query is None:
-            return {self.message: gr.skip()}
-        ws.query = replace(ws.query, detector=ws.detector)
-        return self.on_refilter(ws, mode, segmenter, box, text, progress)
+        ws.detector = values[self.detector] or None
+        return self.on_refilter(values, progress)
 
     @guarded()
-    def on_push(
-        self,
-        ws: Workspace | None,
-        current: Review | None,
-        kind: str,
-        replace_older: bool,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
-    ) -> Updates:
+    def on_push(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        ws, current, kind = values[self.workspace], values[self.review], values[self.kind]
         if ws is None or ws.task is None or current is None:
             return self.say("Open a task and detect first.")
         task_id = ws.task.id
         # a delivered push also delivers what waited in the outbox
-        outcome, sent = ws.push(current, kind, replace_older=replace_older)
+        outcome, sent = ws.push(current, kind, replace_older=values[self.replace])
         link = task_link(ws, task_id, f"task #{task_id}")
         if outcome.status == "queued":
             done = (
@@ -671,22 +569,14 @@ class LabelStudioTab:
                 f"<div class='gl-notice gl-ok'>{verb} {kind} #{outcome.id} to {link}: "
                 f"{html.escape(describe_regions(sent))}.</div>"
             )
-        return self.advance(ws, done, prompt, mode, segmenter, box, text, progress)
+        return self.advance(ws, done, *self.asked(values), progress)
 
     @guarded()
-    def on_skip(
-        self,
-        ws: Workspace | None,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),
-    ) -> Updates:
+    def on_skip(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        ws = values[self.workspace]
         if ws is None or ws.page is None:
             return self.say("Pick a project first.")
-        return self.advance(ws, "", prompt, mode, segmenter, box, text, progress)
+        return self.advance(ws, "", *self.asked(values), progress)
 
     @guarded()
     def on_retry(self, ws: Workspace | None, progress: gr.Progress = gr.Progress()) -> Updates:
@@ -698,25 +588,16 @@ class LabelStudioTab:
         return self.say(f"Outbox: {sent} delivered, {left} still waiting.", "error" if left else "ok")
 
     @guarded()
-    def on_prelabel(
-        self,
-        ws: Workspace | None,
-        prompt: str,
-        mode: str,
-        segmenter: str,
-        box: float,
-        text: float,
-        replace_older: bool,
-        progress: gr.Progress = gr.Progress(),
-    ) -> Updates:
+    def on_prelabel(self, values: Values, progress: gr.Progress = gr.Progress()) -> Updates:
         """Predictions for every task of the project (only unlabeled ones when so filtered), as sync.prelabel makes
         them: prefetched images, batched writes, tasks already predicted by this setup skipped."""
+        ws = values[self.workspace]
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
-        options = Options(box, text, chosen_segmenter(mode, segmenter), ws.detector)
-        pipeline = self.hub.load(options.segmenter, progress, detector=ws.detector)
+        prompt, options = self.asked(values)
+        pipeline = self.hub.load(options.segmenter, progress, detector=options.detector)
         job = PrelabelJob(
-            ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only, replace_older=replace_older
+            ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only, replace_older=values[self.replace]
         )
 
         def show(state: PrelabelProgress) -> None:

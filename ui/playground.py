@@ -9,32 +9,33 @@ keyed by the image's pixels, so the handlers only keep the last query.
 from __future__ import annotations
 
 import html
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 from gradio.media import get_image
 
-from pipeline import load_image, parse_prompt, preview_scale, render_preview
+from pipeline import Options, load_image, parse_prompt, preview_scale, render_preview
 from pipeline.export import FORMATS, DatasetItem
 from pipeline.families import reads_text_threshold
 
-from .controls import chosen_segmenter, detector_dropdown, output_controls, show_text_threshold, threshold_sliders
+from .controls import chosen_options, detector_dropdown, output_controls, show_text_threshold, threshold_sliders
 from .detections import (
     TABLE_HEADERS,
     Query,
+    Updates,
+    Values,
     boxes_data,
-    failure,
+    guarded,
     notice,
     row_at,
     run_query,
-    summary,
+    said,
     table_rows,
-    text_shown,
     write_dataset_zip,
     write_json,
 )
-from .models import ModelHub
+from .models import ModelHub, ProgressFn
 
 # The table row of the box a click selected (the message names it: "#2 selected") is marked.
 MARK_ROW_JS = """() => {
@@ -63,127 +64,203 @@ def playground_tab(hub: ModelHub, model_status: gr.Markdown, examples: list[tupl
     are (image path, prompt) pairs, by default Gradio's example photos."""
     last_query = gr.State(None)
     with gr.Row(equal_height=False, elem_id="pg-layout"):
-        image, prompt, run, mode, segmenter, box, text, detector = input_column(hub, examples)
-        (result_image, show_masks, message, table, download, dataset_format, make_dataset, more_images, dataset) = (
-            output_column()
+        tab = PlaygroundTab(hub, model_status, last_query, *input_column(hub, examples), *output_column())
+    tab.wire()
+
+
+@dataclass
+class PlaygroundTab:
+    """The playground's components (in the order ``input_column`` and ``output_column`` return them) and its event
+    handlers, in the Label Studio tab's style: each handler answers ``{component: new value}`` for what it changes,
+    and a failure becomes the message (``guarded``)."""
+
+    hub: ModelHub
+    model_status: gr.Markdown
+    last_query: gr.State
+    image: gr.Image
+    prompt: gr.Textbox
+    run: gr.Button
+    mode: gr.Radio
+    segmenter: gr.Dropdown
+    box: gr.Slider
+    text: gr.Slider
+    detector: gr.Dropdown
+    result_image: gr.Image
+    show_masks: gr.Checkbox
+    message: gr.HTML
+    table: gr.Dataframe
+    download: gr.DownloadButton
+    dataset_format: gr.Dropdown
+    make_dataset: gr.Button
+    more_images: gr.File
+    dataset: gr.File
+
+    @property
+    def outputs(self) -> list:
+        """Every component a handler may change."""
+        return [
+            self.last_query,
+            self.result_image,
+            self.message,
+            self.table,
+            self.download,
+            self.dataset,
+            self.model_status,
+        ]
+
+    @property
+    def asking(self) -> set:
+        """The inputs a re-run reads: the last query and the controls that make its options."""
+        return {self.last_query, self.mode, self.segmenter, self.box, self.text, self.detector, self.show_masks}
+
+    def asked(self, values: Values) -> Options:
+        """The options the output, threshold and detector controls ask for."""
+        controls = (self.mode, self.segmenter, self.box, self.text, self.detector)
+        return chosen_options(*(values[control] for control in controls))
+
+    def wire(self) -> None:
+        # Detect's inputs are positional, in this order: it is the page's "playground_detect" API call
+        detecting = [self.image, self.prompt, self.mode, self.segmenter, self.box, self.text, self.detector]
+        detecting.append(self.show_masks)  # the image unprocessed: uploaded_path
+        outputs, asking = self.outputs, self.asking
+        self.run.click(
+            self.on_detect, detecting, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect"
         )
-    outputs = [last_query, result_image, message, table, download, dataset, model_status]
+        self.prompt.submit(self.on_detect, detecting, outputs, concurrency_id="model", preprocess=False)
+        self.image.change(self.on_image, detecting, outputs, concurrency_id="model", preprocess=False)
+        for control in (self.box, self.text):
+            control.change(
+                self.on_refilter,
+                asking,
+                outputs,
+                show_progress="minimal",
+                trigger_mode="always_last",
+                concurrency_limit=4,
+            )
+        for control in (self.mode, self.segmenter, self.detector):
+            control.input(self.on_refilter, asking, outputs, concurrency_id="model")
+        self.show_masks.input(self.on_refilter, asking, outputs, show_progress="hidden", concurrency_limit=4)
+        self.result_image.select(self.on_pick, asking, outputs, show_progress="hidden", concurrency_limit=4).then(
+            None, js=MARK_ROW_JS
+        )
+        self.make_dataset.click(
+            self.on_dataset,
+            {*asking, self.dataset_format, self.more_images},
+            [self.dataset, self.message, self.model_status],
+            concurrency_id="model",
+        )
 
-    def fail(error: Exception) -> tuple:
-        return gr.skip(), gr.skip(), failure(error), gr.skip(), gr.skip(), gr.skip(), hub.status_markdown()
-
-    def detect(
-        upload,
-        prompt_text,
-        mode_value,
-        segmenter_value,
-        box_value,
-        text_value,
-        detector_value,
-        masks_shown,
-        progress=gr.Progress(track_tqdm=True),
-    ):
+    @guarded()
+    def on_detect(
+        self,
+        upload: dict | None,
+        prompt: str,
+        mode: str,
+        segmenter: str,
+        box: float,
+        text: float,
+        detector: str,
+        masks_shown: bool,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),
+    ) -> Updates:
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
         path = uploaded_path(upload)
         if not path:
-            return cleared("Upload an image or pick an example.")
-        try:
-            parse_prompt(prompt_text)  # an empty prompt fails here, before any model loads
-            query = Query(
-                load_image(path, hub.lazy.settings.max_pixels),
-                Path(path).name,
-                prompt_text,
-                chosen_segmenter(mode_value, segmenter_value),
-                detector=detector_value or None,
-            )
-            return shown(hub, query, box_value, text_value, masks_shown, progress)
-        except Exception as error:  # noqa: BLE001 - the UI boundary: every failure becomes a message
-            return fail(error)
+            return self.cleared("Upload an image or pick an example.")
+        parse_prompt(prompt)  # an empty prompt fails here, before any model loads
+        options = chosen_options(mode, segmenter, box, text, detector)
+        query = Query(load_image(path, self.hub.lazy.settings.max_pixels), Path(path).name, prompt, options)
+        return self.shown(query, masks_shown, progress)
 
-    def refilter(
-        query,
-        mode_value,
-        segmenter_value,
-        box_value,
-        text_value,
-        detector_value,
-        masks_shown,
-        progress=gr.Progress(track_tqdm=True),
-        picked: tuple[float, float] | None = None,
-    ):
+    def on_image(self, upload: dict | None, prompt: str, *rest) -> Updates:
+        """A new image runs the current prompt right away; without a prompt, it asks for one."""
+        if upload and not prompt.strip():
+            return self.cleared("Now type what to look for, then press Enter.")
+        return self.on_detect(upload, prompt, *rest)
+
+    @guarded()
+    def on_refilter(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
         """Re-apply thresholds / output choice to the last query: cached detector output, no detector run (unless
         another detector was chosen)."""
+        query = values[self.last_query]
         if query is None:
-            return (gr.skip(),) * len(outputs)
-        try:
-            return shown(
-                hub,
-                replace(
-                    query, segmenter=chosen_segmenter(mode_value, segmenter_value), detector=detector_value or None
-                ),
-                box_value,
-                text_value,
-                masks_shown,
-                progress,
-                picked,
-            )
-        except Exception as error:  # noqa: BLE001
-            return fail(error)
+            return {self.message: gr.skip()}
+        return self.shown(replace(query, options=self.asked(values)), values[self.show_masks], progress)
 
-    def pick(
-        query,
-        mode_value,
-        segmenter_value,
-        box_value,
-        text_value,
-        detector_value,
-        masks_shown,
-        evt: gr.SelectData,
-        progress=gr.Progress(),
-    ):
+    @guarded()
+    def on_pick(self, values: Values, evt: gr.SelectData, progress: gr.Progress = gr.Progress()) -> Updates:
         """A click on the result: the box under it is highlighted and named (no model runs: the caches answer)."""
+        query = values[self.last_query]
         if query is None:
-            return (gr.skip(),) * len(outputs)
+            return {self.message: gr.skip()}
         scale = preview_scale(query.image.width, query.image.height)  # preview pixels -> image pixels
-        return refilter(
-            query,
-            mode_value,
-            segmenter_value,
-            box_value,
-            text_value,
-            detector_value,
-            masks_shown,
-            progress,
-            picked=(evt.index[0] / scale, evt.index[1] / scale),
-        )
+        picked = (evt.index[0] / scale, evt.index[1] / scale)
+        return self.shown(replace(query, options=self.asked(values)), values[self.show_masks], progress, picked)
 
-    def on_image(upload, prompt_text, *rest):
-        """A new image runs the current prompt right away; without a prompt, it asks for one."""
-        if upload and not prompt_text.strip():
-            return cleared("Now type what to look for, then press Enter.")
-        return detect(upload, prompt_text, *rest)
-
-    inputs = [image, prompt, mode, segmenter, box, text, detector, show_masks]  # the image unprocessed: uploaded_path
-    run.click(detect, inputs, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect")
-    prompt.submit(detect, inputs, outputs, concurrency_id="model", preprocess=False)
-    image.change(on_image, inputs, outputs, concurrency_id="model", preprocess=False)
-    refilter_inputs = [last_query, mode, segmenter, box, text, detector, show_masks]
-    for control in (box, text):
-        control.change(
-            refilter, refilter_inputs, outputs, show_progress="minimal", trigger_mode="always_last", concurrency_limit=4
+    def shown(
+        self, query: Query, masks_shown: bool, progress: ProgressFn, picked: tuple[float, float] | None = None
+    ) -> Updates:
+        """The answer for ``query``: the result drawn (numbered as the table's rows; the box at image pixel
+        ``picked``, if any, highlighted and named), its message, table and JSON, the model status."""
+        result, seconds = run_query(self.hub, query, progress)
+        selected = None if picked is None else row_at(result, *picked)
+        rendered = render_preview(
+            query.image, result, numbers=list(range(1, len(result) + 1)), selected=selected, show_masks=masks_shown
         )
-    for control in (mode, segmenter, detector):
-        control.input(refilter, refilter_inputs, outputs, concurrency_id="model")
-    show_masks.input(refilter, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4)
-    result_image.select(pick, refilter_inputs, outputs, show_progress="hidden", concurrency_limit=4).then(
-        None, js=MARK_ROW_JS
-    )
-    make_dataset.click(
-        dataset_handler(hub),
-        [last_query, box, text, dataset_format, more_images],
-        [dataset, message],
-        concurrency_id="model",
-    )
+        message = said(self.hub, result, query, seconds) + boxes_data(result)
+        if picked is not None:
+            message += "<br>" + (
+                selection_text(result, selected)
+                if selected is not None
+                else f"No box at ({picked[0]:.0f}, {picked[1]:.0f})."
+            )
+        return {
+            self.last_query: query,
+            self.result_image: rendered,
+            self.message: message,
+            self.table: table_rows(result),
+            self.download: gr.DownloadButton(value=write_json(result, query), interactive=True),
+            self.dataset: gr.File(value=None, visible=False),
+            self.model_status: self.hub.status_markdown(),
+        }
+
+    def cleared(self, text: str) -> Updates:
+        """The outputs emptied, with ``text`` as the message."""
+        return {
+            self.last_query: None,
+            self.result_image: None,
+            self.message: notice(text, "info"),
+            self.table: [],
+            self.download: gr.DownloadButton(value=None, interactive=False),
+            self.dataset: gr.File(value=None, visible=False),
+        }
+
+    @guarded()
+    def on_dataset(self, values: Values, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Updates:
+        """The shown result (from the caches: no model runs) and, with the same prompt and settings, each of the
+        more images, as one dataset in the chosen format, zipped. An image that cannot be read is named and left
+        out."""
+        query, fmt, more = values[self.last_query], values[self.dataset_format], values[self.more_images] or []
+        if query is None:
+            return {self.message: notice("Detect something first: the dataset takes its prompt and settings.", "info")}
+        options = replace(query.options, box_threshold=values[self.box], text_threshold=values[self.text])
+        items, skipped = [], []
+        for number, path in enumerate([None, *more]):
+            progress((number, len(more) + 1), unit="images", desc="Labeling the dataset's images")
+            try:
+                image = query.image if path is None else load_image(path, self.hub.lazy.settings.max_pixels)
+                name = query.name if path is None else Path(path).name
+                result, _ = run_query(self.hub, replace(query, image=image, name=name, options=options), progress)
+                items.append(DatasetItem(name, image, result))
+            except Exception as error:  # noqa: BLE001 - the UI boundary: named in the message, the rest goes on
+                skipped.append(f"{Path(path or query.name).name}: {error}")
+        archive = write_dataset_zip(items, fmt)
+        message = notice(
+            f"{fmt} dataset of {len(items)} image{'s' * (len(items) != 1)}"
+            + (f"; left out: {'; '.join(skipped)}" if skipped else "."),
+            "error" if skipped else "ok",
+        )
+        return {self.dataset: gr.File(value=archive, visible=True), self.message: message}
 
 
 def output_column() -> tuple:
@@ -231,58 +308,10 @@ def output_column() -> tuple:
     return result_image, show_masks, message, table, download, dataset_format, make_dataset, more_images, dataset
 
 
-def shown(
-    hub: ModelHub,
-    query: Query,
-    box: float,
-    text: float,
-    masks_shown: bool,
-    progress: gr.Progress,
-    picked: tuple[float, float] | None = None,
-) -> tuple:
-    """The playground's answer for ``query``: the result drawn (numbered as the table's rows; the box at image pixel
-    ``picked``, if any, highlighted and named), its message, table and JSON, the model status."""
-    result, seconds = run_query(hub, query, box, text, progress)
-    selected = None if picked is None else row_at(result, *picked)
-    rendered = render_preview(
-        query.image, result, numbers=list(range(1, len(result) + 1)), selected=selected, show_masks=masks_shown
-    )
-    path = write_json(result, query, box, text)
-    said = summary(result, query, seconds, box, text_shown(hub, query, text)) + boxes_data(result)
-    if picked is not None:
-        said += "<br>" + (
-            selection_text(result, selected)
-            if selected is not None
-            else f"No box at ({picked[0]:.0f}, {picked[1]:.0f})."
-        )
-    return (
-        query,
-        rendered,
-        said,
-        table_rows(result),
-        gr.DownloadButton(value=path, interactive=True),
-        gr.File(value=None, visible=False),
-        hub.status_markdown(),
-    )
-
-
 def selection_text(result, row: int) -> str:
     """ "#2 selected: dog 0.87, box (10, 20, 110, 220)"."""
     box = ", ".join(f"{v:.0f}" for v in result.xyxy[row])
     return f"#{row + 1} selected: {html.escape(result.display_labels()[row])} {result.scores[row]:.2f}, box ({box})"
-
-
-def cleared(text: str) -> tuple:
-    """The playground's outputs emptied, with ``text`` as the message."""
-    return (
-        None,
-        None,
-        notice(text, "info"),
-        [],
-        gr.DownloadButton(value=None, interactive=False),
-        gr.File(value=None, visible=False),
-        gr.skip(),
-    )
 
 
 def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple:
@@ -316,35 +345,3 @@ def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple
             # the prompt first: it is set before the image, whose change then runs it
             gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
     return image, prompt, run, mode, segmenter, box, text, detector
-
-
-def dataset_handler(hub: ModelHub):
-    """*Make dataset*'s handler, for ``hub``."""
-
-    def dataset_zip(query, box_value, text_value, fmt, more, progress=gr.Progress(track_tqdm=True)):
-        """The shown result (from the caches: no model runs) and, with the same prompt and settings, each of
-        ``more`` images, as one dataset in ``fmt``, zipped. An image that cannot be read is named and left out."""
-        if query is None:
-            return gr.skip(), notice("Detect something first: the dataset takes its prompt and settings.", "info")
-        items, skipped = [], []
-        for number, path in enumerate([None, *(more or [])]):
-            progress((number, len(more or []) + 1), unit="images", desc="Labeling the dataset's images")
-            try:
-                image = query.image if path is None else load_image(path, hub.lazy.settings.max_pixels)
-                name = query.name if path is None else Path(path).name
-                result, _ = run_query(hub, replace(query, image=image, name=name), box_value, text_value, progress)
-                items.append(DatasetItem(name, image, result))
-            except Exception as error:  # noqa: BLE001 - the UI boundary: named in the message, the rest goes on
-                skipped.append(f"{Path(path or query.name).name}: {error}")
-        try:
-            archive = write_dataset_zip(items, fmt)
-        except Exception as error:  # noqa: BLE001
-            return gr.skip(), failure(error)
-        said = notice(
-            f"{fmt} dataset of {len(items)} image{'s' * (len(items) != 1)}"
-            + (f"; left out: {'; '.join(skipped)}" if skipped else "."),
-            "error" if skipped else "ok",
-        )
-        return gr.File(value=archive, visible=True), said
-
-    return dataset_zip

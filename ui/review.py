@@ -19,6 +19,7 @@ from pipeline import (
     GroundlabelError,
     LoadedImage,
     MaskPrompt,
+    Options,
     load_image,
     preview_scale,
     render_preview,
@@ -34,6 +35,7 @@ from sync import (
     TaskPage,
     to_label_studio,
 )
+from sync.regions import BY_TYPE
 
 from .detections import Query, row_at
 
@@ -266,15 +268,15 @@ class Workspace:
         )
         return self.page
 
-    def fetch(self, task_id: int, prompt: str, segmenter: str | None) -> tuple[Task, Query]:
+    def fetch(self, task_id: int, prompt: str, options: Options) -> tuple[Task, Query]:
         """Task ``task_id`` and the query to run on its image, with the project's label mapping."""
         task = self.client.task(task_id)
         image = load_image(self.client.task_image(task, self.config), self.max_pixels)
-        return task, Query(image, f"task-{task.id}", prompt, segmenter, self.config.label_map(), self.detector)
+        return task, Query(image, f"task-{task.id}", prompt, options, self.config.label_map())
 
-    def open(self, task_id: int, prompt: str, segmenter: str | None) -> Query:
+    def open(self, task_id: int, prompt: str, options: Options) -> Query:
         """Make task ``task_id`` the one under review."""
-        self.task, self.query = self.fetch(task_id, prompt, segmenter)
+        self.task, self.query = self.fetch(task_id, prompt, options)
         return self.query
 
     def next_task_id(self) -> int | None:
@@ -354,7 +356,6 @@ def image_name(reference: object) -> str:
 
 def describe_regions(result: LabelStudioResult) -> str:
     """'2 rectangles (cats, house), 2 brush masks (cats, house)': what a push carries."""
-    names = {"rectanglelabels": "rectangle", "brushlabels": "brush mask", "polygonlabels": "polygon"}
     by_type: dict[str, Counter] = {}
     for region in result.result:
         by_type.setdefault(region["type"], Counter()).update(region["value"].get(region["type"], []))
@@ -362,5 +363,6 @@ def describe_regions(result: LabelStudioResult) -> str:
     for kind, labels in by_type.items():
         count = sum(labels.values())
         listed = ", ".join(f"{label} ×{n}" if n > 1 else label for label, n in labels.items())
-        parts.append(f"{count} {names.get(kind, kind)}{'s' * (count != 1)} ({listed})")
+        name = BY_TYPE[kind].name if kind in BY_TYPE else kind
+        parts.append(f"{count} {name}{'s' * (count != 1)} ({listed})")
     return ", ".join(parts) or "no regions"
