@@ -16,10 +16,9 @@ import json
 import logging
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -46,10 +45,11 @@ from .config import ProjectConfig
 from .convert import LabelStudioResult
 from .errors import ConfigError, RequestError, SyncError, http_status
 from .files import JsonStore
+from .outcomes import OutcomePolicy
 from .push import Outbox
 from .settings import BackendSettings
 from .smart import SmartRequest
-from .tasks import TaskOutcome, predict_tasks
+from .tasks import Budget, TaskOutcome, outcomes_of, predict_batches
 
 log = logging.getLogger(__name__)
 # Label Studio servers whose connections stay open: one per URL and token that /setup announced.
@@ -71,8 +71,8 @@ class MLBackend:
         self.models = models
         self.settings = settings
         self.prompts = JsonStore(settings.state_dir / "prompts.json")  # the last prompt per project
-        self.retries = JsonStore(settings.state_dir / "retries.json")  # "<project>:<task>" -> transient failures
-        self.finisher = Finisher(Outbox(settings.outbox_dir))  # batch tasks past the time budget
+        self.outcomes = OutcomePolicy(settings.state_dir, settings.max_retries)  # shared with sync.prelabel
+        self.finisher = Finisher(Outbox(settings.outbox_dir), settings.write_batch_bytes)  # tasks past the budget
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._public = LabelStudioClient.for_public_images(
@@ -102,9 +102,11 @@ class MLBackend:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
         TextArea result; batch requests (context null) use the project's batch prompt (``batch_prompt``).
         Raises ``RequestError`` / ``ConfigError`` for a malformed request and ``PromptError`` for a prompt the
-        detector cannot read. A task that fails for good gets an empty prediction; one that may work later gets
-        ``[]`` (Label Studio stores nothing, so the next run asks again); both are logged. A batch answers within
-        ``settings.predict_budget`` seconds: tasks past it get ``[]`` now and are finished in the background."""
+        detector cannot read. Each task is settled by the one outcome policy (``sync.outcomes``): a task that
+        fails for good gets an empty prediction; one that may work later gets ``[]`` (Label Studio stores nothing,
+        so the next run asks again) until its ``settings.max_retries``-th such failure; both are logged. A batch
+        answers within ``settings.predict_budget`` seconds (``Budget``: no batch is started that would end past
+        it): tasks past it get ``[]`` now and are finished in the background."""
         request = PredictRequest.parse(body)
         if request.context is None:
             return self._predict(request)
@@ -113,6 +115,8 @@ class MLBackend:
 
     def _predict(self, request: PredictRequest) -> dict:
         config, project = request.config, request.project
+        seconds = self.settings.predict_budget if request.context is None else 0  # an annotator waits for the rest
+        budget = Budget(seconds) if seconds else None  # from here: loading the models counts too
         smart = SmartRequest.from_results(config, request.results)
         if smart is not None:
             return {"results": [self._predict_smart(project, config, task, smart).payload() for task in request.tasks]}
@@ -139,14 +143,15 @@ class MLBackend:
                 task for task in request.tasks if not self.finisher.owns(project, task.get("id"))
             ]
         )
-        outcomes = predict_tasks(todo, fetch, pipeline, config, prompt, options)
-        budget = self.settings.predict_budget if request.context is None else 0
-        deadline, answers = time.monotonic() + budget, {}
-        for outcome in outcomes:
-            answers[id(outcome.task)] = answer(outcome)
-            if budget and time.monotonic() > deadline and len(answers) < len(todo):
-                self._finish_later(project, todo[len(answers) :], outcomes, answer)
-                break
+        batches = predict_batches(todo, fetch, pipeline, config, prompt, options)
+        answers = {}
+        for batch in budget.paced(batches) if budget else batches:
+            for outcome in batch:
+                answers[id(outcome.task)] = answer(outcome)
+        if len(answers) < len(todo):  # the budget stopped the batch
+            self._finish_later(project, todo[len(answers) :], outcomes_of(batches), answer)
+        else:
+            batches.close()
         # None: a failure that may pass, a task past the budget or one being finished in the background ("nothing yet")
         results = [answers.get(id(task)) for task in request.tasks]
         return {"results": [[] if result is None else result.payload() for result in results]}
@@ -214,35 +219,19 @@ class MLBackend:
     def _answer(
         self, project: str, outcome: TaskOutcome[dict], config: ProjectConfig, empty: LabelStudioResult
     ) -> LabelStudioResult | None:
-        """What Label Studio gets for one task: its prediction, an empty one (failed for good, reason logged), or
-        nothing (None: it asks again next run) for a failure that may pass, until a task has failed so
-        ``settings.max_retries`` times in a row (Label Studio answers 500 for some permanent faults too)."""
-        task_id, key = outcome.task.get("id"), f"{project}:{outcome.task.get('id')}"
-        if outcome.status == "retry":
-            tries = self.retries.get(key, 0) + 1
-            if tries < self.settings.max_retries:
-                self.retries.set(key, tries)
-                log.warning(
-                    "Task %s: nothing stored, the next run retries (%d of %d tries): %s",
-                    task_id,
-                    tries,
-                    self.settings.max_retries,
-                    outcome.reason,
-                )
-                return None
-            outcome = replace(outcome, reason=f"{outcome.reason} (failed {tries} times: given up)")
-        self.retries.delete(key)
-        if outcome.status == "done":
-            if outcome.result.unmapped:
-                log.info(
-                    "Task %s: prompt phrases %s match none of the labels %s.",
-                    task_id,
-                    outcome.result.unmapped,
-                    config.labels,
-                )
-            return outcome.result
-        log.warning("Task %s: empty prediction: %s", task_id, outcome.reason)
-        return empty
+        """What Label Studio gets for one task, as the one outcome policy settles it (``sync.outcomes``): its
+        prediction, an empty one (failed for good, or a failure that may pass given up on after
+        ``settings.max_retries`` runs in a row), or nothing (None: it asks again next run)."""
+        task_id = outcome.task.get("id")
+        outcome = self.outcomes.settle(project, task_id, outcome, empty)
+        if outcome.status == "done" and outcome.result.unmapped:
+            log.info(
+                "Task %s: prompt phrases %s match none of the labels %s.",
+                task_id,
+                outcome.result.unmapped,
+                config.labels,
+            )
+        return outcome.result
 
     def batch_prompt(self, project: str, config: ProjectConfig) -> Prompt:
         """What "Retrieve predictions" looks for: the prompt last submitted with an annotation (``remember_prompt``),

@@ -1,7 +1,7 @@
 """Batch work that outlives Label Studio's patience: "Retrieve predictions" sends every selected task in one
 /predict and gives up after ``ML_TIMEOUT_PREDICT`` (100 s), storing nothing. The ML backend answers what it finished
 within its budget, "nothing yet" (``[]``) for the rest, and finishes those here, in a thread, writing them to Label
-Studio through the same bulk, idempotent, outbox-backed writer as ``sync.prelabel``.
+Studio through the same bulk, idempotent, outbox-backed writer as ``sync.prelabel`` (requests sized by bytes).
 
 While a project's tasks are being finished here, a /predict for them answers "nothing yet" (so a second retrieval
 never computes or stores them twice), and interactive requests go first: the thread waits between tasks while one
@@ -17,18 +17,19 @@ from collections.abc import Callable, Iterator
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
-from .push import Outbox, Pusher, write_predictions
+from .push import Outbox, PredictionWriter, Pusher
 from .tasks import TaskOutcome
 
 log = logging.getLogger(__name__)
-WRITE_BATCH = 10  # predictions per request to Label Studio
+WRITE_BATCH = 10  # predictions that may wait unwritten; a request also holds at most ``write_bytes`` of JSON
 
 
 class Finisher:
     """Finishes batch tasks after the /predict answer; see the module docstring."""
 
-    def __init__(self, outbox: Outbox):
+    def __init__(self, outbox: Outbox, write_bytes: int):
         self.outbox = outbox
+        self.write_bytes = write_bytes
         self._owned: set[tuple[str, int]] = set()  # (project, task id) being finished here
         self._interactive = 0
         self._idle = threading.Condition()
@@ -80,17 +81,22 @@ class Finisher:
         answer: Callable[[TaskOutcome[dict]], LabelStudioResult | None],
         client: LabelStudioClient,
     ) -> None:
-        pusher, pending, written = Pusher(client, self.outbox), [], 0
+        writer = PredictionWriter(client, int(project), Pusher(client, self.outbox), self.write_bytes, WRITE_BATCH)
+        finished, refused = 0, {}
         try:
             for outcome in self._between_interactive(outcomes):
                 result = answer(outcome)
                 if result is not None:
-                    pending.append((int(outcome.task.get("id")), result))
-                if len(pending) >= WRITE_BATCH:
-                    written += self._write(client, project, pending, pusher)
-            written += self._write(client, project, pending, pusher)
+                    finished += 1
+                    refused |= writer.add(int(outcome.task.get("id")), result)
+            refused |= writer.flush()
+            for task_id, reason in refused.items():
+                log.warning("Task %s: Label Studio refused the background prediction: %s", task_id, reason)
             log.info(
-                "Project %s: %d predictions finished in the background and written to Label Studio.", project, written
+                "Project %s: %d predictions finished in the background and written to Label Studio (%d requests).",
+                project,
+                finished - len(refused),
+                writer.requests,
             )
         except Exception as error:  # noqa: BLE001 - a thread's last word goes to the log and /health
             self.last_error = f"background predictions for project {project} stopped: {error}"
@@ -104,14 +110,3 @@ class Finisher:
             yield outcome
             with self._idle:
                 self._idle.wait_for(lambda: self._interactive == 0)
-
-    @staticmethod
-    def _write(client: LabelStudioClient, project: str, pending: list, pusher: Pusher) -> int:
-        if not pending:
-            return 0
-        queued, refused = write_predictions(client, int(project), pending, pusher)
-        for task_id, reason in refused.items():
-            log.warning("Task %s: Label Studio refused the background prediction: %s", task_id, reason)
-        written = len(pending) - len(refused)
-        pending.clear()
-        return written

@@ -1,18 +1,20 @@
 """Pre-annotate a whole Label Studio project: ``python -m sync.prelabel --project ID --prompt "dog. cat"``.
 
 Images are downloaded and decoded by a small thread pool ahead of the model (a bounded prefetch), the model
-sees them in batches where the device gains from it, predictions are written to Label Studio in batches, and
-tasks that already hold a prediction of the same model_version are skipped, so a rerun resumes where the last
-run stopped. Ctrl-C stops after the current batch is written: nothing is half-written. ``--replace`` removes each
-task's earlier groundlabel predictions (other models' stay) once its new one is in, so changed settings replace
-rather than pile up.
+sees them in batches where the device gains from it, predictions are written to Label Studio in bulk requests
+sized by bytes, and tasks that already hold a prediction of the same model_version are skipped, so a rerun resumes
+where the last run stopped. Each task is settled by the ML backend's outcome policy (``sync.outcomes``): a task
+that fails for good gets an empty prediction, one that may pass gets nothing until its N-th such failure in a row
+(``GROUNDLABEL_MAX_RETRIES``), counted in the same state file as the ML backend's, so no task is retried forever.
+Ctrl-C stops after the current batch is written: nothing is half-written. ``--replace`` removes each task's earlier
+groundlabel predictions (other models' stay) once its new one is in, so changed settings replace rather than pile
+up.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 import threading
@@ -26,11 +28,11 @@ from pipeline import VERSION_PREFIX, GroundingPipeline, GroundlabelError, Option
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
-from .push import Outbox, Pusher, remove_older_predictions, write_predictions
-from .settings import BackendSettings
+from .outcomes import OutcomePolicy
+from .push import Outbox, PredictionWriter, Pusher, remove_older_predictions
+from .settings import DEFAULT_WRITE_BATCH_BYTES, BackendSettings
 from .tasks import TaskOutcome, predict_tasks, usable_options
 
-log = logging.getLogger(__name__)
 Engine = Callable[..., Iterator[TaskOutcome]]  # predict_tasks' signature
 
 
@@ -41,7 +43,8 @@ class PrelabelProgress:
     total: int | None = None
     done: int = 0
     skipped: int = 0
-    failed: dict[int, str] = field(default_factory=dict)  # task id -> reason (nothing stored: a rerun retries)
+    # task id -> reason: an empty prediction was stored, or (a failure that may pass) nothing: a rerun retries
+    failed: dict[int, str] = field(default_factory=dict)
     queued: int = 0  # predictions kept in the outbox because Label Studio refused or was down
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
@@ -73,7 +76,8 @@ class PrelabelJob:
     only_unlabeled: bool = False
     limit: int | None = None
     batch_size: int | None = None  # images per detector forward; None: the pipeline's (4 on a GPU, 1 on a CPU)
-    write_batch: int = 10  # predictions per request to Label Studio
+    write_batch: int = 10  # predictions that may wait unwritten (one request holds at most write_bytes of them)
+    write_bytes: int = DEFAULT_WRITE_BATCH_BYTES  # JSON per bulk request to Label Studio
     prefetch: int = 4  # images downloaded and decoded ahead of the model
     replace_older: bool = False  # remove each task's earlier groundlabel predictions once its new one is written
 
@@ -86,27 +90,29 @@ def prelabel(
     on_progress: Callable[[PrelabelProgress], None] = lambda progress: None,
     stop: threading.Event | None = None,
     engine: Engine = predict_tasks,
+    outcomes: OutcomePolicy | None = None,
 ) -> PrelabelProgress:
     """Run ``job``; returns the final counts. Raises only when the project itself is unusable. A task whose image
-    fails gets no prediction (its reason is in ``failed``), so the next run tries it again. Setting ``stop`` (or
+    fails is settled by ``outcomes`` (default: the counts kept in the state directory that holds ``outbox``, as
+    ``BackendSettings`` lays it out, with N = 3) and listed in ``failed`` with its reason. Setting ``stop`` (or
     Ctrl-C in the main thread) ends the run after the current task, with what is done written. ``engine`` runs the
     model work: ``predict_tasks`` in this process, or a ``sync.ray_engine.RayEngine`` on a Ray cluster."""
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, job.options)
     version = pipeline.model_version(options, prompt)
+    policy = outcomes or OutcomePolicy(outbox.directory.parent, BackendSettings.max_retries)
+    empty = LabelStudioResult([], 0.0, version)  # what a task that failed for good gets
     pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
+    writer = PredictionWriter(client, job.project, pusher, job.write_bytes, job.write_batch, job.replace_older)
     progress = PrelabelProgress()
-    pending: list[tuple[int, LabelStudioResult]] = []
 
-    def write() -> None:
-        if pending:
-            queued, refused = write_predictions(client, job.project, pending, pusher, job.replace_older)
-            progress.queued += queued
-            for task_id in refused:
+    def written(refused: dict[int, str]) -> None:
+        progress.queued = writer.queued
+        for task_id, reason in refused.items():
+            if task_id not in progress.failed:
                 progress.done -= 1
-                progress.failed[task_id] = refused[task_id]
-            pending.clear()
+            progress.failed[task_id] = reason
 
     todo = []
     for task in client.iter_tasks(job.project, unlabeled_only=job.only_unlabeled):
@@ -122,7 +128,7 @@ def prelabel(
             todo.append(task)
     progress.total = len(todo) + progress.skipped
     on_progress(progress)
-    outcomes = engine(
+    run = engine(
         todo,
         lambda task: client.task_image(task, config),
         pipeline,
@@ -132,21 +138,20 @@ def prelabel(
         batch_size=job.batch_size,
         prefetch=job.prefetch,
     )
-    with _stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(outcomes):
-        for outcome in outcomes:
-            if outcome.status == "done":
-                pending.append((outcome.task.id, outcome.result))
+    with _stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(run):
+        for outcome in run:
+            settled = policy.settle(job.project, outcome.task.id, outcome, empty)
+            if settled.status == "done":
                 progress.done += 1
             else:
-                progress.failed[outcome.task.id] = outcome.reason
-                log.warning("Task %s skipped: %s", outcome.task.id, outcome.reason)
-            if len(pending) >= job.write_batch:
-                write()
+                progress.failed[outcome.task.id] = settled.reason
+            if settled.result is not None:
+                written(writer.add(outcome.task.id, settled.result))
             on_progress(progress)
             if stop.is_set():
                 progress.interrupted = True
                 break
-    write()
+    written(writer.flush())
     on_progress(progress)
     return progress
 
@@ -185,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-batch",
         type=int,
-        help="predictions per request to Label Studio (default: 10; 100 "
-        "with --engine ray, where Label Studio's write rate is the "
-        "ceiling: docs/scaling.md)",
+        help="most predictions per request to Label Studio (default: 10; 100 with --engine ray, where Label "
+        "Studio's write rate is the ceiling: docs/scaling.md); a request also holds at most "
+        "$GROUNDLABEL_WRITE_BATCH_BYTES of JSON (default 4 MiB)",
     )
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
     parser.add_argument(
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             args.limit,
             args.batch_size,
             args.write_batch or (100 if args.engine == "ray" else 10),
+            write_bytes=settings.write_batch_bytes,
             replace_older=args.replace,
         )
         engine = predict_tasks
@@ -242,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 bar.refresh()
 
-            progress = prelabel(client, pipeline, job, Outbox(settings.outbox_dir), show, engine=engine)
+            outbox, outcomes = Outbox(settings.outbox_dir), OutcomePolicy(settings.state_dir, settings.max_retries)
+            progress = prelabel(client, pipeline, job, outbox, show, engine=engine, outcomes=outcomes)
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

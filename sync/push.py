@@ -280,3 +280,49 @@ def write_predictions(
     if queued:
         log.warning("%d predictions kept in the outbox (%s).", queued, pusher.outbox.directory)
     return queued, refused
+
+
+class PredictionWriter:
+    """Predictions for one project, gathered into bulk writes (``write_predictions``) sized by bytes: a request holds
+    at most ``max_bytes`` of JSON (a prediction larger than that goes alone), so masks of big images are split over
+    several requests that each end well within Label Studio's patience, while boxes go many to a request. At most
+    ``max_count`` wait unwritten (None: no limit), so a stop or a crash loses no more than that.
+
+    ``add`` and ``flush`` return the refusals of the writes they made ({task id: reason}); ``queued`` counts the
+    predictions kept in the outbox, ``requests`` the bulk requests sent."""
+
+    def __init__(
+        self,
+        client: LabelStudioClient,
+        project: int,
+        pusher: Pusher,
+        max_bytes: int,
+        max_count: int | None = None,
+        replace_older: bool = False,
+    ):
+        self.client, self.project, self.pusher = client, int(project), pusher
+        self.max_bytes, self.max_count, self.replace_older = max_bytes, max_count, replace_older
+        self.pending: list[tuple[int, LabelStudioResult]] = []
+        self.queued = self.requests = 0
+        self._bytes = 1  # the request's "[" and "]", less the first item's ","
+
+    def add(self, task_id: int, result: LabelStudioResult) -> dict[int, str]:
+        """Hold ``result`` for task ``task_id``; write what was held first when it would take the request past
+        ``max_bytes``, and write at once when the request is full."""
+        size = len(json.dumps({"task": task_id, **result.payload()})) + 1  # the separating ","
+        refused = self.flush() if self.pending and self._bytes + size > self.max_bytes else {}
+        self.pending.append((task_id, result))
+        self._bytes += size
+        if self._bytes >= self.max_bytes or (self.max_count and len(self.pending) >= self.max_count):
+            refused |= self.flush()
+        return refused
+
+    def flush(self) -> dict[int, str]:
+        """Write what is held, in one request."""
+        if not self.pending:
+            return {}
+        queued, refused = write_predictions(self.client, self.project, self.pending, self.pusher, self.replace_older)
+        self.queued += queued
+        self.requests += 1
+        self.pending, self._bytes = [], 1
+        return refused

@@ -6,7 +6,8 @@ predictions to Label Studio in bulk: the Label Studio token never leaves it. Eac
 actor per GPU, ``num_gpus=1``; on a CPU cluster, actors of a few cores each) and runs the one task loop,
 ``sync.tasks.predict_tasks``, on batches of image bytes, so decoding, batching by processed size, the error policy
 and the regions are those of the single-process run. An actor that dies is restarted by Ray and its batch run
-again; a batch whose actor cannot come back becomes "retry" outcomes (nothing stored, the next run does them).
+again; a batch whose actor cannot come back becomes "retry" outcomes. The driver settles every outcome by the
+one outcome policy (``sync.outcomes``, in ``sync.prelabel``), so a task ends as it would in a single-process run.
 
 Ray is imported only here and only when ``--engine ray`` is asked for; it is an optional install
 (``pip install -r requirements-ray.txt``), not part of the app's requirements.
@@ -146,7 +147,7 @@ class RayEngine:
         load[number] -= 1
         try:
             outcomes = ray.get(ref)
-        except ray.exceptions.RayError as error:  # the actor is gone for good: nothing stored, the next run retries
+        except ray.exceptions.RayError as error:  # the actor is gone for good: a failure that may pass
             for key in keys:
                 yield TaskOutcome(waiting.pop(key), "retry", reason=f"the Ray actor stopped ({type(error).__name__})")
             return

@@ -27,6 +27,8 @@ _TRUE = {"1", "true", "yes", "on"}
 DEFAULT_TIMEOUT = 10.0
 # Larger than any photo people label (a 40 MP JPEG is ~15 MB); a cap so a wrong URL cannot fill memory.
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20
+# JSON per bulk write of predictions: a write of 10 predictions with masks took past its 60 s timeout (issue 25).
+DEFAULT_WRITE_BATCH_BYTES = 4 << 20
 # Masks for configs that ask for them; USE_SAM picks SAM vit_h like Label Studio's Grounding SAM example.
 DEFAULT_SEGMENTER = "mobile_sam"
 _UNSET = "(unset)"  # a keyword shorthand not given (None is a segmenter choice: never masks)
@@ -48,6 +50,7 @@ class BackendSettings:
     log_level: str = "INFO"
     max_retries: int = 3  # runs a task may fail in a way that may pass before it gets an empty prediction
     predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
+    write_batch_bytes: int = DEFAULT_WRITE_BATCH_BYTES  # JSON per bulk request of predictions (one bigger goes alone)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # keyword shorthands that set one field of ``defaults``: BackendSettings(box_threshold=0.3, segmenter=None)
     box_threshold: InitVar[float | None] = None
@@ -76,7 +79,7 @@ class BackendSettings:
         TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
-        GROUNDLABEL_PREDICT_BUDGET, and ``PipelineSettings.from_env``'s variables."""
+        GROUNDLABEL_PREDICT_BUDGET, GROUNDLABEL_WRITE_BATCH_BYTES, and ``PipelineSettings.from_env``'s variables."""
 
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
@@ -122,6 +125,7 @@ class BackendSettings:
             log_level=_log_level(first("GROUNDLABEL_LOG_LEVEL") or "INFO"),
             max_retries=int(number("GROUNDLABEL_MAX_RETRIES", 3, 1, 1000)),
             predict_budget=number("GROUNDLABEL_PREDICT_BUDGET", 60.0, 0.0, 3600),
+            write_batch_bytes=int(number("GROUNDLABEL_WRITE_BATCH_BYTES", DEFAULT_WRITE_BATCH_BYTES, 1, 1 << 40)),
             pipeline=PipelineSettings.from_env(environ),
         )
 

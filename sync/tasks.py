@@ -5,17 +5,22 @@ so they share one error policy. Each task ends in one of three outcomes, yielded
 
 - ``done``: regions to store;
 - ``failed``: a permanent reason (not an image, 404, no image in the task, a refused URL): retrying cannot help,
-  so the ML backend stores an empty prediction and logs the reason;
+  so an empty prediction is stored and the reason logged;
 - ``retry``: a transient reason (timeout, host down, 5xx): nothing is stored, so the next run tries again.
+
+What each outcome leaves in Label Studio (and when a ``retry`` is given up on) is ``sync.outcomes``' one policy.
 
 Before any image is downloaded the prompt is checked against the detector (a prompt it cannot read fails the whole
 run with ``PromptError``), and a segmenter whose weights are missing turns the run into boxes only, said once in
-the log: boxes are still worth having.
+the log: boxes are still worth having. A run with a time limit (a batch ``/predict``) goes through ``Budget``,
+which stops starting batches that would not end in time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Generic, Literal, TypeVar
@@ -28,6 +33,7 @@ from .prefetch import prefetched
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 Status = Literal["done", "failed", "retry"]
 
 
@@ -66,6 +72,24 @@ def predict_tasks(
     """One outcome per task of ``tasks``, in order. ``fetch(task)`` returns the task's image bytes; up to
     ``prefetch`` downloads run ahead of the model, and up to ``batch_size`` images (default: the pipeline's) go
     through the detector together (images of one processed size share a forward)."""
+    return outcomes_of(
+        predict_batches(tasks, fetch, pipeline, config, prompt, options, batch_size=batch_size, prefetch=prefetch)
+    )
+
+
+def predict_batches(
+    tasks: Iterable[T],
+    fetch: Callable[[T], bytes],
+    pipeline: GroundingPipeline,
+    config: ProjectConfig,
+    prompt: str | Prompt,
+    options: Options,
+    *,
+    batch_size: int | None = None,
+    prefetch: int = 4,
+) -> Iterator[list[TaskOutcome[T]]]:
+    """``predict_tasks``' outcomes, one list per model batch: the unit of work a ``Budget`` times, since the
+    model runs when the next list is asked for."""
     prompt = pipeline.check_prompt(prompt)
     options = usable_options(pipeline, options)
     label_map = config.label_map()
@@ -80,9 +104,48 @@ def predict_tasks(
     for item in prefetched(tasks, load, prefetch):
         batch.append(item)
         if len(batch) >= (batch_size or pipeline.batch_size):
-            yield from _run(batch, predict)
+            yield list(_run(batch, predict))
             batch = []
-    yield from _run(batch, predict)
+    if batch:
+        yield list(_run(batch, predict))
+
+
+def outcomes_of(batches: Iterator[list[TaskOutcome[T]]]) -> Iterator[TaskOutcome[T]]:
+    """The outcomes of ``batches``, one by one; closing this closes ``batches`` (and its downloads) at once."""
+    with contextlib.closing(batches):
+        for batch in batches:
+            yield from batch
+
+
+class Budget:
+    """The seconds a run may take. ``paced`` hands out units of work (tasks or batches) while the elapsed time plus
+    a running estimate of one unit's time stays within them, so a run under load stops starting work that would
+    end late instead of overrunning by a unit. The estimate is a mean of the units measured so far in which recent
+    ones weigh more (each measurement counts half), so it follows a machine that gets busier."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self.started = clock()
+        self.estimate: float | None = None  # seconds of one unit, from the first one on
+
+    def fits(self) -> bool:
+        """Whether one more unit is expected to end within the budget (the first one always is: nothing is known)."""
+        return self._clock() - self.started + (self.estimate or 0.0) <= self.seconds
+
+    def paced(self, units: Iterator[U]) -> Iterator[U]:
+        """The units of ``units`` while the next one fits; each is timed from when it is asked for until the next
+        is (the consumer's handling of it included). Stops without drawing the next one: ``units`` keeps the rest."""
+        mark = self._clock()
+        while self.fits():
+            try:
+                unit = next(units)
+            except StopIteration:
+                return
+            yield unit
+            now = self._clock()
+            spent, mark = now - mark, now
+            self.estimate = spent if self.estimate is None else (self.estimate + spent) / 2
 
 
 def _run(

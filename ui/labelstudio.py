@@ -19,6 +19,7 @@ from gradio_image_annotation import image_annotator
 from pipeline import MaskPrompt, Options
 from pipeline.families import reads_text_threshold
 from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
+from sync.outcomes import OutcomePolicy
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
 
 from .controls import (
@@ -597,8 +598,14 @@ class LabelStudioTab:
         prompt, options = self.asked(values)
         pipeline = self.hub.load(options.segmenter, progress, detector=options.detector)
         job = PrelabelJob(
-            ws.project.id, prompt or None, options, only_unlabeled=ws.unlabeled_only, replace_older=values[self.replace]
+            ws.project.id,
+            prompt or None,
+            options,
+            only_unlabeled=ws.unlabeled_only,
+            write_bytes=self.settings.write_batch_bytes,
+            replace_older=values[self.replace],
         )
+        outcomes = OutcomePolicy(self.settings.state_dir, self.settings.max_retries)  # the ML backend's counts
 
         def show(state: PrelabelProgress) -> None:
             if state.total:
@@ -609,7 +616,7 @@ class LabelStudioTab:
                 )
 
         ws.stop_prelabel.clear()
-        state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show, stop=ws.stop_prelabel)
+        state = prelabel(ws.client, pipeline, job, ws.pusher.outbox, show, stop=ws.stop_prelabel, outcomes=outcomes)
         ws.load_page(ws.page.page if ws.page else 1)
         counts = self.project_counts(ws)
         kind = "error" if state.failed or state.queued else "ok"
