@@ -1,6 +1,8 @@
 """The command line and segmenter weight resolution, on models saved to disk."""
 
 import json
+import socket
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -151,3 +153,54 @@ def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp
         "sam_hq_vit_l, sam_hq_vit_h."
     )
     assert "Traceback" not in done.stderr
+
+
+def _refusing_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def test_an_unreachable_hub_is_said_as_what_happened(monkeypatch, silent_port):
+    from huggingface_hub import constants
+
+    from pipeline.weights import check_hub
+
+    def no_dns(host, *args, **kwargs):  # a resolver stub: no name is looked up for real
+        assert host == "hub.example.invalid"
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def reason(endpoint: str) -> str:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        with pytest.raises(WeightsError) as raised:
+            check_hub("IDEA-Research/grounding-dino-tiny", timeout=0.5)
+        message = str(raised.value)
+        assert message.startswith("The detector 'IDEA-Research/grounding-dino-tiny' is not on this machine")
+        assert "GROUNDLABEL_OFFLINE=1" in message and "\n" not in message
+        return message
+
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "getaddrinfo", no_dns)
+        assert "the name hub.example.invalid did not resolve" in reason("http://hub.example.invalid")
+    refused = reason(f"http://127.0.0.1:{_refusing_port()}")
+    assert "127.0.0.1 refused the connection" in refused and "did not answer" not in refused
+    assert "127.0.0.1 did not answer within 0.5 s" in reason(f"http://127.0.0.1:{silent_port}")
+
+
+def test_a_checkpoint_host_that_refuses_is_said_so(tmp_path):
+    spec = replace(segmenter_spec("mobile_sam"), url=f"http://127.0.0.1:{_refusing_port()}/mobile_sam.pt")
+    with pytest.raises(
+        WeightsError, match=r"Could not download mobile_sam weights: 127\.0\.0\.1 refused the connection"
+    ):
+        resolve_checkpoint(spec, None, tmp_path, offline=False, timeout=2)
+    assert not (tmp_path / spec.filename).exists()
