@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pipeline import GroundlabelError, LazyPipeline
+from pipeline.console import quiet_known_warnings
 from pipeline.testing.demo import NOTE as DEMO_NOTE
 from pipeline.testing.demo import demo_examples, demo_settings
 from pipeline.testing.shapes import SHAPES_BOX_THRESHOLD, SHAPES_SEGMENTER, SHAPES_TEXT_THRESHOLD
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run on the committed toy models (coloured shapes) with example scenes: no weights, no network",
     )
     args = parser.parse_args(argv)
+    quiet_known_warnings()
     try:
         settings = BackendSettings.from_env()
     except GroundlabelError as error:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .console import quiet_known_warnings
 from .engine import GroundingPipeline
 from .errors import GroundlabelError
 from .export import FORMATS, DatasetItem, export_dataset
-from .images import LoadedImage, load_image
+from .images import LoadedImage, check_image_file, load_image
 from .labels import LabelMap
 from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
 from .registry import DETECTORS, SEGMENTERS
@@ -24,10 +25,20 @@ from .results import DetectionResult
 from .settings import PipelineSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+EXIT_CODES = """exit codes:
+  0  every image was labeled and written
+  1  some inputs are not usable images (missing, not an image, too large, a folder with none): one line each,
+     the others were labeled and written; with no usable input none is, and no model loads
+  2  nothing was run: a setting, the prompt or the weights are wrong (one line says which), or a usage error"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     parser.add_argument("--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum"')
     parser.add_argument("--labels", help="comma-separated target labels; phrases that map to none are reported")
@@ -80,8 +91,9 @@ def models_listing() -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows)
 
 
-def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
-    """The files given, with each folder replaced by the images in it (sorted); a folder with none is reported and
+def image_paths(paths: list[Path], max_pixels: int, failed: list[Path]) -> list[Path]:
+    """The files given, with each folder replaced by the images in it (sorted), each checked from its header
+    (no pixel decoded, no model needed); each unusable one, and each folder with none, is reported in one line and
     added to ``failed``."""
     found = []
     for path in paths:
@@ -93,17 +105,30 @@ def image_paths(paths: list[Path], failed: list[Path]) -> list[Path]:
             print(f"{path}: a folder with no images in it ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
             failed.append(path)
         found += images
-    return found
+    usable = []
+    for path in found:
+        try:
+            check_image_file(path, max_pixels)
+        except GroundlabelError as error:
+            print(f"{path}: {error}", file=sys.stderr)
+            failed.append(path)
+        except OSError as error:
+            print(f"{path}: {error.strerror or error}", file=sys.stderr)
+            failed.append(path)
+        else:
+            usable.append(path)
+    return usable
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_known_warnings()
     if "--models" in (sys.argv[1:] if argv is None else argv):  # needs no image and no prompt
         print(models_listing())
         return 0
     args = parse_args(argv)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
     failed = []
-    try:  # every setting is checked before a model loads: a typo costs one line, not a traceback
+    try:  # every setting and input is checked before a model loads: a typo costs one line, not a traceback
         options = Options(args.box_threshold, args.text_threshold, args.masks)
         env = PipelineSettings.from_env()
         checkpoints = (
@@ -114,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(
             env, detector=args.detector or env.detector, device=args.device or env.device, checkpoints=checkpoints
         )
+        paths = image_paths(args.images, settings.max_pixels, failed)  # before any model loads
+        if not paths:
+            return 1
         args.out.mkdir(parents=True, exist_ok=True)
         pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         label_map = LabelMap(labels)
-        found = detect_all(pipeline, image_paths(args.images, failed), prompt, options, label_map, failed)
+        found = detect_all(pipeline, paths, prompt, options, label_map, failed)
         if args.export:
             classes = labels or list(
                 dict.fromkeys(

@@ -53,19 +53,7 @@ def load_image(
     elif isinstance(source, Image.Image):
         image = source
     else:
-        data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
-        if not data:
-            raise ImageError("The image is empty (0 bytes).")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(
-                f"The data is not a readable image ({len(data):,} bytes in no format Pillow reads)."
-            ) from None
-        except Image.DecompressionBombError:  # Pillow's own guard, at twice Image.MAX_IMAGE_PIXELS (~179 MP)
-            raise ImageError(_over_limit(f"more than {2 * Image.MAX_IMAGE_PIXELS:,}", limit)) from None
+        image = _open(Path(source).read_bytes() if isinstance(source, (str, Path)) else source, limit)
     _check_size(image.width, image.height, limit)
     try:
         with warnings.catch_warnings():
@@ -74,6 +62,27 @@ def load_image(
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"The image could not be decoded (truncated or corrupt?): {error}") from None
     return LoadedImage(pil=upright, sha1=_pixel_hash(upright))
+
+
+def check_image_file(path: str | Path, limit: int = DEFAULT_MAX_PIXELS) -> None:
+    """``ImageError`` (``OSError`` for a file that cannot be read) unless ``path`` holds an image of at most ``limit``
+    pixels, judged from its header alone: ``python -m pipeline`` checks every input so before a model loads."""
+    image = _open(Path(path).read_bytes(), limit)
+    _check_size(image.width, image.height, limit)
+
+
+def _open(data: bytes, limit: int) -> Image.Image:
+    """The image in ``data``, its header read and no pixel decoded yet."""
+    if not data:
+        raise ImageError("The image is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"The data is not a readable image ({len(data):,} bytes in no format Pillow reads).") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, at twice Image.MAX_IMAGE_PIXELS (~179 MP)
+        raise ImageError(_over_limit(f"more than {2 * Image.MAX_IMAGE_PIXELS:,}", limit)) from None
 
 
 def _check_size(width: int, height: int, limit: int) -> None:

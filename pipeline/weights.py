@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -71,9 +73,23 @@ def check_hub(model_id: str, timeout: float = HUB_TIMEOUT) -> None:
         return  # an HTTP status, even 401 or 404, is an answer: the download says what it means
     except OSError as error:  # no connection, or no answer in time
         raise WeightsError(
-            f"The detector {model_id!r} is not on this machine, and the Hugging Face Hub ({constants.ENDPOINT}) did "
-            f"not answer within {timeout:g} s ({type(error).__name__}). {OFFLINE_HINT}"
+            f"The detector {model_id!r} is not on this machine, and the Hugging Face Hub ({constants.ENDPOINT}) "
+            f"could not be reached: {unreachable_reason(error, constants.ENDPOINT, timeout)}. {OFFLINE_HINT}"
         ) from None
+
+
+def unreachable_reason(error: OSError, url: str, timeout: float) -> str:
+    """What happened to a connection to ``url``, in words: its name did not resolve, it refused, or it stayed silent
+    for ``timeout`` seconds (urllib wraps the first two in a ``URLError``; a silent server raises ``TimeoutError``)."""
+    cause = error.reason if isinstance(error, urllib.error.URLError) else error
+    host = urllib.parse.urlsplit(url).hostname or url
+    if isinstance(cause, socket.gaierror):
+        return f"the name {host} did not resolve (no DNS server answered, or no network)"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"{host} refused the connection"
+    if isinstance(cause, TimeoutError):
+        return f"{host} did not answer within {timeout:g} s"
+    return " ".join(str(cause).split()).rstrip(".") or type(cause).__name__
 
 
 def _not_loadable(model_id: str, error: Exception | None, offline: bool) -> str:
@@ -117,8 +133,8 @@ def resolve_checkpoint(
     try:
         _download(spec.url, cached, timeout)
     except OSError as error:
-        reason = " ".join(str(error).split()).rstrip(".")
-        raise WeightsError(f"Could not download {spec.name} weights ({reason}). {hint}") from None
+        reason = unreachable_reason(error, spec.url, timeout)
+        raise WeightsError(f"Could not download {spec.name} weights: {reason}. {hint}") from None
     return cached
 
 

@@ -1,6 +1,9 @@
 """The command line and segmenter weight resolution, on models saved to disk."""
 
 import json
+import socket
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +77,77 @@ def test_cli_reports_a_bad_image_and_exits_non_zero(model_paths, tmp_path, capsy
     assert "not a readable image" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda tmp: tmp / "missing.jpg", "missing.jpg: No such file or directory"),
+        (
+            lambda tmp: _write(tmp / "notes.jpg", b"a text file, not a JPEG"),
+            "notes.jpg: The data is not a readable image",
+        ),
+        (lambda tmp: _mkdir(tmp / "empty"), "empty: a folder with no images in it"),
+    ],
+    ids=["missing file", "text named .jpg", "empty folder"],
+)
+def test_cli_checks_the_inputs_before_any_model_loads(make, says, tmp_path, capsys, monkeypatch):
+    """Exit 1 (an input is not usable) with one line naming it, and no model loaded: the detector named does not
+    even exist, which a load would have reported with exit 2."""
+    import pipeline.__main__ as cli
+
+    loads = []
+    monkeypatch.setattr(cli.GroundingPipeline, "from_settings", lambda *args: loads.append(args))
+    code = main(
+        [str(make(tmp_path)), "--prompt", "dog", "--detector", str(tmp_path / "no-detector"), "--device", "cpu"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and loads == []
+    assert len(err) == 1 and says in err[0]
+
+
+def test_cli_labels_the_usable_images_and_exits_1_for_the_rest(model_paths, photo, tmp_path, capsys):
+    Image.fromarray(photo).save(tmp_path / "yard.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    code = main(
+        [
+            str(tmp_path),
+            str(tmp_path / "gone.png"),
+            "--prompt",
+            "dog",
+            "--detector",
+            str(model_paths[0]),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and (tmp_path / "out" / "yard.groundlabel.json").is_file()
+    assert "notes.jpg: The data is not a readable image" in err and "gone.png: No such file or directory" in err
+
+
+def test_the_exit_codes_are_documented_in_help_and_readme(capsys):
+    from pipeline.__main__ import EXIT_CODES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert EXIT_CODES in capsys.readouterr().out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert all(f"`{code}`" in readme.split("### Exit codes", 1)[1].split("\n#", 1)[0] for code in "012")
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _mkdir(path):
+    path.mkdir()
+    return path
+
+
 def test_cli_explains_missing_detector_weights(tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")  # a usable input: the load is what fails
     code = main(
         [str(tmp_path / "x.png"), "--prompt", "dog", "--detector", str(tmp_path / "missing"), "--device", "cpu"]
     )
@@ -151,3 +224,54 @@ def test_unknown_segmenter_on_a_command_line_is_one_line_and_exit_2(command, tmp
         "sam_hq_vit_l, sam_hq_vit_h."
     )
     assert "Traceback" not in done.stderr
+
+
+def _refusing_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def test_an_unreachable_hub_is_said_as_what_happened(monkeypatch, silent_port):
+    from huggingface_hub import constants
+
+    from pipeline.weights import check_hub
+
+    def no_dns(host, *args, **kwargs):  # a resolver stub: no name is looked up for real
+        assert host == "hub.example.invalid"
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def reason(endpoint: str) -> str:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        with pytest.raises(WeightsError) as raised:
+            check_hub("IDEA-Research/grounding-dino-tiny", timeout=0.5)
+        message = str(raised.value)
+        assert message.startswith("The detector 'IDEA-Research/grounding-dino-tiny' is not on this machine")
+        assert "GROUNDLABEL_OFFLINE=1" in message and "\n" not in message
+        return message
+
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "getaddrinfo", no_dns)
+        assert "the name hub.example.invalid did not resolve" in reason("http://hub.example.invalid")
+    refused = reason(f"http://127.0.0.1:{_refusing_port()}")
+    assert "127.0.0.1 refused the connection" in refused and "did not answer" not in refused
+    assert "127.0.0.1 did not answer within 0.5 s" in reason(f"http://127.0.0.1:{silent_port}")
+
+
+def test_a_checkpoint_host_that_refuses_is_said_so(tmp_path):
+    spec = replace(segmenter_spec("mobile_sam"), url=f"http://127.0.0.1:{_refusing_port()}/mobile_sam.pt")
+    with pytest.raises(
+        WeightsError, match=r"Could not download mobile_sam weights: 127\.0\.0\.1 refused the connection"
+    ):
+        resolve_checkpoint(spec, None, tmp_path, offline=False, timeout=2)
+    assert not (tmp_path / spec.filename).exists()

@@ -71,3 +71,25 @@ def test_detect_with_sam3_returns_its_own_masks_without_loading_the_segmenter(ap
     assert len(want) == len(found["detections"]) > 0 and "mobile_sam" not in pipeline.segmenters.loaded
     for entry, mask in zip(found["detections"], want.masks):
         assert entry["mask_polygons"] == [p.astype(int).tolist() for p in sv.mask_to_polygons(mask)]
+
+
+def test_a_failed_detect_is_one_line_in_the_server_console_and_no_traceback(app_url, tmp_path, capfd, caplog):
+    """No weights for the asked detector (the tests run offline): an expected failure, whose sentence the client
+    gets; the server's console (the app runs in this process) shows it as one log line."""
+    import logging
+
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / "api.png"
+    path.write_bytes(smooth_png(34))
+    client = Client(app_url, verbose=False)
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING, logger="ui.api"), pytest.raises(AppError, match="downloads are off"):
+        client.predict(handle_file(str(path)), "dog", 0.35, 0.25, "", "owlv2-base", api_name="/detect")
+
+    console = capfd.readouterr().err
+    lines = [record.getMessage() for record in caplog.records if record.name == "ui.api"]
+    assert "Traceback" not in console and "gradio.exceptions.Error" not in console
+    assert len(lines) == 1 and lines[0].startswith("/detect failed: ") and "owlv2" in lines[0]
+    assert "\n" not in lines[0]

@@ -11,6 +11,8 @@ from "Use via API" (``hide_the_rest``). With basic auth set, the API needs it to
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 from gradio.data_classes import FileData
 
@@ -21,6 +23,7 @@ from .detections import detections_json, mask_polygons
 from .models import ModelHub
 
 PUBLIC = ("detect", "refine")
+log = logging.getLogger(__name__)
 
 
 def public_api(hub: ModelHub) -> None:
@@ -46,7 +49,7 @@ def public_api(hub: ModelHub) -> None:
                 picture, prompt, Options(box_threshold, text_threshold, segmenter or None, detector or None)
             )
         except GroundlabelError as error:
-            raise gr.Error(str(error)) from None
+            raise _expected("/detect", error) from None
         return detections_json(result)
 
     def refine(
@@ -71,7 +74,7 @@ def public_api(hub: ModelHub) -> None:
             )
             masks, scores = pipeline.segmenters.get(name).decode_with_scores(picture, [prompt])
         except (GroundlabelError, ValueError, TypeError) as error:
-            raise gr.Error(str(error)) from None
+            raise _expected("/refine", error) from None
         return {
             "width": picture.width,
             "height": picture.height,
@@ -91,6 +94,13 @@ def hide_the_rest(blocks: gr.Blocks) -> None:
     for function in blocks.fns.values():
         if function.api_name not in PUBLIC or function.name not in PUBLIC:
             function.api_visibility = "undocumented"
+
+
+def _expected(endpoint: str, error: Exception) -> gr.Error:
+    """An expected failure (no weights, a bad image or prompt) for the client: its sentence, and one log line in the
+    server's console instead of Gradio's traceback (which says nothing the sentence does not)."""
+    log.warning("%s failed: %s", endpoint, error)
+    return gr.Error(str(error), print_exception=False)
 
 
 def _path(image: FileData | dict | str) -> str:

@@ -15,10 +15,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..console import quiet_known_warnings
 from .models import write_all
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_known_warnings()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("train-shapes", "eval-shapes"):
         from .train import main as train_main
