@@ -77,7 +77,7 @@ class MLBackend:
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._public = LabelStudioClient.for_public_images(
-            timeout=settings.timeout, max_image_bytes=settings.max_image_bytes
+            timeout=settings.timeout, max_image_bytes=settings.max_image_bytes, addresses=settings.addresses
         )
         self._images: LRUCache[LoadedImage] = LRUCache(
             64, IMAGE_CACHE_BYTES, sizeof=lambda image: image.width * image.height * 3
@@ -306,6 +306,7 @@ class MLBackend:
                     credentials.token,
                     timeout=settings.timeout,
                     max_image_bytes=settings.max_image_bytes,
+                    addresses=settings.addresses,
                 )
                 while len(self._clients) > MAX_CLIENTS:
                     self._clients.popitem(last=False)[1].close()

@@ -22,6 +22,8 @@ from pipeline import (
     segmenter_spec,
 )
 
+from .addresses import AddressPolicy
+
 _TRUE = {"1", "true", "yes", "on"}
 # Seconds a Label Studio request or an image host may stay silent; a download gets three times this in all.
 DEFAULT_TIMEOUT = 10.0
@@ -47,6 +49,7 @@ class BackendSettings:
     log_level: str = "INFO"
     max_retries: int = 3  # runs a task may fail in a way that may pass before it gets an empty prediction
     predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
+    addresses: AddressPolicy = AddressPolicy()  # where images may come from (sync.addresses)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     @property
@@ -63,7 +66,7 @@ class BackendSettings:
         TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
-        GROUNDLABEL_PREDICT_BUDGET, and ``PipelineSettings.from_env``'s variables."""
+        GROUNDLABEL_PREDICT_BUDGET, GROUNDLABEL_ALLOWED_HOSTS, and ``PipelineSettings.from_env``'s variables."""
 
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
@@ -107,6 +110,7 @@ class BackendSettings:
             log_level=_log_level(first("GROUNDLABEL_LOG_LEVEL") or "INFO"),
             max_retries=int(number("GROUNDLABEL_MAX_RETRIES", 3, 1, 1000)),
             predict_budget=number("GROUNDLABEL_PREDICT_BUDGET", 60.0, 0.0, 3600),
+            addresses=_addresses(first("GROUNDLABEL_ALLOWED_HOSTS")),
             pipeline=PipelineSettings.from_env(environ),
         )
 
@@ -115,6 +119,13 @@ class BackendSettings:
         only from DEBUG on)."""
         logging.basicConfig(level=self.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("httpx").setLevel(logging.DEBUG if self.log_level == "DEBUG" else logging.WARNING)
+
+
+def _addresses(text: str | None) -> AddressPolicy:
+    try:
+        return AddressPolicy.parse(text)
+    except ValueError as error:
+        raise SettingsError(f"GROUNDLABEL_ALLOWED_HOSTS={text!r}: {error}.") from None
 
 
 def _log_level(name: str) -> str:
