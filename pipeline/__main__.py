@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = image_paths(args.images, settings.max_pixels, failed)  # before any model loads
         if not paths:
             return 1
-        args.out.mkdir(parents=True, exist_ok=True)
+        if not args.export:  # a dataset's directory appears only once it is complete (pipeline.export)
+            args.out.mkdir(parents=True, exist_ok=True)
         pipeline = GroundingPipeline.from_settings(settings)
         prompt = pipeline.check_prompt(args.prompt)  # a prompt the detector cannot read fails once, not per image
         label_map = LabelMap(labels)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+
+import numpy as np
 
 from .detector import CachedDetector
 from .families import load_detector
@@ -16,6 +19,8 @@ from .registry import DetectorSpec
 from .results import DetectionResult
 from .segmenter import MaskPrompt, SegmenterPool
 from .settings import PipelineSettings
+
+log = logging.getLogger(__name__)
 
 
 class GroundingPipeline:
@@ -87,7 +92,10 @@ class GroundingPipeline:
         raws = self.detector_for(options).raw(loaded, prompt)
         results = [self.label(image, raw, prompt, options, label_map or LabelMap()) for image, raw in zip(loaded, raws)]
         if options.segmenter and not self.spec_for(options).makes_masks:  # SAM 3 made its own
-            results = [self.segment(image, result, options.segmenter) for image, result in zip(loaded, results)]
+            results = [
+                self.segment(image, result, options.segmenter, options.max_masks)
+                for image, result in zip(loaded, results)
+            ]
         return results
 
     def label(self, image: LoadedImage, raw, prompt: Prompt, options: Options, label_map: LabelMap) -> DetectionResult:
@@ -107,10 +115,36 @@ class GroundingPipeline:
             model_version=self.model_version(options, prompt),
         )
 
-    def segment(self, image: LoadedImage, result: DetectionResult, segmenter: str) -> DetectionResult:
-        """``result`` with one mask per box from ``segmenter`` (its image embedding and masks come from caches)."""
-        masks = self.segmenters.get(segmenter).decode(image, [MaskPrompt.from_box(box) for box in result.xyxy])
-        return replace(result, masks=masks)
+    def segment(
+        self, image: LoadedImage, result: DetectionResult, segmenter: str, max_masks: int | None = None
+    ) -> DetectionResult:
+        """``result`` with one mask per box from ``segmenter`` (its image embedding and masks come from caches).
+
+        At most ``mask_limit`` detections get a mask (``max_masks``, else the settings' cap, fewer on large images):
+        when more were found, the rows are ordered by score, the highest-scoring ones get masks, the others keep an
+        all-False mask (a box only, in never-touched zeroed memory) and ``notes`` says so."""
+        limit = self.mask_limit(image, max_masks)
+        if len(result) <= limit:
+            masks = self.segmenters.get(segmenter).decode(image, [MaskPrompt.from_box(box) for box in result.xyxy])
+            return replace(result, masks=masks)
+        result = result[np.argsort(-result.scores, kind="stable")]
+        masks = np.zeros((len(result), image.height, image.width), dtype=bool)
+        self.segmenters.get(segmenter).decode(
+            image, [MaskPrompt.from_box(box) for box in result.xyxy[:limit]], out=masks[:limit]
+        )
+        note = (
+            f"Masks were made for the {limit} highest-scoring of {len(result)} detections; the other "
+            f"{len(result) - limit} are boxes only (raise the box threshold, or GROUNDLABEL_MAX_MASKS / "
+            "GROUNDLABEL_MASK_MEMORY_MB for more masks)."
+        )
+        log.info("%dx%d image: %s", image.width, image.height, note)
+        return replace(result, masks=masks, notes=(*result.notes, note))
+
+    def mask_limit(self, image: LoadedImage, max_masks: int | None = None) -> int:
+        """How many detections on ``image`` get masks: ``max_masks`` (else the settings' cap), and no more than
+        the settings' mask memory holds at this image's size (at least one)."""
+        fit = self.settings.mask_memory // max(1, image.width * image.height)
+        return max(1, min(max_masks or self.settings.max_masks, fit))
 
     def check_prompt(self, prompt: str | Prompt, options: Options | None = None) -> Prompt:
         """The parsed prompt once the detector (``options``'s, else the default) can read all of it, else

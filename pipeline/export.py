@@ -5,13 +5,21 @@ Images go into the dataset upright (EXIF rotation applied), the frame every box 
 needs no turning is copied byte for byte, a turned one is saved upright. Masks go where the format holds them:
 COCO ``segmentation`` as polygons with ``iscrowd=0`` (as RLE with ``iscrowd=1`` when a mask has holes or several
 parts, supervision's rule, so no pixel is lost), YOLO segmentation lines (polygons: the YOLO-seg format, whose
-boxes are the masks' extents). Pascal VOC gets boxes and classes only (its masks are class PNGs). Detections
-without a label (phrases that name none of the classes) are left out.
+boxes are the masks' extents): one line per connected part, its outer outline with any holes filled. A YOLO-seg
+line is one polygon that trainers fill; supervision can keep a hole only by a seam through the mask to its
+outline, and finds none on ragged masks (``No foreground-contained seam found``), so holes are not written.
+Pascal VOC gets boxes and classes only (its masks are class PNGs). Detections without a label (phrases that name
+none of the classes) are left out.
+
+A dataset is written to a temporary directory beside ``out`` and moved into place when complete: a failure part
+way (an unreadable image, a full disk, Ctrl-C) leaves no half dataset.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 from PIL import Image
+from scipy.ndimage import binary_fill_holes
 
 from .errors import GroundlabelError
 from .images import LoadedImage
@@ -52,6 +61,21 @@ def export_dataset(items: Iterable[DatasetItem], classes: list[str], fmt: str, o
         raise GroundlabelError(f"Unknown dataset format {fmt!r}: use one of {', '.join(FORMATS)}.")
     if not classes:
         raise GroundlabelError("A dataset needs at least one class: give the labels (e.g. --labels dog,cat).")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GroundlabelError(f"{out} already exists and is not an empty directory: choose a new one for the dataset.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        count = _write_dataset(items, classes, fmt, staging)
+        os.replace(staging, out)  # an empty ``out`` is replaced as a whole
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return count
+
+
+def _write_dataset(items: Iterable[DatasetItem], classes: list[str], fmt: str, out: Path) -> int:
+    """``export_dataset``'s work, into ``out`` (the staging directory); the file paths inside are relative to it."""
     layout = {key: out / path for key, path in LAYOUT[fmt].items()}
     layout["images"].mkdir(parents=True, exist_ok=True)
     images, annotations, used = [], {}, set()
@@ -78,6 +102,8 @@ def _detections(result: DetectionResult, classes: list[str], fmt: str) -> sv.Det
     xyxy = np.clip(kept.xyxy.astype(np.float64), 0, [result.width, result.height] * 2)
     data = {"class_name": np.array(kept.labels, dtype=object)}
     masks = kept.masks if fmt != "voc" else None  # VOC's masks are class PNGs, not written by supervision
+    if masks is not None and fmt == "yolo":  # one filled polygon per part: see the module's docstring
+        masks = np.stack([binary_fill_holes(mask) for mask in masks])
     return sv.Detections(
         xyxy=xyxy,
         mask=masks,

@@ -24,8 +24,11 @@ class Options:
     text_threshold: float = DEFAULT_TEXT_THRESHOLD
     segmenter: str | None = None
     detector: str | None = None
+    max_masks: int | None = None  # detections per image that get masks; None: the pipeline's GROUNDLABEL_MAX_MASKS
 
     def __post_init__(self) -> None:
+        if self.max_masks is not None and (not isinstance(self.max_masks, int) or self.max_masks < 1):
+            raise SettingsError(f"Max masks must be a whole number of at least 1, got {self.max_masks!r}.")
         for name in ("box_threshold", "text_threshold"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:

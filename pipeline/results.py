@@ -30,6 +30,7 @@ class DetectionResult:
     masks: np.ndarray | None = None  # (n, height, width) bool
     unmapped: list[str] = field(default_factory=list)
     model_version: str = ""
+    notes: tuple[str, ...] = ()  # sentences about what was limited (e.g. detections left without a mask)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "xyxy", np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4))

@@ -18,6 +18,10 @@ from .registry import DEFAULT_DETECTOR, DETECTORS, SEGMENTERS, DetectorSpec, res
 DEFAULT_MAX_PIXELS = 40_000_000
 # Segmenter weights kept loaded at once: SAM vit_h (2.4 GiB) beside any smaller one.
 DEFAULT_SEGMENTER_MEMORY = 4 << 30
+# Detections per image that get a mask (the highest-scoring ones; the rest stay boxes), and the bytes those masks
+# may take (H x W bytes each): at box threshold 0 the detector proposes 900 boxes, 10.8 GB of masks at 12 MP.
+DEFAULT_MAX_MASKS = 100
+DEFAULT_MASK_MEMORY = 512 << 20
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -43,6 +47,8 @@ class PipelineSettings:
     batch_size: int | None = None
     runtime: str = "torch"  # or "openvino": the detector on OpenVINO (CPU, fp32; pipeline/runtime.py)
     segmenter_memory: int = DEFAULT_SEGMENTER_MEMORY  # bytes of segmenter weights kept loaded (LRU unloaded first)
+    max_masks: int = DEFAULT_MAX_MASKS  # detections per image that get masks (Options.max_masks overrides)
+    mask_memory: int = DEFAULT_MASK_MEMORY  # bytes of masks per image: fewer masks on larger images
     detector_spec: DetectorSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,7 +63,8 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
-        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _SEGMENTER_MEMORY_MB, _CACHE,
+        """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _SEGMENTER_MEMORY_MB, _MAX_MASKS,
+        _MASK_MEMORY_MB, _CACHE,
         _OFFLINE (or
         HF_HUB_OFFLINE=1), and per registered model GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
@@ -85,6 +92,12 @@ class PipelineSettings:
                 _integer(get, "GROUNDLABEL_SEGMENTER_MEMORY_MB") << 20
                 if get("GROUNDLABEL_SEGMENTER_MEMORY_MB")
                 else DEFAULT_SEGMENTER_MEMORY
+            ),
+            max_masks=_integer(get, "GROUNDLABEL_MAX_MASKS") or DEFAULT_MAX_MASKS,
+            mask_memory=(
+                _integer(get, "GROUNDLABEL_MASK_MEMORY_MB") << 20
+                if get("GROUNDLABEL_MASK_MEMORY_MB")
+                else DEFAULT_MASK_MEMORY
             ),
         )
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from pipeline import (
     GroundlabelError,
@@ -56,6 +59,9 @@ log = logging.getLogger(__name__)
 MAX_CLIENTS = 8
 # Decoded task images kept by URL, for clicks that follow a prediction on the same task: ~10 photos of 12 MP.
 IMAGE_CACHE_BYTES = 384 << 20
+# Brush masks' RLE inside a /predict body: Label Studio sends every task with all its predictions and annotations,
+# tens of MB of these numbers, which /predict never reads (it needs ids, data and the prompt).
+_RLE_NUMBERS = re.compile(rb'"rle"\s*:\s*\[[0-9,\s]*\]')
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class MLBackend:
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
         self._clients: OrderedDict[Credentials, LabelStudioClient] = OrderedDict()
         self._public = LabelStudioClient.for_public_images(
-            timeout=settings.timeout, max_image_bytes=settings.max_image_bytes
+            timeout=settings.timeout, max_image_bytes=settings.max_image_bytes, addresses=settings.addresses
         )
         self._images: LRUCache[LoadedImage] = LRUCache(
             64, IMAGE_CACHE_BYTES, sizeof=lambda image: image.width * image.height * 3
@@ -293,6 +299,7 @@ class MLBackend:
                     credentials.token,
                     timeout=settings.timeout,
                     max_image_bytes=settings.max_image_bytes,
+                    addresses=settings.addresses,
                 )
                 while len(self._clients) > MAX_CLIENTS:
                     self._clients.popitem(last=False)[1].close()
@@ -394,7 +401,7 @@ def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
 
     @router.post("/predict")
     async def predict(request: Request) -> dict:
-        body = await _json_object(request)
+        body = await _json_object(request, without_masks=True)
         try:
             return await run_in_threadpool(backend.predict, body)
         except GroundlabelError as error:  # Label Studio shows only the status: the reason goes to the log too
@@ -410,10 +417,14 @@ def create_router(models: LazyPipeline, settings: BackendSettings) -> APIRouter:
     return router
 
 
-async def _json_object(request: Request) -> dict:
-    """The request's JSON object, or a 400 that says what is wrong without repeating the body."""
+async def _json_object(request: Request, without_masks: bool = False) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong without repeating the body. ``without_masks``:
+    brush RLE numbers are dropped before parsing (``_RLE_NUMBERS``), 8-9x faster on a body of brush predictions and
+    without building their Python lists. Parsing runs in a worker thread, so /health answers meanwhile. A client
+    that goes away before its body arrived (Label Studio giving up on a huge batch) costs one log line."""
+    raw = await _body(request)
     try:
-        body = json.loads(await request.body())
+        body = await run_in_threadpool(_parse, raw, without_masks)
     except ValueError:
         raise HTTPException(status_code=400, detail="The request body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -421,6 +432,28 @@ async def _json_object(request: Request) -> dict:
             status_code=400, detail=f"The request body must be a JSON object, not {type(body).__name__}."
         )
     return body
+
+
+async def _body(request: Request) -> bytes:
+    """The body's bytes as they arrive; a disconnect part way is logged once and answered 499 (nobody reads it)."""
+    body, started = bytearray(), time.monotonic()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+    except ClientDisconnect:
+        log.warning(
+            "%s: the client closed the connection after sending %.1f MB of its body in %.1f s; nothing was done "
+            "(Label Studio gives up on a slow batch: select fewer tasks, or see the README on big requests).",
+            request.url.path,
+            len(body) / 1e6,
+            time.monotonic() - started,
+        )
+        raise HTTPException(status_code=499, detail="The client closed the connection.") from None
+    return bytes(body)
+
+
+def _parse(raw: bytes, without_masks: bool) -> object:
+    return json.loads(_RLE_NUMBERS.sub(b'"rle":[]', raw) if without_masks else raw)
 
 
 def _basic_auth(user: str, password: str):

@@ -8,9 +8,7 @@ expires. The header goes to the Label Studio host only, never to an image host a
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.client_wrapper import SyncClientWrapper
 
+from .addresses import AddressPolicy
 from .config import ProjectConfig
 from .errors import AuthError, DownloadError, LabelStudioError, UnreachableError
 from .settings import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_TIMEOUT, BackendSettings
@@ -90,12 +89,19 @@ class TaskPage:
 class LabelStudioClient:
     """A connection to one Label Studio server with one token.
 
-    ``timeout`` bounds every request (connect and each read); ``max_image_bytes`` bounds image downloads.
-    Errors are ``AuthError`` (401/403), ``UnreachableError`` (no answer) or ``LabelStudioError`` (other status).
+    ``timeout`` bounds every request (connect and each read); ``max_image_bytes`` bounds image downloads;
+    ``addresses`` says which hosts images may come from (``sync.addresses``: never link-local or metadata
+    addresses, private ones only for this Label Studio's host and the allowed hosts). Errors are ``AuthError`` (401/403), ``UnreachableError`` (no answer) or ``LabelStudioError`` (other status).
     """
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        addresses: AddressPolicy = AddressPolicy(),
     ):
         url = (url or "").strip().rstrip("/")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -104,13 +110,13 @@ class LabelStudioClient:
             )
         if not (token or "").strip():
             raise AuthError("No Label Studio token given: copy it from Label Studio's Account & Settings page.")
-        if (address := link_local_address(url)) is not None:
+        if (reason := addresses.refusal(url, trusted_host=urlsplit(url).hostname)) is not None:
             raise LabelStudioError(
-                f"The Label Studio URL {url!r} points at the link-local address {address}, where "
-                "cloud metadata services live: groundlabel does not connect there.",
+                f"The Label Studio URL {url!r} is refused: {reason}. groundlabel does not connect there.",
                 retryable=False,
             )
         self.url = url
+        self.addresses = addresses
         self.timeout = timeout
         self.max_image_bytes = max_image_bytes
         # No cookie jar: Label Studio's session cookie would go to every port of its host; the token is enough.
@@ -129,12 +135,17 @@ class LabelStudioClient:
 
     @classmethod
     def for_public_images(
-        cls, *, timeout: float = DEFAULT_TIMEOUT, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+        cls,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        addresses: AddressPolicy = AddressPolicy(),
     ) -> LabelStudioClient:
         """A client for images at absolute http(s) URLs when no Label Studio is known: it sends no credentials
-        anywhere (no URL is Label Studio's), with the same limits, redirect and link-local rules."""
+        anywhere (no URL is Label Studio's), with the same limits, redirect and address rules."""
         client = cls.__new__(cls)
         client.url, client.timeout, client.max_image_bytes, client._auth = "", timeout, max_image_bytes, None
+        client.addresses = addresses
         client._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -150,7 +161,13 @@ class LabelStudioClient:
             raise LabelStudioError(
                 "Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN)."
             )
-        return cls(url, settings.label_studio_token, timeout=settings.timeout, max_image_bytes=settings.max_image_bytes)
+        return cls(
+            url,
+            settings.label_studio_token,
+            timeout=settings.timeout,
+            max_image_bytes=settings.max_image_bytes,
+            addresses=settings.addresses,
+        )
 
     def __enter__(self) -> LabelStudioClient:
         return self
@@ -286,11 +303,9 @@ class LabelStudioClient:
         target = self.resolve_url(url, task_id)
         deadline = time.monotonic() + 3 * self.timeout
         for _ in range(_MAX_REDIRECTS + 1):
-            if not self.is_label_studio(target) and (address := link_local_address(target)) is not None:
-                raise DownloadError(
-                    f"Image {_safe(target)}: refused, {address} is a link-local address, where cloud "
-                    "metadata services live; groundlabel never fetches from there."
-                )
+            trusted = urlsplit(self.url).hostname if self.url else None
+            if not self.is_label_studio(target) and (reason := self.addresses.refusal(target, trusted)) is not None:
+                raise DownloadError(f"Image {_safe(target)}: refused, {reason}.")
             try:
                 with self._stream(target) as response:
                     if response.is_redirect:
@@ -374,26 +389,6 @@ class LabelStudioClient:
     def _stream(self, url: str):
         """A streamed GET (httpx raises its errors when the ``with`` block is entered)."""
         return self._http.stream("GET", url, headers=self._headers(url))
-
-
-def link_local_address(url: str) -> str | None:
-    """The link-local address (169.254.0.0/16, fe80::/10) that ``url``'s host resolves to, if any: cloud metadata
-    services (169.254.169.254) hand out credentials there. Names, numbers (2852039166) and IPv4-mapped IPv6 forms
-    all resolve to it. Loopback and private networks stay allowed: Label Studio and image stores live there."""
-    try:
-        parts = urlsplit(url)
-        if not parts.hostname:
-            return None
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):  # unknown host or bad port: the request itself says so
-        return None
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if address.is_link_local:
-            return str(address)
-    return None
 
 
 def _project(item: dict) -> Project:

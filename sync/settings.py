@@ -22,6 +22,8 @@ from pipeline import (
     segmenter_spec,
 )
 
+from .addresses import AddressPolicy
+
 _TRUE = {"1", "true", "yes", "on"}
 # Seconds a Label Studio request or an image host may stay silent; a download gets three times this in all.
 DEFAULT_TIMEOUT = 10.0
@@ -51,6 +53,7 @@ class BackendSettings:
     max_retries: int = 3  # runs a task may fail in a way that may pass before it gets an empty prediction
     predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
     write_batch_bytes: int = DEFAULT_WRITE_BATCH_BYTES  # JSON per bulk request of predictions (one bigger goes alone)
+    addresses: AddressPolicy = AddressPolicy()  # where images may come from (sync.addresses)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # keyword shorthands that set one field of ``defaults``: BackendSettings(box_threshold=0.3, segmenter=None)
     box_threshold: InitVar[float | None] = None
@@ -79,7 +82,8 @@ class BackendSettings:
         TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
-        GROUNDLABEL_PREDICT_BUDGET, GROUNDLABEL_WRITE_BATCH_BYTES, and ``PipelineSettings.from_env``'s variables."""
+        GROUNDLABEL_PREDICT_BUDGET, GROUNDLABEL_WRITE_BATCH_BYTES,
+        GROUNDLABEL_ALLOWED_HOSTS, and ``PipelineSettings.from_env``'s variables."""
 
         def first(*names: str) -> str | None:
             return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
@@ -126,6 +130,7 @@ class BackendSettings:
             max_retries=int(number("GROUNDLABEL_MAX_RETRIES", 3, 1, 1000)),
             predict_budget=number("GROUNDLABEL_PREDICT_BUDGET", 60.0, 0.0, 3600),
             write_batch_bytes=int(number("GROUNDLABEL_WRITE_BATCH_BYTES", DEFAULT_WRITE_BATCH_BYTES, 1, 1 << 40)),
+            addresses=_addresses(first("GROUNDLABEL_ALLOWED_HOSTS")),
             pipeline=PipelineSettings.from_env(environ),
         )
 
@@ -139,6 +144,13 @@ class BackendSettings:
 # ``defaults``' fields read as the settings' own (the keyword shorthands above are not stored: ``defaults`` is)
 for _name in ("box_threshold", "text_threshold", "segmenter"):
     setattr(BackendSettings, _name, property(lambda self, name=_name: getattr(self.defaults, name)))
+
+
+def _addresses(text: str | None) -> AddressPolicy:
+    try:
+        return AddressPolicy.parse(text)
+    except ValueError as error:
+        raise SettingsError(f"GROUNDLABEL_ALLOWED_HOSTS={text!r}: {error}.") from None
 
 
 def _log_level(name: str) -> str:

@@ -323,6 +323,7 @@ class LabelStudioTab:
             token or env_token_for(url, self.settings),
             timeout=self.settings.timeout,
             max_image_bytes=self.settings.max_image_bytes,
+            addresses=self.settings.addresses,
         )
         try:
             user = client.whoami()
