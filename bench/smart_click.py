@@ -29,8 +29,8 @@ import torch
 from fastapi import FastAPI
 from PIL import Image
 
-from bench.common import Goal, Table, add_check_arguments, finish, load_pipeline, real_models, timed
-from pipeline import LazyPipeline, MaskPrompt, load_image
+from bench.common import Goal, Table, add_check_arguments, finish, load_pipeline, real_models
+from pipeline import LazyPipeline, MaskPrompt
 from sync import BackendSettings
 from sync.backend import create_router
 from sync.testing import SMART_TOOLS_CONFIG, running_label_studio, serve
@@ -128,8 +128,6 @@ def main(argv: list[str] | None = None) -> None:
                 assert reply.status_code == 200, reply.text
                 if kind in runs:
                     runs[kind] += [len(region["value"]["rle"]) for region in reply.json()["results"][0]["result"]]
-    smooth[0] = False
-    decoder = decoder_ms(pipeline, args.segmenter, rng)
     cold, speckled, real = (1000 * float(np.median(times[kind])) for kind in ("cold", "speckled", "smooth"))
     table = Table(
         "smart_click",
@@ -149,20 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{real / cold:.3f}",
         checks=[(REAL_MASK_CLICK, real / cold)],
     )
-    table.add("  of which: mask decoder (in process)", f"{decoder:.0f} ms", f"{decoder / cold:.3f}")
     finish(args, table)
-
-
-def decoder_ms(pipeline, name: str, rng: np.random.Generator) -> float:
-    """In-process milliseconds of a warm click's mask decoder alone (embedding cached, a new point each call)."""
-    image = load_image(photo(0))
-    segmenter = pipeline.segmenters.get(name)
-    segmenter.embed(image)
-    points = iter(rng.uniform(100, 1100, (100, 2)))
-    return 1000 * timed(
-        lambda: segmenter.decode_with_scores(image, [MaskPrompt(points=(tuple(next(points)),), positive=(True,))]),
-        repeats=5,
-    )
 
 
 if __name__ == "__main__":
