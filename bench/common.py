@@ -131,7 +131,8 @@ class Table:
         judged = any(checks for _, checks in self.rows)
         header = self.header + (("goal", "verdict") if judged else ())
         run = f"`{command}`, {datetime.date.today().isoformat()}, " if command else ""
-        lines = [f"**{self.title}**", "", f"{run}{machine()}", ""]
+        load = f", load average {os.getloadavg()[0]:.1f}"  # other work on the machine moves the absolute times
+        lines = [f"**{self.title}**", "", f"{run}{machine()}{load}", ""]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
         for cells, checks in self.rows:
