@@ -54,10 +54,14 @@ def real_models(segmenters: list[str] = (), shape: str = "real") -> tuple[Path, 
     return detector, checkpoints
 
 
-def load_pipeline(detector: Path, checkpoints: dict[str, str], device: str | None = None) -> GroundingPipeline:
-    """The product's pipeline over the benchmark's models, offline."""
+def load_pipeline(
+    detector: Path, checkpoints: dict[str, str], device: str | None = None, input_size: int | None = None
+) -> GroundingPipeline:
+    """The product's pipeline over the benchmark's models, offline (``input_size``: the detector's short side)."""
     return GroundingPipeline.from_settings(
-        PipelineSettings(detector=str(detector), checkpoints=checkpoints, device=device, offline=True)
+        PipelineSettings(
+            detector=str(detector), checkpoints=checkpoints, device=device, input_size=input_size, offline=True
+        )
     )
 
 

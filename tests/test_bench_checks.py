@@ -74,7 +74,8 @@ def test_pipeline_speed_fails_its_threshold_row_when_the_raw_output_cache_misses
     monkeypatch.setattr(common, "MODELS_DIR", tmp_path)
     docs = tmp_path / "performance.md"
     docs.write_text("<!-- bench:pipeline_speed -->\n<!-- /bench:pipeline_speed -->\n")
-    argv = ["--shape", "tiny", "--segmenters", "--size", "320x240", "--repeats", "3", "--full-repeats", "1"]
+    argv = ["--shape", "tiny", "--segmenters", "--size", "320x240", "--input-size", "240", "--repeats", "3"]
+    argv += ["--full-repeats", "1"]
     with pytest.raises(SystemExit) as exit:
         pipeline_speed.main([*argv, "--check", "--update-docs", str(docs)])
     assert exit.value.code == 1
