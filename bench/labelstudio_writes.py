@@ -5,9 +5,12 @@ temporary directory, run as the ``postgres`` user, on 127.0.0.1; needs ``pip ins
 tasks, and writes predictions for fresh tasks through groundlabel's own bulk write
 (``LabelStudioClient.import_predictions``, what ``sync.prelabel`` uses) at several request sizes: 10 rectangles per
 prediction, and 10 rectangles + 10 brush masks (smooth 640x480 discs, RLE as label-studio-sdk encodes them).
-Prints predictions/s per database and request size.
+Prints predictions/s per database and request size. Goal (why ``sync.prelabel`` writes in batches): 200 box
+predictions per request store at least 10x as many per second as one per request, in the same run.
 
-Run: ``python -m bench.labelstudio_writes [--db sqlite,postgresql] [--per-setting 400]``.
+Run: ``python -m bench.labelstudio_writes [--db sqlite,postgresql] [--per-setting 400] [--check]``. Its tables
+belong in docs/scaling.md; ``--update-docs docs/scaling.md`` writes them there once that file has their markers
+(``<!-- bench:labelstudio_writes.sqlite -->`` ...).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
-from bench.common import print_table
+from bench.common import Goal, Table, add_check_arguments, finish
 from sync import LabelStudioClient
 from sync.regions import BRUSH, RECTANGLE
 from sync.testing import LabelStudioServer, free_port
@@ -35,6 +38,7 @@ CONFIG = """<View><Image name="image" value="$image"/>
 <RectangleLabels name="box" toName="image"><Label value="dog"/><Label value="cat"/></RectangleLabels>
 <BrushLabels name="mask" toName="image"><Label value="dog"/><Label value="cat"/></BrushLabels></View>"""
 SETTINGS = [("boxes", 1), ("boxes", 10), ("boxes", 50), ("boxes", 200), ("boxes + masks", 10), ("boxes + masks", 50)]
+BATCHED = Goal("vs 1 per request", ">=", 10, "x")  # judged on the 200-per-request row
 
 
 def regions(with_masks: bool) -> list[dict]:
@@ -126,7 +130,8 @@ def postgresql(root: Path) -> Iterator[dict[str, str]]:
         )
 
 
-def measure(server: LabelStudioServer, per_setting: int) -> list[tuple]:
+def measure(server: LabelStudioServer, per_setting: int, table: Table) -> None:
+    """One row per setting in ``table``; the 200-box-predictions row judged against one per request."""
     project = server.create_project(CONFIG, title="write rate")
     needed = sum(min(per_setting, 200 * size) for _, size in SETTINGS)
     tasks = []
@@ -135,7 +140,7 @@ def measure(server: LabelStudioServer, per_setting: int) -> list[tuple]:
             project, [{"image": f"/data/upload/x{i}.jpg"} for i in range(start, min(needed, start + 500))]
         )
     client = LabelStudioClient(server.url, server.token, timeout=120)
-    rows, fresh = [], iter(tasks)
+    fresh, rates = iter(tasks), {}
     for kind, size in SETTINGS:
         result = regions(kind != "boxes")
         count = min(per_setting, 200 * size)
@@ -148,24 +153,25 @@ def measure(server: LabelStudioServer, per_setting: int) -> list[tuple]:
         for batch in batches:
             client.import_predictions(project, batch)
         seconds = time.perf_counter() - start
-        rows.append(
-            (
-                kind,
-                size,
-                f"{request_bytes / 1024:.0f} KiB",
-                f"{1000 * seconds / len(batches):.0f} ms",
-                f"{count / seconds:.0f}",
-            )
+        rates[kind, size] = count / seconds
+        table.add(
+            kind,
+            size,
+            f"{request_bytes / 1024:.0f} KiB",
+            f"{1000 * seconds / len(batches):.0f} ms",
+            f"{count / seconds:.0f}",
+            checks=[(BATCHED, rates[kind, size] / rates["boxes", 1])] if (kind, size) == ("boxes", 200) else [],
         )
     client.close()
-    return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_check_arguments(parser)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--per-setting", type=int, default=400, help="predictions written per request size")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    tables = []
     for db in args.db.split(","):
         with tempfile.TemporaryDirectory(prefix="groundlabel-writes-") as temp, contextlib.ExitStack() as stack:
             root = Path(temp)
@@ -175,12 +181,20 @@ def main() -> None:
             server.start(timeout=600)
             stack.callback(server.stop)
             print(f"\n{db}: Label Studio up (migrations included) in {time.perf_counter() - started:.0f} s")
-            rows = measure(server, args.per_setting)
-        print_table(
-            f"Label Studio 1.23 prediction writes, {db}, one writer",
-            ("regions per prediction", "predictions per request", "request size", "time per request", "predictions/s"),
-            rows,
-        )
+            table = Table(
+                f"labelstudio_writes.{db}",
+                f"Label Studio 1.23 prediction writes, {db}, one writer",
+                (
+                    "regions per prediction",
+                    "predictions per request",
+                    "request size",
+                    "time per request",
+                    "predictions/s",
+                ),
+            )
+            measure(server, args.per_setting, table)
+            tables.append(table)
+    finish(args, *tables)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 """Peak memory (RSS) per mode: boxes only, + MobileSAM, + SAM vit_b. Each mode runs in a fresh process.
 
-Run: ``python -m bench.memory``. Real-shape models with random weights; one 640x480 image, one prompt.
+Goal: a CPU machine of 8 GB runs each mode with room for the rest (peak RSS at most 4 GiB with boxes or MobileSAM,
+6 GiB with SAM vit_b). RSS does not drift with the machine's load, so the bounds are absolute.
+Run: ``python -m bench.memory [--check] [--update-docs]``. Real-shape models with random weights; one 640x480 image.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
 import sys
 
-from bench.common import load_pipeline, print_table, real_models
+from bench.common import Goal, Table, add_check_arguments, finish, load_pipeline, real_models
 
 MODES = {"boxes only": None, "boxes + MobileSAM": "mobile_sam", "boxes + SAM vit_b": "sam_vit_b"}
+PEAK = {None: Goal("peak", "<=", 4096, " MiB"), "mobile_sam": Goal("peak", "<=", 4096, " MiB")}
+PEAK["sam_vit_b"] = Goal("peak", "<=", 6144, " MiB")
 
 
 def measure(segmenter: str | None) -> dict:
@@ -32,12 +37,17 @@ def measure(segmenter: str | None) -> dict:
     return {"loaded": loaded, "peak": peak, "detections": len(result)}
 
 
-def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(measure(None if sys.argv[2] == "none" else sys.argv[2])))
+def main(argv: list[str] | None = None) -> None:
+    parser = add_check_arguments(argparse.ArgumentParser(description=__doc__))
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the measured process's mode
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(None if args.child == "none" else args.child)))
         return
     real_models([name for name in MODES.values() if name])  # build once, outside the measured processes
-    rows = []
+    table = Table(
+        "memory", "Peak memory (RSS) per mode, 640x480 image", ("mode", "after loading", "peak after one image")
+    )
     for mode, segmenter in MODES.items():
         child = subprocess.run(
             [sys.executable, "-m", "bench.memory", "--child", segmenter or "none"],
@@ -46,8 +56,13 @@ def main() -> None:
             check=True,
         )
         numbers = json.loads(child.stdout.strip().splitlines()[-1])
-        rows.append((mode, f"{numbers['loaded']:.0f} MiB", f"{numbers['peak']:.0f} MiB"))
-    print_table("Peak memory (RSS) per mode, 640x480 image", ("mode", "after loading", "peak after one image"), rows)
+        table.add(
+            mode,
+            f"{numbers['loaded']:.0f} MiB",
+            f"{numbers['peak']:.0f} MiB",
+            checks=[(PEAK[segmenter], numbers["peak"])],
+        )
+    finish(args, table)
 
 
 if __name__ == "__main__":

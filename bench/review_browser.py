@@ -4,8 +4,11 @@ and decoded), beside the server handler's own time for the same clicks and a ful
 (encoder + decoder, what a click would cost without the cached embedding). MobileSAM of its real shape (random
 weights: the compute is real); the detector is the tests' tiny one (opening the task is not measured).
 
+Goal (issue 12): in the browser a repair click's new preview shows in at most half the time of a full segmenter
+run on its image (the cached embedding saves at least half of what the click would cost without it).
+
 Starts a real Label Studio and the app on 127.0.0.1 and drives Debian's chromium (``/usr/bin/chromium``). Run:
-``python -m bench.review_browser [--threads 2] [--clicks 8]``.
+``python -m bench.review_browser [--threads 2] [--clicks 8] [--check] [--update-docs]``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import load_pipeline, print_table, real_models
+from bench.common import Goal, Table, add_check_arguments, finish, load_pipeline, real_models
 from pipeline import LazyPipeline, MaskPrompt, load_image
 from sync import BackendSettings
 from sync.testing import GROUNDING_DINO_CONFIG, running_label_studio, serve
@@ -32,6 +35,7 @@ from ui.testing import choose_project, open_task
 
 SIZES = [(1280, 800), (1600, 1200)]  # 1.0 and 1.9 MP: the issue's target is for images up to 2 MP
 CHROMIUM = "/usr/bin/chromium"
+ROUND_TRIP = Goal("round trip / full run", "<=", 0.5)
 
 
 def smooth_png(size: tuple[int, int], seed: int) -> bytes:
@@ -102,13 +106,14 @@ def full_segmenter_run(segmenter, size: tuple[int, int]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_check_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clicks", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     detector, checkpoints = real_models(["mobile_sam"], shape="tiny")
     pipeline = load_pipeline(detector, checkpoints, device="cpu")
@@ -117,7 +122,19 @@ def main() -> None:
 
     state = Path(tempfile.mkdtemp(prefix="groundlabel-bench-"))
     settings = BackendSettings(segmenter="mobile_sam", state_dir=state)
-    rows = []
+    table = Table(
+        "review_browser",
+        f"A click repairing a mask, in chromium, MobileSAM (real shape, random weights), {args.threads} "
+        f"threads, median of {args.clicks} clicks",
+        (
+            "image",
+            "click to new preview shown (browser)",
+            "server handler (decoder + redraw)",
+            "the rest (queue, JPEG, transfer, decode)",
+            "full segmenter run (encoder + decoder)",
+            "browser round trip / full run",
+        ),
+    )
     app = create_app(settings, LazyPipeline(pipeline=pipeline))
     with running_label_studio(os.environ) as label_studio, serve(app) as url, sync_playwright() as playwright:
         project = label_studio.create_project(GROUNDING_DINO_CONFIG, title="review click bench")
@@ -138,30 +155,18 @@ def main() -> None:
             server = handler_times[1:]  # the first made the object
             full = full_segmenter_run(pipeline.segmenters.get("mobile_sam"), size)
             trip, handler = statistics.median(trips) * 1000, statistics.median(server) * 1000
-            rows.append(
-                (
-                    f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP)",
-                    f"{trip:.0f} ms",
-                    f"{handler:.0f} ms",
-                    f"{trip - handler:.0f} ms",
-                    f"{full * 1000:.0f} ms",
-                    f"{trip / (full * 1000):.2f}",
-                )
+            ratio = trip / (full * 1000)
+            table.add(
+                f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP)",
+                f"{trip:.0f} ms",
+                f"{handler:.0f} ms",
+                f"{trip - handler:.0f} ms",
+                f"{full * 1000:.0f} ms",
+                f"{ratio:.2f}",
+                checks=[(ROUND_TRIP, ratio)],
             )
         browser.close()
-    print_table(
-        f"A click repairing a mask, in chromium, MobileSAM (real shape, random weights), {args.threads} "
-        f"threads, median of {args.clicks} clicks",
-        (
-            "image",
-            "click to new preview shown (browser)",
-            "server handler (decoder + redraw)",
-            "the rest (queue, JPEG, transfer, decode)",
-            "full segmenter run (encoder + decoder)",
-            "browser round trip / full run",
-        ),
-        rows,
-    )
+    finish(args, table)
 
 
 if __name__ == "__main__":
