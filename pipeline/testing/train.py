@@ -115,7 +115,7 @@ def _cxcywh(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
 # Scene sizes the detector can train on (``--aspects``), one per batch: what the processor (short side 160, long
 # side at most 266) makes of square, 4:3, 3:4, 16:9 and 9:16 pictures. The committed detector saw square scenes only
 # and learned a shortcut: a box as wide as it is tall in normalised coordinates, right on a square scene and squashed
-# by the aspect ratio on any other (docs/toy-models.md: a mixed-aspect fine-tune did not undo it).
+# by the aspect ratio on any other (docs/toy-models.md: mixed-aspect fine-tunes so far only narrowed it).
 ASPECT_SIZES: dict[str, tuple[int, int]] = {
     "square": S.SHAPES_SCENE_SIZE,
     "4:3": (213, 160),
