@@ -21,6 +21,16 @@ MIN_PRECISION = 0.78
 MIN_MASK_IOU_BOX = 0.9
 MIN_MASK_IOU_POINT = 0.8
 SCENES = 60
+# A right answer's box must fit its shape, not merely overlap it: a box squashed by the scene's aspect ratio passes
+# IoU 0.5 but fails these. The committed detector meets them on square scenes only (0.94 median there); on 4:3 and
+# 3:4 it returns every box squashed (median 0.76: docs/toy-models.md), so those tests are strict xfails until a
+# retrained detector is committed (they then pass, and the strict marker fails the run: remove it).
+MIN_BOX_IOU = 0.85  # every right-answer box
+MIN_MEDIAN_BOX_IOU = 0.9  # median of the right boxes on scenes of each aspect ratio
+SCENE_SIZES = {"4:3": (320, 240), "3:4": (240, 320), "16:9": (320, 180)}  # the demo's 320x240 and its kin
+SQUASHED = pytest.mark.xfail(
+    strict=True, reason="the committed toy detector squashes boxes on non-square scenes (issue 23 item 8)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +52,18 @@ def test_weights_are_committed_and_small():
     assert sum(p.stat().st_size for p in files) <= 5_000_000  # 5 MB, the issue's limit
 
 
-def test_right_boxes_get_the_right_labels(shapes_pipeline):
-    rng = np.random.default_rng(3)
-    image, shapes = S.make_scene(rng, shapes=[("blue", "circle"), ("red", "square")])
+@pytest.mark.parametrize(
+    "size", [S.SHAPES_SCENE_SIZE, pytest.param(SCENE_SIZES["4:3"], marks=SQUASHED)], ids=["square", "4:3"]
+)
+def test_right_boxes_get_the_right_labels(shapes_pipeline, size):
+    image, shapes = _ball_and_box_scene(size=size)
     assert [s.name for s in shapes] == ["blue circle", "red square"]
     result = S.run_pipeline(
         shapes_pipeline, _png(image), "blue circle:ball. red square:box", segmenter=S.SHAPES_SEGMENTER
     )
     for shape, label in zip(shapes, ["ball", "box"]):
         ious = S.box_iou(shape.xyxy, result.xyxy)[0] if len(result.xyxy) else np.zeros(0)
-        hits = [i for i in range(len(ious)) if ious[i] >= 0.5 and result.labels[i] == label]
+        hits = [i for i in range(len(ious)) if ious[i] >= MIN_BOX_IOU and result.labels[i] == label]
         assert hits, f"no {label!r} box on the {shape.name}: {result.xyxy.tolist()} {result.labels}"
         assert S.mask_iou(result.masks[hits[0]], shape.mask) >= 0.8
     assert set(result.labels) <= {"ball", "box"}
@@ -92,6 +104,27 @@ def test_detector_recall_and_precision(shapes_pipeline):
     assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (recall, precision)
 
 
+@pytest.mark.parametrize(
+    "size",
+    [S.SHAPES_SCENE_SIZE] + [pytest.param(size, marks=SQUASHED) for size in SCENE_SIZES.values()],
+    ids=["square", *SCENE_SIZES],
+)
+def test_boxes_fit_the_shapes_on_scenes_of_every_aspect_ratio(shapes_pipeline, size):
+    """On non-square scenes the right boxes fit their shapes (median IoU >= 0.9), and recall holds: a detector
+    that learned boxes only on square scenes returns them squashed by the aspect ratio (median 0.76 on 4:3)."""
+    rng = np.random.default_rng(77)
+    right: list[float] = []
+    asked = 0
+    for _ in range(12):
+        image, shapes = S.make_scene(rng, size=size)
+        prompt = S.make_prompt(rng, shapes)
+        result = S.run_pipeline(shapes_pipeline, _png(image), prompt.text)
+        right += S.right_box_ious(shapes, prompt, result.xyxy, result.prompt_phrases, result.scores)
+        asked += sum(t >= 0 for t in prompt.targets)
+    assert len(right) >= MIN_RECALL * asked, (len(right), asked)
+    assert np.median(right) >= MIN_MEDIAN_BOX_IOU, sorted(np.round(right, 2))
+
+
 def test_sam_masks_from_a_box_and_from_a_click_through_the_product(shapes_pipeline):
     """Refinement's right answer: the product's Segmenter.decode, given a shape's box or one click on it (batched,
     from one cached embedding per scene), returns that shape's mask."""
@@ -115,15 +148,19 @@ def test_sam_masks_from_a_box_and_from_a_click_through_the_product(shapes_pipeli
     assert np.mean(point_ious) >= MIN_MASK_IOU_POINT, np.mean(point_ious)
 
 
-def _ball_and_box_scene(seed: int = 3):
-    image, shapes = S.make_scene(np.random.default_rng(seed), shapes=[("blue", "circle"), ("red", "square")])
-    return image, shapes
+def _ball_and_box_scene(seed: int = 3, size: tuple[int, int] = S.SHAPES_SCENE_SIZE):
+    """A blue circle and a red square (square scene: on 320x240 the committed detector's boxes are squashed)."""
+    return S.make_scene(np.random.default_rng(seed), size=size, shapes=[("blue", "circle"), ("red", "square")])
 
 
 def _on_the_right_shapes(shapes, xyxy, labels) -> None:
     for shape, label in zip(shapes, ["ball", "box"]):
         ious = S.box_iou(shape.xyxy, np.asarray(xyxy).reshape(-1, 4))[0] if len(xyxy) else np.zeros(0)
-        assert any(iou >= 0.5 and found == label for iou, found in zip(ious, labels)), (shape.name, xyxy, labels)
+        assert any(iou >= MIN_BOX_IOU and found == label for iou, found in zip(ious, labels)), (
+            shape.name,
+            xyxy,
+            labels,
+        )
 
 
 def test_the_cli_labels_the_right_shapes_and_masks_them(tmp_path, monkeypatch):

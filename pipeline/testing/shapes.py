@@ -258,6 +258,31 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
 
 
+def right_box_ious(
+    shapes: Sequence[Shape],
+    prompt: ScenePrompt,
+    xyxy: np.ndarray,
+    phrases: Sequence[str],
+    scores: np.ndarray,
+    iou: float = 0.5,
+) -> list[float]:
+    """The box IoU of each right detection: its prompt phrase is the one that asks for the shape and its box has
+    IoU >= ``iou`` with it; each shape counts once (highest score first, on the free shape it overlaps most)."""
+    wanted = [(i, prompt.phrases[t]) for i, t in enumerate(prompt.targets) if t >= 0]
+    ious = box_iou(xyxy, np.stack([s.xyxy for s in shapes])) if len(xyxy) and len(shapes) else np.zeros((len(xyxy), 0))
+    used: set[int] = set()
+    right = []
+    for d in np.argsort(-np.asarray(scores)):
+        best, best_iou = None, iou
+        for i, phrase in wanted:
+            if i not in used and phrases[d] == phrase and ious[d, i] >= best_iou:
+                best, best_iou = i, ious[d, i]
+        if best is not None:
+            used.add(best)
+            right.append(float(best_iou))
+    return right
+
+
 def match_detections(
     shapes: Sequence[Shape],
     prompt: ScenePrompt,
@@ -266,21 +291,9 @@ def match_detections(
     scores: np.ndarray,
     iou: float = 0.5,
 ) -> tuple[int, int, int]:
-    """(true positives, asked shapes, detections): a detection is right when its prompt phrase is the one that
-    asks for the shape and its box has IoU >= ``iou`` with it; each shape counts once (highest score first)."""
-    wanted = [(i, prompt.phrases[t]) for i, t in enumerate(prompt.targets) if t >= 0]
-    ious = box_iou(xyxy, np.stack([s.xyxy for s in shapes])) if len(xyxy) and len(shapes) else np.zeros((len(xyxy), 0))
-    used: set[int] = set()
-    hits = 0
-    for d in np.argsort(-np.asarray(scores)):
-        best, best_iou = None, iou
-        for i, phrase in wanted:
-            if i not in used and phrases[d] == phrase and ious[d, i] >= best_iou:
-                best, best_iou = i, ious[d, i]
-        if best is not None:
-            used.add(best)
-            hits += 1
-    return hits, len(wanted), len(xyxy)
+    """(true positives, asked shapes, detections), right detections as ``right_box_ious`` counts them."""
+    hits = len(right_box_ious(shapes, prompt, xyxy, phrases, scores, iou))
+    return hits, sum(t >= 0 for t in prompt.targets), len(xyxy)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
