@@ -131,7 +131,9 @@ class Budget:
 
     def fits(self) -> bool:
         """Whether one more unit is expected to end within the budget (the first one always is: nothing is known)."""
-        return self._clock() - self.started + (self.estimate or 0.0) <= self.seconds
+        if self.estimate is None:
+            return True
+        return self._clock() - self.started + self.estimate <= self.seconds
 
     def paced(self, units: Iterator[U]) -> Iterator[U]:
         """The units of ``units`` while the next one fits; each is timed from when it is asked for until the next
