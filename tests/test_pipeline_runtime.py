@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -50,9 +52,7 @@ def test_openvino_pipeline_gives_the_torch_pipelines_boxes_and_labels(model_path
         detector=str(model_paths[0]), device="cpu", input_size=TEST_INPUT_SIZE, offline=True, cache_dir=tmp_path
     )
     expected = GroundingPipeline.from_settings(settings)(photo, PROMPT, Options(0.2, 0.2))
-    got = GroundingPipeline.from_settings(PipelineSettings(**{**vars(settings), "runtime": "openvino"}))(
-        photo, PROMPT, Options(0.2, 0.2)
-    )
+    got = GroundingPipeline.from_settings(replace(settings, runtime="openvino"))(photo, PROMPT, Options(0.2, 0.2))
     assert len(expected) > 0
     assert np.abs(expected.xyxy - got.xyxy).max() < 0.05 and np.abs(expected.scores - got.scores).max() < 1e-4
     assert got.labels == expected.labels and got.phrases == expected.phrases
