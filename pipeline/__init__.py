@@ -25,6 +25,7 @@ __getattr__ = export_lazily(
         "LazyPipeline": "loader",
         "DEFAULT_BOX_THRESHOLD": "options",
         "DEFAULT_TEXT_THRESHOLD": "options",
+        "DEFAULT_NMS_THRESHOLD": "options",
         "VERSION_PREFIX": "options",
         "Options": "options",
         "model_version": "options",

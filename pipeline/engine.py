@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import supervision as sv
 
 from .detector import CachedDetector
 from .families import load_detector
@@ -99,10 +100,10 @@ class GroundingPipeline:
         return results
 
     def label(self, image: LoadedImage, raw, prompt: Prompt, options: Options, label_map: LabelMap) -> DetectionResult:
-        """Thresholds and label mapping over the detector's raw output: no model runs."""
+        """Thresholds, label mapping and duplicate suppression over the detector's raw output: no model runs."""
         found = self.detector_for(options).postprocess(raw, image.width, image.height, options)
         prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
-        return DetectionResult(
+        result = DetectionResult(
             width=image.width,
             height=image.height,
             xyxy=found.xyxy,
@@ -114,6 +115,7 @@ class GroundingPipeline:
             unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
             model_version=self.model_version(options, prompt),
         )
+        return suppress_duplicates(result, options.nms_threshold)
 
     def segment(
         self, image: LoadedImage, result: DetectionResult, segmenter: str, max_masks: int | None = None
@@ -192,3 +194,15 @@ class GroundingPipeline:
                 )
                 self._other = (spec, loaded)
             return self._other[1]
+
+
+def suppress_duplicates(result: DetectionResult, iou_threshold: float) -> DetectionResult:
+    """Class-aware NMS (supervision's): of boxes with the same label (the phrase, for an unmapped one) overlapping
+    by more than ``iou_threshold`` IoU only the highest-scoring stays. Grounding DINO often puts two to four boxes
+    on one object; boxes of different labels never suppress each other."""
+    if len(result) < 2 or iou_threshold >= 1.0:
+        return result
+    names = result.display_labels()
+    classes = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    rows = np.column_stack([result.xyxy, result.scores, [classes[name] for name in names]])
+    return result[sv.box_non_max_suppression(rows, iou_threshold)]
