@@ -18,7 +18,7 @@ from .errors import GroundlabelError
 from .export import FORMATS, DatasetItem, export_dataset
 from .images import LoadedImage, check_image_file, load_image
 from .labels import LabelMap
-from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
+from .options import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options
 from .registry import DETECTORS, SEGMENTERS
 from .render import render
 from .results import DetectionResult
@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
     parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
     parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    parser.add_argument(
+        "--nms-threshold",
+        type=float,
+        default=DEFAULT_NMS_THRESHOLD,
+        help="IoU above which a box of the same label is dropped as a duplicate (1 keeps all)",
+    )
     parser.add_argument(
         "--detector",
         help="registered name, Hub id or local directory (default: $GROUNDLABEL_DETECTOR or grounding-dino-tiny)",
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
     failed = []
     try:  # every setting and input is checked before a model loads: a typo costs one line, not a traceback
-        options = Options(args.box_threshold, args.text_threshold, args.masks)
+        options = Options(args.box_threshold, args.text_threshold, args.masks, nms_threshold=args.nms_threshold)
         env = PipelineSettings.from_env()
         checkpoints = (
             {**env.checkpoints, options.segmenter: args.checkpoint}

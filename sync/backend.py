@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -50,7 +50,7 @@ from .errors import ConfigError, RequestError, SyncError, http_status
 from .files import JsonStore
 from .outcomes import OutcomePolicy
 from .push import Outbox
-from .settings import BackendSettings
+from .settings import OUTPUTS, BackendSettings
 from .smart import SmartRequest
 from .tasks import Budget, TaskOutcome, outcomes_of, predict_batches
 
@@ -77,6 +77,7 @@ class MLBackend:
         self.models = models
         self.settings = settings
         self.prompts = JsonStore(settings.state_dir / "prompts.json")  # the last prompt per project
+        self.outputs = JsonStore(settings.state_dir / "outputs.json")  # per project, from /setup's extra_params
         self.outcomes = OutcomePolicy(settings.state_dir, settings.max_retries)  # shared with sync.prelabel
         self.finisher = Finisher(Outbox(settings.outbox_dir), settings.write_batch_bytes)  # tasks past the budget
         self._credentials: dict[str, Credentials] = {}  # per project, from /setup; kept in memory only
@@ -90,19 +91,40 @@ class MLBackend:
         self._lock = threading.Lock()
 
     def setup(self, body: dict) -> dict:
-        """Remember where the project's Label Studio is; answer the model version. Never loads a model."""
+        """Remember where the project's Label Studio is and the output its connection's ``extra_params`` choose
+        (``{"output": "both"}``; Label Studio sends them only here); answer the model version. Never loads a model."""
         project = project_id(body.get("project"))
         if body.get("hostname") and body.get("access_token"):
             with self._lock:
                 self._credentials[project] = Credentials(str(body["hostname"]), str(body["access_token"]))
+        self._remember_output(project, body.get("extra_params"))
         config = _try_parse(body.get("schema"))
         if config is None:
             return {"model_version": self.model_version(self.settings.options(masks=False))}
-        return {
-            "model_version": self.model_version(
-                options_for(config, None, self.settings), self.batch_prompt(project, config)
+        config = self.project_config(project, config)
+        options = options_for(config, None, self.settings)
+        return {"model_version": self.model_version(options, self.batch_prompt(project, config), config)}
+
+    def project_config(self, project: str, config: ProjectConfig) -> ProjectConfig:
+        """``config`` reduced to the labels tags the project's output fills (``ProjectConfig.with_output``)."""
+        return config.with_output(self.outputs.get(project) or self.settings.output, self.settings.segmenter)
+
+    def _remember_output(self, project: str, extra_params) -> None:
+        """Keep (or, when absent, forget) the project's ``extra_params["output"]``; an unknown one is logged."""
+        output = extra_params.get("output") if isinstance(extra_params, dict) else None
+        if output is None:
+            self.outputs.delete(project)
+        elif str(output).lower() in OUTPUTS:
+            self.outputs.set(project, str(output).lower())
+        else:
+            log.warning(
+                "Project %s: extra_params output=%r is not one of %s; GROUNDLABEL_OUTPUT=%s applies.",
+                project,
+                output,
+                ", ".join(OUTPUTS),
+                self.settings.output,
             )
-        }
+            self.outputs.delete(project)
 
     def predict(self, body: dict) -> dict:
         """One prediction per task, in order. Interactive requests (a context) take the prompt from the
@@ -120,16 +142,21 @@ class MLBackend:
             return self._predict(request)
 
     def _predict(self, request: PredictRequest) -> dict:
-        config, project = request.config, request.project
+        project = request.project
         seconds = self.settings.predict_budget if request.context is None else 0  # an annotator waits for the rest
         budget = Budget(seconds) if seconds else None  # from here: loading the models counts too
-        smart = SmartRequest.from_results(config, request.results)
-        if smart is not None:
-            return {"results": [self._predict_smart(project, config, task, smart).payload() for task in request.tasks]}
+        smart = SmartRequest.from_results(request.config, request.results)
+        if smart is not None:  # its mask goes to the config's mask tag, whatever the text prompts' output
+            return {
+                "results": [
+                    self._predict_smart(project, request.config, task, smart).payload() for task in request.tasks
+                ]
+            }
+        config = self.project_config(project, request.config)
         options = options_for(config, request.results, self.settings)
         typed = _something_to_look_for(config.prompt_from(request.results))
         prompt = parse_prompt(typed) if typed else self.batch_prompt(project, config)
-        empty = LabelStudioResult([], 0.0, self.model_version(options, prompt))
+        empty = LabelStudioResult([], 0.0, self.model_version(options, prompt, config))
         if typed is None and request.context is not None:
             log.info("Interactive request for project %s without a prompt in TextArea %r.", project, config.prompt)
             return {"results": [empty.payload() for _ in request.tasks]}
@@ -172,8 +199,8 @@ class MLBackend:
         segmenter = pipeline.segmenters.get(name)
         image = self._image(project, config, task, pipeline.settings.max_pixels, reuse=True)
         masks, scores = segmenter.decode_with_scores(image, [smart.mask_prompt(image.width, image.height)])
-        version = self.model_version(Options(self.settings.box_threshold, self.settings.text_threshold, name))
-        answer = smart.answer(config, masks[0], float(scores[0]), version)
+        version = self.model_version(replace(self.settings.defaults, segmenter=name))
+        answer = smart.answer(config, masks[0], float(scores[0]), version)  # with the config's part
         if not answer.result:
             log.info("Task %s: the smart-tool prompt gave an empty mask.", task.get("id"))
         return answer
@@ -245,10 +272,11 @@ class MLBackend:
         Studio predict again, while a prompt typed to try it on one task changes nothing."""
         return parse_prompt(_something_to_look_for(self.prompts.get(project)) or config.default_prompt)
 
-    def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
-        """Names detector, segmenter, thresholds and prompt from the settings' resolved detector, so /setup before
-        the first load announces what the predictions after it carry."""
-        return model_version(self.models.settings.detector_spec, options, prompt)
+    def model_version(self, options: Options, prompt: Prompt | None = None, config: ProjectConfig | None = None) -> str:
+        """Names detector, segmenter, thresholds, prompt and (``config``'s part) the tags filled, from the settings'
+        resolved detector, so /setup before the first load announces what the predictions after it carry."""
+        version = model_version(self.models.settings.detector_spec, options, prompt)
+        return config.version(version) if config is not None else version
 
     def remember_prompt(self, body: dict) -> str | None:
         """From a webhook event: the prompt in the submitted annotation's TextArea, kept as the project's batch
@@ -339,14 +367,16 @@ class PredictRequest:
 
 def options_for(config: ProjectConfig, results: list[dict] | None, settings: BackendSettings) -> Options:
     """The one place a project's options come from, so /setup announces the version its predictions carry:
-    thresholds from the settings, overridden by the config's Number tags' defaults and then by the values set in
-    the labeling screen (``results``); the segmenter when the config has brush or polygon tags."""
-    thresholds = {"box": config.box_threshold, "text": config.text_threshold}
+    thresholds (box, text, NMS) from the settings, overridden by the config's Number tags' defaults and then by
+    the values set in the labeling screen (``results``); the segmenter when the config has brush or polygon tags."""
+    thresholds = {"box": config.box_threshold, "text": config.text_threshold, "nms": config.nms_threshold}
     thresholds.update(config.thresholds_from(results))
-    return Options(
-        _clamp(thresholds["box"], settings.box_threshold),
-        _clamp(thresholds["text"], settings.text_threshold),
-        settings.segmenter if config.wants_masks else None,
+    return replace(
+        settings.defaults,
+        box_threshold=_clamp(thresholds["box"], settings.box_threshold),
+        text_threshold=_clamp(thresholds["text"], settings.text_threshold),
+        nms_threshold=_clamp(thresholds["nms"], settings.nms_threshold),
+        segmenter=settings.segmenter if config.wants_masks else None,
     )
 
 

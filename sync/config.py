@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
 
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -12,7 +14,9 @@ from .errors import ConfigError
 from .regions import BY_TAG, BY_TYPE, FILLED, tag_list
 
 # Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
-_THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold"}
+_THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold", "nms": "nmsthreshold"}
+# The config part of a model version: "-c" and six hex digits at its end (``ProjectConfig.version``).
+_CONFIG_PART = re.compile(r"-c[0-9a-f]{6}$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class ProjectConfig:
     prompt: str | None = None  # the TextArea's name: its text is the interactive prompt
     box_threshold: float | None = None
     text_threshold: float | None = None
-    # "box" / "text" -> the name of the Number tag that sets that threshold
+    nms_threshold: float | None = None
+    # "box" / "text" / "nms" -> the name of the Number tag that sets that threshold
     threshold_tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     smart_tools: tuple[SmartTool, ...] = ()
     xml: str = field(default="", repr=False, compare=False)
@@ -94,6 +99,7 @@ class ProjectConfig:
             prompt="prompt" if "prompt" in prompts else next(iter(prompts), None),
             box_threshold=thresholds.get("box", (None, None))[1],
             text_threshold=thresholds.get("text", (None, None))[1],
+            nms_threshold=thresholds.get("nms", (None, None))[1],
             threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
             smart_tools=tuple(
                 SmartTool(c.name, BY_TAG[c.tag].type, tuple(c.labels)) for c in smart if image.name in c.to_name
@@ -110,6 +116,31 @@ class ProjectConfig:
     def wants_masks(self) -> bool:
         """Regions with masks (brush, polygon): the segmenter has to run."""
         return any(BY_TYPE[c.type].masks for c in self.controls)
+
+    def with_output(self, output: str, segmenter: str | None) -> ProjectConfig:
+        """This config with only the labels tags that ``output`` (one of ``sync.settings.OUTPUTS``) fills: "boxes" / "masks"
+        keep the tags of that kind (all of them when the config has none of it, so nothing is lost), "auto" is
+        "masks" with a segmenter and "boxes" without one, "both" keeps every tag."""
+        if output == "auto":
+            output = "masks" if segmenter else "boxes"
+        if output == "both":
+            return self
+        kept = tuple(c for c in self.controls if BY_TYPE[c.type].masks == (output == "masks"))
+        return replace(self, controls=kept) if kept else self
+
+    @property
+    def digest(self) -> str:
+        """Six hex digits naming what shapes our regions: the image's name and each filled tag's name, type,
+        labels and ``predicted_values``. Colours, prompts and smart tools do not change what we write."""
+        parts = [self.image] + [
+            f"{c.name}|{c.type}|{','.join(c.labels)}|{sorted(c.aliases.items())}" for c in self.controls
+        ]
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:6]
+
+    def version(self, model_version: str) -> str:
+        """``model_version`` with this config's ``-c<digest>`` at its end (replacing another config's), so a new
+        tag name, type, label or alias makes Label Studio predict again rather than keep regions it cannot show."""
+        return f"{_CONFIG_PART.sub('', model_version)}-c{self.digest}"
 
     @property
     def labels(self) -> list[str]:
@@ -169,7 +200,7 @@ class ProjectConfig:
         return None
 
     def thresholds_from(self, results: list[dict] | None) -> dict[str, float]:
-        """Thresholds set in the labeling UI: ``{"box": 0.3, "text": 0.25}`` for Number results present."""
+        """Thresholds set in the labeling UI: ``{"box": 0.3, "text": 0.25, "nms": 0.5}`` for Number results present."""
         found = {}
         for kind, name in self.threshold_tags.items():
             for item in results or []:
@@ -202,7 +233,7 @@ def _labels_control(control) -> LabelsControl:
 
 
 def _threshold_tags(controls) -> dict[str, tuple[str, float | None]]:
-    """ "box"/"text" -> (Number tag name, its defaultValue or None)."""
+    """ "box"/"text"/"nms" -> (Number tag name, its defaultValue or None)."""
     found = {}
     for control in controls:
         if control.tag != "Number":

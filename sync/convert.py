@@ -48,7 +48,9 @@ def to_label_studio(
     each control of ``config`` that has the detection's label. ``boxes`` / ``masks`` default to what the
     config has tags for; masks need ``result.masks``.
 
-    Region ids are derived from control, label and geometry, so the same result always gets the same ids.
+    Region ids are derived from control, label and geometry, so the same result always gets the same ids. The
+    model version gets the config's part (``ProjectConfig.version``): regions written for another config count as
+    another version.
     """
     width, height = result.width, result.height
     with_masks = result.masks is not None and masks is not False
@@ -85,7 +87,7 @@ def to_label_studio(
     return LabelStudioResult(
         result=regions,
         score=round(float(np.mean(scores)), 4) if scores else 0.0,
-        model_version=result.model_version,
+        model_version=config.version(result.model_version),
         skipped=skipped,
         unmapped=list(result.unmapped),
     )

@@ -100,7 +100,7 @@ def prelabel(
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, job.options)
-    version = pipeline.model_version(options, prompt)
+    version = config.version(pipeline.model_version(options, prompt))  # as to_label_studio names its results
     policy = outcomes or OutcomePolicy(outbox.directory.parent, BackendSettings.max_retries)
     empty = LabelStudioResult([], 0.0, version)  # what a task that failed for good gets
     pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", metavar="SEGMENTER", help="mobile_sam, sam_vit_b, ... (default: boxes only)")
     parser.add_argument("--box-threshold", type=float, help="default: $BOX_THRESHOLD or 0.35")
     parser.add_argument("--text-threshold", type=float, help="default: $TEXT_THRESHOLD or 0.25")
+    parser.add_argument(
+        "--nms-threshold",
+        type=float,
+        help="IoU above which a box of the same label is dropped (default: $NMS_THRESHOLD or 0.5; 1 keeps all)",
+    )
     parser.add_argument("--only-unlabeled", action="store_true", help="skip tasks that already have an annotation")
     parser.add_argument("--limit", type=int, help="pre-annotate at most this many tasks")
     parser.add_argument(
@@ -219,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.box_threshold if args.box_threshold is None else args.box_threshold,
             settings.text_threshold if args.text_threshold is None else args.text_threshold,
             args.masks,
+            nms_threshold=settings.nms_threshold if args.nms_threshold is None else args.nms_threshold,
         )
         job = PrelabelJob(
             args.project,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline import (
     DEFAULT_BOX_THRESHOLD,
+    DEFAULT_NMS_THRESHOLD,
     DEFAULT_TEXT_THRESHOLD,
     Options,
     PipelineSettings,
@@ -33,6 +34,10 @@ DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 DEFAULT_WRITE_BATCH_BYTES = 4 << 20
 # Masks for configs that ask for them; USE_SAM picks SAM vit_h like Label Studio's Grounding SAM example.
 DEFAULT_SEGMENTER = "mobile_sam"
+# Which regions a text prompt's detections become (GROUNDLABEL_OUTPUT, or a project's ML-backend extra_params):
+# "auto" is masks only when the config has a mask tag and a segmenter runs, else boxes only (a box and its mask put
+# their accept buttons on one spot in Label Studio's editor); "both" fills every labels tag of the config.
+OUTPUTS = ("auto", "boxes", "masks", "both")
 _UNSET = "(unset)"  # a keyword shorthand not given (None is a segmenter choice: never masks)
 
 
@@ -41,7 +46,7 @@ class BackendSettings:
     label_studio_url: str | None = None
     label_studio_token: str | None = field(default=None, repr=False)
     # what a request that sets nothing gets: thresholds, and the segmenter (run only for configs with mask regions;
-    # None: never); also readable as ``box_threshold``, ``text_threshold``, ``segmenter``
+    # None: never); also readable as ``box_threshold``, ``text_threshold``, ``nms_threshold``, ``segmenter``
     defaults: Options = Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DEFAULT_SEGMENTER)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     state_dir: Path = Path(".groundlabel")  # small state: last prompt per project, the push outbox
@@ -54,6 +59,9 @@ class BackendSettings:
     predict_budget: float = 60.0  # seconds a batch /predict may take (Label Studio waits 100); 0: no budget
     write_batch_bytes: int = DEFAULT_WRITE_BATCH_BYTES  # JSON per bulk request of predictions (one bigger goes alone)
     addresses: AddressPolicy = AddressPolicy()  # where images may come from (sync.addresses)
+    # which labels tags a text prompt fills (sync.config.OUTPUTS), unless a project's extra_params say otherwise;
+    # GROUNDLABEL_OUTPUT's default is "auto" (masks or boxes, never both); constructed in code, every tag ("both")
+    output: str = "both"
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # keyword shorthands that set one field of ``defaults``: BackendSettings(box_threshold=0.3, segmenter=None)
     box_threshold: InitVar[float | None] = None
@@ -67,6 +75,8 @@ class BackendSettings:
             given["segmenter"] = segmenter
         if given:
             object.__setattr__(self, "defaults", replace(self.defaults, **given))  # Options checks the values
+        if self.output not in OUTPUTS:
+            raise SettingsError(f"GROUNDLABEL_OUTPUT={self.output!r}: use {', '.join(OUTPUTS)}.")
 
     @property
     def outbox_dir(self) -> Path:
@@ -79,7 +89,7 @@ class BackendSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BackendSettings:
         """LABEL_STUDIO_URL | LABEL_STUDIO_HOST, LABEL_STUDIO_API_KEY | LABEL_STUDIO_ACCESS_TOKEN, BOX_THRESHOLD,
-        TEXT_THRESHOLD, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
+        TEXT_THRESHOLD, NMS_THRESHOLD, GROUNDLABEL_OUTPUT, USE_SAM / USE_MOBILE_SAM / SAM_CHOICE (or GROUNDLABEL_SEGMENTER=name|none), BASIC_AUTH_USER /
         BASIC_AUTH_PASS (both or neither), GROUNDLABEL_STATE_DIR, GROUNDLABEL_TIMEOUT (seconds),
         GROUNDLABEL_MAX_IMAGE_BYTES, GROUNDLABEL_HOST, PORT, GROUNDLABEL_LOG_LEVEL, GROUNDLABEL_MAX_RETRIES,
         GROUNDLABEL_PREDICT_BUDGET, GROUNDLABEL_WRITE_BATCH_BYTES,
@@ -119,7 +129,9 @@ class BackendSettings:
                 number("BOX_THRESHOLD", DEFAULT_BOX_THRESHOLD, 0.0, 1.0),
                 number("TEXT_THRESHOLD", DEFAULT_TEXT_THRESHOLD, 0.0, 1.0),
                 None if segmenter.lower() == "none" else segmenter_spec(segmenter).name,  # fails on a typo
+                nms_threshold=number("NMS_THRESHOLD", DEFAULT_NMS_THRESHOLD, 0.0, 1.0),
             ),
+            output=(first("GROUNDLABEL_OUTPUT") or "auto").lower(),
             basic_auth=(user, password) if user and password else None,
             state_dir=Path(first("GROUNDLABEL_STATE_DIR") or Path.cwd() / ".groundlabel"),
             timeout=number("GROUNDLABEL_TIMEOUT", DEFAULT_TIMEOUT, 0.1, 3600),
@@ -142,7 +154,7 @@ class BackendSettings:
 
 
 # ``defaults``' fields read as the settings' own (the keyword shorthands above are not stored: ``defaults`` is)
-for _name in ("box_threshold", "text_threshold", "segmenter"):
+for _name in ("box_threshold", "text_threshold", "nms_threshold", "segmenter"):
     setattr(BackendSettings, _name, property(lambda self, name=_name: getattr(self.defaults, name)))
 
 

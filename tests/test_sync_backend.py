@@ -18,7 +18,7 @@ import pytest
 
 from pipeline import GroundingPipeline, LazyPipeline, PipelineSettings, parse_prompt
 from pipeline.options import prompt_hash
-from sync import BackendSettings, box_to_pixels, rle_to_mask
+from sync import BackendSettings, ProjectConfig, box_to_pixels, rle_to_mask
 from tests.counting import count_calls
 from tests.hostile import Answer, web_host
 from tests.labelstudio import (
@@ -81,8 +81,12 @@ def test_interactive_prompt_gives_labeled_boxes_and_masks_that_decode_to_the_pip
 
     result, conversion = expected(pipeline, image, "cats")
     assert len(result) > 0 and answer["result"] == conversion.result
-    assert answer["model_version"] == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}-p" + prompt_hash(
-        parse_prompt("cats")
+    assert (
+        answer["model_version"]
+        == f"groundlabel-gdino-tiny+{SEGMENTER}-box{BOX:g}-text{TEXT:g}-p"
+        + prompt_hash(parse_prompt("cats"))
+        + "-c"
+        + ProjectConfig.parse(GROUNDING_DINO_CONFIG).digest
     )
     boxes = [r for r in answer["result"] if r["type"] == "rectanglelabels"]
     brushes = [r for r in answer["result"] if r["type"] == "brushlabels"]
@@ -279,8 +283,12 @@ def test_setup_answers_without_loading_models_and_predict_explains_missing_weigh
         )
 
     assert state["readable_state"] == "Connected"
-    assert state["model_version"] == "groundlabel-no-detector+mobile_sam-box0.35-text0.25-p" + prompt_hash(
-        parse_prompt("cats. house")
+    assert (
+        state["model_version"]
+        == "groundlabel-no-detector+mobile_sam-box0.35-text0.25-p"
+        + prompt_hash(parse_prompt("cats. house"))
+        + "-c"
+        + ProjectConfig.parse(GROUNDING_DINO_CONFIG).digest
     )
     assert health["status"] == "UP" and health["models"]["loaded"] is False and not missing.loaded
     assert predict.status_code == 503 and "no-detector" in predict.json()["detail"]

@@ -36,7 +36,7 @@ def test_rectangles_are_percent_of_the_image_with_its_size_and_scores():
     }
     assert (region["original_width"], region["original_height"]) == (200, 100)
     assert region["score"] == converted.score == 0.5
-    assert converted.model_version == result.model_version
+    assert converted.model_version == CONFIG.version(result.model_version)
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from pipeline import LazyPipeline, Options
-from sync import BackendSettings, Outbox
+from sync import BackendSettings, Outbox, ProjectConfig
 from sync.outcomes import OutcomePolicy
 from sync.prelabel import PrelabelJob, prelabel
 from tests.hostile import Answer, web_host
@@ -44,8 +44,8 @@ def test_prelabel_gives_up_on_a_task_failing_transiently_n_times_and_then_never_
     assert runs[2].failed[busy].endswith("answered 503 (failed 3 times: given up)")
     assert fetched == [["/busy.png", "/ok.png"], ["/busy.png"], ["/busy.png"], []]  # not retried forever
     (settled,) = label_studio.api("GET", "/api/predictions", params={"task": busy})
-    assert settled["result"] == [] and settled["model_version"] == pipeline.model_version(
-        Options(BOX), pipeline.check_prompt("cats")
+    assert settled["result"] == [] and settled["model_version"] == ProjectConfig.parse(CONFIG).version(
+        pipeline.model_version(Options(BOX), pipeline.check_prompt("cats"))
     )
     assert len(label_studio.api("GET", "/api/predictions", params={"task": good})) == 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Options
-from sync import Outbox
+from sync import Outbox, ProjectConfig
 from sync.prelabel import PrelabelJob, prelabel
 from sync.testing import start_process
 from tests.labelstudio import png as random_png
@@ -53,7 +53,7 @@ def test_prelabel_annotates_every_task_once_and_a_rerun_skips_them(
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
     stored = label_studio.api("GET", "/api/predictions", params={"task": task_ids[0]})[0]
     expected = pipeline(png(0), "dog. possum", Options(0.3))
-    assert stored["model_version"] == expected.model_version
+    assert stored["model_version"] == ProjectConfig.parse(CONFIG).version(expected.model_version)
     assert len(stored["result"]) == sum(label is not None for label in expected.labels)
     assert {r["value"]["rectanglelabels"][0] for r in stored["result"]} <= {"dog", "possum"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Options
-from sync import Outbox
+from sync import Outbox, ProjectConfig
 from sync.prelabel import PrelabelJob, prelabel
 from sync.testing import start_process, stop_process
 from tests.labelstudio import predictions_per_task
@@ -61,7 +61,9 @@ def test_ray_run_gives_each_task_one_prediction_equal_to_the_single_process_run_
     assert sum(map(len, expected)) > TASKS  # the comparison covers regions, not only empty results
     assert stored_regions(label_studio, task_ids) == expected
     stored = label_studio.api("GET", "/api/predictions", params={"task": task_ids[0]})[0]
-    assert stored["model_version"] == pipeline(png(0), PROMPT, Options(0.3)).model_version
+    assert stored["model_version"] == ProjectConfig.parse(CONFIG).version(
+        pipeline(png(0), PROMPT, Options(0.3)).model_version
+    )
 
     second = prelabel(ls_client, pipeline, job, Outbox(tmp_path), engine=engine())
     assert (second.done, second.skipped) == (0, TASKS)

@@ -137,8 +137,10 @@ def test_prelabel_button_predicts_every_task_once(page, label_studio, project, p
     page.locator("#ls-replace input").check()
     page.locator("#ls-prelabel").click()
     expect(page.locator("#ls-message")).to_contain_text(f"Finished: {len(images)} pre-annotated, 0 skipped")
-    version = pipeline.model_version(
-        Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), pipeline.check_prompt("cats")
+    version = CONFIG.version(
+        pipeline.model_version(
+            Options(DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, "sam_tiny_test"), pipeline.check_prompt("cats")
+        )
     )
     for task_id in images:
         predictions = label_studio.api("GET", "/api/predictions", params={"task": task_id})
