@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import LazyPipeline
+from pipeline import LazyPipeline, SettingsError
 from sync import BackendSettings, ProjectConfig
+from sync.backend import options_for
 from tests.labelstudio import BOX, GROUNDING_DINO_CONFIG, SEGMENTER, TEXT, backend_app, png, serve
 from tests.test_sync_backend import retrieve_predictions
 
@@ -84,3 +85,21 @@ def test_each_project_gets_the_output_its_connection_chooses(label_studio, auto_
     if types == {"brushlabels", "rectanglelabels"}:
         boxes = [r for r in prediction["result"] if r["type"] == "rectanglelabels"]
         assert len(boxes) == len(prediction["result"]) - len(boxes)  # a box and a mask per detection
+
+
+NMS_CONFIG = """<View><Image name="image" value="$image"/>
+  <Number name="nms_threshold" toName="image" defaultValue="0.7"/>
+  <RectangleLabels name="label" toName="image"><Label value="cats"/></RectangleLabels></View>"""
+
+
+def test_the_nms_threshold_comes_from_the_environment_the_number_tag_and_the_labeling_screen():
+    settings = BackendSettings.from_env({"NMS_THRESHOLD": "0.6", "GROUNDLABEL_OUTPUT": "Boxes"})
+    assert settings.nms_threshold == 0.6 and settings.output == "boxes"
+    plain = ProjectConfig.parse(NMS_CONFIG.replace('defaultValue="0.7"', ""))
+    assert options_for(plain, None, settings).nms_threshold == 0.6
+    config = ProjectConfig.parse(NMS_CONFIG)
+    assert options_for(config, None, settings).nms_threshold == 0.7
+    typed = [{"from_name": "nms_threshold", "type": "number", "value": {"number": 0.3}}]
+    assert options_for(config, typed, settings).nms_threshold == 0.3
+    with pytest.raises(SettingsError, match="GROUNDLABEL_OUTPUT"):
+        BackendSettings.from_env({"GROUNDLABEL_OUTPUT": "polygons"})
