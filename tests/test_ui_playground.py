@@ -113,6 +113,23 @@ def test_threshold_slider_refilters_cached_output_without_model_run(page, pipeli
         assert forwards.count == 1
 
 
+def test_duplicate_slider_refilters_cached_output_without_model_run(page, pipeline, tmp_path):
+    path = fresh_image(tmp_path, seed=4)
+    with count_calls(pipeline.detector.model) as forwards:
+        run_prompt(page, path, "cat")
+        ran = forwards.count
+        every = len(pipeline(load_image(path), "cat", Options(DEFAULT_BOX_THRESHOLD, nms_threshold=1.0)))
+        fewer = len(pipeline(load_image(path), "cat", Options(DEFAULT_BOX_THRESHOLD, nms_threshold=0.1)))
+        assert fewer < every, "the tiny model's boxes on this image do not overlap: pick another seed"
+
+        rows = page.locator("#pg-table [role=grid]")
+        set_slider(page, "#pg-nms", 1.0)
+        expect(rows).to_have_attribute("aria-rowcount", str(every + 1))  # the header row counts too
+        set_slider(page, "#pg-nms", 0.1)
+        expect(rows).to_have_attribute("aria-rowcount", str(fewer + 1))
+        assert forwards.count == ran
+
+
 def test_new_prompt_on_same_image_reuses_segmenter_embedding(page, pipeline, tmp_path):
     path = fresh_image(tmp_path, seed=3)
     page.locator("#pg-mode").get_by_text("Boxes + masks").click()

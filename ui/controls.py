@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS, Options
+from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_NMS_THRESHOLD, DEFAULT_TEXT_THRESHOLD, DETECTORS, Options
 from pipeline.families import reads_text_threshold
 from pipeline.registry import detector_source
 
@@ -13,9 +13,9 @@ from .models import segmenter_choices
 BOXES, MASKS = "Boxes", "Boxes + masks"
 
 
-def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider, gr.Slider]:
-    """Box and text threshold sliders, side by side (their moves re-filter cached detector output); the text one
-    hidden for a detector that has no text threshold."""
+def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider, gr.Slider, gr.Slider]:
+    """Box, text and duplicate (NMS) threshold sliders, side by side (their moves re-filter cached detector output);
+    the text one hidden for a detector that has no text threshold."""
     with gr.Row():
         box = gr.Slider(
             0.0,
@@ -38,7 +38,17 @@ def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider
             elem_id=f"{prefix}-text",
             visible=text_visible,
         )
-    return box, text
+        nms = gr.Slider(
+            0.0,
+            1.0,
+            value=DEFAULT_NMS_THRESHOLD,
+            step=0.01,
+            label="Duplicate overlap",
+            info="Boxes of one label overlapping more keep the best (1: keep all)",
+            min_width=200,
+            elem_id=f"{prefix}-nms",
+        )
+    return box, text, nms
 
 
 def output_controls(prefix: str, default_segmenter: str) -> tuple[gr.Radio, gr.Dropdown]:
@@ -80,6 +90,8 @@ def chosen_segmenter(mode: str, segmenter: str) -> str | None:
     return segmenter if mode == MASKS else None
 
 
-def chosen_options(mode: str, segmenter: str, box: float, text: float, detector: str | None) -> Options:
+def chosen_options(
+    mode: str, segmenter: str, box: float, text: float, detector: str | None, nms: float = DEFAULT_NMS_THRESHOLD
+) -> Options:
     """The request the output, threshold and detector controls ask for (``detector`` "" or None: the app's own)."""
-    return Options(box, text, chosen_segmenter(mode, segmenter), detector or None)
+    return Options(box, text, chosen_segmenter(mode, segmenter), detector or None, nms_threshold=nms)

@@ -92,6 +92,7 @@ class LabelStudioTab:
     segmenter: gr.Dropdown
     box: gr.Slider
     text: gr.Slider
+    nms: gr.Slider
     detector: gr.Dropdown
     kind: gr.Radio
     editor: image_annotator
@@ -137,13 +138,18 @@ class LabelStudioTab:
     @property
     def asking(self) -> set:
         """The inputs ``asked`` reads: the open workspace, the prompt and the controls that make the options."""
-        return {self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text}
+        return {self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text, self.nms}
 
     def asked(self, values: Values) -> tuple[str, Options]:
         """The prompt and the options the tab's controls ask for (the detector is the workspace's choice)."""
         ws = values[self.workspace]
         options = chosen_options(
-            values[self.mode], values[self.segmenter], values[self.box], values[self.text], ws and ws.detector
+            values[self.mode],
+            values[self.segmenter],
+            values[self.box],
+            values[self.text],
+            ws and ws.detector,
+            values[self.nms],
         )
         return values[self.prompt], options
 
@@ -160,7 +166,7 @@ class LabelStudioTab:
         self.tasks.select(self.on_task_click, asking, everything, concurrency_id="model")
         self.detect.click(self.on_detect, asking, everything, concurrency_id="model")
         self.prompt.submit(self.on_detect, asking, everything, concurrency_id="model")
-        for control in (self.box, self.text):
+        for control in (self.box, self.text, self.nms):
             control.change(
                 self.on_refilter,
                 asking,
@@ -774,7 +780,7 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
     c["result_info"] = gr.HTML(elem_id="ls-summary")
     with gr.Accordion("Output and thresholds", open=False):
         c["mode"], c["segmenter"] = output_controls("ls", default_segmenter)
-        c["box"], c["text"] = threshold_sliders("ls", reads_text_threshold(app_detector))
+        c["box"], c["text"], c["nms"] = threshold_sliders("ls", reads_text_threshold(app_detector))
         c["detector"] = detector_dropdown("ls", app_detector)
         show_text_threshold(c["text"], c["detector"], app_detector)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.media import get_image
 
-from pipeline import Options, load_image, parse_prompt, preview_scale, render_preview
+from pipeline import DEFAULT_NMS_THRESHOLD, Options, load_image, parse_prompt, preview_scale, render_preview
 from pipeline.export import FORMATS, DatasetItem
 from pipeline.families import reads_text_threshold
 
@@ -84,6 +84,7 @@ class PlaygroundTab:
     segmenter: gr.Dropdown
     box: gr.Slider
     text: gr.Slider
+    nms: gr.Slider
     detector: gr.Dropdown
     result_image: gr.Image
     show_masks: gr.Checkbox
@@ -111,24 +112,33 @@ class PlaygroundTab:
     @property
     def asking(self) -> set:
         """The inputs a re-run reads: the last query and the controls that make its options."""
-        return {self.last_query, self.mode, self.segmenter, self.box, self.text, self.detector, self.show_masks}
+        return {
+            self.last_query,
+            self.mode,
+            self.segmenter,
+            self.box,
+            self.text,
+            self.nms,
+            self.detector,
+            self.show_masks,
+        }
 
     def asked(self, values: Values) -> Options:
         """The options the output, threshold and detector controls ask for."""
-        controls = (self.mode, self.segmenter, self.box, self.text, self.detector)
+        controls = (self.mode, self.segmenter, self.box, self.text, self.detector, self.nms)
         return chosen_options(*(values[control] for control in controls))
 
     def wire(self) -> None:
         # Detect's inputs are positional, in this order: it is the page's "playground_detect" API call
         detecting = [self.image, self.prompt, self.mode, self.segmenter, self.box, self.text, self.detector]
-        detecting.append(self.show_masks)  # the image unprocessed: uploaded_path
+        detecting += [self.show_masks, self.nms]  # the image unprocessed: uploaded_path
         outputs, asking = self.outputs, self.asking
         self.run.click(
             self.on_detect, detecting, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect"
         )
         self.prompt.submit(self.on_detect, detecting, outputs, concurrency_id="model", preprocess=False)
         self.image.change(self.on_image, detecting, outputs, concurrency_id="model", preprocess=False)
-        for control in (self.box, self.text):
+        for control in (self.box, self.text, self.nms):
             control.change(
                 self.on_refilter,
                 asking,
@@ -161,6 +171,7 @@ class PlaygroundTab:
         text: float,
         detector: str,
         masks_shown: bool,
+        nms: float = DEFAULT_NMS_THRESHOLD,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> Updates:
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
@@ -168,7 +179,7 @@ class PlaygroundTab:
         if not path:
             return self.cleared("Upload an image or pick an example.")
         parse_prompt(prompt)  # an empty prompt fails here, before any model loads
-        options = chosen_options(mode, segmenter, box, text, detector)
+        options = chosen_options(mode, segmenter, box, text, detector, nms)
         query = Query(load_image(path, self.hub.lazy.settings.max_pixels), Path(path).name, prompt, options)
         return self.shown(query, masks_shown, progress)
 
@@ -243,7 +254,12 @@ class PlaygroundTab:
         query, fmt, more = values[self.last_query], values[self.dataset_format], values[self.more_images] or []
         if query is None:
             return {self.message: notice("Detect something first: the dataset takes its prompt and settings.", "info")}
-        options = replace(query.options, box_threshold=values[self.box], text_threshold=values[self.text])
+        options = replace(
+            query.options,
+            box_threshold=values[self.box],
+            text_threshold=values[self.text],
+            nms_threshold=values[self.nms],
+        )
         items, skipped = [], []
         for number, path in enumerate([None, *more]):
             progress((number, len(more) + 1), unit="images", desc="Labeling the dataset's images")
@@ -316,7 +332,7 @@ def selection_text(result, row: int) -> str:
 
 def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple:
     """The image, the prompt and Detect, then the output choice, thresholds and examples (on a phone these go
-    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text, detector)."""
+    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text, nms, detector)."""
     with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
         image = gr.Image(
             label="Image",
@@ -338,10 +354,10 @@ def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple
             run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
         with gr.Column(elem_id="pg-controls"):
             mode, segmenter = output_controls("pg", hub.default_segmenter)
-            box, text = threshold_sliders("pg", reads_text_threshold(hub.lazy.settings.detector))
+            box, text, nms = threshold_sliders("pg", reads_text_threshold(hub.lazy.settings.detector))
             detector = detector_dropdown("pg", hub.lazy.settings.detector)
             show_text_threshold(text, detector, hub.lazy.settings.detector)
             examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
             # the prompt first: it is set before the image, whose change then runs it
             gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
-    return image, prompt, run, mode, segmenter, box, text, detector
+    return image, prompt, run, mode, segmenter, box, text, nms, detector
