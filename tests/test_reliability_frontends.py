@@ -111,6 +111,7 @@ def detect_all(ui, path, prompt: str) -> tuple:
         0.25,
         "",
         True,  # the app's detector, masks shown
+        0.5,  # the duplicate (NMS) threshold
         api_name="/playground_detect",
     )
 
