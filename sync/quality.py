@@ -20,7 +20,7 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,13 @@ class TaskPair:
     annotated: DetectionResult
     ious: np.ndarray  # (suggestions, annotated objects)
     lead_time: float | None = None
+    score: float | None = None  # the prediction's own score (what Label Studio's Data Manager sorts by)
+
+    @property
+    def needed_fixing(self) -> bool:
+        """The labeler changed something: a suggestion not kept as it was, or an object added."""
+        decisions, claimed = decide(self)
+        return any(d.outcome != "kept" for d in decisions) or not all(claimed)
 
 
 @dataclass
@@ -146,12 +153,29 @@ class QualityReport:
         grid = [start] + [t for t in np.arange(0, 1.0, step).round(4).tolist() if t > start]
         return grid, [count(self.of(version), t) for t in grid]
 
+    def review_auc(self, version: str) -> float | None:
+        """How well an ascending sort by prediction score puts the tasks that needed fixing first: the chance that
+        one such task scores below one left as suggested (ties count half); None without both kinds."""
+        pairs = [p for p in self.of(version) if p.score is not None]
+        fixed = [p.score for p in pairs if p.needed_fixing]
+        fine = [p.score for p in pairs if not p.needed_fixing]
+        if not fixed or not fine:
+            return None
+        a, b = np.array(fixed)[:, None], np.array(fine)[None, :]
+        return float(np.mean((a < b) + 0.5 * (a == b)))
+
     def text(self) -> str:
         lines = [f"Suggestion quality in project {self.project}", *self.notes]
         for version in self.versions:
             pairs = self.of(version)
             lines += ["", f"{version}: {len(pairs)} annotated tasks (box threshold {self.thresholds[version]:g})"]
             lines += _table(count(pairs))
+            auc = self.review_auc(version)
+            fixed = sum(p.needed_fixing for p in pairs)
+            lines.append(
+                f"  review order: {fixed} of {len(pairs)} tasks needed a fix; sorting by prediction score (ascending) "
+                f"puts them first with AUC {_num(auc)}"
+            )
             grid, sweep = self.sweep(version)
             lines += [
                 "",
@@ -251,7 +275,8 @@ def quality_report(client: LabelStudioClient, project: int) -> QualityReport:
             ):
                 newest[version] = prediction
         for version, prediction in newest.items():
-            report.pairs.append(pair(task.id, version, prediction["result"], annotation["result"], lead_time))
+            found = pair(task.id, version, prediction["result"], annotation["result"], lead_time)
+            report.pairs.append(replace(found, score=prediction.get("score")))
     for version in report.versions:
         report.thresholds[version] = stored_threshold(version, report.of(version))
     report.notes += _why_empty(report, project, annotated, predicted, others)

@@ -162,12 +162,17 @@ def test_the_report_counts_what_the_labeler_did_and_plots_precision_recall(
         assert theirs.recall == pytest.approx((mine["kept"] + mine["moved"]) / mine["annotated"])
     assert sum(tally[label]["dropped"] + tally[label]["moved"] for label in LABELS) > 0
     assert report.lead_times == {"with": [10.0] * SCENES, "without": [30.0, 30.0]}
+    # review order: an ascending sort by the stored prediction score puts the tasks the labeler fixed first
+    auc = report.review_auc(version)
+    print(f"review order AUC (prediction score vs the annotation differs): {auc:.3f}")
+    assert auc >= 0.7
 
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
     assert main(["--project", str(project), "--out", str(tmp_path / "plots")]) == 0
     printed = capsys.readouterr().out
     assert f"{version}: {SCENES} annotated tasks" in printed and "only >= 0.2" in printed
+    assert f"puts them first with AUC {auc:.3f}" in printed
     for label in LABELS:
         assert label in printed
     (plot,) = (tmp_path / "plots").glob("*.png")
