@@ -35,6 +35,7 @@ from .settings import BackendSettings
 MATCH_IOU = 0.5  # a suggestion and an annotated object are the same object
 KEPT_IOU = 0.98  # ... and the labeler left it as it was (Label Studio stores an accepted region unchanged)
 OUTCOMES = ("kept", "moved", "relabelled", "dropped", "missed")
+ROW_HEADERS = ["model_version", "label", *OUTCOMES, "precision", "recall"]
 _THRESHOLD = re.compile(r"-box([0-9]*\.?[0-9]+)")
 
 
@@ -164,18 +165,36 @@ class QualityReport:
         a, b = np.array(fixed)[:, None], np.array(fine)[None, :]
         return float(np.mean((a < b) + 0.5 * (a == b)))
 
+    def review_line(self, version: str) -> str:
+        pairs = self.of(version)
+        return (
+            f"review order: {sum(p.needed_fixing for p in pairs)} of {len(pairs)} tasks needed a fix; sorting by "
+            f"prediction score (ascending) puts them first with AUC {_num(self.review_auc(version))}"
+        )
+
+    def lead_time_lines(self) -> list[str]:
+        return [
+            f"Lead time {kind} groundlabel suggestions: median {np.median(times):.1f} s, mean {np.mean(times):.1f} s "
+            f"over {len(times)} annotations"
+            for kind, times in self.lead_times.items()
+            if times
+        ]
+
+    def summary(self) -> str:
+        """The notes, each version's review-order line and the lead times: what the UI shows above the table."""
+        versions = [
+            f"{version}: {len(self.of(version))} annotated tasks, {self.review_line(version)}"
+            for version in self.versions
+        ]
+        return "\n".join([*self.notes, *versions, *self.lead_time_lines()])
+
     def text(self) -> str:
         lines = [f"Suggestion quality in project {self.project}", *self.notes]
         for version in self.versions:
             pairs = self.of(version)
             lines += ["", f"{version}: {len(pairs)} annotated tasks (box threshold {self.thresholds[version]:g})"]
             lines += _table(count(pairs))
-            auc = self.review_auc(version)
-            fixed = sum(p.needed_fixing for p in pairs)
-            lines.append(
-                f"  review order: {fixed} of {len(pairs)} tasks needed a fix; sorting by prediction score (ascending) "
-                f"puts them first with AUC {_num(auc)}"
-            )
+            lines.append("  " + self.review_line(version))
             grid, sweep = self.sweep(version)
             lines += [
                 "",
@@ -187,16 +206,10 @@ class QualityReport:
             for t, counts in zip(grid, sweep):
                 cells = [_pr(counts.get(label, LabelCounts())) for label in labels]
                 lines.append("  " + f"{t:g}".ljust(10) + "".join(cell.rjust(18) for cell in cells))
-        for kind, times in self.lead_times.items():
-            if times:
-                lines.append(
-                    f"Lead time {kind} groundlabel suggestions: median {np.median(times):.1f} s, mean "
-                    f"{np.mean(times):.1f} s over {len(times)} annotations"
-                )
-        return "\n".join(lines)
+        return "\n".join(lines + self.lead_time_lines())
 
     def rows(self) -> list[list]:
-        """One row per model_version and label, for a table in the UI."""
+        """One row per model_version and label (``ROW_HEADERS``), for a table in the UI."""
         rows = []
         for version in self.versions:
             for label, c in count(self.of(version)).items():
