@@ -57,6 +57,7 @@ def to_label_studio(
     controls = [c for c in config.controls if (with_masks if BY_TYPE[c.type].masks else boxes is not False)]
     regions: list[dict] = []
     skipped: list[str] = []
+    shown: list[int] = []  # detections that became regions
     for i, (label, phrase) in enumerate(zip(result.labels, result.prompt_phrases)):
         if label is None:
             skipped.append(f"{phrase!r}: matches none of the project's labels ({', '.join(config.labels)})")
@@ -82,15 +83,28 @@ def to_label_studio(
                 score=round(float(result.scores[i]), 4),
             )
         regions += made
+        shown += [i] if made else []
     _make_ids_unique(regions)
-    scores = [region["score"] for region in regions]
     return LabelStudioResult(
         result=regions,
-        score=round(float(np.mean(scores)), 4) if scores else 0.0,
+        score=review_score(result.scores[shown], result.xyxy[shown]),
         model_version=config.version(result.model_version),
         skipped=skipped,
         unmapped=list(result.unmapped),
     )
+
+
+def review_score(scores: np.ndarray, xyxy: np.ndarray) -> float:
+    """The prediction's ``score``, which Label Studio's Data Manager sorts by: how sure the whole suggestion is, so
+    an ascending sort puts first the tasks most likely to need fixing. It is the weakest detection's score (the one
+    nearest the threshold), halved-to-less where two boxes overlap (IoU >= 0.5: a duplicate or two labels on one
+    object), and 0 for no detection at all (a miss is the likeliest fix)."""
+    if not len(scores):
+        return 0.0
+    ious = sv.box_iou_batch(xyxy, xyxy)
+    np.fill_diagonal(ious, 0)
+    overlap = ious.max(1)
+    return round(float(np.min(scores * np.where(overlap >= 0.5, 1 - overlap / 2, 1))), 4)
 
 
 def _region(

@@ -114,7 +114,15 @@ def test_unlabeled_detections_are_left_out_with_a_reason():
         ("rectanglelabels", ["house"]),
     ]
     assert len(converted.skipped) == 1 and "matches none of the project's labels" in converted.skipped[0]
-    assert converted.score == round((0.5 + 0.5 + 0.7) / 3, 4)
+    assert converted.score == 0.5  # the weakest detection shown (the unlabeled one, 0.6, is not)
+
+
+def test_the_prediction_score_is_the_weakest_detection_lowered_where_boxes_overlap():
+    apart = detections(100, 100, [[0, 0, 20, 20], [50, 50, 80, 80]], ["cats", "house"], scores=[0.9, 0.6])
+    on_one_object = detections(100, 100, [[0, 0, 20, 20], [1, 0, 20, 20]], ["cats", "house"], scores=[0.9, 0.8])
+
+    assert to_label_studio(apart, CONFIG).score == 0.6
+    assert to_label_studio(on_one_object, CONFIG).score == round(0.8 * (1 - 0.95 / 2), 4)  # IoU 19/20
 
 
 def test_relabel_and_select_reach_label_studio_and_empty_results_score_zero():

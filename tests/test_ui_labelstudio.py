@@ -14,7 +14,7 @@ from pipeline import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Options, loa
 from sync import Outbox, ProjectConfig, to_label_studio
 from tests.browser import picture_box, smooth_png
 from tests.counting import count_calls
-from tests.labelstudio import GROUNDING_DINO_CONFIG, predictions_per_task
+from tests.labelstudio import GROUNDING_DINO_CONFIG, detections, predictions_per_task
 from ui import testing as ui_testing
 from ui.testing import connect, open_task
 
@@ -118,6 +118,32 @@ def test_push_while_label_studio_is_down_waits_in_outbox_then_arrives(
     annotations = label_studio.api("GET", f"/api/tasks/{first}/annotations/")
     expected = to_label_studio(expected_result(pipeline, image), CONFIG)
     assert [sorted(region["id"] for region in a["result"]) for a in annotations] == [sorted(expected.region_ids)]
+
+
+def test_the_quality_button_shows_what_labelers_kept_and_dropped_per_label(page, label_studio, project):
+    project_id, images = project
+    kept_task, dropped_task = images
+    choose_project(page, label_studio, project_id)
+    page.locator("#ls-quality").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"Project {project_id} holds no predictions")
+
+    boxes = [[5, 5, 30, 30], [40, 40, 70, 70], [5, 40, 30, 70]]
+    suggested = to_label_studio(detections(100, 100, boxes, ["cats", "cats", "house"]), CONFIG).result
+    for task in images:
+        label_studio.api(
+            "POST",
+            "/api/predictions",
+            json={"task": task, "result": suggested, "model_version": "groundlabel-x-box0.3"},
+        )
+    label_studio.api("POST", f"/api/tasks/{kept_task}/annotations/", json={"result": suggested})
+    label_studio.api("POST", f"/api/tasks/{dropped_task}/annotations/", json={"result": suggested[:1]})
+    page.locator("#ls-quality").click()
+
+    expect(page.locator("#ls-message")).to_contain_text("groundlabel-x-box0.3: 2 annotated tasks")
+    table = page.locator("#ls-quality-table")
+    # kept, moved, relabelled, dropped, missed, precision, recall (cats: 3 of 4 kept; house: 1 of 2)
+    expect(table).to_contain_text(re.compile(r"cats\s+3\s+0\s+0\s+1\s+0\s+0\.750\s+1\.000"))
+    expect(table).to_contain_text(re.compile(r"house\s+1\s+0\s+0\s+1\s+0\s+0\.500\s+1\.000"))
 
 
 def test_prelabel_button_predicts_every_task_once(page, label_studio, project, pipeline):

@@ -21,6 +21,7 @@ from pipeline.families import reads_text_threshold
 from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
 from sync.outcomes import OutcomePolicy
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
+from sync.quality import ROW_HEADERS, quality_report
 
 from .controls import (
     BOXES,
@@ -83,6 +84,8 @@ class LabelStudioTab:
     retry: gr.Button
     prelabel_all: gr.Button
     cancel_prelabel: gr.Button
+    quality: gr.Button
+    quality_table: gr.Dataframe
     header: gr.HTML
     prompt: gr.Textbox
     detect: gr.Button
@@ -220,6 +223,7 @@ class LabelStudioTab:
         self.cancel_prelabel.click(
             self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status], queue=False
         )
+        self.quality.click(self.on_quality, [self.workspace], [self.message, self.model_status, self.quality_table])
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -634,6 +638,18 @@ class LabelStudioTab:
         )
 
     @guarded()
+    def on_quality(self, ws: Workspace | None) -> Updates:
+        """The chosen project's suggestion quality (``sync.quality``): its summary as the message, its counts as
+        the table."""
+        if ws is None or ws.project is None:
+            return self.say("Pick a project first.")
+        report = quality_report(ws.client, ws.project.id)
+        return {
+            self.message: notice(report.summary().replace("\n", " · "), "ok" if report.pairs else "info"),
+            self.quality_table: gr.Dataframe(report.rows(), visible=bool(report.pairs)),
+        }
+
+    @guarded()
     def on_cancel_prelabel(self, ws: Workspace | None) -> Updates:
         if ws is None:
             return self.say("Nothing to cancel.")
@@ -714,6 +730,10 @@ def task_column(c: dict[str, Any]) -> None:
         c["retry"] = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
         c["prelabel_all"] = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
         c["cancel_prelabel"] = gr.Button("Cancel", size="sm", min_width=70, scale=0, elem_id="ls-prelabel-cancel")
+    c["quality"] = gr.Button("Suggestion quality", size="sm", elem_id="ls-quality")
+    c["quality_table"] = gr.Dataframe(
+        headers=ROW_HEADERS, interactive=False, visible=False, max_height=300, elem_id="ls-quality-table"
+    )
 
 
 def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: str) -> None:

@@ -1,0 +1,400 @@
+"""How good groundlabel's suggestions are, from the labelers' own decisions in Label Studio:
+``python -m sync.quality --project 3 --out quality/``.
+
+For each task holding one of our predictions (``model_version`` starting ``groundlabel-``) and a submitted
+annotation, the prediction's objects are matched to the annotation's (``sync.convert.from_label_studio``: masks for
+brush and polygon regions, boxes for rectangles; mask IoU where both sides have masks, box IoU otherwise; IoU >= 0.5,
+best pairs first). Each suggestion was then *kept* as it was (IoU >= 0.98), *moved* (same label, IoU 0.5-0.98),
+*relabelled* (another label on the same object) or *dropped*; objects the labeler added are *missed*. Precision and
+recall per label and per model_version follow, and Label Studio's ``lead_time`` of tasks with and without our
+suggestions.
+
+The threshold sweep re-counts with the per-region ``score`` each prediction stores, so it runs no model; a
+prediction only holds the regions above the threshold it was made at, so the sweep starts there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from pipeline import VERSION_PREFIX, DetectionResult, GroundlabelError
+
+from .client import LabelStudioClient
+from .convert import from_label_studio
+from .settings import BackendSettings
+
+MATCH_IOU = 0.5  # a suggestion and an annotated object are the same object
+KEPT_IOU = 0.98  # ... and the labeler left it as it was (Label Studio stores an accepted region unchanged)
+OUTCOMES = ("kept", "moved", "relabelled", "dropped", "missed")
+ROW_HEADERS = ["model_version", "label", *OUTCOMES, "precision", "recall"]
+_THRESHOLD = re.compile(r"-box([0-9]*\.?[0-9]+)")
+
+
+@dataclass(frozen=True)
+class TaskPair:
+    """One task's prediction (of one model_version) and its newest submitted annotation, as objects, with the IoU
+    of every suggestion against every annotated object."""
+
+    task: int
+    model_version: str
+    predicted: DetectionResult
+    annotated: DetectionResult
+    ious: np.ndarray  # (suggestions, annotated objects)
+    lead_time: float | None = None
+    score: float | None = None  # the prediction's own score (what Label Studio's Data Manager sorts by)
+
+    @property
+    def needed_fixing(self) -> bool:
+        """The labeler changed something: a suggestion not kept as it was, or an object added."""
+        decisions, claimed = decide(self)
+        return any(d.outcome != "kept" for d in decisions) or not all(claimed)
+
+
+@dataclass
+class LabelCounts:
+    kept: int = 0
+    moved: int = 0
+    relabelled: int = 0
+    dropped: int = 0
+    missed: int = 0  # annotated objects no suggestion overlaps
+    annotated: int = 0  # annotated objects of this label
+    moved_ious: list[float] = field(default_factory=list)
+
+    @property
+    def suggested(self) -> int:
+        return self.kept + self.moved + self.relabelled + self.dropped
+
+    @property
+    def precision(self) -> float | None:
+        return (self.kept + self.moved) / self.suggested if self.suggested else None
+
+    @property
+    def recall(self) -> float | None:
+        return (self.kept + self.moved) / self.annotated if self.annotated else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the labeler did with one suggestion: the outcome and, when it matched, the annotated object."""
+
+    outcome: str
+    target: int | None = None
+
+
+def decide(pair: TaskPair, threshold: float = 0.0) -> tuple[list[Decision | None], list[bool]]:
+    """Each suggestion's outcome (None: its score is below ``threshold``, as if never suggested) and, per annotated
+    object, whether a suggestion matched it. Same-label pairs are matched first, best IoU first, then the rest."""
+    shown = pair.predicted.scores >= threshold
+    decisions: list[Decision | None] = [None if not s else Decision("dropped") for s in shown]
+    claimed = [False] * len(pair.annotated)
+    for same_label in (True, False):
+        pairs = [
+            (pair.ious[i, j], i, j)
+            for i in range(len(pair.predicted))
+            for j in range(len(pair.annotated))
+            if shown[i]
+            and pair.ious[i, j] >= MATCH_IOU
+            and (pair.predicted.labels[i] == pair.annotated.labels[j]) == same_label
+        ]
+        for iou, i, j in sorted(pairs, reverse=True):
+            if decisions[i].outcome != "dropped" or claimed[j]:
+                continue
+            claimed[j] = True
+            outcome = ("kept" if iou >= KEPT_IOU else "moved") if same_label else "relabelled"
+            decisions[i] = Decision(outcome, j)
+    return decisions, claimed
+
+
+def count(pairs: Iterable[TaskPair], threshold: float = 0.0) -> dict[str, LabelCounts]:
+    """Per label: the outcomes of the suggestions scored >= ``threshold`` (under the suggested label) and the
+    annotated objects (under theirs)."""
+    counts: dict[str, LabelCounts] = defaultdict(LabelCounts)
+    for pair in pairs:
+        decisions, claimed = decide(pair, threshold)
+        for i, decision in enumerate(decisions):
+            if decision is None:
+                continue
+            row = counts[pair.predicted.labels[i]]
+            setattr(row, decision.outcome, getattr(row, decision.outcome) + 1)
+            if decision.outcome == "moved":
+                row.moved_ious.append(float(pair.ious[i, decision.target]))
+        for j, label in enumerate(pair.annotated.labels):
+            counts[label].annotated += 1
+            counts[label].missed += not claimed[j]
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class QualityReport:
+    project: int
+    pairs: list[TaskPair] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)  # model_version -> the box threshold it was made at
+    lead_times: dict[str, list[float]] = field(default_factory=lambda: {"with": [], "without": []})
+    notes: list[str] = field(default_factory=list)  # sentences: why there is nothing to report, what was left out
+
+    @property
+    def versions(self) -> list[str]:
+        return sorted({pair.model_version for pair in self.pairs})
+
+    def of(self, version: str) -> list[TaskPair]:
+        return [pair for pair in self.pairs if pair.model_version == version]
+
+    def sweep(self, version: str, step: float = 0.05) -> tuple[list[float], dict[str, LabelCounts]]:
+        """Thresholds from the one ``version`` was made at up to 1, and the counts at each (no model runs)."""
+        start = self.thresholds[version]
+        grid = [start] + [t for t in np.arange(0, 1.0, step).round(4).tolist() if t > start]
+        return grid, [count(self.of(version), t) for t in grid]
+
+    def review_auc(self, version: str) -> float | None:
+        """How well an ascending sort by prediction score puts the tasks that needed fixing first: the chance that
+        one such task scores below one left as suggested (ties count half); None without both kinds."""
+        pairs = [p for p in self.of(version) if p.score is not None]
+        fixed = [p.score for p in pairs if p.needed_fixing]
+        fine = [p.score for p in pairs if not p.needed_fixing]
+        if not fixed or not fine:
+            return None
+        a, b = np.array(fixed)[:, None], np.array(fine)[None, :]
+        return float(np.mean((a < b) + 0.5 * (a == b)))
+
+    def review_line(self, version: str) -> str:
+        pairs = self.of(version)
+        return (
+            f"review order: {sum(p.needed_fixing for p in pairs)} of {len(pairs)} tasks needed a fix; sorting by "
+            f"prediction score (ascending) puts them first with AUC {_num(self.review_auc(version))}"
+        )
+
+    def lead_time_lines(self) -> list[str]:
+        return [
+            f"Lead time {kind} groundlabel suggestions: median {np.median(times):.1f} s, mean {np.mean(times):.1f} s "
+            f"over {len(times)} annotations"
+            for kind, times in self.lead_times.items()
+            if times
+        ]
+
+    def summary(self) -> str:
+        """The notes, each version's review-order line and the lead times: what the UI shows above the table."""
+        versions = [
+            f"{version}: {len(self.of(version))} annotated tasks, {self.review_line(version)}"
+            for version in self.versions
+        ]
+        return "\n".join([*self.notes, *versions, *self.lead_time_lines()])
+
+    def text(self) -> str:
+        lines = [f"Suggestion quality in project {self.project}", *self.notes]
+        for version in self.versions:
+            pairs = self.of(version)
+            lines += ["", f"{version}: {len(pairs)} annotated tasks (box threshold {self.thresholds[version]:g})"]
+            lines += _table(count(pairs))
+            lines.append("  " + self.review_line(version))
+            grid, sweep = self.sweep(version)
+            lines += [
+                "",
+                f"  precision / recall against the box threshold (from the stored scores: only >= "
+                f"{grid[0]:g}, the threshold these predictions were made at)",
+            ]
+            labels = sorted({label for counts in sweep for label in counts})
+            lines.append("  " + "threshold".ljust(10) + "".join(label[:16].rjust(18) for label in labels))
+            for t, counts in zip(grid, sweep):
+                cells = [_pr(counts.get(label, LabelCounts())) for label in labels]
+                lines.append("  " + f"{t:g}".ljust(10) + "".join(cell.rjust(18) for cell in cells))
+        return "\n".join(lines + self.lead_time_lines())
+
+    def rows(self) -> list[list]:
+        """One row per model_version and label (``ROW_HEADERS``), for a table in the UI."""
+        rows = []
+        for version in self.versions:
+            for label, c in count(self.of(version)).items():
+                rows.append(
+                    [
+                        version,
+                        label,
+                        c.kept,
+                        c.moved,
+                        c.relabelled,
+                        c.dropped,
+                        c.missed,
+                        _num(c.precision),
+                        _num(c.recall),
+                    ]
+                )
+        return rows
+
+    def write_plots(self, out: Path) -> list[Path]:
+        """One PNG per model_version: precision and recall against the box threshold, a line per label."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for n, version in enumerate(self.versions, 1):
+            grid, sweep = self.sweep(version)
+            labels = sorted({label for counts in sweep for label in counts})
+            figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+            for label in labels:
+                rows = [counts.get(label, LabelCounts()) for counts in sweep]
+                left.plot(grid, [np.nan if r.precision is None else r.precision for r in rows], marker=".", label=label)
+                right.plot(grid, [np.nan if r.recall is None else r.recall for r in rows], marker=".", label=label)
+            for axis, name in ((left, "precision"), (right, "recall")):
+                axis.set(xlabel="box threshold", ylabel=name, ylim=(0, 1.05), title=name)
+                axis.grid(alpha=0.3)
+            right.legend(fontsize="small")
+            figure.suptitle(f"{version} (from stored scores, >= {grid[0]:g})", fontsize="small")
+            figure.tight_layout()
+            path = out / f"precision_recall_{n}.png"
+            figure.savefig(path, dpi=100)
+            plt.close(figure)
+            written.append(path)
+        return written
+
+
+def quality_report(client: LabelStudioClient, project: int) -> QualityReport:
+    """Read every task of ``project`` with an annotation and match our predictions to it. A project with nothing
+    to match gives a report whose ``notes`` say why."""
+    report = QualityReport(project)
+    annotated = predicted = 0
+    others: set[str] = set()
+    for task in client.iter_tasks(project):
+        ours = {v for v in task.model_versions if v.startswith(VERSION_PREFIX)}
+        others |= set(task.model_versions) - ours
+        predicted += bool(task.prediction_count)
+        if not task.is_labeled:
+            continue
+        done = [a for a in client.annotations(task.id) if not a.get("was_cancelled")]
+        if not done:
+            continue
+        annotated += 1
+        annotation = max(done, key=lambda a: a.get("updated_at") or a.get("created_at") or "")
+        lead_time = annotation.get("lead_time")
+        if lead_time is not None and (ours or not task.prediction_count):
+            report.lead_times["with" if ours else "without"].append(float(lead_time))
+        if not ours:
+            continue
+        newest: dict[str, dict] = {}
+        for prediction in client.predictions(task.id):
+            version = str(prediction.get("model_version") or "")
+            if version in ours and (prediction.get("created_at") or "") >= (
+                newest.get(version, {}).get("created_at") or ""
+            ):
+                newest[version] = prediction
+        for version, prediction in newest.items():
+            found = pair(task.id, version, prediction["result"], annotation["result"], lead_time)
+            report.pairs.append(replace(found, score=prediction.get("score")))
+    for version in report.versions:
+        report.thresholds[version] = stored_threshold(version, report.of(version))
+    report.notes += _why_empty(report, project, annotated, predicted, others)
+    return report
+
+
+def pair(task: int, version: str, prediction: list[dict], annotation: list[dict], lead_time=None) -> TaskPair:
+    """Match one prediction's regions to one annotation's (the image size from their ``original_width/height``)."""
+    sized = next((r for r in [*prediction, *annotation] if r.get("original_width")), None)
+    width, height = (sized["original_width"], sized["original_height"]) if sized else (1, 1)
+    predicted, annotated = (from_label_studio(r, width, height, version) for r in (prediction, annotation))
+    if predicted.masks is not None and annotated.masks is not None:
+        a = predicted.masks.reshape(len(predicted), -1).astype(np.float32)
+        b = annotated.masks.reshape(len(annotated), -1).astype(np.float32)
+        inter = a @ b.T
+        ious = inter / np.maximum(a.sum(1)[:, None] + b.sum(1)[None, :] - inter, 1)
+    else:
+        ious = sv.box_iou_batch(predicted.xyxy, annotated.xyxy) if len(predicted) and len(annotated) else None
+    ious = np.zeros((len(predicted), len(annotated))) if ious is None else ious
+    return TaskPair(task, version, predicted, annotated, np.asarray(ious, np.float64), lead_time)
+
+
+def stored_threshold(version: str, pairs: list[TaskPair]) -> float:
+    """The box threshold a model_version names (``-box0.3``), else the lowest score its predictions hold."""
+    found = _THRESHOLD.search(version)
+    if found:
+        return float(found.group(1))
+    scores = [float(s) for p in pairs for s in p.predicted.scores]
+    return round(min(scores), 4) if scores else 0.0
+
+
+def _why_empty(report: QualityReport, project: int, annotated: int, predicted: int, others: set[str]) -> list[str]:
+    if report.pairs:
+        return []
+    if not predicted:
+        return [
+            f"Project {project} holds no predictions: pre-annotate it (python -m sync.prelabel --project "
+            f"{project}, or the UI's Pre-annotate button), have some tasks labeled, then run this again."
+        ]
+    if not annotated:
+        return [
+            f"Project {project} has no submitted annotations yet: there is nothing to compare the suggestions "
+            "with until labelers submit some tasks."
+        ]
+    if others and not any(v.startswith(VERSION_PREFIX) for v in others):
+        named = ", ".join(sorted(others)[:3])
+        return [
+            f"The predictions in project {project} come from other models ({named}), not groundlabel: "
+            "this report measures groundlabel's own suggestions."
+        ]
+    return [f"No task of project {project} holds both a groundlabel prediction and a submitted annotation yet."]
+
+
+def _table(counts: dict[str, LabelCounts]) -> list[str]:
+    head = ["label", *OUTCOMES, "moved IoU", "precision", "recall"]
+    rows = [
+        [
+            label,
+            c.kept,
+            c.moved,
+            c.relabelled,
+            c.dropped,
+            c.missed,
+            _num(np.mean(c.moved_ious) if c.moved_ious else None),
+            _num(c.precision),
+            _num(c.recall),
+        ]
+        for label, c in counts.items()
+    ]
+    width = max([len(head[0]), *(len(r[0]) for r in rows)]) + 2
+    return ["  " + head[0].ljust(width) + "".join(h.rjust(11) for h in head[1:])] + [
+        "  " + str(r[0]).ljust(width) + "".join(str(v).rjust(11) for v in r[1:]) for r in rows
+    ]
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _pr(counts: LabelCounts) -> str:
+    return f"{_num(counts.precision)} / {_num(counts.recall)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sync.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--project", type=int, required=True)
+    parser.add_argument("--out", type=Path, help="directory for the precision/recall plots (PNG)")
+    parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    args = parser.parse_args(argv)
+    try:
+        settings = BackendSettings.from_env()
+        settings.configure_logging()
+        with LabelStudioClient.from_settings(settings, args.url) as client:
+            report = quality_report(client, args.project)
+    except GroundlabelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.text())
+    if args.out and report.pairs:
+        for path in report.write_plots(args.out):
+            print(f"plot: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
