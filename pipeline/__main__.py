@@ -191,6 +191,8 @@ def detect_all(
             continue
         unmapped = f"; unmapped phrases: {', '.join(result.unmapped)}" if result.unmapped and label_map.labels else ""
         tqdm.write(f"{path}: {len(result)} detections{unmapped}")
+        for note in result.notes:  # what was cut, e.g. masks past GROUNDLABEL_MAX_MASKS
+            tqdm.write(f"{path}: {note}")
         yield path, image, result
 
 

@@ -31,6 +31,7 @@ class LabelStudioResult:
     model_version: str
     skipped: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # prompt phrases that name none of the project's labels
+    notes: tuple[str, ...] = ()  # the pipeline's sentences about what it cut (e.g. masks past the cap)
 
     @property
     def region_ids(self) -> list[str]:
@@ -91,6 +92,7 @@ def to_label_studio(
         model_version=config.version(result.model_version),
         skipped=skipped,
         unmapped=list(result.unmapped),
+        notes=result.notes,
     )
 
 

@@ -6,6 +6,11 @@ table that turns any groundlabel error into an HTTP answer.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from pipeline import GroundlabelError, ImageError, PromptError, SettingsError, WeightsError
 
 
@@ -57,6 +62,26 @@ class DownloadError(SyncError):
     def __init__(self, message: str, retryable: bool = False):
         super().__init__(message)
         self.retryable = retryable
+
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def with_retries(
+    call: Callable[[], T], attempts: int = 3, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """``call()``, tried up to ``attempts`` times while it fails with a ``LabelStudioError`` that is ``retryable``
+    (a timeout, Label Studio down, 5xx, 429), ``backoff`` seconds doubling between tries; then its last error."""
+    for attempt in range(1, max(1, attempts)):
+        try:
+            return call()
+        except LabelStudioError as error:
+            if not error.retryable:
+                raise
+            log.warning("%s Trying again (%d of %d).", error, attempt + 1, attempts)
+        sleep(backoff * 2 ** (attempt - 1))
+    return call()
 
 
 # The one mapping from groundlabel's errors to HTTP answers of the ML backend (first match wins; the UI and the

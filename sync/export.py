@@ -5,27 +5,37 @@ annotation, else the prediction) becomes that image's objects (``sync.convert.fr
 polygon masks with their rectangles' boxes), written by supervision's dataset writers (``pipeline.export``).
 Unlike Label Studio's own COCO and YOLO exporters, brush masks are kept. Classes are the labeling config's labels.
 Tasks with nothing to export, or whose image cannot be fetched, are listed in the summary and left out.
+
+A project's tasks can hold huge brush JSON (tens of MB per task): the export reads them one page of task ids and one
+task's annotations at a time, with its own timeout (``--timeout``, default 120 s, never below GROUNDLABEL_TIMEOUT)
+and retries of what may pass (timeouts, Label Studio down, 5xx), and shows a progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+
+from tqdm.auto import tqdm
 
 from pipeline import GroundlabelError, load_image
 from pipeline.export import FORMATS, DatasetItem, export_dataset
 
 from .client import LabelStudioClient, Task
 from .convert import from_label_studio
+from .errors import with_retries
 from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
 Source = Literal["annotations", "predictions", "both"]
+EXPORT_TIMEOUT = 120.0  # seconds per request: one task's annotations can be tens of MB of brush JSON
+PAGE_SIZE = 100  # task ids (and data) per page: small, whatever the tasks' annotations weigh
 
 
 @dataclass
@@ -39,15 +49,23 @@ class ExportSummary:
 
 
 def export_project(
-    client: LabelStudioClient, project: int, fmt: str, out: Path, source: Source = "annotations"
+    client: LabelStudioClient,
+    project: int,
+    fmt: str,
+    out: Path,
+    source: Source = "annotations",
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+    retry: Callable[[Callable], object] = with_retries,
 ) -> ExportSummary:
-    """Write ``project``'s labeled tasks as a ``fmt`` dataset under ``out``."""
-    config = client.project(project).config()
+    """Write ``project``'s labeled tasks as a ``fmt`` dataset under ``out``; ``on_progress(tasks read, total)``
+    after each task. Every Label Studio call goes through ``retry``."""
+    config = retry(lambda: client.project(project)).config()
     summary = ExportSummary()
 
     def items() -> Iterator[DatasetItem]:
-        for task in client.iter_tasks(project):
-            regions = _regions(client, task, source)
+        for done, (task, total) in enumerate(_tasks(client, project, retry), 1):
+            regions = _regions(client, task, source, retry)
+            on_progress(done, total)
             if regions is None:
                 summary.skipped[task.id] = f"no {'annotation or prediction' if source == 'both' else source[:-1]}"
                 continue
@@ -63,14 +81,25 @@ def export_project(
     return summary
 
 
-def _regions(client: LabelStudioClient, task: Task, source: Source) -> list[dict] | None:
+def _tasks(client: LabelStudioClient, project: int, retry: Callable) -> Iterator[tuple[Task, int]]:
+    """Every task of ``project`` with the project's task count, page by page."""
+    page = 1
+    while True:
+        batch = retry(functools.partial(client.tasks, project, page=page, page_size=PAGE_SIZE))
+        yield from ((task, batch.total) for task in batch.tasks)
+        if not batch.has_next or not batch.tasks:
+            return
+        page += 1
+
+
+def _regions(client: LabelStudioClient, task: Task, source: Source, retry: Callable) -> list[dict] | None:
     """The newest usable annotation's regions (cancelled ones skipped) and/or prediction's, per ``source``."""
     if source in ("annotations", "both"):
-        done = [a for a in client.annotations(task.id) if not a.get("was_cancelled")]
+        done = [a for a in retry(lambda: client.annotations(task.id)) if not a.get("was_cancelled")]
         if done:
             return max(done, key=lambda a: a.get("updated_at") or a.get("created_at") or "")["result"]
     if source in ("predictions", "both"):
-        predictions = client.predictions(task.id)
+        predictions = retry(lambda: client.predictions(task.id))
         if predictions:
             return max(predictions, key=lambda p: p.get("created_at") or "")["result"]
     return None
@@ -85,12 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="dataset directory")
     parser.add_argument("--source", choices=["annotations", "predictions", "both"], default="annotations")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    parser.add_argument("--timeout", type=float, default=EXPORT_TIMEOUT, help="seconds per Label Studio request")
     args = parser.parse_args(argv)
     try:
         settings = BackendSettings.from_env()
         settings.configure_logging()
-        with LabelStudioClient.from_settings(settings, args.url) as client:
-            summary = export_project(client, args.project, args.format, args.out, args.source)
+        settings = replace(settings, timeout=max(settings.timeout, args.timeout))
+        with LabelStudioClient.from_settings(settings, args.url) as client, tqdm(unit="task", desc="exporting") as bar:
+
+            def show(done: int, total: int) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            summary = export_project(client, args.project, args.format, args.out, args.source, show)
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -46,6 +46,7 @@ class PrelabelProgress:
     # task id -> reason: an empty prediction was stored, or (a failure that may pass) nothing: a rerun retries
     failed: dict[int, str] = field(default_factory=dict)
     queued: int = 0  # predictions kept in the outbox because Label Studio refused or was down
+    notes: dict[int, str] = field(default_factory=dict)  # task id -> what the pipeline cut (e.g. masks past the cap)
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
 
@@ -65,6 +66,7 @@ class PrelabelProgress:
             f"{f', {self.queued} kept in the outbox' if self.queued else ''}; {self.rate:.2f} images/s."
         ]
         lines += [f"  task {task_id}: {reason}" for task_id, reason in self.failed.items()]
+        lines += [f"  task {task_id}: {note}" for task_id, note in self.notes.items()]
         return "\n".join(lines)
 
 
@@ -146,6 +148,8 @@ def prelabel(
             else:
                 progress.failed[outcome.task.id] = settled.reason
             if settled.result is not None:
+                if settled.result.notes:
+                    progress.notes[outcome.task.id] = " ".join(settled.result.notes)
                 written(writer.add(outcome.task.id, settled.result))
             on_progress(progress)
             if stop.is_set():

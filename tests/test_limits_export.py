@@ -1,17 +1,29 @@
 """Datasets out of ragged masks, and never half a dataset: YOLO-seg of speckled masks like random-weight MobileSAM's
-(supervision's hole seams fail on them) completes, and a failure part way leaves no dataset directory behind."""
+(supervision's hole seams fail on them) completes, and a failure part way leaves no dataset directory behind.
+``python -m sync.export`` reads a project of huge brush JSON page by page, retrying answers lost on the way."""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import supervision as sv
+from label_studio_sdk.converter.brush import mask2rle
 from supervision.dataset.utils import approximate_mask_with_polygons
 
 from pipeline import GroundlabelError, Options, load_image
 from pipeline.export import DatasetItem, export_dataset
+from sync import LabelStudioClient
+from sync.errors import with_retries
+from sync.export import export_project
+from tests.hostile import blank_png, cutting_proxy
 
 PROMPT = "brown dog. possum on a fence"
 
@@ -72,3 +84,104 @@ def test_a_failure_part_way_leaves_no_dataset(pipeline, photo, tmp_path, fmt):
     with pytest.raises(GroundlabelError, match="already exists and is not an empty directory"):
         export_dataset(iter([DatasetItem("b.png", image, result)]), ["dog"], fmt, out)
     assert not (out / "images" / "b.png").exists()
+
+
+# --- python -m sync.export on a project of huge brush JSON (issue 25) ---------------------------------------------
+
+W, H = 1000, 750
+
+
+def brush(mask: np.ndarray, i: int) -> dict:
+    value = {"format": "rle", "rle": mask2rle(mask.astype(np.uint8) * 255), "brushlabels": ["cats"]}
+    return {
+        "id": f"m{i}",
+        "from_name": "label2",
+        "to_name": "image",
+        "type": "brushlabels",
+        "original_width": W,
+        "original_height": H,
+        "value": value,
+    }
+
+
+def discs(count: int, speckle: float, rng: np.random.Generator) -> list[dict]:
+    """``count`` brush discs; ``speckle`` of their pixels off at random (random-weight masks: big RLE)."""
+    yy, xx = np.ogrid[:H, :W]
+    return [
+        brush(((xx - 100 - 80 * i) ** 2 + (yy - 370) ** 2 < 250**2) & (rng.random((H, W)) >= speckle), i)
+        for i in range(count)
+    ]
+
+
+def project_of_tasks(
+    label_studio, count: int, predictions: list[dict], annotation: list[dict]
+) -> tuple[int, list[int]]:
+    project = label_studio.create_project(title="big export")
+    tasks = label_studio.upload_images(project, {f"t{i}.png": blank_png(W, H) for i in range(count)})
+    for start in range(0, count, 2):
+        body = [
+            {"task": t, "result": predictions, "model_version": "old", "score": 0.5} for t in tasks[start : start + 2]
+        ]
+        label_studio.api("POST", f"/api/projects/{project}/import/predictions", json=body)
+    for task in tasks:
+        label_studio.api("POST", f"/api/tasks/{task}/annotations/", json={"result": annotation})
+    return project, tasks
+
+
+def test_an_export_survives_label_studio_answers_lost_on_the_way(label_studio, tmp_path):
+    rng = np.random.default_rng(1)
+    project, tasks = project_of_tasks(label_studio, 3, discs(1, 0.0, rng), discs(2, 0.0, rng))
+    with cutting_proxy(label_studio.port) as proxy, LabelStudioClient(proxy.url, label_studio.token) as client:
+        proxy.cut(b"GET /api/tasks?")  # the first page of tasks
+        proxy.cut(f"GET /api/tasks/{tasks[1]}/annotations/".encode())
+        seen = []
+        summary = export_project(
+            client,
+            project,
+            "coco",
+            tmp_path / "coco",
+            on_progress=lambda done, total: seen.append((done, total)),
+            retry=functools.partial(with_retries, backoff=0.0),
+        )
+    assert proxy.cuts == 2 and summary.images == 3 and not summary.skipped
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    coco = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == 6
+
+
+@pytest.mark.slow
+def test_a_project_whose_export_is_over_100_mb_exports_with_progress(label_studio, tmp_path):
+    rng = np.random.default_rng(2)
+    predictions, annotation = discs(12, 0.1, rng), discs(6, 0.0, rng)  # ~5 MB of brush JSON per task
+    count = 30
+    size = count * (len(json.dumps(predictions)) + len(json.dumps(annotation)))
+    assert size > 100e6
+    project, _ = project_of_tasks(label_studio, count, predictions, annotation)
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
+    started = time.monotonic()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        export = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sync.export",
+                "--project",
+                str(project),
+                "--format",
+                "coco",
+                "--out",
+                str(tmp_path / "c"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(export.pid, 0)  # the export's own peak RSS
+    elapsed, peak = time.monotonic() - started, usage.ru_maxrss
+    out, err = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert os.waitstatus_to_exitcode(status) == 0, err[-2000:]
+    assert f"{count} images exported, 0 tasks left out." in out
+    assert "exporting" in err and f"{count}/{count}" in err  # the progress bar
+    coco = json.loads((tmp_path / "c" / "annotations.json").read_text())
+    assert len(coco["images"]) == count and len(coco["annotations"]) == count * len(annotation)
+    print(f"export of a {size / 1e6:.0f} MB project ({count} tasks): {elapsed:.1f} s, peak RSS {peak / 1024:.0f} MB")

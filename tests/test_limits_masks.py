@@ -1,13 +1,16 @@
-"""Memory per request with masks: the cap on detections that get masks (and its sentence), and the decoder's chunks."""
+"""Memory per request with masks: the cap on detections that get masks (and its sentence, shown by the UI and the
+command lines), and the decoder's chunks."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from pipeline import MaskPrompt, Options, PipelineSettings, SettingsError, load_image
+from pipeline import LabelMap, MaskPrompt, Options, PipelineSettings, SettingsError, load_image
+from pipeline.__main__ import detect_all
 from pipeline.segmenter import DECODE_CHUNK, decode_chunk
 from pipeline.testing.models import load_tiny_pipeline
 from tests.counting import count_calls
@@ -76,3 +79,30 @@ def test_the_decoder_runs_in_chunks_that_shrink_with_the_image(fresh, photo):
         out = np.zeros((40, 480, 640), bool)
         assert segmenter.decode(image, prompts, out=out) is out and np.array_equal(out, chunked)
     assert calls.count == 0
+
+
+def test_the_mask_cap_sentence_is_shown_by_the_ui_and_python_m_pipeline(fresh, photo, capsys):
+    from ui.detections import Query, summary
+
+    options = Options(0.0, 0.0, "sam_tiny_test", max_masks=5)
+    capped = fresh(photo, PROMPT, options)
+    (note,) = capped.notes
+    # the playground's result message and the Label Studio tab's status line are both this summary (ui.detections.said)
+    assert html.escape(note) in summary(capped, Query(load_image(photo), "photo.png", PROMPT, options), 0.1, 0.0, 0.0)
+    assert len(list(detect_all(fresh, [photo], PROMPT, options, LabelMap(), []))) == 1
+    assert f": {note}\n" in capsys.readouterr().out
+
+
+def test_sync_prelabel_names_the_tasks_whose_masks_were_cut(label_studio, ls_client, fresh, tmp_path):
+    from sync import Outbox
+    from sync.prelabel import PrelabelJob, prelabel
+    from tests.labelstudio import png
+
+    project = label_studio.create_project()
+    tasks = label_studio.upload_images(project, {"a.png": png(64, 48, seed=1)})
+    fresh.settings = replace(fresh.settings, max_masks=1)
+    progress = prelabel(
+        ls_client, fresh, PrelabelJob(project, PROMPT, Options(0.0, 0.0, "sam_tiny_test")), Outbox(tmp_path)
+    )
+    assert progress.done == 1 and list(progress.notes) == tasks
+    assert f"task {tasks[0]}: Masks were made for the 1 highest-scoring of" in progress.summary()

@@ -79,7 +79,7 @@ def threshold_text(value: float) -> str:
 
 
 def summary(result: DetectionResult, query: Query, seconds: float, box: float, text: float | None) -> str:
-    """ "3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched;
+    """ "3 detections for "dog" (box >= 0.35, text >= 0.25) in 40 ms", plus the prompt phrases no label matched and the result's notes;
     ``text`` None: the detector has no text threshold, so none is named."""
     count = f"{len(result)} detection{'s' if len(result) != 1 else ''}"
     prompt = query.prompt if len(query.prompt) <= PROMPT_SHOWN else query.prompt[: PROMPT_SHOWN - 1] + "…"
@@ -91,7 +91,7 @@ def summary(result: DetectionResult, query: Query, seconds: float, box: float, t
             f"<br>No project label for {names}: their boxes show as “phrase?”. "
             "Write <code>phrase:Label</code> in the prompt to choose one."
         )
-    return line
+    return "<br>".join([line, *map(html.escape, result.notes)])  # what was cut (e.g. masks past the cap)
 
 
 def row_at(result: DetectionResult, x: float, y: float, among: list[int] | None = None) -> int | None:
