@@ -1,12 +1,16 @@
-"""Loads the pipeline once, on first use, from settings; shared by the UI, the ML backend and the CLI."""
+"""Loads the pipeline once, on first use, from settings; shared by the UI, the ML backend and the CLI. Importing it
+costs no torch: the app and the ML backend start (and answer /health) before the models are imported."""
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from .engine import GroundingPipeline
 from .errors import WeightsError
 from .settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from .engine import GroundingPipeline
 
 
 class LazyPipeline:
@@ -25,6 +29,8 @@ class LazyPipeline:
             if self._pipeline is None:
                 if self._error is not None:
                     raise WeightsError(self._error)
+                from .engine import GroundingPipeline
+
                 try:
                     self._pipeline = GroundingPipeline.from_settings(self.settings)
                 except WeightsError as error:

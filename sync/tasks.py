@@ -23,13 +23,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from pipeline import GroundingPipeline, GroundlabelError, LoadedImage, Options, Prompt, WeightsError, load_image
+from pipeline import GroundlabelError, LoadedImage, Options, Prompt, WeightsError, load_image
 
 from .config import ProjectConfig
 from .convert import LabelStudioResult, to_label_studio
 from .prefetch import prefetched
+
+if TYPE_CHECKING:  # the backend imports this module before any model is loaded: no torch until then
+    from pipeline import GroundingPipeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

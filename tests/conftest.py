@@ -12,7 +12,7 @@ os.environ.setdefault("GROUNDLABEL_INPUT_SIZE", "320")  # pipeline.testing.model
 import numpy as np
 import pytest
 
-from pipeline.testing.models import cached_models, load_tiny_pipeline, register_tiny_sam
+from pipeline.testing.tiny_sam import register_tiny_sam
 
 pytest_plugins = ["tests.labelstudio"]
 
@@ -64,11 +64,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def model_paths(tmp_path_factory):
     """(Grounding DINO dir, tiny SAM checkpoint) with random weights, saved once per test session."""
+    from pipeline.testing.models import cached_models
+
     return cached_models(str(tmp_path_factory.mktemp("models")))
 
 
 @pytest.fixture(scope="session")
 def pipeline(model_paths):
+    from pipeline.testing.models import load_tiny_pipeline
+
     detector_dir, sam_checkpoint = model_paths
     return load_tiny_pipeline(detector_dir, sam_checkpoint)
 

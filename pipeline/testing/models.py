@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .tiny_sam import register_tiny_sam
+
 # Grounding DINO hard-codes these ids: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, "."=1012, "?"=1029.
 _FIXED_TOKENS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
 # The detector's input short side in tests: 800 (the default) makes even the tiny model take ~1 s per image on CPU.
@@ -95,33 +97,6 @@ def save_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0, fam
 def save_mm_grounding_dino(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
     """Save a random MM-Grounding-DINO (the registry's random copy for that family)."""
     return save_grounding_dino(directory, shape, seed, family="mm-grounding-dino")
-
-
-def _tiny_sam(checkpoint=None):
-    """SAM's real building blocks at a toy width, registered as model type 'vit_tiny_test'."""
-    from segment_anything.build_sam import _build_sam
-
-    return _build_sam(
-        encoder_embed_dim=32,
-        encoder_depth=1,
-        encoder_num_heads=2,
-        encoder_global_attn_indexes=[0],
-        checkpoint=checkpoint,
-    )
-
-
-def register_tiny_sam() -> None:
-    """Make 'sam_tiny_test' a segmenter name the product can resolve and build (with a checkpoint path)."""
-    import segment_anything
-
-    from pipeline.registry import SegmenterSpec, register_segmenter
-
-    segment_anything.sam_model_registry["vit_tiny_test"] = _tiny_sam
-    register_segmenter(
-        SegmenterSpec(
-            "sam_tiny_test", "segment_anything", "vit_tiny_test", "sam_tiny_test.pth", "http://127.0.0.1:9/none.pth"
-        )
-    )
 
 
 def save_sam2(directory: Path, shape: str = "tiny", seed: int = 0) -> Path:
