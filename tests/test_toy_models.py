@@ -29,8 +29,11 @@ MIN_BOX_IOU = 0.85  # every right-answer box
 MIN_MEDIAN_BOX_IOU = 0.9  # median of the right boxes on scenes of each aspect ratio
 SCENE_SIZES = {"4:3": (320, 240), "3:4": (240, 320), "16:9": (320, 180)}  # the demo's 320x240 and its kin
 SQUASHED = pytest.mark.xfail(
-    strict=True, reason="the committed toy detector squashes boxes on non-square scenes (issue 23 item 8)"
+    strict=True,
+    reason="the committed toy detector squashes boxes on non-square scenes: median box IoU 0.76 on 4:3 and 3:4, "
+    "0.59 on 16:9 (200 scenes each, docs/toy-models.md; issue 23 item 8)",
 )
+MAX_DEMO_BOX_OFFSET = 4  # px: a right box's corners from its shape's on the demo's 320x240 example scenes
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,29 @@ def test_boxes_fit_the_shapes_on_scenes_of_every_aspect_ratio(shapes_pipeline, s
         asked += sum(t >= 0 for t in prompt.targets)
     assert len(right) >= MIN_RECALL * asked, (len(right), asked)
     assert np.median(right) >= MIN_MEDIAN_BOX_IOU, sorted(np.round(right, 2))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the committed toy detector squashes the demo examples' boxes: IoU 0.72-0.82, corners 4-10.6 px off "
+    "(issue 23 item 8)",
+)
+def test_the_demo_examples_boxes_sit_on_their_shapes(shapes_pipeline, tmp_path):
+    """What a new user sees first (``python app.py --demo``'s example scenes, 320x240): every shape gets a box under
+    its name whose corners are within a few pixels of the shape's; a squashed box is 6-10 px off."""
+    from pipeline import Options, load_image
+    from pipeline.testing import demo
+
+    for (path, prompt), seed in zip(demo.demo_examples(tmp_path), demo.EXAMPLE_SEEDS):
+        _, shapes = S.make_scene(np.random.default_rng(seed), size=(320, 240), shapes=3, min_size=0.25)
+        result = shapes_pipeline(load_image(path), prompt, Options())
+        for shape in shapes:
+            offsets = [
+                float(np.abs(np.asarray(box) - shape.xyxy).max())
+                for box, label in zip(result.xyxy, result.labels)
+                if label == shape.name
+            ]
+            assert offsets and min(offsets) <= MAX_DEMO_BOX_OFFSET, (seed, shape.name, offsets)
 
 
 def test_sam_masks_from_a_box_and_from_a_click_through_the_product(shapes_pipeline):

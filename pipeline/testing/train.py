@@ -583,9 +583,30 @@ def eval_sam(checkpoint: Path, scenes: int = 200, seed: int = 54321, size=S.SHAP
 def main(argv: list[str] | None = None) -> int:
     """``train-shapes OUT [--minutes N] [--steps N] [--sam-steps N] [--seed S] [--only detector|sam]`` and
     ``eval-shapes DIR [--scenes N]`` (DIR holds gdino-shapes/ and/or sam_shapes.pth)."""
+    args = _parser().parse_args(argv)
+    if args.command == "train-shapes":
+        return _train_shapes(args)
+    print(json.dumps(_evaluate(args.dir, args.scenes, _parse_sizes(args.sizes)), indent=1))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.testing")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train-shapes", help="train the shapes detector and SAM into OUT/")
+    _add_train_arguments(commands.add_parser("train-shapes", help="train the shapes detector and SAM into OUT/"))
+    evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
+    evaluate.add_argument("dir", type=Path)
+    evaluate.add_argument("--scenes", type=int, default=200)
+    evaluate.add_argument(
+        "--sizes",
+        default=_sizes_text(EVAL_SIZES),
+        help="detector scene sizes WxH, comma-separated, each evaluated on its own (default: square and the demo's "
+        "320x240 with its turned and wide kin)",
+    )
+    return parser
+
+
+def _add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("out", type=Path)
     train.add_argument("--steps", type=int, default=DETECTOR_TRAIN["steps"], help="detector steps (schedule length)")
     train.add_argument("--sam-steps", type=int, default=SAM_TRAIN["steps"])
@@ -628,49 +649,40 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="continue from the models in this directory (a second stage, half the peak lr)",
     )
-    evaluate = commands.add_parser("eval-shapes", help="measure the shapes models in DIR")
-    evaluate.add_argument("dir", type=Path)
-    evaluate.add_argument("--scenes", type=int, default=200)
-    evaluate.add_argument(
-        "--sizes",
-        default=_sizes_text(EVAL_SIZES),
-        help="detector scene sizes WxH, comma-separated, each evaluated on its own (default: square and the demo's "
-        "320x240 with its turned and wide kin)",
-    )
-    args = parser.parse_args(argv)
-    if args.command == "train-shapes":
-        TRAINING.update(threads=args.threads, device=args.device)
-        args.out.mkdir(parents=True, exist_ok=True)
-        logfile = (args.out / "train-log.txt").open("a")
 
-        def log(message: str) -> None:
-            print(message, flush=True)
-            logfile.write(message + "\n")
-            logfile.flush()
 
-        report = {"seed": args.seed}
-        if args.only in (None, "detector"):
-            _, report["detector_training"] = train_detector(
-                args.out,
-                args.steps,
-                args.seed,
-                args.minutes,
-                log,
-                init=args.init,
-                stop_after=args.stop_after,
-                train={k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v},
-                config={"num_queries": args.queries} if args.queries else None,
-                aspects=_aspects(args.aspects),
-            )
-        if args.only in (None, "sam"):
-            _, report["sam_training"] = train_sam(
-                args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after
-            )
-        if not args.no_eval:
-            report.update(_evaluate(args.out, 200, EVAL_SIZES))
-        log(json.dumps(report))
-        return 0
-    print(json.dumps(_evaluate(args.dir, args.scenes, _parse_sizes(args.sizes)), indent=1))
+def _train_shapes(args: argparse.Namespace) -> int:
+    """The train-shapes command: train what ``--only`` names into OUT/ (log in OUT/train-log.txt), then evaluate."""
+    TRAINING.update(threads=args.threads, device=args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logfile = (args.out / "train-log.txt").open("a")
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        logfile.write(message + "\n")
+        logfile.flush()
+
+    report = {"seed": args.seed}
+    if args.only in (None, "detector"):
+        _, report["detector_training"] = train_detector(
+            args.out,
+            args.steps,
+            args.seed,
+            args.minutes,
+            log,
+            init=args.init,
+            stop_after=args.stop_after,
+            train={k: v for k, v in (("lr", args.lr), ("batch", args.batch)) if v},
+            config={"num_queries": args.queries} if args.queries else None,
+            aspects=_aspects(args.aspects),
+        )
+    if args.only in (None, "sam"):
+        _, report["sam_training"] = train_sam(
+            args.out, args.sam_steps, args.seed, args.minutes, log, init=args.init, stop_after=args.stop_after
+        )
+    if not args.no_eval:
+        report.update(_evaluate(args.out, 200, EVAL_SIZES))
+    log(json.dumps(report))
     return 0
 
 
