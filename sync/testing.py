@@ -72,18 +72,23 @@ GROUNDING_DINO_CONFIG = """<View>
 # get one object's mask.
 SMART_TOOLS_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
+  <Header value="Prompt: what to find (one submission per task)"/>
   <TextArea name="prompt" toName="image" editable="true" rows="2" maxSubmissions="1" showSubmitButton="true"/>
-  <RectangleLabels name="label" toName="image">   <!-- text-prompt boxes land here -->
+  <Header value="Boxes (the prompt's answers)"/>
+  <RectangleLabels name="label" toName="image" smart="false">   <!-- text-prompt boxes land here -->
     <Label value="cats"/><Label value="house"/>
   </RectangleLabels>
-  <BrushLabels name="mask" toName="image">        <!-- text-prompt masks and smart-tool masks land here -->
+  <Header value="Masks (the prompt's and the smart tools' answers)"/>
+  <BrushLabels name="mask" toName="image" smart="false">        <!-- text-prompt and smart-tool masks land here -->
     <Label value="cats"/><Label value="house"/>
   </BrushLabels>
-  <KeyPointLabels name="click" toName="image" smart="true">
-    <Label value="cats" smart="true" showInline="true"/><Label value="house" smart="true" showInline="true"/>
+  <Header value="Smart click: pick a label, then Auto-Detect's key point"/>
+  <KeyPointLabels name="click" toName="image" smartOnly="true">
+    <Label value="cats"/><Label value="house"/>
   </KeyPointLabels>
-  <RectangleLabels name="smartbox" toName="image" smart="true">
-    <Label value="cats" smart="true" showInline="true"/><Label value="house" smart="true" showInline="true"/>
+  <Header value="Smart box: pick a label, then Auto-Detect's rectangle"/>
+  <RectangleLabels name="smartbox" toName="image" smartOnly="true">
+    <Label value="cats"/><Label value="house"/>
   </RectangleLabels>
 </View>"""
 
