@@ -158,7 +158,7 @@ class GroundingPipeline:
     def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart: from the
         resolved spec, so it is the same before and after any model loads."""
-        return model_version(self.spec_for(options), options, prompt)
+        return model_version(self.spec_for(options), options, prompt, mask_cap=self.settings.max_masks)
 
     @property
     def other_detector(self) -> DetectorSpec | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import SettingsError
 from .prompts import Prompt
 from .registry import DetectorSpec, segmenter_spec
+from .settings import DEFAULT_MAX_MASKS
 
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
@@ -44,9 +45,12 @@ class Options:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
 
 
-def model_version(detector: DetectorSpec, options: Options, prompt: Prompt | None = None) -> str:
+def model_version(
+    detector: DetectorSpec, options: Options, prompt: Prompt | None = None, *, mask_cap: int = DEFAULT_MAX_MASKS
+) -> str:
     """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-nms<t>][-m<n>][-p<hash>]``, the one name for what
-    produced a result. ``-nms`` and ``-m`` (the mask cap, with masks only) appear only when they differ from the defaults, so the
+    produced a result. ``-nms`` and ``-m`` (the mask cap that applies, with masks only: the request's, else ``mask_cap``,
+    the pipeline's GROUNDLABEL_MAX_MASKS) appear only when they differ from the defaults, so the
     common versions stay short.
 
     ``detector`` is the resolved spec (its ``name``: the registered short name, or a Hub id's or directory's last
@@ -62,8 +66,9 @@ def model_version(detector: DetectorSpec, options: Options, prompt: Prompt | Non
     version = f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
     if options.nms_threshold != DEFAULT_NMS_THRESHOLD:
         version += f"-nms{options.nms_threshold:g}"
-    if options.max_masks is not None and options.segmenter:
-        version += f"-m{options.max_masks}"
+    cap = options.max_masks or mask_cap  # the request's cap, else the pipeline's GROUNDLABEL_MAX_MASKS
+    if options.segmenter and cap != DEFAULT_MAX_MASKS:
+        version += f"-m{cap}"
     return f"{version}-p{prompt_hash(prompt)}" if prompt is not None else version
 
 

@@ -275,7 +275,8 @@ class MLBackend:
     def model_version(self, options: Options, prompt: Prompt | None = None, config: ProjectConfig | None = None) -> str:
         """Names detector, segmenter, thresholds, prompt and (``config``'s part) the tags filled, from the settings'
         resolved detector, so /setup before the first load announces what the predictions after it carry."""
-        version = model_version(self.models.settings.detector_spec, options, prompt)
+        settings = self.models.settings
+        version = model_version(settings.detector_spec, options, prompt, mask_cap=settings.max_masks)
         return config.version(version) if config is not None else version
 
     def remember_prompt(self, body: dict) -> str | None:

@@ -4,6 +4,8 @@ detector family is one registry entry that the settings, the loader, the pipelin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import pipeline.detector
@@ -104,3 +106,17 @@ def test_a_new_family_is_one_registry_entry_that_settings_loader_and_versions_re
     assert type(loaded.detector) is ToyDetector and hub_and_sources == {"hub": [], "sources": [local]}
     assert result.model_version == "groundlabel-toy-detector+masks-box0-text0-p" + prompt_hash(parse_prompt("cats"))
     assert not reads_text_threshold(spec.source) and LazyPipeline(settings).status()["reads_text_threshold"] is False
+
+
+def test_the_mask_cap_setting_names_one_version_in_setup_and_in_predictions(pipeline, tmp_path, monkeypatch):
+    from sync import BackendSettings
+    from sync.backend import MLBackend
+
+    masks = Options(segmenter="mobile_sam")
+    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, max_masks=20))  # GROUNDLABEL_MAX_MASKS=20
+    backend = MLBackend(LazyPipeline(pipeline.settings), BackendSettings(state_dir=tmp_path))  # nothing loaded
+
+    assert pipeline.model_version(masks).endswith("-m20") and backend.model_version(masks).endswith("-m20")
+    assert pipeline.model_version(masks) == backend.model_version(masks)
+    assert pipeline.model_version(replace(masks, max_masks=5)).endswith("-m5")  # the request's own cap wins
+    assert "-m" not in model_version(pipeline.spec_for(masks), replace(masks, max_masks=100))  # the default: short
