@@ -1,7 +1,7 @@
 """What the entry points do so that the first lines a person reads are groundlabel's: the libraries' known warnings
 that nobody running groundlabel can act on are filtered, each by its category, the module that warns and its text.
-Only ``python -m pipeline``, ``python -m pipeline.testing`` and ``python app.py`` call this; importing groundlabel
-changes no warning filter."""
+Only the entry points (``python -m pipeline``, ``python -m pipeline.testing``, ``python -m sync.prelabel`` and
+``python app.py``) call this; importing groundlabel changes no warning filter."""
 
 from __future__ import annotations
 

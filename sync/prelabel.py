@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from pipeline import VERSION_PREFIX, GroundingPipeline, GroundlabelError, Options
+from pipeline.console import quiet_known_warnings
 
 from .client import LabelStudioClient
 from .convert import LabelStudioResult
@@ -173,7 +174,7 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sync.prelabel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -220,46 +221,63 @@ def main(argv: list[str] | None = None) -> int:
         "--actors", type=int, help="with --engine ray: pipelines to run (default: one per GPU, else one per 4 CPUs)"
     )
     parser.add_argument("--cpus-per-actor", type=int, help="with --engine ray: CPUs (torch threads) per actor")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _job(args: argparse.Namespace, settings: BackendSettings) -> PrelabelJob:
+    """The run the flags ask for, the environment's settings filling what they leave out."""
+    options = Options(
+        settings.box_threshold if args.box_threshold is None else args.box_threshold,
+        settings.text_threshold if args.text_threshold is None else args.text_threshold,
+        args.masks,
+        nms_threshold=settings.nms_threshold if args.nms_threshold is None else args.nms_threshold,
+    )
+    return PrelabelJob(
+        args.project,
+        args.prompt,
+        options,
+        args.only_unlabeled,
+        args.limit,
+        args.batch_size,
+        args.write_batch or (100 if args.engine == "ray" else 10),
+        write_bytes=settings.write_batch_bytes,
+        replace_older=args.replace,
+    )
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    if args.engine != "ray":
+        return predict_tasks
+    from .ray_engine import RayEngine  # Ray is imported only when asked for
+
+    return RayEngine(args.address, args.actors, args.cpus_per_actor)
+
+
+def _run_with_progress_bar(
+    args: argparse.Namespace, settings: BackendSettings, job: PrelabelJob, engine: Engine
+) -> PrelabelProgress:
+    client = LabelStudioClient.from_settings(settings, args.url)
+    pipeline = GroundingPipeline.from_settings(settings.pipeline)
+    with client, tqdm(unit="img", desc="pre-annotating") as bar:
+
+        def show(progress: PrelabelProgress) -> None:
+            bar.total = progress.total
+            bar.n = progress.finished
+            bar.set_postfix(done=progress.done, skipped=progress.skipped, failed=len(progress.failed), refresh=False)
+            bar.refresh()
+
+        outbox, outcomes = Outbox(settings.outbox_dir), OutcomePolicy(settings.state_dir, settings.max_retries)
+        return prelabel(client, pipeline, job, outbox, show, engine=engine, outcomes=outcomes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet_known_warnings()
     try:  # settings are checked before anything loads: a typo costs one line, not a traceback
         settings = BackendSettings.from_env()
         settings.configure_logging()
-        options = Options(
-            settings.box_threshold if args.box_threshold is None else args.box_threshold,
-            settings.text_threshold if args.text_threshold is None else args.text_threshold,
-            args.masks,
-            nms_threshold=settings.nms_threshold if args.nms_threshold is None else args.nms_threshold,
-        )
-        job = PrelabelJob(
-            args.project,
-            args.prompt,
-            options,
-            args.only_unlabeled,
-            args.limit,
-            args.batch_size,
-            args.write_batch or (100 if args.engine == "ray" else 10),
-            write_bytes=settings.write_batch_bytes,
-            replace_older=args.replace,
-        )
-        engine = predict_tasks
-        if args.engine == "ray":
-            from .ray_engine import RayEngine  # Ray is imported only when asked for
-
-            engine = RayEngine(args.address, args.actors, args.cpus_per_actor)
-        client = LabelStudioClient.from_settings(settings, args.url)
-        pipeline = GroundingPipeline.from_settings(settings.pipeline)
-        with client, tqdm(unit="img", desc="pre-annotating") as bar:
-
-            def show(progress: PrelabelProgress) -> None:
-                bar.total = progress.total
-                bar.n = progress.finished
-                bar.set_postfix(
-                    done=progress.done, skipped=progress.skipped, failed=len(progress.failed), refresh=False
-                )
-                bar.refresh()
-
-            outbox, outcomes = Outbox(settings.outbox_dir), OutcomePolicy(settings.state_dir, settings.max_retries)
-            progress = prelabel(client, pipeline, job, outbox, show, engine=engine, outcomes=outcomes)
+        job = _job(args, settings)
+        progress = _run_with_progress_bar(args, settings, job, _engine(args))
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
