@@ -138,7 +138,8 @@ def test_replace_leaves_one_groundlabel_prediction_per_task_and_other_models_alo
         ls_client, pipeline, PrelabelJob(project, "dog. possum", Options(0.5), replace_older=True), outbox
     )
 
-    newest = pipeline.model_version(Options(0.5), pipeline.check_prompt("dog. possum"))
+    config = ProjectConfig.parse(CONFIG)  # the version names the config's output tags too (-c<digest>)
+    newest = config.version(pipeline.model_version(Options(0.5), pipeline.check_prompt("dog. possum")))
     assert replaced.done == 3
     assert versions(tasks[0]) == sorted([newest, "yolo-v8"]) and versions(tasks[1]) == versions(tasks[2]) == [newest]
     kept = label_studio.api("GET", "/api/predictions", params={"task": tasks[1]})[0]
