@@ -52,12 +52,13 @@ def test_the_new_detectors_are_registered_with_hub_ids_licences_and_no_text_thre
     assert reads_text_threshold("grounding-dino-tiny") and reads_text_threshold("mm-grounding-dino-tiny")
 
 
+# nms_threshold=1.0 keeps every box: these compare with transformers' own output, which has no duplicate suppression
 @pytest.mark.parametrize("portrait", [False, True], ids=["landscape", "portrait"])
 @pytest.mark.parametrize("family", ["owlv2", "omdet-turbo"])
 def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(pipelines, family, photo, portrait):
     pipeline = pipelines[family]
     photo = np.ascontiguousarray(photo.transpose(1, 0, 2)) if portrait else photo  # OWLv2 pads to the longer side
-    result = pipeline(photo, PROMPT, Options(0.0, 0.0))
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0, nms_threshold=1.0))
     reference = _reference(pipeline.detector, photo, ["red square", "blue ball"])
     order = np.argsort(-result.scores)
     expected = reference["boxes"].numpy().copy()
@@ -71,7 +72,7 @@ def test_phrase_detectors_give_transformers_boxes_and_ignore_the_text_threshold(
         ["red square", "blue ball"][int(k)] for k in reference["labels"][by_score]
     ]
     assert result.phrases == result.prompt_phrases  # whole phrases: no words picked by a text threshold
-    assert pipeline(photo, PROMPT, Options(0.0, 0.9)).xyxy.tolist() == result.xyxy.tolist()
+    assert pipeline(photo, PROMPT, Options(0.0, 0.9, nms_threshold=1.0)).xyxy.tolist() == result.xyxy.tolist()
 
 
 def test_omdet_turbo_suppresses_overlapping_boxes_per_phrase_as_transformers_does(pipelines):
@@ -104,10 +105,10 @@ def test_omdet_turbo_suppresses_overlapping_boxes_per_phrase_as_transformers_doe
 @pytest.mark.parametrize("family", ["owlv2", "omdet-turbo", "sam3"])
 def test_a_new_box_threshold_runs_no_model(pipelines, family, photo):
     pipeline = pipelines[family]
-    everything = pipeline(photo, PROMPT, Options(0.0, 0.0))
+    everything = pipeline(photo, PROMPT, Options(0.0, 0.0, nms_threshold=1.0))
     threshold = float(np.median(everything.scores))
     with count_calls(pipeline.detector.model) as forwards:
-        fewer = pipeline(photo, PROMPT, Options(threshold, 0.0))
+        fewer = pipeline(photo, PROMPT, Options(threshold, 0.0, nms_threshold=1.0))
     assert forwards.count == 0
     assert 0 < len(fewer) < len(everything) and (fewer.scores > threshold).all()
 
@@ -121,7 +122,7 @@ def test_sam3_gives_transformers_boxes_scores_and_masks_per_phrase(pipelines, ph
     from pipeline.sam3 import SCORE_FLOOR
 
     pipeline = pipelines["sam3"]
-    result = pipeline(photo, PROMPT, Options(0.0, 0.0, "mobile_sam"))
+    result = pipeline(photo, PROMPT, Options(0.0, 0.0, "mobile_sam", nms_threshold=1.0))
     assert "+masks-" in result.model_version  # SAM 3 made the masks, not the segmenter named
     assert not pipeline.segmenters.loaded
     processor, model, height, width = pipeline.detector.processor, pipeline.detector.model, *photo.shape[:2]
