@@ -8,9 +8,10 @@ expires. The header goes to the Label Studio host only, never to an image host a
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -235,10 +236,24 @@ class LabelStudioClient:
 
     def iter_tasks(self, project_id: int, *, unlabeled_only: bool = False, page_size: int = 100) -> Iterator[Task]:
         """Every matching task, fetched page by page."""
+        for batch in self.iter_pages(project_id, unlabeled_only=unlabeled_only, page_size=page_size):
+            yield from batch.tasks
+
+    def iter_pages(
+        self,
+        project_id: int,
+        *,
+        unlabeled_only: bool = False,
+        page_size: int = 100,
+        retry: Callable[[Callable[[], TaskPage]], TaskPage] = lambda call: call(),
+    ) -> Iterator[TaskPage]:
+        """The matching tasks' pages in order (each with the total count), each fetched through ``retry``."""
         page = 1
         while True:
-            batch = self.tasks(project_id, page=page, page_size=page_size, unlabeled_only=unlabeled_only)
-            yield from batch.tasks
+            batch = retry(
+                functools.partial(self.tasks, project_id, page=page, page_size=page_size, unlabeled_only=unlabeled_only)
+            )
+            yield batch
             if not batch.has_next or not batch.tasks:
                 return
             page += 1

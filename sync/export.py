@@ -14,7 +14,6 @@ and retries of what may pass (timeouts, Label Studio down, 5xx), and shows a pro
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -63,7 +62,9 @@ def export_project(
     summary = ExportSummary()
 
     def items() -> Iterator[DatasetItem]:
-        for done, (task, total) in enumerate(_tasks(client, project, retry), 1):
+        pages = client.iter_pages(project, page_size=PAGE_SIZE, retry=retry)
+        tasks = ((task, page.total) for page in pages for task in page.tasks)
+        for done, (task, total) in enumerate(tasks, 1):
             regions = _regions(client, task, source, retry)
             on_progress(done, total)
             if regions is None:
@@ -79,17 +80,6 @@ def export_project(
 
     summary.images = export_dataset(items(), config.labels, fmt, out)
     return summary
-
-
-def _tasks(client: LabelStudioClient, project: int, retry: Callable) -> Iterator[tuple[Task, int]]:
-    """Every task of ``project`` with the project's task count, page by page."""
-    page = 1
-    while True:
-        batch = retry(functools.partial(client.tasks, project, page=page, page_size=PAGE_SIZE))
-        yield from ((task, batch.total) for task in batch.tasks)
-        if not batch.has_next or not batch.tasks:
-            return
-        page += 1
 
 
 def _regions(client: LabelStudioClient, task: Task, source: Source, retry: Callable) -> list[dict] | None:
