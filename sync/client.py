@@ -211,6 +211,10 @@ class LabelStudioClient:
     def project(self, project_id: int) -> Project:
         return _project(self.api("GET", f"/api/projects/{int(project_id)}"))
 
+    def set_label_config(self, project_id: int, xml: str) -> None:
+        """Replace the project's labeling config (Label Studio checks it against the annotations it holds)."""
+        self.api("PATCH", f"/api/projects/{int(project_id)}", json={"label_config": xml})
+
     def tasks(self, project_id: int, *, page: int = 1, page_size: int = 50, unlabeled_only: bool = False) -> TaskPage:
         """One page of a project's tasks (``page`` counts from 1); ``unlabeled_only`` keeps tasks without annotations.
         A page past the end is empty, not an error."""

@@ -21,7 +21,7 @@ from pipeline.families import reads_text_threshold
 from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
 from sync.outcomes import OutcomePolicy
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
-from sync.quality import ROW_HEADERS, quality_report
+from sync.quality import ROW_HEADERS, apply_thresholds, quality_report
 
 from .controls import (
     BOXES,
@@ -29,6 +29,7 @@ from .controls import (
     chosen_options,
     chosen_segmenter,
     detector_dropdown,
+    label_thresholds_field,
     output_controls,
     show_text_threshold,
     threshold_sliders,
@@ -86,6 +87,7 @@ class LabelStudioTab:
     cancel_prelabel: gr.Button
     quality: gr.Button
     quality_table: gr.Dataframe
+    apply_thresholds: gr.Button
     header: gr.HTML
     prompt: gr.Textbox
     detect: gr.Button
@@ -96,6 +98,7 @@ class LabelStudioTab:
     box: gr.Slider
     text: gr.Slider
     nms: gr.Slider
+    label_thresholds: gr.Textbox
     detector: gr.Dropdown
     kind: gr.Radio
     editor: image_annotator
@@ -136,12 +139,22 @@ class LabelStudioTab:
             self.model_status,
             self.editor,
             self.repair_target,
+            self.label_thresholds,
         ]
 
     @property
     def asking(self) -> set:
         """The inputs ``asked`` reads: the open workspace, the prompt and the controls that make the options."""
-        return {self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text, self.nms}
+        return {
+            self.workspace,
+            self.prompt,
+            self.mode,
+            self.segmenter,
+            self.box,
+            self.text,
+            self.nms,
+            self.label_thresholds,
+        }
 
     def asked(self, values: Values) -> tuple[str, Options]:
         """The prompt and the options the tab's controls ask for (the detector is the workspace's choice)."""
@@ -153,6 +166,7 @@ class LabelStudioTab:
             values[self.text],
             ws and ws.detector,
             values[self.nms],
+            values[self.label_thresholds],
         )
         return values[self.prompt], options
 
@@ -180,6 +194,7 @@ class LabelStudioTab:
             )
         for control in (self.mode, self.segmenter):
             control.input(self.on_refilter, asking, everything, concurrency_id="model")
+        self.label_thresholds.submit(self.on_refilter, asking, everything, show_progress="minimal")
         self.detector.input(self.on_detector, {self.detector, *asking}, everything, concurrency_id="model")
         pushing = {*asking, self.review, self.kind, self.replace}
         self.push.click(self.on_push, pushing, everything, concurrency_id="model")
@@ -224,6 +239,7 @@ class LabelStudioTab:
             self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status], queue=False
         )
         self.quality.click(self.on_quality, [self.workspace], [self.message, self.model_status, self.quality_table])
+        self.apply_thresholds.click(self.on_apply_thresholds, [self.workspace], everything)
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -371,6 +387,7 @@ class LabelStudioTab:
             self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
             self.prompt: config.default_prompt,
             self.mode: MASKS if config.wants_masks else BOXES,
+            self.label_thresholds: thresholds_text(config.label_thresholds),
             self.review: None,
             self.editor: None,
             self.preview: None,
@@ -644,9 +661,32 @@ class LabelStudioTab:
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
         report = quality_report(ws.client, ws.project.id)
+        summary = report.summary()
+        if report.pairs:
+            summary += "\n" + report.suggestion_text(report.suggest_thresholds())
+            summary += "\n(Apply suggested thresholds stores them in the project's labeling config.)"
         return {
-            self.message: notice(report.summary().replace("\n", " · "), "ok" if report.pairs else "info"),
+            self.message: notice(summary.replace("\n", " · "), "ok" if report.pairs else "info"),
             self.quality_table: gr.Dataframe(report.rows(), visible=bool(report.pairs)),
+        }
+
+    @guarded()
+    def on_apply_thresholds(self, ws: Workspace | None) -> Updates:
+        """Calibrate per-label box thresholds from the project's quality history (best F1) and store them in its
+        labeling config, where the ML backend and pre-annotation read them; the field shows them from then on."""
+        if ws is None or ws.project is None:
+            return self.say("Pick a project first.")
+        report = quality_report(ws.client, ws.project.id)
+        suggestions = report.suggest_thresholds()
+        if not suggestions:
+            return self.say(report.suggestion_text(suggestions))
+        apply_thresholds(ws.client, ws.project.id, suggestions)
+        config = ws.choose_project(ws.project.id, ws.unlabeled_only)
+        text = report.suggestion_text(suggestions) + "\nStored in the project's labeling config."
+        return self.task_list(ws) | {
+            self.workspace: ws,
+            self.label_thresholds: thresholds_text(config.label_thresholds),
+            self.message: notice(text.replace("\n", " · "), "ok"),
         }
 
     @guarded()
@@ -655,6 +695,11 @@ class LabelStudioTab:
             return self.say("Nothing to cancel.")
         ws.stop_prelabel.set()
         return self.say("Stopping the pre-annotation after the current task; what is done stays written.")
+
+
+def thresholds_text(thresholds: dict[str, float]) -> str:
+    """Per-label thresholds as the field shows them: "cat=0.4, dog=0.5"."""
+    return ", ".join(f"{label}={threshold:g}" for label, threshold in sorted(thresholds.items()))
 
 
 def project_choices(projects: list[Project]) -> list[tuple[str, int]]:
@@ -730,7 +775,9 @@ def task_column(c: dict[str, Any]) -> None:
         c["retry"] = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
         c["prelabel_all"] = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
         c["cancel_prelabel"] = gr.Button("Cancel", size="sm", min_width=70, scale=0, elem_id="ls-prelabel-cancel")
-    c["quality"] = gr.Button("Suggestion quality", size="sm", elem_id="ls-quality")
+    with gr.Row():
+        c["quality"] = gr.Button("Suggestion quality", size="sm", elem_id="ls-quality")
+        c["apply_thresholds"] = gr.Button("Apply suggested thresholds", size="sm", elem_id="ls-apply-thresholds")
     c["quality_table"] = gr.Dataframe(
         headers=ROW_HEADERS, interactive=False, visible=False, max_height=300, elem_id="ls-quality-table"
     )
@@ -801,6 +848,7 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
     with gr.Accordion("Output and thresholds", open=False):
         c["mode"], c["segmenter"] = output_controls("ls", default_segmenter)
         c["box"], c["text"], c["nms"] = threshold_sliders("ls", reads_text_threshold(app_detector))
+        c["label_thresholds"] = label_thresholds_field("ls")
         c["detector"] = detector_dropdown("ls", app_detector)
         show_text_threshold(c["text"], c["detector"], app_detector)
 
