@@ -4,6 +4,7 @@ version, and applied by re-filtering the detector's cached raw output (no model 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -89,3 +90,34 @@ def test_a_labels_own_threshold_refilters_the_cached_output_without_a_model_run(
     rows = [r for result in everything for r in _rows(result)]
     assert any(r[0] == "red square" and 0.05 < r[1] <= 0.6 for r in rows)  # its own threshold dropped these
     assert any(r[0] == "blue circle" and 0.02 < r[1] <= 0.05 for r in rows)  # ... and let these in
+
+
+def test_the_command_line_takes_per_label_thresholds_and_names_them_in_the_version(toy, tmp_path, monkeypatch):
+    from pipeline.__main__ import main
+
+    pipeline, images = toy
+    (tmp_path / "scene.png").write_bytes(images[0])
+    monkeypatch.setenv("GROUNDLABEL_INPUT_SIZE", str(S.SHAPES_INPUT_SIZE))
+    argv = [
+        "--prompt",
+        PROMPT,
+        "--detector",
+        str(S.shapes_detector_dir()),
+        "--device",
+        "cpu",
+        "--box-threshold",
+        "0.05",
+    ]
+    asked = Options(0.05, label_thresholds={"red square": 0.999, "blue circle": 0.5})
+    wanted = pipeline(images[0], PROMPT, asked)
+    assert len(wanted) < len(pipeline(images[0], PROMPT, Options(0.05)))  # the thresholds change the answer
+
+    out = tmp_path / "out"
+    argv += ["--label-threshold", "red square=0.999", "--label-threshold", "blue circle=0.5", "--out", str(out)]
+    assert main([str(tmp_path / "scene.png"), *argv]) == 0
+    written = json.loads((out / "scene.groundlabel.json").read_text())
+    assert written["model_version"] == wanted.model_version and "-lt" in wanted.model_version
+    assert [(d["label"], d["score"]) for d in written["detections"]] == [
+        (label, round(float(score), 4)) for label, score in zip(wanted.labels, wanted.scores)
+    ]
+    assert main([str(tmp_path / "scene.png"), *argv, "--label-threshold", "cat=2"]) == 2  # one line, no traceback
