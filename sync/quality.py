@@ -192,8 +192,9 @@ class QualityReport:
         return max(self.versions, key=lambda v: (len(self.of(v)), v), default=None)
 
     def suggest_thresholds(self, precision_target: float | None = None, step: float = 0.01) -> list[Suggestion]:
-        """Per label of ``calibration_version``'s suggestions: the box threshold with the best F1 (the lowest of
-        equals, so today's stays when it is already best) or, with ``precision_target``, the lowest that reaches it
+        """Per label of ``calibration_version``'s suggestions: the box threshold with the best F1 (today's when it
+        is among the best, else the middle of the widest run of equally good ones: a threshold right at one box's
+        score would not hold on the next images) or, with ``precision_target``, the lowest that reaches it
         (the highest precision when none does). Only thresholds at or above the one each label's suggestions were
         made at are tried: the stored scores say nothing below it. Runs no model."""
         version = self.calibration_version
@@ -208,8 +209,7 @@ class QualityReport:
             tried = [(t, c.get(label, LabelCounts())) for t, c in zip(grid, counts) if t >= current - 1e-9]
             now, note = tried[0][1], ""
             if precision_target is None:
-                best = max(f1(c) or 0.0 for _, c in tried)
-                t, then = next((t, c) for t, c in tried if (f1(c) or 0.0) >= best - 1e-9)
+                t, then = _best_f1(tried)
                 note = "already the best F1" if t == tried[0][0] else ""
             else:
                 reaching = [(t, c) for t, c in tried if (c.precision or 0.0) >= precision_target]
@@ -400,6 +400,24 @@ def stored_threshold(version: str, pairs: list[TaskPair]) -> float:
         return float(found.group(1))
     scores = [float(s) for p in pairs for s in p.predicted.scores]
     return round(min(scores), 4) if scores else 0.0
+
+
+def _best_f1(tried: list[tuple[float, LabelCounts]]) -> tuple[float, LabelCounts]:
+    """The first of ``tried`` (today's threshold) when its F1 is the best, else the middle of the widest run of
+    neighbouring thresholds that share the best F1."""
+    scores = [f1(c) or 0.0 for _, c in tried]
+    best = max(scores)
+    if scores[0] >= best - 1e-9:
+        return tried[0]
+    runs, start = [], None
+    for i, score in enumerate([*scores, -1.0]):
+        if score >= best - 1e-9 and start is None:
+            start = i
+        elif score < best - 1e-9 and start is not None:
+            runs.append((i - start, start, i - 1))
+            start = None
+    _, first, last = max(runs, key=lambda run: (run[0], -run[1]))
+    return tried[(first + last) // 2]
 
 
 def apply_thresholds(client: LabelStudioClient, project: int, suggestions: list[Suggestion]) -> dict[str, float]:

@@ -65,11 +65,12 @@ HISTORY = (
 
 def test_calibration_picks_each_labels_best_f1_threshold_from_the_stored_scores():
     cats, house = _history(*HISTORY).suggest_thresholds()
-    assert (cats.label, cats.current, cats.suggested) == ("cats", 0.3, 0.41)  # both drops gone, both keeps stay
+    # cats: every threshold above the 0.4 drop up to the 0.85 keep has F1 1: the middle of that run, not its edge
+    assert (cats.label, cats.current, cats.suggested) == ("cats", 0.3, 0.63)
     assert (cats.now.precision, cats.now.recall, cats.then.precision, cats.then.recall) == (0.5, 1.0, 1.0, 1.0)
     # house: at 0.3 P 2/3 R 1 (F1 0.8); above 0.45 P 1/2 R 1/2; above 0.5 P 1 R 1/2 (0.67): today's stays
     assert (house.suggested, house.note) == (0.3, "already the best F1")
-    assert "cats: 0.3 -> 0.41; precision 0.500 -> 1.000, recall 1.000 -> 1.000" in cats.line()
+    assert "cats: 0.3 -> 0.63; precision 0.500 -> 1.000, recall 1.000 -> 1.000" in cats.line()
 
 
 def test_a_precision_target_takes_the_lowest_threshold_reaching_it_or_says_none_does():
@@ -144,15 +145,15 @@ def test_suggested_thresholds_are_printed_and_stored_in_the_config_only_with_app
     assert main(["--project", str(project), "--suggest-thresholds"]) == 0
     printed = capsys.readouterr().out
     assert f"Suggested per-label box thresholds (best F1), from 3 annotated tasks of {VERSION}:" in printed
-    assert "cats: 0.3 -> 0.41; precision 0.500 -> 1.000" in printed and "house: keep" in printed
+    assert "cats: 0.3 -> 0.63; precision 0.500 -> 1.000" in printed and "house: keep" in printed
     assert "add --apply to store them" in printed
     assert ls_client.project(project).config().label_thresholds == {}  # never silently
 
     assert main(["--project", str(project), "--suggest-thresholds", "--apply"]) == 0
     assert "Applied to project" in capsys.readouterr().out
     stored = ls_client.project(project).config()
-    assert stored.label_thresholds == {"cats": 0.41, "house": 0.3}
-    assert options_for(stored, None, BackendSettings(box_threshold=0.3)).threshold_for("cats") == 0.41
+    assert stored.label_thresholds == {"cats": 0.63, "house": 0.3}
+    assert options_for(stored, None, BackendSettings(box_threshold=0.3)).threshold_for("cats") == 0.63
     assert main(["--project", str(project), "--suggest-thresholds"]) == 0  # calibrated from today's thresholds
     assert "cats: keep" in capsys.readouterr().out
 
