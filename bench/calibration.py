@@ -16,11 +16,10 @@ import io
 import numpy as np
 
 from bench.common import Goal, Table, add_check_arguments, finish
-from pipeline import Options
+from pipeline import DetectionResult, Options
 from pipeline.testing import shapes as S
 from sync import ProjectConfig, to_label_studio
 from sync.quality import LabelCounts, QualityReport, count, f1, pair
-from tests.labelstudio import detections
 
 LABELS = ("red square", "blue circle", "green triangle", "yellow square", "red circle", "blue triangle")
 CONFIG = ProjectConfig.parse(
@@ -52,9 +51,12 @@ def history(pipeline, data, options: Options) -> QualityReport:
     prompt = ". ".join(LABELS)
     for n, (png, shapes) in enumerate(data):
         result = pipeline(png, prompt, options, CONFIG.label_map())
-        truth = detections(result.width, result.height, [s.xyxy for s in shapes], [s.name for s in shapes])
+        names = [s.name for s in shapes]
+        truth = DetectionResult(
+            result.width, result.height, [s.xyxy for s in shapes], [1.0] * len(shapes), names, names, names
+        )
         predicted = to_label_studio(result, CONFIG).result
-        report.pairs.append(pair(n, version, predicted, to_label_studio(truth, CONFIG).result if shapes else []))
+        report.pairs.append(pair(n, version, predicted, to_label_studio(truth, CONFIG).result))
     return report
 
 
