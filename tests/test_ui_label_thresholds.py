@@ -1,0 +1,70 @@
+"""Per-label box thresholds in both UI tabs, driven in chromium: the field re-filters cached detector output, the
+Label Studio tab shows the project's own thresholds and stores calibrated ones only when its button is clicked."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image
+from sync import LabelStudioClient, ProjectConfig, to_label_studio
+from tests.browser import grid_rows, smooth_png
+from tests.counting import count_calls
+from tests.labelstudio import GROUNDING_DINO_CONFIG, detections
+from tests.test_sync_label_thresholds import HISTORY, VERSION
+from ui import testing as ui_testing
+
+pytest_plugins = ["tests.browser"]
+
+
+def test_the_playgrounds_per_label_field_refilters_without_a_model_run(page, pipeline, tmp_path):
+    path = tmp_path / "photo-27.png"
+    path.write_bytes(smooth_png(27))
+    scores = pipeline(load_image(path), "cat", Options(DEFAULT_BOX_THRESHOLD)).scores
+    assert len(scores) >= 2, "the tiny model finds too little on this image: pick another seed"
+    threshold = float(sorted(scores)[len(scores) // 2 - 1])  # keeps the upper half
+    wanted = int((scores > threshold).sum())
+    with count_calls(pipeline.detector.model) as forwards:
+        page.locator("#pg-prompt textarea").fill("cat")
+        page.locator("#pg-image input[type=file]").set_input_files(str(path))
+        expect(page.locator("#pg-message")).to_contain_text("for “cat”")
+        ran = forwards.count
+        field = page.locator("#pg-label-thresholds input, #pg-label-thresholds textarea")
+        field.fill(f"cat={threshold:.7f}")
+        field.press("Enter")
+        expect(page.locator("#pg-table [role=grid]")).to_have_attribute("aria-rowcount", str(wanted + 1))
+        assert grid_rows(page, "#pg-table") == wanted and forwards.count == ran
+        field.fill("cat=lots")
+        field.press("Enter")
+        expect(page.locator("#pg-message")).to_contain_text("The box threshold of label 'cat' must be a number")
+
+
+def test_the_label_studio_tab_shows_the_projects_thresholds_and_applies_suggested_ones_on_a_click(page, label_studio):
+    xml = GROUNDING_DINO_CONFIG.replace(
+        '<Label value="house" background="blue"/>', '<Label value="house" background="blue" box_threshold="0.3"/>', 1
+    )
+    project = label_studio.create_project(xml, title="ui thresholds")
+    config = ProjectConfig.parse(xml)
+    tasks = label_studio.import_tasks(project, [{"image": f"/data/upload/{n}.png"} for n in range(len(HISTORY))])
+    with LabelStudioClient(label_studio.url, label_studio.token) as client:
+        for task, (suggested, annotated) in zip(tasks, HISTORY):
+            boxes, labels, scores = zip(*suggested)
+            result = to_label_studio(
+                detections(100, 100, boxes, labels, scores=list(scores)), config.with_output("boxes", None)
+            )
+            client.create_prediction(task, result.result, model_version=VERSION)
+            truth = detections(100, 100, [b for b, _ in annotated], [x for _, x in annotated])
+            client.create_annotation(task, to_label_studio(truth, config.with_output("boxes", None)).result)
+        ui_testing.choose_project(page, label_studio.url, label_studio.token, project)
+        page.get_by_text("Output and thresholds").click()
+        field = page.locator("#ls-label-thresholds input, #ls-label-thresholds textarea")
+        expect(field).to_have_value("house=0.3")  # the config's own, read when the project is chosen
+        page.locator("#ls-quality").click()
+        expect(page.locator("#ls-message")).to_contain_text("cats: 0.3 -> 0.63")
+        assert client.project(project).config().label_thresholds == {"house": 0.3}  # shown, not stored
+
+        page.locator("#ls-apply-thresholds").click()
+        expect(page.locator("#ls-message")).to_contain_text("Stored in the project's labeling config")
+        expect(field).to_have_value(re.compile(r"cats=0\.63, house=0\.3"))
+        assert client.project(project).config().label_thresholds == {"cats": 0.63, "house": 0.3}
