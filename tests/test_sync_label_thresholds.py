@@ -158,15 +158,28 @@ def test_suggested_thresholds_are_printed_and_stored_in_the_config_only_with_app
     assert "cats: keep" in capsys.readouterr().out
 
 
-def test_suggestions_for_projects_with_nothing_to_learn_from_are_a_sentence(label_studio, monkeypatch, capsys):
+def test_suggestions_for_projects_with_nothing_to_learn_from_are_a_sentence(
+    label_studio, ls_client, monkeypatch, capsys
+):
     brush = """<View><Image name="image" value="$image"/>
       <BrushLabels name="mask" toName="image"><Label value="cats"/></BrushLabels></View>"""
+    region = to_label_studio(detections(100, 100, [A], ["cats"]), ProjectConfig.parse(_config())).result
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    for xml in (_config(), brush):
+    cases = {  # config, the prediction's model_version (None: none), annotated -> what the sentence says
+        "holds no predictions": (_config(), None, True),
+        "holds no predictions: pre-annotate": (brush, None, False),
+        "no submitted annotations yet": (_config(), VERSION, False),
+        "come from other models (yolo-v8)": (_config(), "yolo-v8", True),
+    }
+    for sentence, (xml, version, annotated) in cases.items():
         project = label_studio.create_project(xml, title="nothing to learn")
-        label_studio.import_tasks(project, [{"image": "/data/upload/none.png"}])
+        (task,) = label_studio.import_tasks(project, [{"image": "/data/upload/none.png"}])
+        if version:
+            ls_client.create_prediction(task, region, model_version=version)
+        if annotated:
+            ls_client.create_annotation(task, region)
         assert main(["--project", str(project), "--suggest-thresholds", "--apply"]) == 0
         out = capsys.readouterr().out
-        assert "No per-label thresholds to suggest: Project" in out and "holds no predictions" in out
-        assert "Applied" not in out
+        assert out.startswith("No per-label thresholds to suggest: ") and sentence in out, out
+        assert "Applied" not in out and ls_client.project(project).config().label_thresholds == {}
