@@ -183,3 +183,16 @@ def test_suggestions_for_projects_with_nothing_to_learn_from_are_a_sentence(
         out = capsys.readouterr().out
         assert out.startswith("No per-label thresholds to suggest: ") and sentence in out, out
         assert "Applied" not in out and ls_client.project(project).config().label_thresholds == {}
+
+
+def test_tasks_come_lowest_prediction_score_first_when_asked(label_studio, ls_client):
+    project = label_studio.create_project(_config(), title="review order")
+    tasks = label_studio.import_tasks(project, [{"image": f"/data/upload/{n}.png"} for n in range(4)])
+    region = to_label_studio(detections(100, 100, [A], ["cats"]), ProjectConfig.parse(_config())).result
+    for task, score in zip(tasks, (0.9, 0.1, 0.5, 0.3)):
+        label_studio.api("POST", "/api/predictions", json={"task": task, "result": region, "score": score})
+    ls_client.create_annotation(tasks[3], region)
+    assert [t.id for t in ls_client.tasks(project).tasks] == tasks
+    assert [t.id for t in ls_client.tasks(project, by_score=True).tasks] == [tasks[1], tasks[3], tasks[2], tasks[0]]
+    by_score = ls_client.tasks(project, by_score=True, unlabeled_only=True, page_size=2)
+    assert [t.id for t in by_score.tasks] == [tasks[1], tasks[2]] and by_score.total == 3

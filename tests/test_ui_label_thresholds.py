@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from playwright.sync_api import expect
 
 from pipeline import DEFAULT_BOX_THRESHOLD, Options, load_image
@@ -12,7 +13,7 @@ from sync import LabelStudioClient, ProjectConfig, to_label_studio
 from tests.browser import grid_rows, smooth_png
 from tests.counting import count_calls
 from tests.labelstudio import GROUNDING_DINO_CONFIG, detections
-from tests.test_sync_label_thresholds import HISTORY, VERSION
+from tests.test_sync_label_thresholds import HISTORY, VERSION, A, B, C
 from ui import testing as ui_testing
 
 pytest_plugins = ["tests.browser"]
@@ -68,3 +69,13 @@ def test_the_label_studio_tab_shows_the_projects_thresholds_and_applies_suggeste
         expect(page.locator("#ls-message")).to_contain_text("Stored in the project's labeling config")
         expect(field).to_have_value(re.compile(r"cats=0\.63, house=0\.3"))
         assert client.project(project).config().label_thresholds == {"cats": 0.63, "house": 0.3}
+
+
+def test_keep_all_above_decides_one_labels_rows_by_score_and_leaves_the_others():
+    from ui.review import Review
+
+    result = detections(100, 100, [A, B, C, A], ["cats", "cats", "house", "cats"], scores=[0.9, 0.4, 0.2, 0.6])
+    review = Review.of(load_image(np.zeros((100, 100, 3), np.uint8)), result).dropped(0).relabeled(3, "house")
+    changed = review.kept_above("cats", 0.5)
+    assert changed.keep == [True, False, True, True] and review.keep == [False, True, True, True]  # a new review
+    assert changed.kept_above("house", 0.7).keep == [True, False, False, False]

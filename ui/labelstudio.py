@@ -78,6 +78,7 @@ class LabelStudioTab:
     project: gr.Dropdown
     chips: gr.CheckboxGroup
     unlabeled: gr.Checkbox
+    by_score: gr.Checkbox
     tasks: gr.Dataframe
     previous_page: gr.Button
     pager: gr.HTML
@@ -117,6 +118,9 @@ class LabelStudioTab:
     skip: gr.Button
     message: gr.HTML
     kept_info: gr.HTML
+    keep_label: gr.Dropdown
+    keep_above: gr.Number
+    keep_go: gr.Button
 
     @property
     def outputs(self) -> list:
@@ -140,6 +144,7 @@ class LabelStudioTab:
             self.editor,
             self.repair_target,
             self.label_thresholds,
+            self.keep_label,
         ]
 
     @property
@@ -177,6 +182,7 @@ class LabelStudioTab:
         self.token.submit(self.on_connect, connecting, everything)
         self.project.input(self.on_project, [self.workspace, self.project, self.unlabeled], everything)
         self.unlabeled.input(self.on_filter, [self.workspace, self.unlabeled], everything)
+        self.by_score.input(self.on_sort, [self.workspace, self.by_score], everything)
         self.previous_page.click(self.on_previous_page, [self.workspace], everything)
         self.next_page.click(self.on_next_page, [self.workspace], everything)
         self.chips.input(lambda ticked: ". ".join(ticked), self.chips, self.prompt)
@@ -240,6 +246,12 @@ class LabelStudioTab:
         )
         self.quality.click(self.on_quality, [self.workspace], [self.message, self.model_status, self.quality_table])
         self.apply_thresholds.click(self.on_apply_thresholds, [self.workspace], everything)
+        self.keep_go.click(
+            self.on_keep_above,
+            [self.workspace, self.review, self.keep_label, self.keep_above],
+            everything,
+            show_progress="hidden",
+        )
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -388,6 +400,7 @@ class LabelStudioTab:
             self.prompt: config.default_prompt,
             self.mode: MASKS if config.wants_masks else BOXES,
             self.label_thresholds: thresholds_text(config.label_thresholds),
+            self.keep_label: gr.Dropdown(choices=config.labels, value=config.labels[0]),
             self.review: None,
             self.editor: None,
             self.preview: None,
@@ -402,6 +415,15 @@ class LabelStudioTab:
         if ws is None or ws.project is None:
             return self.say("Pick a project first: the filter applies to its task list.")
         ws.unlabeled_only = unlabeled_only
+        ws.load_page(1)
+        return self.task_list(ws)
+
+    @guarded()
+    def on_sort(self, ws: Workspace | None, by_score: bool) -> Updates:
+        """The task list by prediction score, lowest first (the tasks most likely to need a fix), or as imported."""
+        if ws is None or ws.project is None:
+            return self.say("Pick a project first: the order applies to its task list.")
+        ws.by_score = by_score
         ws.load_page(1)
         return self.task_list(ws)
 
@@ -509,6 +531,19 @@ class LabelStudioTab:
             changed = current.relabeled(row, labels[int(key) - 1])
             return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.", "ok")
         return self.say(f"No label {key}: the project has {len(labels)}.")
+
+    @guarded()
+    def on_keep_above(
+        self, ws: Workspace | None, current: Review | None, label: str | None, threshold: float | None
+    ) -> Updates:
+        """Keep the open task's detections of ``label`` scored above ``threshold``, drop its others."""
+        if ws is None or current is None or not label or threshold is None:
+            return self.say("Open a task, then pick a label and a score.")
+        changed = current.kept_above(label, float(threshold))
+        mine = [i for i, name in enumerate(changed.labels) if name == label]
+        kept = sum(changed.keep[i] for i in mine)
+        text = f"{label}: {kept} of {len(mine)} kept (scored above {float(threshold):g})."
+        return self.show_review(ws, changed) | self.say(text, "ok")
 
     @guarded()
     def on_edit_tab(self, ws: Workspace | None, current: Review | None) -> Updates:
@@ -747,6 +782,19 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
                 c["skip"] = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")
             c["message"] = gr.HTML(elem_id="ls-message")
             c["kept_info"] = gr.HTML(elem_id="ls-kept")
+            with gr.Row(equal_height=True):
+                c["keep_label"] = gr.Dropdown([], label="Keep all of", scale=3, min_width=120, elem_id="ls-keep-label")
+                c["keep_above"] = gr.Number(
+                    0.5,
+                    label="scored above",
+                    minimum=0,
+                    maximum=1,
+                    step=0.05,
+                    scale=2,
+                    min_width=90,
+                    elem_id="ls-keep-above",
+                )
+                c["keep_go"] = gr.Button("Keep", size="sm", scale=1, min_width=70, elem_id="ls-keep-go")
             with gr.Column(elem_id="ls-review"):
                 review_rows(c["review"], c["workspace"], c["repair_target"], c["preview"], c["kept_info"], c["editor"])
     return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
@@ -759,7 +807,9 @@ def task_column(c: dict[str, Any]) -> None:
     )
     c["project"] = gr.Dropdown([], value=None, label="Project", elem_id="ls-project")
     c["chips"] = gr.CheckboxGroup([], label="Labels (the ticked ones form the prompt)", elem_id="ls-labels")
-    c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
+    with gr.Row():
+        c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
+        c["by_score"] = gr.Checkbox(False, label="Lowest prediction score first", elem_id="ls-by-score")
     c["tasks"] = gr.Dataframe(
         headers=TASK_HEADERS,
         interactive=False,
