@@ -79,3 +79,32 @@ def test_keep_all_above_decides_one_labels_rows_by_score_and_leaves_the_others()
     changed = review.kept_above("cats", 0.5)
     assert changed.keep == [True, False, True, True] and review.keep == [False, True, True, True]  # a new review
     assert changed.kept_above("house", 0.7).keep == [True, False, False, False]
+
+
+def test_the_review_list_keeps_one_labels_detections_above_a_score_and_tasks_sort_by_prediction_score(
+    page, label_studio, pipeline
+):
+    from tests.browser import grid_row
+    from tests.test_sync_label_thresholds import _config
+
+    config = ProjectConfig.parse(_config())
+    images = [smooth_png(31), smooth_png(32)]
+    project = label_studio.create_project(_config(), title="ui keep above")
+    first, second = label_studio.upload_images(project, {"first.png": images[0], "second.png": images[1]})
+    for task, score in ((first, 0.9), (second, 0.1)):
+        label_studio.api("POST", "/api/predictions", json={"task": task, "result": [], "score": score})
+    shown = pipeline(load_image(images[0]), config.default_prompt, Options(DEFAULT_BOX_THRESHOLD), config.label_map())
+    cats = sorted(float(s) for s, label in zip(shown.scores, shown.labels) if label == "cats")
+    assert len(cats) >= 2, "the tiny model finds too few cats on this image: pick another seed"
+    threshold = round((cats[0] + cats[1]) / 2, 6)
+    ui_testing.choose_project(page, label_studio.url, label_studio.token, project)
+    expect(page.locator("#ls-pager")).to_contain_text("2 tasks")
+    assert grid_row(page, "#ls-tasks", 1)[0] == str(first)
+    page.locator("#ls-by-score input").check()
+    expect(page.locator("#ls-tasks [role=gridcell][data-col='0']").first).to_have_text(str(second))
+
+    ui_testing.open_task(page, first)
+    page.locator("#ls-keep-above input").fill(str(threshold))
+    page.locator("#ls-keep-go").click()
+    expect(page.locator("#ls-message")).to_contain_text(f"cats: {len(cats) - 1} of {len(cats)} kept (scored above")
+    expect(page.locator("#ls-kept")).to_contain_text(f"{len(shown) - 1} of {len(shown)} kept")
