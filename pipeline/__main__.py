@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
-    parser.add_argument("--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum"')
+    parser.add_argument(
+        "--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum@0.5"'
+    )
     parser.add_argument("--labels", help="comma-separated target labels; phrases that map to none are reported")
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
     parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
