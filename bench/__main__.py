@@ -13,6 +13,7 @@ SCRIPTS = [
     "bench.prelabel_throughput",
     "bench.memory",
     "bench.smart_click",
+    "bench.calibration",
 ]
 
 if __name__ == "__main__":

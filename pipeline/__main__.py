@@ -40,11 +40,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
-    parser.add_argument("--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum"')
+    parser.add_argument(
+        "--prompt", required=True, help='phrases separated by "." or ",", e.g. "brown dog:dog. possum@0.5"'
+    )
     parser.add_argument("--labels", help="comma-separated target labels; phrases that map to none are reported")
     parser.add_argument("--masks", metavar="SEGMENTER", help=f"add masks with one of: {', '.join(SEGMENTERS)}")
     parser.add_argument("--box-threshold", type=float, default=DEFAULT_BOX_THRESHOLD)
     parser.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    parser.add_argument(
+        "--label-threshold",
+        action="append",
+        metavar="LABEL=T",
+        help="a label's own box threshold, e.g. cat=0.4 (repeat it, or cat=0.4,dog=0.5)",
+    )
     parser.add_argument(
         "--nms-threshold",
         type=float,
@@ -135,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
     failed = []
     try:  # every setting and input is checked before a model loads: a typo costs one line, not a traceback
-        options = Options(args.box_threshold, args.text_threshold, args.masks, nms_threshold=args.nms_threshold)
+        options = Options(
+            args.box_threshold,
+            args.text_threshold,
+            args.masks,
+            nms_threshold=args.nms_threshold,
+            label_thresholds=args.label_threshold,
+        )
         env = PipelineSettings.from_env()
         checkpoints = (
             {**env.checkpoints, options.segmenter: args.checkpoint}

@@ -100,8 +100,14 @@ class GroundingPipeline:
         return results
 
     def label(self, image: LoadedImage, raw, prompt: Prompt, options: Options, label_map: LabelMap) -> DetectionResult:
-        """Thresholds, label mapping and duplicate suppression over the detector's raw output: no model runs."""
-        found = self.detector_for(options).postprocess(raw, image.width, image.height, options)
+        """Thresholds, label mapping and duplicate suppression over the detector's raw output: no model runs.
+
+        A box passes its phrase's threshold from the prompt (``cat@0.4``), else its label's (``label_thresholds``),
+        else the box threshold: the raw output is filtered at the lowest of them first, then row by row."""
+        lowest = min([options.lowest_threshold, *prompt.thresholds.values()])
+        found = self.detector_for(options).postprocess(
+            raw, image.width, image.height, replace(options, box_threshold=lowest, label_thresholds=())
+        )
         prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
         result = DetectionResult(
             width=image.width,
@@ -115,7 +121,11 @@ class GroundingPipeline:
             unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
             model_version=self.model_version(options, prompt),
         )
-        return suppress_duplicates(result, options.nms_threshold)
+        limits = [
+            prompt.thresholds.get(phrase, options.threshold_for(label or phrase))
+            for phrase, label in zip(prompt_phrases, result.labels)
+        ]
+        return suppress_duplicates(result[result.scores > np.array(limits, dtype=np.float32)], options.nms_threshold)
 
     def segment(
         self, image: LoadedImage, result: DetectionResult, segmenter: str, max_masks: int | None = None

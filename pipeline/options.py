@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import SettingsError
@@ -31,8 +33,12 @@ class Options:
     detector: str | None = None
     max_masks: int | None = None  # detections per image that get masks; None: the pipeline's GROUNDLABEL_MAX_MASKS
     nms_threshold: float = DEFAULT_NMS_THRESHOLD  # IoU above which a box of the same label is a duplicate
+    # (label, box threshold) pairs, sorted: a label's own box threshold instead of ``box_threshold``; a mapping or
+    # "cat=0.4, dog=0.5" is accepted and stored as pairs, so Options stays hashable
+    label_thresholds: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "label_thresholds", label_thresholds(self.label_thresholds))
         if self.max_masks is not None and (not isinstance(self.max_masks, int) or self.max_masks < 1):
             raise SettingsError(f"Max masks must be a whole number of at least 1, got {self.max_masks!r}.")
         for name in ("box_threshold", "text_threshold", "nms_threshold"):
@@ -44,12 +50,59 @@ class Options:
         if self.segmenter is not None:
             object.__setattr__(self, "segmenter", segmenter_spec(self.segmenter).name)  # a typo fails here
 
+    def threshold_for(self, label: str | None) -> float:
+        """The box threshold boxes of ``label`` must pass: its own, else ``box_threshold``."""
+        return dict(self.label_thresholds).get(label, self.box_threshold) if label else self.box_threshold
+
+    @property
+    def lowest_threshold(self) -> float:
+        """The lowest box threshold any label has: what the detector's output is first filtered at."""
+        return min([self.box_threshold, *(t for _, t in self.label_thresholds)])
+
+
+_PAIR = re.compile(r"\s*(.*?)\s*[=@]\s*([^=@]*?)\s*$")
+
+
+def label_thresholds(given: Mapping[str, float] | Iterable | str | None) -> tuple[tuple[str, float], ...]:
+    """Per-label box thresholds as sorted (label, threshold) pairs, from a mapping, pairs, ``"cat=0.4, dog=0.5"``
+    or a list of such strings (the CLIs' ``--label-threshold cat=0.4``); ``SettingsError`` says what is wrong."""
+    if not given:
+        return ()
+    if isinstance(given, str):
+        given = [given]
+    if isinstance(given, Mapping):
+        given = list(given.items())
+    pairs: dict[str, float] = {}
+    for item in given:
+        if isinstance(item, str):
+            for part in filter(str.strip, item.split(",")):
+                found = _PAIR.match(part)
+                if not found or not found.group(1):
+                    raise SettingsError(f"Per-label threshold {part.strip()!r}: write label=threshold, e.g. cat=0.4.")
+                pairs[found.group(1)] = _threshold(found.group(1), found.group(2))
+            continue
+        label, value = item
+        if not isinstance(label, str) or not label.strip():
+            raise SettingsError(f"A per-label threshold needs a label, got {label!r}.")
+        pairs[label.strip()] = _threshold(label.strip(), value)
+    return tuple(sorted(pairs.items()))
+
+
+def _threshold(label: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise SettingsError(f"The box threshold of label {label!r} must be a number from 0 to 1, got {value!r}.")
+    return number
+
 
 def model_version(
     detector: DetectorSpec, options: Options, prompt: Prompt | None = None, *, mask_cap: int = DEFAULT_MAX_MASKS
 ) -> str:
-    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-nms<t>][-m<n>][-p<hash>]``, the one name for what
-    produced a result. ``-nms`` and ``-m`` (the mask cap that applies, with masks only: the request's, else ``mask_cap``,
+    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-nms<t>][-lt<hash>][-m<n>][-p<hash>]``, the one name for
+    what produced a result. ``-nms``, ``-lt`` (per-label box thresholds) and ``-m`` (the mask cap that applies, with masks only: the request's, else ``mask_cap``,
     the pipeline's GROUNDLABEL_MAX_MASKS) appear only when they differ from the defaults, so the
     common versions stay short.
 
@@ -66,6 +119,9 @@ def model_version(
     version = f"{VERSION_PREFIX}-{name}-box{options.box_threshold:g}-text{options.text_threshold:g}"
     if options.nms_threshold != DEFAULT_NMS_THRESHOLD:
         version += f"-nms{options.nms_threshold:g}"
+    if options.label_thresholds:
+        pairs = ";".join(f"{label}={threshold:g}" for label, threshold in options.label_thresholds)
+        version += f"-lt{hashlib.sha1(pairs.encode()).hexdigest()[:6]}"
     cap = options.max_masks or mask_cap  # the request's cap, else the pipeline's GROUNDLABEL_MAX_MASKS
     if options.segmenter and cap != DEFAULT_MAX_MASKS:
         version += f"-m{cap}"
@@ -73,6 +129,7 @@ def model_version(
 
 
 def prompt_hash(prompt: Prompt) -> str:
-    """Six hex digits naming a prompt: its phrases, in order, and the labels written with them."""
+    """Six hex digits naming a prompt: its phrases, in order, and the labels and thresholds written with them."""
     labels = ";".join(f"{phrase}:{label}" for phrase, label in sorted(prompt.explicit_labels.items()))
-    return hashlib.sha1(f"{prompt.text}|{labels}".encode()).hexdigest()[:6]
+    thresholds = ";".join(f"{phrase}@{t:g}" for phrase, t in sorted(prompt.thresholds.items()))
+    return hashlib.sha1(f"{prompt.text}|{labels}{'|' + thresholds if thresholds else ''}".encode()).hexdigest()[:6]

@@ -369,16 +369,18 @@ class PredictRequest:
 def options_for(config: ProjectConfig, results: list[dict] | None, settings: BackendSettings) -> Options:
     """The one place a project's options come from, so /setup announces the version its predictions carry:
     thresholds (box, text, NMS) from the settings, overridden by the config's Number tags' defaults and then by
-    the values set in the labeling screen (``results``); the segmenter when the config has brush or polygon tags."""
+    the values set in the labeling screen (``results``); each label's own box threshold from the config's
+    ``<Label box_threshold=...>``; the segmenter when the config has brush or polygon tags."""
     thresholds = {"box": config.box_threshold, "text": config.text_threshold, "nms": config.nms_threshold}
     thresholds.update(config.thresholds_from(results))
-    return replace(
+    options = replace(
         settings.defaults,
         box_threshold=_clamp(thresholds["box"], settings.box_threshold),
         text_threshold=_clamp(thresholds["text"], settings.text_threshold),
         nms_threshold=_clamp(thresholds["nms"], settings.nms_threshold),
         segmenter=settings.segmenter if config.wants_masks else None,
     )
+    return config.with_label_thresholds(options)
 
 
 def project_id(value) -> str:

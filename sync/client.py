@@ -32,14 +32,12 @@ _MAX_REDIRECTS = 5
 # Data Manager filter: tasks without any annotation.
 # Only the fields Task needs; "fields=all" makes Label Studio compute predictions_model_versions.
 _TASK_FIELDS = "id,data,project,total_annotations,total_predictions,predictions_model_versions"
-_UNLABELED_QUERY = json.dumps(
-    {
-        "filters": {
-            "conjunction": "and",
-            "items": [{"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}],
-        }
-    }
-)
+_UNLABELED = {
+    "conjunction": "and",
+    "items": [{"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}],
+}
+# The Data Manager's "Prediction score" column, ascending: our score puts the tasks most likely to need a fix first.
+_BY_SCORE = ["tasks:predictions_score"]
 
 
 @dataclass(frozen=True)
@@ -212,9 +210,21 @@ class LabelStudioClient:
     def project(self, project_id: int) -> Project:
         return _project(self.api("GET", f"/api/projects/{int(project_id)}"))
 
-    def tasks(self, project_id: int, *, page: int = 1, page_size: int = 50, unlabeled_only: bool = False) -> TaskPage:
-        """One page of a project's tasks (``page`` counts from 1); ``unlabeled_only`` keeps tasks without annotations.
-        A page past the end is empty, not an error."""
+    def set_label_config(self, project_id: int, xml: str) -> None:
+        """Replace the project's labeling config (Label Studio checks it against the annotations it holds)."""
+        self.api("PATCH", f"/api/projects/{int(project_id)}", json={"label_config": xml})
+
+    def tasks(
+        self,
+        project_id: int,
+        *,
+        page: int = 1,
+        page_size: int = 50,
+        unlabeled_only: bool = False,
+        by_score: bool = False,
+    ) -> TaskPage:
+        """One page of a project's tasks (``page`` counts from 1); ``unlabeled_only`` keeps tasks without annotations;
+        ``by_score`` sorts by prediction score, lowest first. A page past the end is empty, not an error."""
         params = {
             "project": int(project_id),
             "page": page,
@@ -223,8 +233,11 @@ class LabelStudioClient:
             "fields": "all",
             "include": _TASK_FIELDS,
         }
-        if unlabeled_only:
-            params["query"] = _UNLABELED_QUERY
+        query = {"filters": _UNLABELED} if unlabeled_only else {}
+        if by_score:
+            query["ordering"] = _BY_SCORE
+        if query:
+            params["query"] = json.dumps(query)
         try:
             reply = self.api("GET", "/api/tasks", params=params)
         except LabelStudioError as error:

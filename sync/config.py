@@ -8,13 +8,16 @@ from dataclasses import dataclass, field, replace
 
 from label_studio_sdk.label_interface import LabelInterface
 
-from pipeline import LabelMap
+from pipeline import LabelMap, Options, SettingsError
+from pipeline.options import label_thresholds
 
 from .errors import ConfigError
 from .regions import BY_TAG, BY_TYPE, FILLED, tag_list
 
 # Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
 _THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold", "nms": "nmsthreshold"}
+# The <Label> attribute that holds a label's own box threshold.
+LABEL_THRESHOLD = "box_threshold"
 # The config part of a model version: "-c" and six hex digits at its end (``ProjectConfig.version``).
 _CONFIG_PART = re.compile(r"-c[0-9a-f]{6}$")
 
@@ -28,6 +31,8 @@ class LabelsControl:
     labels: tuple[str, ...]
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
     colors: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # label -> its background
+    # label -> its own box threshold, from <Label value="cat" box_threshold="0.4"/>
+    thresholds: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,8 @@ class ProjectConfig:
     RectangleLabels and BrushLabels over that image.
 
     ``aliases`` come from ``predicted_values="cat,kitten"`` on a Label: prompt phrases that mean that label.
-    Thresholds come from ``<Number name="box_threshold" defaultValue="0.3">`` tags when the config has them.
+    Thresholds come from ``<Number name="box_threshold" defaultValue="0.3">`` tags when the config has them, and a
+    label's own box threshold from ``box_threshold="0.4"`` on its ``<Label>`` (what ``sync.quality --apply`` writes).
     ``smart_tools`` are KeyPointLabels / RectangleLabels marked ``smart="true"``: prompts for the segmenter only,
     so text-prompt boxes go to a plain RectangleLabels beside them.
     """
@@ -143,6 +149,35 @@ class ProjectConfig:
         return f"{_CONFIG_PART.sub('', model_version)}-c{self.digest}"
 
     @property
+    def label_thresholds(self) -> dict[str, float]:
+        """Each label's own box threshold from its ``<Label box_threshold=...>``; the first control's wins."""
+        found: dict[str, float] = {}
+        for control in self.controls:
+            for label, threshold in control.thresholds.items():
+                found.setdefault(label, threshold)
+        return found
+
+    def with_label_thresholds(self, options: Options) -> Options:
+        """``options`` with this config's per-label thresholds under its own (a command line's or the UI's win)."""
+        if not self.label_thresholds:
+            return options
+        return replace(options, label_thresholds={**self.label_thresholds, **dict(options.label_thresholds)})
+
+    def xml_with_label_thresholds(self, thresholds: dict[str, float]) -> str:
+        """This config's XML with ``box_threshold="t"`` on the ``<Label>`` of each label in ``thresholds``, in every
+        labels tag groundlabel fills (``sync.quality --apply`` stores calibrated thresholds so); the rest untouched."""
+        from lxml import etree
+
+        root = etree.fromstring(self.xml.encode())
+        filled = {control.name for control in self.controls}
+        for element in root.iter():
+            if element.get("name") in filled:
+                for label in element.iter("Label"):
+                    if label.get("value") in thresholds:
+                        label.set(LABEL_THRESHOLD, f"{thresholds[label.get('value')]:g}")
+        return etree.tostring(root, encoding="unicode")
+
+    @property
     def labels(self) -> list[str]:
         """Every label of every control, each once, in config order."""
         return list(dict.fromkeys(label for control in self.controls for label in control.labels))
@@ -227,8 +262,20 @@ def _labels_control(control) -> LabelsControl:
         for value, tag in (control.labels_attrs or {}).items()
         if tag.attr.get("background")
     }
+    thresholds = {}
+    for value, tag in (control.labels_attrs or {}).items():
+        if tag.attr.get(LABEL_THRESHOLD) not in (None, ""):
+            try:
+                thresholds[value] = label_thresholds({value: tag.attr[LABEL_THRESHOLD]})[0][1]
+            except SettingsError as error:
+                raise ConfigError(f"<Label value={value!r}> in {control.name!r}: {error}") from None
     return LabelsControl(
-        name=control.name, type=BY_TAG[control.tag].type, labels=tuple(control.labels), aliases=aliases, colors=colors
+        name=control.name,
+        type=BY_TAG[control.tag].type,
+        labels=tuple(control.labels),
+        aliases=aliases,
+        colors=colors,
+        thresholds=thresholds,
     )
 
 

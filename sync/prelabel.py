@@ -102,7 +102,7 @@ def prelabel(
     model work: ``predict_tasks`` in this process, or a ``sync.ray_engine.RayEngine`` on a Ray cluster."""
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
-    options = usable_options(pipeline, job.options)
+    options = usable_options(pipeline, config.with_label_thresholds(job.options))
     version = config.version(pipeline.model_version(options, prompt))  # as to_label_studio names its results
     policy = outcomes or OutcomePolicy(outbox.directory.parent, BackendSettings.max_retries)
     empty = LabelStudioResult([], 0.0, version)  # what a task that failed for good gets
@@ -184,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-threshold", type=float, help="default: $BOX_THRESHOLD or 0.35")
     parser.add_argument("--text-threshold", type=float, help="default: $TEXT_THRESHOLD or 0.25")
     parser.add_argument(
+        "--label-threshold",
+        action="append",
+        metavar="LABEL=T",
+        help="a label's own box threshold, e.g. cat=0.4 (repeat it); default: the config's <Label box_threshold=...>",
+    )
+    parser.add_argument(
         "--nms-threshold",
         type=float,
         help="IoU above which a box of the same label is dropped (default: $NMS_THRESHOLD or 0.5; 1 keeps all)",
@@ -231,6 +237,7 @@ def _job(args: argparse.Namespace, settings: BackendSettings) -> PrelabelJob:
         settings.text_threshold if args.text_threshold is None else args.text_threshold,
         args.masks,
         nms_threshold=settings.nms_threshold if args.nms_threshold is None else args.nms_threshold,
+        label_thresholds=args.label_threshold,
     )
     return PrelabelJob(
         args.project,

@@ -11,6 +11,11 @@ suggestions.
 
 The threshold sweep re-counts with the per-region ``score`` each prediction stores, so it runs no model; a
 prediction only holds the regions above the threshold it was made at, so the sweep starts there.
+
+``--suggest-thresholds`` calibrates a box threshold per label from the same history (best F1, or the lowest
+threshold reaching ``--precision-target``) and prints the precision and recall expected beside today's; only
+``--apply`` stores them, as ``box_threshold="t"`` on the labels' ``<Label>`` tags of the project's labeling config,
+which the ML backend, ``sync.prelabel`` and the UI read.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pipeline import VERSION_PREFIX, DetectionResult, GroundlabelError
 
 from .client import LabelStudioClient
 from .convert import from_label_studio
+from .errors import ConfigError
 from .settings import BackendSettings
 
 MATCH_IOU = 0.5  # a suggestion and an annotated object are the same object
@@ -133,11 +139,37 @@ def count(pairs: Iterable[TaskPair], threshold: float = 0.0) -> dict[str, LabelC
     return dict(sorted(counts.items()))
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    """A calibrated box threshold for one label, with the counts at today's threshold and at the suggested one."""
+
+    label: str
+    current: float
+    suggested: float
+    now: LabelCounts
+    then: LabelCounts
+    note: str = ""
+
+    def line(self) -> str:
+        change = "keep" if self.suggested == self.current else f"{self.current:g} -> {self.suggested:g}"
+        return (
+            f"  {self.label}: {change}; precision {_num(self.now.precision)} -> {_num(self.then.precision)}, "
+            f"recall {_num(self.now.recall)} -> {_num(self.then.recall)}, F1 {_num(f1(self.now))} -> "
+            f"{_num(f1(self.then))}" + (f" ({self.note})" if self.note else "")
+        )
+
+
+def f1(counts: LabelCounts) -> float | None:
+    p, r = counts.precision, counts.recall
+    return None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)
+
+
 @dataclass
 class QualityReport:
     project: int
     pairs: list[TaskPair] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)  # model_version -> the box threshold it was made at
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # the config's own per label, today
     lead_times: dict[str, list[float]] = field(default_factory=lambda: {"with": [], "without": []})
     notes: list[str] = field(default_factory=list)  # sentences: why there is nothing to report, what was left out
 
@@ -153,6 +185,51 @@ class QualityReport:
         start = self.thresholds[version]
         grid = [start] + [t for t in np.arange(0, 1.0, step).round(4).tolist() if t > start]
         return grid, [count(self.of(version), t) for t in grid]
+
+    @property
+    def calibration_version(self) -> str | None:
+        """The model_version calibration learns from: the one with the most annotated tasks (the newest name on a tie)."""
+        return max(self.versions, key=lambda v: (len(self.of(v)), v), default=None)
+
+    def suggest_thresholds(self, precision_target: float | None = None, step: float = 0.01) -> list[Suggestion]:
+        """Per label of ``calibration_version``'s suggestions: the box threshold with the best F1 (today's when it
+        is among the best, else the middle of the widest run of equally good ones: a threshold right at one box's
+        score would not hold on the next images) or, with ``precision_target``, the lowest that reaches it
+        (the highest precision when none does). Only thresholds at or above the one each label's suggestions were
+        made at are tried: the stored scores say nothing below it. Runs no model."""
+        version = self.calibration_version
+        if version is None:
+            return []
+        pairs, base = self.of(version), self.thresholds[version]
+        grid = [base] + [round(k * step, 4) for k in range(int(1 / step) + 1) if k * step > base + 1e-9]
+        counts = [count(pairs, t) for t in grid]
+        suggestions = []
+        for label in sorted({label for pair in pairs for label in pair.predicted.labels}):
+            current = max(base, self.label_thresholds.get(label, base))
+            tried = [(t, c.get(label, LabelCounts())) for t, c in zip(grid, counts) if t >= current - 1e-9]
+            now, note = tried[0][1], ""
+            if precision_target is None:
+                t, then = _best_f1(tried)
+                note = "already the best F1" if t == tried[0][0] else ""
+            else:
+                reaching = [(t, c) for t, c in tried if (c.precision or 0.0) >= precision_target]
+                if reaching:
+                    t, then = reaching[0]
+                else:
+                    t, then = max(tried, key=lambda tc: tc[1].precision or 0.0)
+                    note = f"no threshold reaches precision {precision_target:g}"
+            suggestions.append(Suggestion(label, tried[0][0], t, now, then, note))
+        return suggestions
+
+    def suggestion_text(self, suggestions: list[Suggestion], precision_target: float | None = None) -> str:
+        version = self.calibration_version
+        if not suggestions:
+            return "No per-label thresholds to suggest: " + (" ".join(self.notes) or "no suggestions were annotated.")
+        goal = "best F1" if precision_target is None else f"precision >= {precision_target:g}"
+        head = (
+            f"Suggested per-label box thresholds ({goal}), from {len(self.of(version))} annotated tasks of {version}:"
+        )
+        return "\n".join([head, *(s.line() for s in suggestions)])
 
     def review_auc(self, version: str) -> float | None:
         """How well an ascending sort by prediction score puts the tasks that needed fixing first: the chance that
@@ -292,6 +369,10 @@ def quality_report(client: LabelStudioClient, project: int) -> QualityReport:
             report.pairs.append(replace(found, score=prediction.get("score")))
     for version in report.versions:
         report.thresholds[version] = stored_threshold(version, report.of(version))
+    try:
+        report.label_thresholds = client.project(project).config().label_thresholds
+    except ConfigError:  # a config groundlabel cannot fill: no per-label thresholds of its own
+        pass
     report.notes += _why_empty(report, project, annotated, predicted, others)
     return report
 
@@ -319,6 +400,33 @@ def stored_threshold(version: str, pairs: list[TaskPair]) -> float:
         return float(found.group(1))
     scores = [float(s) for p in pairs for s in p.predicted.scores]
     return round(min(scores), 4) if scores else 0.0
+
+
+def _best_f1(tried: list[tuple[float, LabelCounts]]) -> tuple[float, LabelCounts]:
+    """The first of ``tried`` (today's threshold) when its F1 is the best, else the middle of the widest run of
+    neighbouring thresholds that share the best F1."""
+    scores = [f1(c) or 0.0 for _, c in tried]
+    best = max(scores)
+    if scores[0] >= best - 1e-9:
+        return tried[0]
+    runs, start = [], None
+    for i, score in enumerate([*scores, -1.0]):
+        if score >= best - 1e-9 and start is None:
+            start = i
+        elif score < best - 1e-9 and start is not None:
+            runs.append((i - start, start, i - 1))
+            start = None
+    _, first, last = max(runs, key=lambda run: (run[0], -run[1]))
+    return tried[(first + last) // 2]
+
+
+def apply_thresholds(client: LabelStudioClient, project: int, suggestions: list[Suggestion]) -> dict[str, float]:
+    """Store the suggested thresholds in the project's labeling config (``<Label box_threshold=...>``): the ML
+    backend's next /setup names a new model_version, so Label Studio predicts again with them. Returns them."""
+    chosen = {s.label: s.suggested for s in suggestions}
+    config = client.project(project).config()
+    client.set_label_config(project, config.xml_with_label_thresholds(chosen))
+    return chosen
 
 
 def _why_empty(report: QualityReport, project: int, annotated: int, predicted: int, others: set[str]) -> list[str]:
@@ -380,12 +488,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=int, required=True)
     parser.add_argument("--out", type=Path, help="directory for the precision/recall plots (PNG)")
     parser.add_argument("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    parser.add_argument(
+        "--suggest-thresholds", action="store_true", help="calibrate a box threshold per label (best F1 by default)"
+    )
+    parser.add_argument("--precision-target", type=float, metavar="P", help="... the lowest reaching precision P")
+    parser.add_argument(
+        "--apply", action="store_true", help="store the suggested thresholds in the project's labeling config"
+    )
     args = parser.parse_args(argv)
+    if (args.apply or args.precision_target is not None) and not args.suggest_thresholds:
+        parser.error("--apply and --precision-target go with --suggest-thresholds")
     try:
         settings = BackendSettings.from_env()
         settings.configure_logging()
         with LabelStudioClient.from_settings(settings, args.url) as client:
             report = quality_report(client, args.project)
+            if args.suggest_thresholds:
+                suggestions = report.suggest_thresholds(args.precision_target)
+                print(report.suggestion_text(suggestions, args.precision_target))
+                if args.apply and suggestions:
+                    chosen = apply_thresholds(client, args.project, suggestions)
+                    pairs = ", ".join(f"{label}={t:g}" for label, t in chosen.items())
+                    print(f"Applied to project {args.project}'s labeling config: {pairs}")
+                elif suggestions:
+                    print("Nothing was changed: add --apply to store them in the project's labeling config.")
+                return 0
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

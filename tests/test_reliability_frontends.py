@@ -112,6 +112,7 @@ def detect_all(ui, path, prompt: str) -> tuple:
         "",
         True,  # the app's detector, masks shown
         0.5,  # the duplicate (NMS) threshold
+        "",  # no per-label box thresholds
         api_name="/playground_detect",
     )
 

@@ -51,6 +51,17 @@ def threshold_sliders(prefix: str, text_visible: bool = True) -> tuple[gr.Slider
     return box, text, nms
 
 
+def label_thresholds_field(prefix: str) -> gr.Textbox:
+    """Per-label box thresholds as text ("cat=0.4, dog=0.5"): Enter re-filters cached detector output."""
+    return gr.Textbox(
+        label="Per-label box thresholds",
+        placeholder="cat=0.4, dog=0.5",
+        info="A label's own minimum box score instead of the box threshold (a prompt's cat@0.4 wins)",
+        max_lines=1,
+        elem_id=f"{prefix}-label-thresholds",
+    )
+
+
 def output_controls(prefix: str, default_segmenter: str) -> tuple[gr.Radio, gr.Dropdown]:
     """Boxes or boxes + masks, and which segmenter draws the masks."""
     with gr.Row():
@@ -91,7 +102,21 @@ def chosen_segmenter(mode: str, segmenter: str) -> str | None:
 
 
 def chosen_options(
-    mode: str, segmenter: str, box: float, text: float, detector: str | None, nms: float = DEFAULT_NMS_THRESHOLD
+    mode: str,
+    segmenter: str,
+    box: float,
+    text: float,
+    detector: str | None,
+    nms: float = DEFAULT_NMS_THRESHOLD,
+    label_thresholds: str | None = "",
 ) -> Options:
-    """The request the output, threshold and detector controls ask for (``detector`` "" or None: the app's own)."""
-    return Options(box, text, chosen_segmenter(mode, segmenter), detector or None, nms_threshold=nms)
+    """The request the output, threshold and detector controls ask for (``detector`` "" or None: the app's own;
+    ``label_thresholds`` the per-label field's text)."""
+    return Options(
+        box,
+        text,
+        chosen_segmenter(mode, segmenter),
+        detector or None,
+        nms_threshold=nms,
+        label_thresholds=label_thresholds or (),
+    )

@@ -21,7 +21,7 @@ from pipeline.families import reads_text_threshold
 from sync import BackendSettings, LabelStudioClient, Outbox, Project, Pusher, SyncError
 from sync.outcomes import OutcomePolicy
 from sync.prelabel import PrelabelJob, PrelabelProgress, prelabel
-from sync.quality import ROW_HEADERS, quality_report
+from sync.quality import ROW_HEADERS, apply_thresholds, quality_report
 
 from .controls import (
     BOXES,
@@ -29,6 +29,7 @@ from .controls import (
     chosen_options,
     chosen_segmenter,
     detector_dropdown,
+    label_thresholds_field,
     output_controls,
     show_text_threshold,
     threshold_sliders,
@@ -77,6 +78,7 @@ class LabelStudioTab:
     project: gr.Dropdown
     chips: gr.CheckboxGroup
     unlabeled: gr.Checkbox
+    by_score: gr.Checkbox
     tasks: gr.Dataframe
     previous_page: gr.Button
     pager: gr.HTML
@@ -86,6 +88,7 @@ class LabelStudioTab:
     cancel_prelabel: gr.Button
     quality: gr.Button
     quality_table: gr.Dataframe
+    apply_thresholds: gr.Button
     header: gr.HTML
     prompt: gr.Textbox
     detect: gr.Button
@@ -96,6 +99,7 @@ class LabelStudioTab:
     box: gr.Slider
     text: gr.Slider
     nms: gr.Slider
+    label_thresholds: gr.Textbox
     detector: gr.Dropdown
     kind: gr.Radio
     editor: image_annotator
@@ -114,6 +118,9 @@ class LabelStudioTab:
     skip: gr.Button
     message: gr.HTML
     kept_info: gr.HTML
+    keep_label: gr.Dropdown
+    keep_above: gr.Number
+    keep_go: gr.Button
 
     @property
     def outputs(self) -> list:
@@ -136,12 +143,23 @@ class LabelStudioTab:
             self.model_status,
             self.editor,
             self.repair_target,
+            self.label_thresholds,
+            self.keep_label,
         ]
 
     @property
     def asking(self) -> set:
         """The inputs ``asked`` reads: the open workspace, the prompt and the controls that make the options."""
-        return {self.workspace, self.prompt, self.mode, self.segmenter, self.box, self.text, self.nms}
+        return {
+            self.workspace,
+            self.prompt,
+            self.mode,
+            self.segmenter,
+            self.box,
+            self.text,
+            self.nms,
+            self.label_thresholds,
+        }
 
     def asked(self, values: Values) -> tuple[str, Options]:
         """The prompt and the options the tab's controls ask for (the detector is the workspace's choice)."""
@@ -153,6 +171,7 @@ class LabelStudioTab:
             values[self.text],
             ws and ws.detector,
             values[self.nms],
+            values[self.label_thresholds],
         )
         return values[self.prompt], options
 
@@ -163,6 +182,7 @@ class LabelStudioTab:
         self.token.submit(self.on_connect, connecting, everything)
         self.project.input(self.on_project, [self.workspace, self.project, self.unlabeled], everything)
         self.unlabeled.input(self.on_filter, [self.workspace, self.unlabeled], everything)
+        self.by_score.input(self.on_sort, [self.workspace, self.by_score], everything)
         self.previous_page.click(self.on_previous_page, [self.workspace], everything)
         self.next_page.click(self.on_next_page, [self.workspace], everything)
         self.chips.input(lambda ticked: ". ".join(ticked), self.chips, self.prompt)
@@ -180,6 +200,7 @@ class LabelStudioTab:
             )
         for control in (self.mode, self.segmenter):
             control.input(self.on_refilter, asking, everything, concurrency_id="model")
+        self.label_thresholds.submit(self.on_refilter, asking, everything, show_progress="minimal")
         self.detector.input(self.on_detector, {self.detector, *asking}, everything, concurrency_id="model")
         pushing = {*asking, self.review, self.kind, self.replace}
         self.push.click(self.on_push, pushing, everything, concurrency_id="model")
@@ -224,6 +245,13 @@ class LabelStudioTab:
             self.on_cancel_prelabel, [self.workspace], [self.message, self.model_status], queue=False
         )
         self.quality.click(self.on_quality, [self.workspace], [self.message, self.model_status, self.quality_table])
+        self.apply_thresholds.click(self.on_apply_thresholds, [self.workspace], everything)
+        self.keep_go.click(
+            self.on_keep_above,
+            [self.workspace, self.review, self.keep_label, self.keep_above],
+            everything,
+            show_progress="hidden",
+        )
 
     # --- pieces of answers ------------------------------------------------------------------------------------
 
@@ -371,6 +399,8 @@ class LabelStudioTab:
             self.chips: gr.CheckboxGroup(choices=config.labels, value=config.labels),
             self.prompt: config.default_prompt,
             self.mode: MASKS if config.wants_masks else BOXES,
+            self.label_thresholds: thresholds_text(config.label_thresholds),
+            self.keep_label: gr.Dropdown(choices=config.labels, value=config.labels[0]),
             self.review: None,
             self.editor: None,
             self.preview: None,
@@ -385,6 +415,15 @@ class LabelStudioTab:
         if ws is None or ws.project is None:
             return self.say("Pick a project first: the filter applies to its task list.")
         ws.unlabeled_only = unlabeled_only
+        ws.load_page(1)
+        return self.task_list(ws)
+
+    @guarded()
+    def on_sort(self, ws: Workspace | None, by_score: bool) -> Updates:
+        """The task list by prediction score, lowest first (the tasks most likely to need a fix), or as imported."""
+        if ws is None or ws.project is None:
+            return self.say("Pick a project first: the order applies to its task list.")
+        ws.by_score = by_score
         ws.load_page(1)
         return self.task_list(ws)
 
@@ -492,6 +531,19 @@ class LabelStudioTab:
             changed = current.relabeled(row, labels[int(key) - 1])
             return self.show_review(ws, changed, target) | self.say(f"#{row + 1} is now {labels[int(key) - 1]}.", "ok")
         return self.say(f"No label {key}: the project has {len(labels)}.")
+
+    @guarded()
+    def on_keep_above(
+        self, ws: Workspace | None, current: Review | None, label: str | None, threshold: float | None
+    ) -> Updates:
+        """Keep the open task's detections of ``label`` scored above ``threshold``, drop its others."""
+        if ws is None or current is None or not label or threshold is None:
+            return self.say("Open a task, then pick a label and a score.")
+        changed = current.kept_above(label, float(threshold))
+        mine = [i for i, name in enumerate(changed.labels) if name == label]
+        kept = sum(changed.keep[i] for i in mine)
+        text = f"{label}: {kept} of {len(mine)} kept (scored above {float(threshold):g})."
+        return self.show_review(ws, changed) | self.say(text, "ok")
 
     @guarded()
     def on_edit_tab(self, ws: Workspace | None, current: Review | None) -> Updates:
@@ -644,9 +696,32 @@ class LabelStudioTab:
         if ws is None or ws.project is None:
             return self.say("Pick a project first.")
         report = quality_report(ws.client, ws.project.id)
+        summary = report.summary()
+        if report.pairs:
+            summary += "\n" + report.suggestion_text(report.suggest_thresholds())
+            summary += "\n(Apply suggested thresholds stores them in the project's labeling config.)"
         return {
-            self.message: notice(report.summary().replace("\n", " · "), "ok" if report.pairs else "info"),
+            self.message: notice(summary.replace("\n", " · "), "ok" if report.pairs else "info"),
             self.quality_table: gr.Dataframe(report.rows(), visible=bool(report.pairs)),
+        }
+
+    @guarded()
+    def on_apply_thresholds(self, ws: Workspace | None) -> Updates:
+        """Calibrate per-label box thresholds from the project's quality history (best F1) and store them in its
+        labeling config, where the ML backend and pre-annotation read them; the field shows them from then on."""
+        if ws is None or ws.project is None:
+            return self.say("Pick a project first.")
+        report = quality_report(ws.client, ws.project.id)
+        suggestions = report.suggest_thresholds()
+        if not suggestions:
+            return self.say(report.suggestion_text(suggestions))
+        apply_thresholds(ws.client, ws.project.id, suggestions)
+        config = ws.choose_project(ws.project.id, ws.unlabeled_only)
+        text = report.suggestion_text(suggestions) + "\nStored in the project's labeling config."
+        return self.task_list(ws) | {
+            self.workspace: ws,
+            self.label_thresholds: thresholds_text(config.label_thresholds),
+            self.message: notice(text.replace("\n", " · "), "ok"),
         }
 
     @guarded()
@@ -655,6 +730,11 @@ class LabelStudioTab:
             return self.say("Nothing to cancel.")
         ws.stop_prelabel.set()
         return self.say("Stopping the pre-annotation after the current task; what is done stays written.")
+
+
+def thresholds_text(thresholds: dict[str, float]) -> str:
+    """Per-label thresholds as the field shows them: "cat=0.4, dog=0.5"."""
+    return ", ".join(f"{label}={threshold:g}" for label, threshold in sorted(thresholds.items()))
 
 
 def project_choices(projects: list[Project]) -> list[tuple[str, int]]:
@@ -702,6 +782,19 @@ def layout(hub: ModelHub, model_status: gr.Markdown, settings: BackendSettings) 
                 c["skip"] = gr.Button("Skip", scale=1, min_width=70, elem_id="ls-skip")
             c["message"] = gr.HTML(elem_id="ls-message")
             c["kept_info"] = gr.HTML(elem_id="ls-kept")
+            with gr.Row(equal_height=True):
+                c["keep_label"] = gr.Dropdown([], label="Keep all of", scale=3, min_width=120, elem_id="ls-keep-label")
+                c["keep_above"] = gr.Number(
+                    0.5,
+                    label="scored above",
+                    minimum=0,
+                    maximum=1,
+                    step=0.05,
+                    scale=2,
+                    min_width=90,
+                    elem_id="ls-keep-above",
+                )
+                c["keep_go"] = gr.Button("Keep", size="sm", scale=1, min_width=70, elem_id="ls-keep-go")
             with gr.Column(elem_id="ls-review"):
                 review_rows(c["review"], c["workspace"], c["repair_target"], c["preview"], c["kept_info"], c["editor"])
     return LabelStudioTab(hub=hub, settings=settings, model_status=model_status, **c)
@@ -714,7 +807,9 @@ def task_column(c: dict[str, Any]) -> None:
     )
     c["project"] = gr.Dropdown([], value=None, label="Project", elem_id="ls-project")
     c["chips"] = gr.CheckboxGroup([], label="Labels (the ticked ones form the prompt)", elem_id="ls-labels")
-    c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
+    with gr.Row():
+        c["unlabeled"] = gr.Checkbox(True, label="Only tasks not yet labeled", elem_id="ls-unlabeled")
+        c["by_score"] = gr.Checkbox(False, label="Lowest prediction score first", elem_id="ls-by-score")
     c["tasks"] = gr.Dataframe(
         headers=TASK_HEADERS,
         interactive=False,
@@ -730,7 +825,9 @@ def task_column(c: dict[str, Any]) -> None:
         c["retry"] = gr.Button("Retry outbox", size="sm", elem_id="ls-retry")
         c["prelabel_all"] = gr.Button("Pre-annotate project", size="sm", elem_id="ls-prelabel")
         c["cancel_prelabel"] = gr.Button("Cancel", size="sm", min_width=70, scale=0, elem_id="ls-prelabel-cancel")
-    c["quality"] = gr.Button("Suggestion quality", size="sm", elem_id="ls-quality")
+    with gr.Row():
+        c["quality"] = gr.Button("Suggestion quality", size="sm", elem_id="ls-quality")
+        c["apply_thresholds"] = gr.Button("Apply suggested thresholds", size="sm", elem_id="ls-apply-thresholds")
     c["quality_table"] = gr.Dataframe(
         headers=ROW_HEADERS, interactive=False, visible=False, max_height=300, elem_id="ls-quality-table"
     )
@@ -801,6 +898,7 @@ def open_task_column(c: dict[str, Any], default_segmenter: str, app_detector: st
     with gr.Accordion("Output and thresholds", open=False):
         c["mode"], c["segmenter"] = output_controls("ls", default_segmenter)
         c["box"], c["text"], c["nms"] = threshold_sliders("ls", reads_text_threshold(app_detector))
+        c["label_thresholds"] = label_thresholds_field("ls")
         c["detector"] = detector_dropdown("ls", app_detector)
         show_text_threshold(c["text"], c["detector"], app_detector)
 

@@ -19,7 +19,14 @@ from pipeline import DEFAULT_NMS_THRESHOLD, Options, load_image, parse_prompt, p
 from pipeline.export import FORMATS, DatasetItem
 from pipeline.families import reads_text_threshold
 
-from .controls import chosen_options, detector_dropdown, output_controls, show_text_threshold, threshold_sliders
+from .controls import (
+    chosen_options,
+    detector_dropdown,
+    label_thresholds_field,
+    output_controls,
+    show_text_threshold,
+    threshold_sliders,
+)
 from .detections import (
     TABLE_HEADERS,
     Query,
@@ -86,6 +93,7 @@ class PlaygroundTab:
     text: gr.Slider
     nms: gr.Slider
     detector: gr.Dropdown
+    label_thresholds: gr.Textbox
     result_image: gr.Image
     show_masks: gr.Checkbox
     message: gr.HTML
@@ -121,17 +129,18 @@ class PlaygroundTab:
             self.nms,
             self.detector,
             self.show_masks,
+            self.label_thresholds,
         }
 
     def asked(self, values: Values) -> Options:
         """The options the output, threshold and detector controls ask for."""
-        controls = (self.mode, self.segmenter, self.box, self.text, self.detector, self.nms)
+        controls = (self.mode, self.segmenter, self.box, self.text, self.detector, self.nms, self.label_thresholds)
         return chosen_options(*(values[control] for control in controls))
 
     def wire(self) -> None:
         # Detect's inputs are positional, in this order: it is the page's "playground_detect" API call
         detecting = [self.image, self.prompt, self.mode, self.segmenter, self.box, self.text, self.detector]
-        detecting += [self.show_masks, self.nms]  # the image unprocessed: uploaded_path
+        detecting += [self.show_masks, self.nms, self.label_thresholds]  # the image unprocessed: uploaded_path
         outputs, asking = self.outputs, self.asking
         self.run.click(
             self.on_detect, detecting, outputs, concurrency_id="model", preprocess=False, api_name="playground_detect"
@@ -149,6 +158,7 @@ class PlaygroundTab:
             )
         for control in (self.mode, self.segmenter, self.detector):
             control.input(self.on_refilter, asking, outputs, concurrency_id="model")
+        self.label_thresholds.submit(self.on_refilter, asking, outputs, show_progress="minimal", concurrency_limit=4)
         self.show_masks.input(self.on_refilter, asking, outputs, show_progress="hidden", concurrency_limit=4)
         self.result_image.select(self.on_pick, asking, outputs, show_progress="hidden", concurrency_limit=4).then(
             None, js=MARK_ROW_JS
@@ -172,6 +182,7 @@ class PlaygroundTab:
         detector: str,
         masks_shown: bool,
         nms: float = DEFAULT_NMS_THRESHOLD,
+        label_thresholds: str = "",
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> Updates:
         """Run the prompt on the image (the detector runs unless this image+prompt is cached)."""
@@ -179,7 +190,7 @@ class PlaygroundTab:
         if not path:
             return self.cleared("Upload an image or pick an example.")
         parse_prompt(prompt)  # an empty prompt fails here, before any model loads
-        options = chosen_options(mode, segmenter, box, text, detector, nms)
+        options = chosen_options(mode, segmenter, box, text, detector, nms, label_thresholds)
         query = Query(load_image(path, self.hub.lazy.settings.max_pixels), Path(path).name, prompt, options)
         return self.shown(query, masks_shown, progress)
 
@@ -259,6 +270,7 @@ class PlaygroundTab:
             box_threshold=values[self.box],
             text_threshold=values[self.text],
             nms_threshold=values[self.nms],
+            label_thresholds=values[self.label_thresholds] or (),
         )
         items, skipped = [], []
         for number, path in enumerate([None, *more]):
@@ -332,7 +344,8 @@ def selection_text(result, row: int) -> str:
 
 def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple:
     """The image, the prompt and Detect, then the output choice, thresholds and examples (on a phone these go
-    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text, nms, detector)."""
+    below the result: theme.CSS). Returns (image, prompt, run, mode, segmenter, box, text, nms, detector, per-label
+    thresholds)."""
     with gr.Column(scale=5, min_width=480, elem_id="pg-input"):
         image = gr.Image(
             label="Image",
@@ -348,16 +361,17 @@ def input_column(hub: ModelHub, examples: list[tuple[str, str]] | None) -> tuple
                 placeholder="dog. possum on a fence",
                 max_lines=2,
                 scale=4,
-                info="Phrases separated by . or , (phrase:label names the label)",
+                info="Phrases separated by . or , (phrase:label names the label, phrase@0.4 its box threshold)",
                 elem_id="pg-prompt",
             )
             run = gr.Button("Detect", variant="primary", scale=1, min_width=90, elem_id="pg-run")
         with gr.Column(elem_id="pg-controls"):
             mode, segmenter = output_controls("pg", hub.default_segmenter)
             box, text, nms = threshold_sliders("pg", reads_text_threshold(hub.lazy.settings.detector))
+            label_thresholds = label_thresholds_field("pg")
             detector = detector_dropdown("pg", hub.lazy.settings.detector)
             show_text_threshold(text, detector, hub.lazy.settings.detector)
             examples = examples or [(str(get_image(name)), words) for name, words in EXAMPLES]
             # the prompt first: it is set before the image, whose change then runs it
             gr.Examples([[words, path] for path, words in examples], inputs=[prompt, image], label="Examples")
-    return image, prompt, run, mode, segmenter, box, text, nms, detector
+    return image, prompt, run, mode, segmenter, box, text, nms, detector, label_thresholds

@@ -175,6 +175,15 @@ class Review:
         review.keep[row] = False
         return review
 
+    def kept_above(self, label: str, threshold: float) -> Review:
+        """The review with every detection labeled ``label`` kept when it scores above ``threshold`` and dropped
+        otherwise (one label's threshold tried on this task; the other rows stay as they are)."""
+        review = self._copy()
+        for i, (mine, score) in enumerate(zip(review.labels, review.result.scores)):
+            if mine == label:
+                review.keep[i] = bool(score > threshold)
+        return review
+
     def relabeled(self, row: int, label: str) -> Review:
         """The review with detection ``row`` labeled ``label`` (and kept)."""
         review = self._copy()
@@ -241,6 +250,7 @@ class Workspace:
     project: Project | None = None
     config: ProjectConfig | None = None
     unlabeled_only: bool = True
+    by_score: bool = False  # the task list sorted by prediction score, lowest (most likely to need a fix) first
     page: TaskPage | None = None
     task: Task | None = None
     query: Query | None = field(default=None, repr=False)
@@ -264,7 +274,11 @@ class Workspace:
     def load_page(self, number: int) -> TaskPage:
         """Page ``number`` (from 1) of the project's tasks, or of those without annotations."""
         self.page = self.client.tasks(
-            self.project.id, page=max(1, number), page_size=PAGE_SIZE, unlabeled_only=self.unlabeled_only
+            self.project.id,
+            page=max(1, number),
+            page_size=PAGE_SIZE,
+            unlabeled_only=self.unlabeled_only,
+            by_score=self.by_score,
         )
         return self.page
 
