@@ -13,6 +13,7 @@ SCRIPTS = [
     "bench.prelabel_throughput",
     "bench.memory",
     "bench.smart_click",
+    "bench.video_tracking",
 ]
 
 if __name__ == "__main__":

@@ -217,4 +217,3 @@ def _track(track_id: int, frames, rows, seen) -> Track:
     label = Counter(labels).most_common(1)[0][0]
     phrase = Counter(p for p, lab in zip(phrases, labels) if lab == label).most_common(1)[0][0]
     return Track(track_id, label, phrase, np.asarray(frames, int), boxes, scores)
-

@@ -122,7 +122,6 @@ def frames_of(truth: list[TruthBox]) -> dict[int, list[TruthBox]]:
     return found
 
 
-
 @dataclass(frozen=True)
 class TrackingScore:
     """CLEAR-MOT figures of tracks against the truth, from motmetrics (boxes match at IoU >= 0.5)."""
