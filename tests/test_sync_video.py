@@ -20,14 +20,19 @@ from sync.regions import video_sequence
 from tests.labelstudio import backend_app, prompt_context, serve
 
 FRAMES, FPS = 40, 24
-VIDEO_CONFIG = f"""<View>
+
+
+def video_config(labels: list[str]) -> str:
+    """Label Studio's video tracking template with a prompt box."""
+    return f"""<View>
   <Video name="video" value="$video" framerate="{FPS}"/>
   <VideoRectangle name="box" toName="video"/>
-  <Labels name="videoLabels" toName="video">
-    {"".join(f'<Label value="{c} {k}"/>' for c in S.COLOURS for k in S.KINDS)}
-  </Labels>
+  <Labels name="videoLabels" toName="video">{"".join(f'<Label value="{label}"/>' for label in labels)}</Labels>
   <TextArea name="prompt" toName="video" editable="true" rows="1"/>
 </View>"""
+
+
+VIDEO_CONFIG = video_config(["red square", "blue circle"])
 
 
 def corners(keyframe: dict, width: int, height: int) -> np.ndarray:
@@ -110,24 +115,32 @@ def video_backend(label_studio, tmp_path_factory):
         yield url
 
 
-def assert_regions_follow_the_shapes(regions: list[dict], shapes, truth) -> None:
-    """One region per shape, with its name; every keyframe and every frame in between (as Label Studio shows them)
-    on that shape's drawn box (decoded frame ``i`` is Label Studio's frame ``i + 1``)."""
+def as_shown(region: dict) -> dict[int, np.ndarray]:
+    """Label Studio's frame -> the region's percent box on it, interpolated as its editor does."""
+    shown = {frame: shown_at(region["value"]["sequence"], frame) for frame in range(1, FRAMES + 1)}
+    return {frame: box for frame, box in shown.items() if box is not None}
+
+
+def as_exported(region: dict) -> dict[int, np.ndarray]:
+    """Label Studio's frame -> the percent box its export wrote for it (with ``interpolate_key_frames``)."""
+    return {k["frame"]: np.array([k["x"], k["y"], k["width"], k["height"]]) for k in region["value"]["sequence"]}
+
+
+def assert_regions_follow_the_shapes(regions: list[dict], shapes, truth, boxes=as_shown) -> None:
+    """One region per shape, with its name, its boxes (``boxes(region)``, frame by frame) on that shape's drawn box
+    on the same frame (decoded frame ``i`` is Label Studio's frame ``i + 1``)."""
     assert sorted(r["value"]["labels"][0] for r in regions) == sorted(s.name for s in shapes)
     by_frame = frames_of(truth)
     hits = total = 0
     for region in regions:
         (name,) = region["value"]["labels"]
-        sequence = region["value"]["sequence"]
-        assert region["value"]["framesCount"] == FRAMES and not sequence[-1]["enabled"]
-        for frame in range(1, FRAMES + 1):
-            percent = shown_at(sequence, frame)
+        assert region["value"]["framesCount"] == FRAMES
+        for frame, percent in boxes(region).items():
             drawn = [b.xyxy for b in by_frame.get(frame - 1, []) if b.name == name]
-            if percent is None or not drawn:
-                continue
-            box = corners(dict(zip(("x", "y", "width", "height"), percent)), 160, 160)
-            total += 1
-            hits += S.box_iou(box, drawn[0])[0, 0] >= 0.5
+            if drawn:
+                box = corners(dict(zip(("x", "y", "width", "height"), percent)), 160, 160)
+                total += 1
+                hits += S.box_iou(box, drawn[0])[0, 0] >= 0.5
     assert total >= 0.8 * len(truth) and hits >= 0.9 * total, (hits, total, len(truth))
 
 
@@ -135,7 +148,7 @@ def test_retrieve_predictions_on_a_video_task_stores_one_tracked_region_per_shap
     label_studio, video_backend, shapes_video
 ):
     path, shapes, truth = shapes_video
-    project = label_studio.create_project(VIDEO_CONFIG, title="video tracks")
+    project = label_studio.create_project(video_config([s.name for s in shapes]), title="video tracks")
     (task,) = label_studio.upload_images(project, {"shapes.mp4": path.read_bytes()})
     label_studio.register_ml_backend(project, video_backend)
 
@@ -153,16 +166,18 @@ def test_retrieve_predictions_on_a_video_task_stores_one_tracked_region_per_shap
     (prediction,) = stored
     assert {r["type"] for r in prediction["result"]} == {"videorectangle"}
     assert_regions_follow_the_shapes(prediction["result"], shapes, truth)
-    exported = label_studio.api(
-        "GET", f"/api/projects/{project}/export", params={"exportType": "JSON", "download_all_tasks": "true"}
+    assert all(not r["value"]["sequence"][-1]["enabled"] for r in prediction["result"])
+    # accepted as an annotation, Label Studio's JSON export interpolates the keyframes itself, frame by frame
+    label_studio.api("POST", f"/api/tasks/{task}/annotations", json={"result": prediction["result"]})
+    (row,) = label_studio.api(
+        "GET", f"/api/projects/{project}/export", params={"exportType": "JSON", "interpolate_key_frames": "true"}
     )
-    (row,) = exported
-    assert row["predictions"][0]["result"] == prediction["result"]
+    assert_regions_follow_the_shapes(row["annotations"][0]["result"], shapes, truth, boxes=as_exported)
 
 
 def test_an_interactive_prompt_on_a_video_task_answers_its_tracks(label_studio, video_backend, shapes_video):
     path, shapes, truth = shapes_video
-    project = label_studio.create_project(VIDEO_CONFIG, title="video prompt")
+    project = label_studio.create_project(video_config([s.name for s in shapes]), title="video prompt")
     (task,) = label_studio.upload_images(project, {"shapes.mp4": path.read_bytes()})
     ml_id = label_studio.register_ml_backend(project, video_backend)
     context = prompt_context(prompt_for(shapes))
