@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import numpy as np
 import pytest
 
@@ -189,3 +190,23 @@ def test_an_interactive_prompt_on_a_video_task_answers_its_tracks(label_studio, 
     )["data"]
 
     assert_regions_follow_the_shapes(answer["result"], shapes, truth)
+
+
+def test_a_batch_predict_on_video_answers_nothing_yet_and_writes_the_tracks_from_the_background(
+    label_studio, video_backend, shapes_video
+):
+    path, shapes, truth = shapes_video
+    config = video_config([s.name for s in shapes])
+    project = label_studio.create_project(config, title="video background")
+    (task,) = label_studio.upload_images(project, {"shapes.mp4": path.read_bytes()})
+    data = label_studio.api("GET", f"/api/tasks/{task}")["data"]
+    body = {"tasks": [{"id": task, "data": data}], "project": f"{project}.1", "label_config": config}
+
+    answer = httpx.post(f"{video_backend}/predict", json={**body, "params": {"context": None}}, timeout=60).json()
+
+    assert answer == {"results": [[]]}  # Label Studio stores nothing from this answer: a video takes minutes
+    deadline, stored = time.monotonic() + 180, []
+    while not stored and time.monotonic() < deadline:
+        time.sleep(1)
+        stored = label_studio.api("GET", "/api/predictions", params={"task": task})
+    assert_regions_follow_the_shapes(stored[0]["result"], shapes, truth)
