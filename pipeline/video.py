@@ -168,7 +168,8 @@ def track_video(
     """The tracks of what ``prompt`` names in the video ``source`` (bytes or a path): every ``stride``-th frame goes
     through ``pipeline``'s detector (in its batch size), detections at or above the box threshold start and extend
     tracks, those down to ``WEAK_FRACTION`` of it only extend them. ``progress(frames decoded)`` is called after
-    each batch."""
+    each batch. The model version is the images' (``-stride<n>`` added past 1), so Label Studio's /setup announces
+    the version of what a video gets."""
     if not isinstance(stride, int) or stride < 1:
         raise VideoError(f"The frame stride must be a whole number of at least 1, got {stride!r}.")
     prompt = pipeline.check_prompt(prompt, options)
@@ -204,7 +205,7 @@ def track_video(
         info=info,
         tracks=[replace(track, id=i) for i, track in enumerate(tracks, start=1)],
         stride=stride,
-        model_version=f"{pipeline.model_version(options, prompt)}-video{stride}",
+        model_version=pipeline.model_version(options, prompt) + (f"-stride{stride}" if stride > 1 else ""),
         unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
     )
 

@@ -136,7 +136,7 @@ def _video_batches(
     label_map = config.label_map()
 
     def load(task: T) -> _Video:
-        data = task.get("data") if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else getattr(task, "data", None)  # a /predict or a Task
         return _Video(fetch(task), config.framerate_for(data if isinstance(data, dict) else {}))
 
     def predict(videos: list[_Video]) -> list[LabelStudioResult]:

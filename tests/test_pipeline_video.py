@@ -46,7 +46,7 @@ def test_tracks_carry_every_second_frame_numbered_from_zero_and_the_video_size_a
     for track in tracked.tracks:
         assert set(track.frames) <= set(range(0, FRAMES, 2)) and len(track.frames) == len(track.xyxy)
     entering = min(tracked.tracks, key=lambda t: -t.frames[0])  # the shape that comes in from the left edge
-    assert entering.frames[0] > 0 and tracked.model_version.endswith("-video2")
+    assert entering.frames[0] > 0 and tracked.model_version.endswith("-stride2")
 
 
 def test_a_track_box_between_detections_is_interpolated_and_none_outside_it(tracked):

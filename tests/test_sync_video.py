@@ -10,13 +10,15 @@ import httpx
 import numpy as np
 import pytest
 
-from pipeline import LazyPipeline
+from pipeline import LazyPipeline, Options
 from pipeline.testing import shapes as S
 from pipeline.testing.video_scenes import frames_of, prompt_for, write_video
 from pipeline.video import Track, VideoInfo, VideoTracks
 from sync import BackendSettings, ProjectConfig
 from sync.convert import video_to_label_studio
 from sync.errors import ConfigError
+from sync.prelabel import PrelabelJob, prelabel
+from sync.push import Outbox
 from sync.regions import video_sequence
 from tests.labelstudio import backend_app, prompt_context, serve
 
@@ -103,7 +105,12 @@ def shapes_video(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def video_backend(label_studio, tmp_path_factory):
+def shapes_pipeline():
+    return S.load_shapes_pipeline()
+
+
+@pytest.fixture(scope="module")
+def video_backend(label_studio, shapes_pipeline, tmp_path_factory):
     settings = BackendSettings(
         label_studio_url=label_studio.url,
         label_studio_token=label_studio.token,
@@ -112,7 +119,7 @@ def video_backend(label_studio, tmp_path_factory):
         segmenter=None,
         state_dir=tmp_path_factory.mktemp("video-state"),
     )
-    with serve(backend_app(LazyPipeline(pipeline=S.load_shapes_pipeline()), settings)) as url:
+    with serve(backend_app(LazyPipeline(pipeline=shapes_pipeline), settings)) as url:
         yield url
 
 
@@ -210,3 +217,22 @@ def test_a_batch_predict_on_video_answers_nothing_yet_and_writes_the_tracks_from
         time.sleep(1)
         stored = label_studio.api("GET", "/api/predictions", params={"task": task})
     assert_regions_follow_the_shapes(stored[0]["result"], shapes, truth)
+    setup = {"project": f"{project}.1", "schema": config}  # what Label Studio compares before predicting again
+    assert stored[0]["model_version"] == httpx.post(f"{video_backend}/setup", json=setup).json()["model_version"]
+
+
+def test_prelabel_tracks_a_video_project_once_and_a_rerun_skips_it(
+    label_studio, ls_client, shapes_pipeline, shapes_video, tmp_path
+):
+    path, shapes, truth = shapes_video
+    project = label_studio.create_project(video_config([s.name for s in shapes]), title="video prelabel")
+    (task,) = label_studio.upload_images(project, {"shapes.mp4": path.read_bytes()})
+    options = Options(S.SHAPES_BOX_THRESHOLD, S.SHAPES_TEXT_THRESHOLD)
+
+    outbox = Outbox(tmp_path / "outbox")
+    first = prelabel(ls_client, shapes_pipeline, PrelabelJob(project, options=options), outbox)
+    again = prelabel(ls_client, shapes_pipeline, PrelabelJob(project, options=options), outbox)
+
+    assert (first.done, first.failed, again.done, again.skipped) == (1, {}, 0, 1)
+    (prediction,) = label_studio.api("GET", "/api/predictions", params={"task": task})
+    assert_regions_follow_the_shapes(prediction["result"], shapes, truth)
