@@ -153,6 +153,11 @@ class VideoReader:
             self._container.close()
         if not self.decoded:
             raise VideoError("The video has no frames.")
+        declared = self._stream.frames  # 0 where the container does not say
+        if declared and self.decoded < declared - 1:  # a cut file whose header survived decodes silently shorter
+            raise VideoError(
+                f"The video breaks off after frame {self.decoded} of the {declared} its header lists (truncated?)."
+            )
 
 
 def track_video(

@@ -94,11 +94,12 @@ def write_video(
     fps: int = 24,
     shapes: list[MovingShape] | None = None,
 ) -> tuple[list[MovingShape], list[TruthBox]]:
-    """Encode a crossing scene (or ``shapes``) as H.264 MP4 at ``path``; the shapes and every frame's truth."""
+    """Encode a crossing scene (or ``shapes``) as H.264 MP4 at ``path`` (its index before the frames, as a browser
+    streams it best); the shapes and every frame's truth."""
     rng = np.random.default_rng(seed)
     shapes = shapes or crossing_scene(rng, size, frames)
     truth: list[TruthBox] = []
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:  # the index first: streamable
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
