@@ -14,6 +14,7 @@ SCRIPTS = [
     "bench.memory",
     "bench.smart_click",
     "bench.calibration",
+    "bench.video_tracking",
 ]
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ __getattr__ = export_lazily(
         "PromptError": "errors",
         "SettingsError": "errors",
         "WeightsError": "errors",
+        "VideoError": "errors",
         "LoadedImage": "images",
         "load_image": "images",
         "LabelMap": "labels",
@@ -46,5 +47,7 @@ __getattr__ = export_lazily(
         "SegmenterPool": "segmenter",
         "DEFAULT_MAX_PIXELS": "settings",
         "PipelineSettings": "settings",
+        "VideoTracks": "video",
+        "track_video": "video",
     },
 )

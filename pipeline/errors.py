@@ -14,6 +14,10 @@ class ImageError(GroundlabelError):
     """The bytes are not a usable image (not an image, truncated, empty, or too large)."""
 
 
+class VideoError(GroundlabelError):
+    """The bytes are not a usable video (not a video, no frames, truncated, frames too large)."""
+
+
 class PromptError(GroundlabelError):
     """The text prompt is empty or does not fit the text encoder."""
 

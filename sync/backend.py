@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import secrets
 import threading
@@ -162,8 +163,12 @@ class MLBackend:
             return {"results": [empty.payload() for _ in request.tasks]}
         pipeline = self.models.get()  # a missing detector fails the request (503), not each task
         pipeline.check_prompt(prompt)
+        if budget and config.video:  # a video takes minutes, more than Label Studio waits: all in the background
+            budget.estimate = math.inf
 
-        def fetch(task: dict) -> LoadedImage:
+        def fetch(task: dict) -> LoadedImage | bytes:
+            if config.video:  # decoded frame by frame later, by the pipeline
+                return self._download(project, config, task)
             return self._image(project, config, task, pipeline.settings.max_pixels, reuse=request.context is not None)
 
         def answer(outcome: TaskOutcome[dict]) -> LabelStudioResult | None:
@@ -210,20 +215,30 @@ class MLBackend:
         ``reuse`` (interactive requests: an annotator's prompts and clicks on the task they have open) a kept one
         answers, so clicks never download and decode it again. Batch runs always fetch: they are the retries that
         must see the image as it is now."""
-        data = task.get("data")
-        url = config.image_url(data if isinstance(data, dict) else {})
-        try:
-            client = self._client(project)
-        except SyncError:  # no Label Studio known: an image at a public URL needs none
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise
-            client = self._public
+        url, client = self._source(project, config, task)
         key = (client.url, url, max_pixels)
         image = self._images.get(key) if reuse else None
         if image is None:
             image = load_image(client.download(url, task_id=task.get("id")), max_pixels)
             self._images.put(key, image)
         return image
+
+    def _download(self, project: str, config: ProjectConfig, task: dict) -> bytes:
+        """The task's file as it is (a video), never kept: it is read once, as a stream of frames."""
+        url, client = self._source(project, config, task)
+        return client.download(url, task_id=task.get("id"))
+
+    def _source(self, project: str, config: ProjectConfig, task: dict) -> tuple[str, LabelStudioClient]:
+        """The task's image (or video) URL and the client that may fetch it: the project's Label Studio, or, when
+        none is known, the one for public http(s) URLs."""
+        data = task.get("data")
+        url = config.image_url(data if isinstance(data, dict) else {})
+        try:
+            return url, self._client(project)
+        except SyncError:  # no Label Studio known: an image at a public URL needs none
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise
+            return url, self._public
 
     def _finish_later(
         self,

@@ -12,7 +12,7 @@ from pipeline import LabelMap, Options, SettingsError
 from pipeline.options import label_thresholds
 
 from .errors import ConfigError
-from .regions import BY_TAG, BY_TYPE, FILLED, tag_list
+from .regions import BY_TAG, BY_TYPE, FILLED, VIDEO_RECTANGLE, tag_list
 
 # Number tags whose value sets a threshold, matched by name ("box_threshold", "text-threshold", "BoxThreshold").
 _THRESHOLD_NAMES = {"box": "boxthreshold", "text": "textthreshold", "nms": "nmsthreshold"}
@@ -67,6 +67,8 @@ class ProjectConfig:
     threshold_tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     smart_tools: tuple[SmartTool, ...] = ()
     xml: str = field(default="", repr=False, compare=False)
+    video: bool = False  # ``image`` names a <Video>: its one control is a VideoRectangle, one region per track
+    framerate: str = "24"  # the <Video>'s framerate attribute (a number or "$field"), Label Studio's default 24
 
     @classmethod
     def parse(cls, xml: str | None) -> ProjectConfig:
@@ -78,6 +80,8 @@ class ProjectConfig:
         except Exception as error:  # the SDK raises lxml, XML-syntax and its own validation errors
             raise ConfigError(f"The labeling config is not valid: {error}") from None
         images = {obj.name: obj for obj in interface.objects if obj.tag == "Image"}
+        if not images and any(obj.tag == "Video" for obj in interface.objects):
+            return cls._parse_video(interface, xml)
         if not images:
             raise ConfigError('The labeling config has no <Image> tag: add <Image name="image" value="$image"/>.')
         on_images = [c for c in interface.controls if any(t in images for t in c.to_name)]
@@ -112,6 +116,64 @@ class ProjectConfig:
             ),
             xml=xml,
         )
+
+    @classmethod
+    def _parse_video(cls, interface: LabelInterface, xml: str) -> ProjectConfig:
+        """A <Video> with a <VideoRectangle> on it and the <Labels> beside it (Label Studio's video tracking
+        template): one control, named after the VideoRectangle, with every label of those Labels tags."""
+        videos = {obj.name: obj for obj in interface.objects if obj.tag == "Video"}
+        boxes = [c for c in interface.controls if c.tag == VIDEO_RECTANGLE.tag and set(c.to_name) & set(videos)]
+        if not boxes:
+            raise ConfigError(
+                'The labeling config has a <Video> but no <VideoRectangle> on it: add <VideoRectangle name="box" '
+                'toName="video"/> and <Labels name="labels" toName="video"> with <Label value=...> children.'
+            )
+        video = videos[next(t for t in boxes[0].to_name if t in videos)]
+        on_video = [c for c in interface.controls if video.name in c.to_name]
+        labels = [c for c in on_video if c.tag == "Labels"]
+        if not any(c.labels for c in labels):
+            raise ConfigError(
+                f'The <Video> {video.name!r} has no <Labels> with <Label value=...> children: add <Labels name="labels" '
+                f'toName="{video.name}"><Label value="car"/></Labels>; its labels name the tracks.'
+            )
+        merged = [_labels_control(c, type=VIDEO_RECTANGLE.type) for c in labels]
+        control = LabelsControl(
+            name=boxes[0].name,
+            type=VIDEO_RECTANGLE.type,
+            labels=tuple(dict.fromkeys(label for c in merged for label in c.labels)),
+            aliases={k: v for c in reversed(merged) for k, v in c.aliases.items()},
+            colors={k: v for c in reversed(merged) for k, v in c.colors.items()},
+            thresholds={k: v for c in reversed(merged) for k, v in c.thresholds.items()},
+        )
+        prompts = [c.name for c in on_video if c.tag == "TextArea"]
+        thresholds = _threshold_tags(on_video)
+        return cls(
+            image=video.name,
+            image_key=video.value_name or "video",
+            controls=(control,),
+            prompt="prompt" if "prompt" in prompts else next(iter(prompts), None),
+            box_threshold=thresholds.get("box", (None, None))[1],
+            text_threshold=thresholds.get("text", (None, None))[1],
+            nms_threshold=thresholds.get("nms", (None, None))[1],
+            threshold_tags={kind: name for kind, (name, _) in thresholds.items()},
+            xml=xml,
+            video=True,
+            framerate=str(video.attr.get("framerate") or "24"),
+        )
+
+    def framerate_for(self, task_data: dict) -> float:
+        """The frame rate Label Studio numbers this task's video frames at, as its editor reads the <Video>'s
+        framerate: a number or a ``$field`` of the task, 24 when unusable, ``1 / rate`` for a rate below 1."""
+        value = self.framerate
+        if value.startswith("$"):
+            value = str(task_data.get(value[1:], ""))
+        try:
+            rate = float(value)
+        except ValueError:
+            return 24.0
+        if not rate > 0:
+            return 24.0
+        return 1 / rate if rate < 1 else rate
 
     @property
     def wants_boxes(self) -> bool:
@@ -217,8 +279,9 @@ class ProjectConfig:
         """The image reference in a task's data (an upload path, local-files URL, http(s) or cloud URI)."""
         value = task_data.get(self.image_key)
         if not isinstance(value, str) or not value.strip():
+            what, tag = ("video", "<Video>") if self.video else ("image", "<Image>")
             raise ConfigError(
-                f"The task has no image in data[{self.image_key!r}] (the <Image> tag reads ${self.image_key}); "
+                f"The task has no {what} in data[{self.image_key!r}] (the {tag} tag reads ${self.image_key}); "
                 f"its data fields are {sorted(task_data)}."
             )
         return value.strip()
@@ -251,7 +314,7 @@ def _is_smart(control) -> bool:
     return any(str(attrs.get(key, "")).lower() == "true" for attrs in tags for key in ("smart", "smartOnly"))
 
 
-def _labels_control(control) -> LabelsControl:
+def _labels_control(control, type: str | None = None) -> LabelsControl:
     aliases = {}
     for value, tag in (control.labels_attrs or {}).items():
         phrases = [p.strip() for p in str(tag.attr.get("predicted_values", "")).split(",") if p.strip()]
@@ -271,7 +334,7 @@ def _labels_control(control) -> LabelsControl:
                 raise ConfigError(f"<Label value={value!r}> in {control.name!r}: {error}") from None
     return LabelsControl(
         name=control.name,
-        type=BY_TAG[control.tag].type,
+        type=type or BY_TAG[control.tag].type,
         labels=tuple(control.labels),
         aliases=aliases,
         colors=colors,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
@@ -15,7 +16,10 @@ import supervision as sv
 from pipeline import DetectionResult
 
 from .config import LabelsControl, ProjectConfig
-from .regions import BY_TYPE, RegionType
+from .regions import BY_TYPE, RegionType, video_sequence
+
+if TYPE_CHECKING:  # PyAV loads with the first video, not with the backend
+    from pipeline.video import VideoTracks
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,46 @@ def to_label_studio(
     )
 
 
+def video_to_label_studio(tracks: VideoTracks, config: ProjectConfig, framerate: float) -> LabelStudioResult:
+    """One ``videorectangle`` region per track whose label the config's VideoRectangle control has: its keyframes
+    (``regions.video_sequence``) in Label Studio's frame numbering, which counts from 1 at the <Video>'s
+    ``framerate`` (decoded frame ``i`` at the video's own rate is Label Studio's frame ``round(i * framerate /
+    fps) + 1``), and ``framesCount`` / ``duration`` as its editor writes them."""
+    (control,) = config.controls
+    info = tracks.info
+    regions, skipped, scores = [], [], []
+    for track in tracks.tracks:
+        if track.label is None or track.label not in control.labels:
+            skipped.append(f"track {track.id} ({track.phrase!r}): no label of {control.name!r} for it")
+            continue
+        frames = np.round(track.frames * framerate / info.fps).astype(int) + 1
+        sequence = video_sequence(frames, track.xyxy, info.width, info.height, framerate)
+        key = np.round(track.xyxy, 2).tobytes() + track.frames.astype(np.int64).tobytes()
+        regions.append(
+            {
+                "id": hashlib.sha1(f"{control.name}|{track.label}|".encode() + key).hexdigest()[:10],
+                "type": control.type,
+                "from_name": control.name,
+                "to_name": config.image,
+                "score": round(track.score, 4),
+                "value": {
+                    "framesCount": max(1, round(info.duration * framerate)),
+                    "duration": round(info.duration, 6),
+                    "sequence": sequence,
+                    "labels": [track.label],
+                },
+            }
+        )
+        scores.append(track.score)
+    return LabelStudioResult(
+        result=regions,
+        score=round(min(scores), 4) if scores else 0.0,
+        model_version=config.version(tracks.model_version),
+        skipped=skipped,
+        unmapped=list(tracks.unmapped),
+    )
+
+
 def review_score(scores: np.ndarray, xyxy: np.ndarray) -> float:
     """The prediction's ``score``, which Label Studio's Data Manager sorts by: how sure the whole suggestion is, so
     an ascending sort puts first the tasks most likely to need fixing. It is the weakest detection's score (the one
@@ -120,7 +164,7 @@ def _region(
     if written is None:
         return None
     value, key = written
-    value[kind.type] = [label]
+    value[kind.label_field] = [label]
     digest = hashlib.sha1(f"{control.name}|{label}|".encode() + key).hexdigest()[:10]
     return {"id": digest, "type": kind.type, "from_name": control.name, "value": value}
 

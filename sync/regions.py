@@ -37,6 +37,11 @@ class RegionType:
     write: Writer | None = None
     read: Reader | None = None
     smart: bool = False
+    labels_key: str = ""  # the key of its labels in "value" when it is not ``type`` (video boxes: "labels")
+
+    @property
+    def label_field(self) -> str:
+        return self.labels_key or self.type
 
 
 def box_to_percent(xyxy: np.ndarray, width: int, height: int) -> dict:
@@ -91,11 +96,46 @@ def _polygon(box: np.ndarray, mask: np.ndarray, width: int, height: int) -> tupl
     return value, np.packbits(mask).tobytes()
 
 
+def video_sequence(
+    frames: np.ndarray, xyxy: np.ndarray, width: int, height: int, fps: float, tolerance: float = 0.5
+) -> list[dict]:
+    """A track's boxes (``xyxy`` pixels on ``frames``, Label Studio's 1-based frame numbers at ``fps``, the
+    ``<Video>`` tag's frame rate) -> a ``videorectangle``'s keyframes. Label Studio interpolates linearly between
+    keyframes, so a keyframe that interpolation between its neighbours reproduces within ``tolerance`` percent (x, y,
+    width and height) is left out: a box moving steadily needs two keyframes, not one per frame. The last keyframe
+    has ``enabled: false``: the track ends there."""
+    boxes = np.array([list(box_to_percent(box, width, height).values())[:4] for box in xyxy], np.float64)
+    kept = [0]
+    for end in range(2, len(frames) + 1):  # can the segment from the last kept keyframe reach ``end - 1``?
+        start, last = kept[-1], end - 1
+        if last - start < 2:
+            continue
+        share = (frames[start + 1 : last] - frames[start]) / (frames[last] - frames[start])
+        line = boxes[start] + share[:, None] * (boxes[last] - boxes[start])
+        if np.abs(line - boxes[start + 1 : last]).max() > tolerance:
+            kept.append(last - 1)
+    if kept[-1] != len(frames) - 1:
+        kept.append(len(frames) - 1)
+    return [
+        {
+            "frame": int(frames[i]),
+            "enabled": i != kept[-1],
+            "rotation": 0,
+            **dict(zip(("x", "y", "width", "height"), (round(v, 4) for v in boxes[i]))),
+            "time": round(int(frames[i]) / fps, 6),
+        }
+        for i in kept
+    ]
+
+
 RECTANGLE = RegionType("RectangleLabels", "rectanglelabels", "rectangle", False, _rectangle, box_to_pixels, smart=True)
 BRUSH = RegionType("BrushLabels", "brushlabels", "brush mask", True, _brush, rle_to_mask)
 POLYGON = RegionType("PolygonLabels", "polygonlabels", "polygon", True, _polygon, polygon_to_mask)
 KEYPOINT = RegionType("KeyPointLabels", "keypointlabels", "keypoint", False, smart=True)
-REGIONS = (RECTANGLE, BRUSH, POLYGON, KEYPOINT)
+# One region per track (``video_sequence``; ``sync.convert.video_to_label_studio``); its labels come from a <Labels>
+# tag on the same <Video>, and Label Studio keeps them under "labels".
+VIDEO_RECTANGLE = RegionType("VideoRectangle", "videorectangle", "video box", False, labels_key="labels")
+REGIONS = (RECTANGLE, BRUSH, POLYGON, KEYPOINT, VIDEO_RECTANGLE)
 BY_TAG = {region.tag: region for region in REGIONS}
 BY_TYPE = {region.type: region for region in REGIONS}
 FILLED = tuple(region for region in REGIONS if region.write is not None)  # what text-prompt detections become

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 from pipeline import GroundlabelError, LoadedImage, Options, Prompt, WeightsError, load_image
 
 from .config import ProjectConfig
-from .convert import LabelStudioResult, to_label_studio
+from .convert import LabelStudioResult, to_label_studio, video_to_label_studio
 from .prefetch import prefetched
 
 if TYPE_CHECKING:  # the backend imports this module before any model is loaded: no torch until then
@@ -96,6 +96,9 @@ def predict_batches(
     prompt = pipeline.check_prompt(prompt)
     options = usable_options(pipeline, options)
     label_map = config.label_map()
+    if config.video:
+        yield from _video_batches(tasks, fetch, pipeline, config, prompt, options)
+        return
 
     def load(task: T) -> LoadedImage:
         return load_image(fetch(task), pipeline.settings.max_pixels)
@@ -111,6 +114,39 @@ def predict_batches(
             batch = []
     if batch:
         yield list(_run(batch, predict))
+
+
+@dataclass(frozen=True)
+class _Video:
+    data: bytes
+    framerate: float  # the task's <Video> frame rate: Label Studio's frame numbering
+
+
+def _video_batches(
+    tasks: Iterable[T],
+    fetch: Callable[[T], bytes],
+    pipeline: GroundingPipeline,
+    config: ProjectConfig,
+    prompt: Prompt,
+    options: Options,
+) -> Iterator[list[TaskOutcome[T]]]:
+    """One video per batch (its tracks take the time of many images), the next one downloaded meanwhile."""
+    from pipeline.video import track_video
+
+    label_map = config.label_map()
+
+    def load(task: T) -> _Video:
+        data = task.get("data") if isinstance(task, dict) else getattr(task, "data", None)  # a /predict or a Task
+        return _Video(fetch(task), config.framerate_for(data if isinstance(data, dict) else {}))
+
+    def predict(videos: list[_Video]) -> list[LabelStudioResult]:
+        return [
+            video_to_label_studio(track_video(pipeline, v.data, prompt, options, label_map), config, v.framerate)
+            for v in videos
+        ]
+
+    for item in prefetched(tasks, load, 1):
+        yield list(_run([item], predict))
 
 
 def outcomes_of(batches: Iterator[list[TaskOutcome[T]]]) -> Iterator[TaskOutcome[T]]:

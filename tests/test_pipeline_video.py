@@ -1,0 +1,102 @@
+"""Video in the pipeline: a generated video of moving shapes (two cross, one leaves, one enters) through the toy
+detector becomes one track per shape with its name as label; bad files fail with a sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import Options, VideoError
+from pipeline.testing import shapes as S
+from pipeline.testing.video_scenes import prompt_for, score_tracks, write_video
+from pipeline.tracking import ByteTracker
+from pipeline.video import VideoReader, track_video
+
+FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def shapes_pipeline():
+    return S.load_shapes_pipeline()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "shapes.mp4"
+    shapes, truth = write_video(path, seed=1, frames=FRAMES)
+    return path, shapes, truth
+
+
+@pytest.fixture(scope="module")
+def tracked(shapes_pipeline, video):
+    path, shapes, _ = video
+    options = Options(S.SHAPES_BOX_THRESHOLD, S.SHAPES_TEXT_THRESHOLD)
+    return track_video(shapes_pipeline, path, prompt_for(shapes), options, stride=2)
+
+
+def test_each_moving_shape_is_one_track_with_its_name_and_its_boxes_follow_it(video, tracked):
+    _, shapes, truth = video
+    assert sorted(t.label for t in tracked.tracks) == sorted(s.name for s in shapes)
+    score = score_tracks(tracked.tracks, truth, tracked.info.frames)
+    assert score.recall >= 0.9 and score.switches == 0 and score.labels_right == 1.0, score
+
+
+def test_tracks_carry_every_second_frame_numbered_from_zero_and_the_video_size_and_rate(tracked):
+    assert (tracked.info.width, tracked.info.height, tracked.info.fps, tracked.info.frames) == (160, 160, 24.0, FRAMES)
+    for track in tracked.tracks:
+        assert set(track.frames) <= set(range(0, FRAMES, 2)) and len(track.frames) == len(track.xyxy)
+    entering = min(tracked.tracks, key=lambda t: -t.frames[0])  # the shape that comes in from the left edge
+    assert entering.frames[0] > 0 and tracked.model_version.endswith("-stride2")
+
+
+def test_a_track_box_between_detections_is_interpolated_and_none_outside_it(tracked):
+    track = tracked.tracks[0]
+    first, second = track.frames[:2]
+    middle = track.box_at((first + second) // 2) if second - first == 2 else None
+    assert middle is None or np.allclose(middle, (track.xyxy[0] + track.xyxy[1]) / 2, atol=1e-3)
+    assert track.box_at(int(track.frames[-1]) + 1) is None
+
+
+def test_a_weak_detection_extends_a_track_but_never_starts_one():
+    tracker = ByteTracker(high=0.5, min_hits=1)
+    box = np.array([[10, 10, 40, 40]], float)
+    assert tracker.update(0, box, [0.3]).tolist() == [0]  # alone and weak: no track
+    first = tracker.update(1, box, [0.9])[0]
+    assert tracker.update(2, box + 2, [0.3]).tolist() == [first]  # weak, on the track: extends it
+    assert [t.frames for t in tracker.finished()] == [(1, 2)]
+
+
+def test_crossing_objects_keep_their_ids_through_the_motion():
+    tracker = ByteTracker(high=0.5, min_hits=1)
+    ids = []
+    for frame in range(20):  # two boxes swap sides, overlapping in the middle frames
+        a = [10 + 4 * frame, 10, 40 + 4 * frame, 40]
+        b = [86 - 4 * frame, 20, 116 - 4 * frame, 50]
+        ids.append(tracker.update(frame, np.array([a, b], float), [0.9, 0.9]).tolist())
+    assert all(pair == ids[0] for pair in ids)
+
+
+@pytest.mark.parametrize(
+    "content, sentence",
+    [
+        (b"", "empty"),
+        (b"not a video at all" * 50, "not a readable video"),
+    ],
+)
+def test_bytes_that_are_not_a_video_fail_with_a_sentence(content, sentence):
+    with pytest.raises(VideoError, match=sentence):
+        VideoReader(content, 10**8)
+
+
+def test_a_cut_video_fails_with_a_sentence_not_half_a_result(shapes_pipeline, video):
+    path, shapes, _ = video
+    data = path.read_bytes()
+    with pytest.raises(VideoError, match=f"breaks off after frame .* of the {FRAMES} its header lists"):
+        track_video(shapes_pipeline, data[: len(data) // 2], prompt_for(shapes))  # the index survives, frames not
+    with pytest.raises(VideoError, match="not a readable video"):
+        track_video(shapes_pipeline, data[len(data) // 2 :], prompt_for(shapes))  # the index is gone
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(video):
+    with pytest.raises(VideoError, match="160x160 = 25,600 pixels, over the limit of 10,000"):
+        VideoReader(video[0], 10_000)
