@@ -21,7 +21,8 @@ register_tiny_sam()
 # The fixtures that make a test need a real Label Studio or chromium: the marker each one brings (see pytest.ini).
 _MARKER_OF_FIXTURE = {"label_studio": "labelstudio", "browser": "browser"}
 # Modules whose tests need neither yet take many seconds each (subprocesses that import torch, OpenVINO conversions,
-# real-shape or many model runs, dataset exports): the "slow" tier. Measured with --durations=0 (2 cores).
+# real-shape or many model runs, dataset exports, video decoding, the toy models' right-answer runs, Gradio's client):
+# the "slow" tier; single slow tests elsewhere carry @pytest.mark.slow. Measured with --durations=0 (2 cores).
 _SLOW_MODULES = {
     "test_export.py",
     "test_offline.py",
@@ -31,6 +32,9 @@ _SLOW_MODULES = {
     "test_pipeline_open_vocab.py",
     "test_pipeline_runtime.py",
     "test_pipeline_sam2.py",
+    "test_pipeline_video.py",
+    "test_toy_models.py",
+    "test_ui_api.py",
 }
 
 

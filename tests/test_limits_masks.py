@@ -56,6 +56,7 @@ def test_the_cap_comes_from_the_settings_and_shrinks_on_large_images(fresh, phot
         Options(max_masks=0)
 
 
+@pytest.mark.slow  # many model runs: the slow tier (tests/conftest.py)
 def test_the_decoder_runs_in_chunks_that_shrink_with_the_image(fresh, photo):
     chunk = decode_chunk(640, 480)
     assert 8 < chunk <= DECODE_CHUNK and decode_chunk(4000, 3000) == 3 and decode_chunk(20000, 20000) == 1

@@ -43,6 +43,7 @@ def _worst_overlap(result: DetectionResult) -> float:
     return max((float(sv.box_iou_batch(result.xyxy[[i]], result.xyxy[[j]])[0, 0]) for i, j in pairs), default=0.0)
 
 
+@pytest.mark.slow  # many model runs: the slow tier (tests/conftest.py)
 def test_no_two_kept_boxes_of_one_label_overlap_above_the_nms_threshold(shapes_pipeline, scenes):
     raw = [shapes_pipeline(image, prompt, _options(1.0)) for image, prompt in scenes]
     assert max(_worst_overlap(r) for r in raw) > 0.9  # the toy detector does make duplicates

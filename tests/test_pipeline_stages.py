@@ -85,6 +85,7 @@ def test_two_identical_concurrent_requests_run_the_detector_once(fresh, photo):
     assert np.array_equal(results[0].xyxy, results[1].xyxy) and results[0].phrases == results[1].phrases
 
 
+@pytest.mark.slow  # many model runs: the slow tier (tests/conftest.py)
 def test_images_of_different_processed_sizes_never_share_a_forward(fresh, model_paths, photo):
     wider = np.ascontiguousarray(np.pad(photo, ((0, 0), (0, 1), (0, 0))))  # 1 px more: padding would move boxes
     same = np.ascontiguousarray(photo[::-1])
@@ -97,6 +98,7 @@ def test_images_of_different_processed_sizes_never_share_a_forward(fresh, model_
         assert np.allclose(result.xyxy, alone.xyxy, atol=1e-3) and result.phrases == alone.phrases
 
 
+@pytest.mark.slow  # many model runs: the slow tier (tests/conftest.py)
 def test_decode_batched_equals_the_loop_for_boxes_and_clicks(fresh, photo):
     segmenter = fresh.segmenters.get("sam_tiny_test")
     image = load_image(photo)

@@ -180,6 +180,7 @@ def test_ctrl_c_on_the_command_line_stops_a_ray_run_and_a_rerun_finishes(
     assert predictions_per_task(label_studio, project) == Counter({task: 1 for task in task_ids})
 
 
+@pytest.mark.slow  # many model runs: the slow tier (tests/conftest.py)
 def test_the_app_and_the_local_engine_never_import_ray():
     root = Path(__file__).resolve().parents[1]
     probe = (
