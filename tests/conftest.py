@@ -48,10 +48,20 @@ def pytest_configure() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def pytest_runtest_setup() -> None:
-    """Before each test, SIGTERM and Ctrl-C interrupt again, whatever handler an earlier test's library left."""
+def _interrupt_again() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_runtest_setup() -> None:
+    """Before each test, SIGTERM and Ctrl-C interrupt again, whatever handler an earlier test's library left."""
+    _interrupt_again()
+
+
+def pytest_runtest_call() -> None:
+    """Again once the fixtures are up: ``ray.init`` in a fixture installs a SIGTERM handler that raises SystemExit,
+    which pytest counts as one failed test and then runs on, instead of stopping the run."""
+    _interrupt_again()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
