@@ -46,7 +46,10 @@ def editor(label_studio, tmp_path_factory):
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     pipeline = S.load_shapes_pipeline()  # registers the shapes SAM that the settings name
-    settings = BackendSettings(segmenter=S.SHAPES_SEGMENTER, state_dir=tmp_path_factory.mktemp("editor-state"))
+    # output="auto" is GROUNDLABEL_OUTPUT's default: masks only (a box would put its accept pill on its mask's)
+    settings = BackendSettings(
+        segmenter=S.SHAPES_SEGMENTER, state_dir=tmp_path_factory.mktemp("editor-state"), output="auto"
+    )
     with serve(backend_app(LazyPipeline(pipeline=pipeline), settings)) as url:
         project = label_studio.create_project(CONFIG)
         label_studio.api("PATCH", f"/api/projects/{project}", json=PROJECT_SETTINGS)
@@ -83,7 +86,7 @@ def on_screen(page, editor, x: float, y: float) -> tuple[float, float]:
     image.scroll_into_view_if_needed()
     box = image.bounding_box()
     width, height = editor.size
-    return box["x"] + x / width * box["width"], box["y"] + y / height * box["height"]
+    return float(box["x"] + x / width * box["width"]), float(box["y"] + y / height * box["height"])
 
 
 def masks_of(result: list[dict]) -> list[tuple[str, np.ndarray]]:
@@ -124,9 +127,10 @@ def test_a_typed_prompt_draws_masks_on_the_named_shape_and_the_accepted_one_is_s
     with page.expect_response("**/interactive-annotating", timeout=WAIT_MS) as response:
         page.get_by_role("button", name="Add").click()
 
-    drawn = masks_of(answer_of(response.value))
+    answer = answer_of(response.value)
+    drawn = masks_of(answer)
     assert drawn and all(label == "circle" and S.mask_iou(mask, circle.mask) >= 0.8 for label, mask in drawn)
-    expect(page.locator(".lsf-bottombar")).to_contain_text(f"{len(drawn)} suggestion")
+    expect(page.locator(".lsf-bottombar")).to_contain_text(f"{len(answer)} suggestion")
     # The suggestion's own accept button: a 64x32 pill centred 10 px below its region (Label Studio's canvas).
     ys, xs = np.nonzero(drawn[0][1])
     middle, bottom = on_screen(page, editor, (xs.min() + xs.max() + 1) / 2, ys.max() + 1)
@@ -153,8 +157,6 @@ def test_a_smart_click_and_a_smart_box_by_hand_give_brush_regions_on_the_clicked
     ((label, mask),) = masks_of(answer_of(response.value))
     assert label == "triangle" and S.mask_iou(mask, triangle.mask) >= 0.8
     expect(page.locator(".lsf-bottombar")).to_contain_text("1 suggestion")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.locator(".lsf-main-content, .lsf-main-view").first.screenshot(path=str(ARTIFACTS / "editor-smart-click.png"))
     page.click("[data-testid=bottombar-accept-suggestions-button]")
 
     use_smart_tool(page, "smartbox", "square", "rectangle-tool")
@@ -167,10 +169,14 @@ def test_a_smart_click_and_a_smart_box_by_hand_give_brush_regions_on_the_clicked
     ((label, mask),) = masks_of(answer_of(response.value))
     assert label == "square" and S.mask_iou(mask, square.mask) >= 0.8
     expect(page.locator(".lsf-bottombar")).to_contain_text("1 suggestion")
+    ARTIFACTS.mkdir(exist_ok=True)  # the README's docs/smart-tools.jpg is one run's copy of this
+    page.screenshot(path=str(ARTIFACTS / "smart-tools.jpg"), quality=70)
     page.click("[data-testid=bottombar-accept-suggestions-button]")
     page.get_by_role("button", name="Submit").click()
 
-    stored = dict(masks_of(submitted(label_studio, editor.tasks[1])))
+    result = submitted(label_studio, editor.tasks[1])
+    assert {region["type"] for region in result} == {"brushlabels"}  # the click and the smart box are not kept
+    stored = dict(masks_of(result))
     assert sorted(stored) == ["square", "triangle"]
     assert S.mask_iou(stored["triangle"], triangle.mask) >= 0.8 and S.mask_iou(stored["square"], square.mask) >= 0.8
 
