@@ -53,7 +53,8 @@ def browser():
 
 @pytest.fixture
 def open_page(browser, request):
-    """Opens 1280x800 pages on a URL, ready for input (``ready``: a selector, the app's prompt box by default); screenshots them into test-artifacts/ if the test fails."""
+    """Opens 1280x800 pages on a URL, ready for input (``ready``: a selector, the app's prompt box by default);
+    screenshots them into test-artifacts/ if the test fails."""
     contexts = []
 
     def opener(url: str, ready: str = "#pg-prompt textarea"):
