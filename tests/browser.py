@@ -53,16 +53,17 @@ def browser():
 
 @pytest.fixture
 def open_page(browser, request):
-    """Opens 1280x800 pages on an app URL, ready for input; screenshots them into test-artifacts/ if the test fails."""
+    """Opens 1280x800 pages on a URL, ready for input (``ready``: a selector, the app's prompt box by default);
+    screenshots them into test-artifacts/ if the test fails."""
     contexts = []
 
-    def opener(url: str):
+    def opener(url: str, ready: str = "#pg-prompt textarea"):
         context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         context.set_default_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
         page.goto(url)
-        page.wait_for_selector("#pg-prompt textarea")
+        page.wait_for_selector(ready)
         return page
 
     expect.set_options(timeout=30_000)
