@@ -282,7 +282,7 @@ class MLBackend:
         return outcome.result
 
     def batch_prompt(self, project: str, config: ProjectConfig) -> Prompt:
-        """What "Retrieve predictions" looks for: the prompt last submitted with an annotation (``remember_prompt``),
+        """What "Retrieve Predictions" looks for: the prompt last submitted with an annotation (``remember_prompt``),
         else every label of the config. Its hash is part of the model version, so a new batch prompt makes Label
         Studio predict again, while a prompt typed to try it on one task changes nothing."""
         return parse_prompt(_something_to_look_for(self.prompts.get(project)) or config.default_prompt)

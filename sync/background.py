@@ -1,4 +1,4 @@
-"""Batch work that outlives Label Studio's patience: "Retrieve predictions" sends every selected task in one
+"""Batch work that outlives Label Studio's patience: "Retrieve Predictions" sends every selected task in one
 /predict and gives up after ``ML_TIMEOUT_PREDICT`` (100 s), storing nothing. The ML backend answers what it finished
 within its budget, "nothing yet" (``[]``) for the rest, and finishes those here, in a thread, writing them to Label
 Studio through the same bulk, idempotent, outbox-backed writer as ``sync.prelabel`` (requests sized by bytes).

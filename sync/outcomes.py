@@ -11,7 +11,7 @@ settle their tasks here, so a task ends the same way whichever of them ran it:
   Label Studio answers 500 for some faults that never pass, and a run must not retry them forever.
 
 The transient failures are counted per task in ``<state dir>/retries.json``, one file for all of them: a task that
-failed twice in "Retrieve predictions" and once in ``sync.prelabel`` has failed three times.
+failed twice in "Retrieve Predictions" and once in ``sync.prelabel`` has failed three times.
 """
 
 from __future__ import annotations

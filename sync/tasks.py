@@ -1,6 +1,6 @@
 """The one task loop: tasks -> images fetched ahead of the model -> the pipeline in batches -> Label Studio results.
 
-``/predict`` (interactive and "Retrieve predictions"), ``sync.prelabel`` and the UI's pre-annotation all run it,
+``/predict`` (interactive and "Retrieve Predictions"), ``sync.prelabel`` and the UI's pre-annotation all run it,
 so they share one error policy. Each task ends in one of three outcomes, yielded in the tasks' order:
 
 - ``done``: regions to store;

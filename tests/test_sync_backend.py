@@ -60,7 +60,7 @@ def interactive(label_studio, ml_id: int, task: int, context: dict) -> dict:
 
 
 def retrieve_predictions(label_studio, project: int, tasks: list[int]) -> dict[int, list[dict]]:
-    """Data Manager's "Retrieve predictions" action, then every task's predictions."""
+    """Data Manager's "Retrieve Predictions" action, then every task's predictions."""
     label_studio.api(
         "POST",
         "/api/dm/actions",
@@ -437,3 +437,21 @@ def test_setup_and_predictions_announce_one_version_with_a_local_detector_before
     assert models.loaded and before.startswith(f"groundlabel-grounding-dino-tiny-box{BOX:g}-")
     assert prediction["model_version"] == before == after.json()["model_version"]
     assert len(again) == 1  # Label Studio skips a task that holds the announced version
+
+
+def test_opening_a_task_asks_the_backend_only_when_the_project_prelabels_with_predictions(
+    label_studio, project_with_backend
+):
+    """What the editor's task load (``GET /api/tasks/<id>/``) does: with Settings -> Annotation -> "Use predictions to
+    prelabel tasks" off, nothing is predicted on open, so only what the annotator types or clicks is suggested (no
+    batch-prompt suggestions underneath); on, a task without predictions gets one from the batch prompt."""
+    project, _ = project_with_backend
+    first, second = label_studio.upload_images(project, {"a.png": png(64, 48, seed=3), "b.png": png(64, 48, seed=4)})
+
+    label_studio.api("PATCH", f"/api/projects/{project}/", json={"show_collab_predictions": False})
+    label_studio.api("GET", f"/api/tasks/{first}/")
+    assert label_studio.api("GET", "/api/predictions", params={"task": first}) == []
+
+    label_studio.api("PATCH", f"/api/projects/{project}/", json={"show_collab_predictions": True})
+    label_studio.api("GET", f"/api/tasks/{second}/")
+    assert len(label_studio.api("GET", "/api/predictions", params={"task": second})) == 1

@@ -82,7 +82,7 @@ def test_the_ml_backend_and_prelabel_count_a_tasks_transient_failures_together(
             outcomes=outcomes,
         )
 
-    assert retrieved == [[[]], [[]]]  # two runs of "Retrieve predictions": nothing stored
+    assert retrieved == [[[]], [[]]]  # two runs of "Retrieve Predictions": nothing stored
     assert progress.failed[task].endswith("(failed 3 times: given up)")  # the third failure in all
     (settled,) = label_studio.api("GET", "/api/predictions", params={"task": task})
     assert settled["result"] == []
