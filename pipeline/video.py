@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,12 +193,13 @@ def track_video(
     label_map: LabelMap | None = None,
     *,
     stride: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VideoTracks:
     """The tracks of what ``prompt`` names in the video ``source`` (bytes or a path): every ``stride``-th frame
     (default: the settings' ``video_stride``) goes through ``pipeline``'s detector (in its batch size), detections
     at or above the box threshold start and extend tracks, those down to ``WEAK_FRACTION`` of it only extend them.
-    ``progress(frames decoded)`` is called after each batch. The model version is the images' with ``-stride<n>``
+    ``progress(frames decoded, frames expected)`` (expected 0 where the file does not say) is called after each
+    batch; an exception it raises stops the run (the UI's Cancel). The model version is the images' with ``-stride<n>``
     past 1 (``pipeline.model_version``), so Label Studio's /setup announces the version of what a video gets. A bad
     or too long video raises ``VideoError`` and returns nothing: no tracks of its first part."""
     stride = pipeline.settings.video_stride if stride is None else stride
@@ -218,7 +220,7 @@ def track_video(
             tracker.update(index, result.xyxy, result.scores)
             seen[index] = (result.xyxy, result.scores, result.labels, result.prompt_phrases)
         if progress:
-            progress(reader.decoded)
+            progress(reader.decoded, reader.expected)
 
     batch: list[tuple[int, LoadedImage]] = []
     for index, frame in enumerate(reader):
@@ -249,3 +251,23 @@ def _track(track_id: int, frames, rows, seen) -> Track:
     label = Counter(labels).most_common(1)[0][0]
     phrase = Counter(p for p, lab in zip(phrases, labels) if lab == label).most_common(1)[0][0]
     return Track(track_id, label, phrase, np.asarray(frames, int), boxes, scores)
+
+
+def encode_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
+    """Encode RGB frames (HxWx3 uint8, one size) one at a time as H.264 MP4 at ``path``, its index first so a browser
+    plays it while it loads; an odd width or height is stretched by a pixel (PyAV scales each frame to the stream's
+    size; H.264's 4:2:0 needs even ones). Returns the frames written; the file is complete only once this returns."""
+    written = 0
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.height, stream.width = frame.shape[0] + frame.shape[0] % 2, frame.shape[1] + frame.shape[1] % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            written += 1
+        if stream is not None:
+            container.mux(stream.encode())
+    return written

@@ -15,7 +15,7 @@ from pipeline import GroundingPipeline, Options, PipelineSettings, SettingsError
 from pipeline.testing import shapes as S
 from pipeline.testing.video_scenes import prompt_for, score_tracks, write_video
 from pipeline.tracking import ByteTracker
-from pipeline.video import VideoReader, track_video
+from pipeline.video import VideoReader, encode_mp4, track_video
 
 FRAMES = 40
 
@@ -185,3 +185,12 @@ def test_a_long_video_whose_header_says_nothing_stops_at_the_first_frame_past_th
     with pytest.raises(VideoError, match="runs past 10 frames, the limit"):
         list(reader)
     assert reader.decoded == 10
+
+
+def test_frames_of_an_odd_size_are_encoded_at_the_next_even_one(tmp_path):
+    frames = [np.full((21, 33, 3), 40 * i, np.uint8) for i in range(3)]
+    assert encode_mp4(iter(frames), tmp_path / "odd.mp4", 12.5) == 3
+    reader = VideoReader(tmp_path / "odd.mp4", 10**6)
+    decoded = list(reader)
+    assert (reader.width, reader.height, reader.fps, len(decoded)) == (34, 22, 12.5, 3)
+    assert np.abs(decoded[2].astype(int) - 80).max() <= 3
