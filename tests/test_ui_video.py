@@ -98,3 +98,18 @@ def test_cancel_stops_a_running_track_and_keeps_nothing(open_page, demo_url, toy
     assert grid_rows(page, "#vd-table") == 0
     expect(page.locator("#vd-result video")).to_have_count(0)
     expect(page.locator("#vd-download-video")).to_be_disabled()
+
+
+def test_a_cut_video_is_answered_with_a_sentence_and_nothing_to_download(open_page, demo_url, tmp_path):
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    shapes, _ = write_video(whole, seed=3, frames=24)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the index survives, half the frames not
+    page = open_page(demo_url)
+    upload(page, cut, prompt_for(shapes))
+
+    page.locator("#vd-run").click()
+
+    expect(page.locator("#vd-message")).to_contain_text("The video breaks off after frame")
+    assert grid_rows(page, "#vd-table") == 0
+    expect(page.locator("#vd-download-video")).to_be_disabled()
+    expect(page.locator("#vd-download-json")).to_be_disabled()
