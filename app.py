@@ -24,11 +24,12 @@ from ui.labelstudio import labelstudio_tab
 from ui.models import ModelHub, load_models
 from ui.playground import playground_tab
 from ui.theme import CANVAS_JS, CSS, KEYS_JS, THEME
+from ui.video import video_tab
 
 
 def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str, str]] | None = None) -> gr.Blocks:
     """The Gradio UI: model status on top, then the playground (with ``examples``, by default Gradio's example
-    photos) and the Label Studio review tabs."""
+    photos), the video tab and the Label Studio review tabs."""
     with gr.Blocks(title="groundlabel") as demo:
         public_api(hub)  # first: the names /detect and /refine are the public API's
         with gr.Row(elem_id="gl-header", equal_height=True):
@@ -42,6 +43,8 @@ def build_ui(hub: ModelHub, settings: BackendSettings, examples: list[tuple[str,
         with gr.Tabs():
             with gr.Tab("Playground", id="playground", elem_id="tab-playground"):
                 playground_tab(hub, model_status, examples)
+            with gr.Tab("Video", id="video", elem_id="tab-video"):
+                video_tab(hub, model_status)
             with gr.Tab("Label Studio", id="labelstudio", elem_id="tab-labelstudio"):
                 labelstudio_tab(hub, model_status, settings)
         load.click(load_models(hub), outputs=model_status, concurrency_id="model")

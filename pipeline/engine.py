@@ -165,10 +165,10 @@ class GroundingPipeline:
         self.detector_for(options).tokenize(prompt)
         return prompt
 
-    def model_version(self, options: Options, prompt: Prompt | None = None) -> str:
+    def model_version(self, options: Options, prompt: Prompt | None = None, *, stride: int = 1) -> str:
         """Names what produced a result, so Label Studio can tell predictions of different setups apart: from the
-        resolved spec, so it is the same before and after any model loads."""
-        return model_version(self.spec_for(options), options, prompt, mask_cap=self.settings.max_masks)
+        resolved spec, so it is the same before and after any model loads (``stride``: a video's frame stride)."""
+        return model_version(self.spec_for(options), options, prompt, mask_cap=self.settings.max_masks, stride=stride)
 
     @property
     def other_detector(self) -> DetectorSpec | None:

@@ -99,12 +99,18 @@ def _threshold(label: str, value) -> float:
 
 
 def model_version(
-    detector: DetectorSpec, options: Options, prompt: Prompt | None = None, *, mask_cap: int = DEFAULT_MAX_MASKS
+    detector: DetectorSpec,
+    options: Options,
+    prompt: Prompt | None = None,
+    *,
+    mask_cap: int = DEFAULT_MAX_MASKS,
+    stride: int = 1,
 ) -> str:
-    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-nms<t>][-lt<hash>][-m<n>][-p<hash>]``, the one name for
-    what produced a result. ``-nms``, ``-lt`` (per-label box thresholds) and ``-m`` (the mask cap that applies, with masks only: the request's, else ``mask_cap``,
-    the pipeline's GROUNDLABEL_MAX_MASKS) appear only when they differ from the defaults, so the
-    common versions stay short.
+    """``groundlabel-<detector>[+<segmenter>]-box<t>-text<t>[-nms<t>][-lt<hash>][-m<n>][-stride<n>][-p<hash>]``, the
+    one name for what produced a result. ``-nms``, ``-lt`` (per-label box thresholds), ``-m`` (the mask cap that
+    applies, with masks only: the request's, else ``mask_cap``, the pipeline's GROUNDLABEL_MAX_MASKS) and
+    ``-stride`` (a video's detector on every ``stride``-th frame, GROUNDLABEL_VIDEO_STRIDE) appear only when they
+    differ from the defaults, so the common versions stay short.
 
     ``detector`` is the resolved spec (its ``name``: the registered short name, or a Hub id's or directory's last
     part, whatever name it was asked by and wherever its local copy lies); ``prompt`` adds a short hash of its
@@ -125,6 +131,8 @@ def model_version(
     cap = options.max_masks or mask_cap  # the request's cap, else the pipeline's GROUNDLABEL_MAX_MASKS
     if options.segmenter and cap != DEFAULT_MAX_MASKS:
         version += f"-m{cap}"
+    if stride != 1:
+        version += f"-stride{stride}"
     return f"{version}-p{prompt_hash(prompt)}" if prompt is not None else version
 
 

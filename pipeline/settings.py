@@ -22,6 +22,11 @@ DEFAULT_SEGMENTER_MEMORY = 4 << 30
 # may take (H x W bytes each): at box threshold 0 the detector proposes 900 boxes, 10.8 GB of masks at 12 MP.
 DEFAULT_MAX_MASKS = 100
 DEFAULT_MASK_MEMORY = 512 << 20
+# Video: the detector runs on every n-th frame (1: every frame; tracks keep the frames it ran on). A video of more
+# frames than the bound (one hour at 30 frames/s) is refused with a sentence and no result: before decoding when its
+# header says how many it has, else at the first frame past the bound.
+DEFAULT_VIDEO_STRIDE = 1
+DEFAULT_MAX_VIDEO_FRAMES = 108_000
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -49,9 +54,17 @@ class PipelineSettings:
     segmenter_memory: int = DEFAULT_SEGMENTER_MEMORY  # bytes of segmenter weights kept loaded (LRU unloaded first)
     max_masks: int = DEFAULT_MAX_MASKS  # detections per image that get masks (Options.max_masks overrides)
     mask_memory: int = DEFAULT_MASK_MEMORY  # bytes of masks per image: fewer masks on larger images
+    video_stride: int = DEFAULT_VIDEO_STRIDE  # a video's frames the detector sees: every n-th (part of the version)
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES  # longer videos are refused with a sentence
     detector_spec: DetectorSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("video_stride", "max_video_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(
+                    f"The {name.replace('_', ' ')} must be a whole number of at least 1, got {value!r}."
+                )
         object.__setattr__(self, "detector_spec", self.resolve(self.detector))
 
     def resolve(self, name: str) -> DetectorSpec:
@@ -64,7 +77,7 @@ class PipelineSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineSettings:
         """GROUNDLABEL_DETECTOR, _DEVICE, _DTYPE, _INPUT_SIZE, _MAX_PIXELS, _BATCH_SIZE, _RUNTIME, _SEGMENTER_MEMORY_MB, _MAX_MASKS,
-        _MASK_MEMORY_MB, _CACHE,
+        _MASK_MEMORY_MB, _VIDEO_STRIDE, _MAX_VIDEO_FRAMES, _CACHE,
         _OFFLINE (or
         HF_HUB_OFFLINE=1), and per registered model GROUNDLABEL_<NAME>_CHECKPOINT (or the names Label Studio's
         example backends use: SAM_CHECKPOINT or VITH_CHECKPOINT for sam_vit_h, MOBILESAM_CHECKPOINT)."""
@@ -99,6 +112,8 @@ class PipelineSettings:
                 if get("GROUNDLABEL_MASK_MEMORY_MB")
                 else DEFAULT_MASK_MEMORY
             ),
+            video_stride=_integer(get, "GROUNDLABEL_VIDEO_STRIDE") or DEFAULT_VIDEO_STRIDE,
+            max_video_frames=_integer(get, "GROUNDLABEL_MAX_VIDEO_FRAMES") or DEFAULT_MAX_VIDEO_FRAMES,
         )
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import Options
 from .prompts import Prompt
+from .settings import DEFAULT_MAX_VIDEO_FRAMES
 from .tracking import ByteTracker
 
 if TYPE_CHECKING:
@@ -111,38 +113,57 @@ class VideoTracks:
 
 class VideoReader:
     """A video's frames as RGB arrays, decoded one at a time. ``VideoError`` names what is wrong with a file that
-    is not a video, has no frames, is larger per frame than ``max_pixels`` or breaks off part way."""
+    is not a video, has no frames, is larger per frame than ``max_pixels``, longer than ``max_frames`` (refused
+    before decoding when its header or duration says so, else at the first frame past it) or breaks off part way
+    (seen where the header lists a frame count or a duration: a cut file without either decodes shorter)."""
 
-    def __init__(self, source: bytes | str | Path, max_pixels: int):
+    def __init__(self, source: bytes | str | Path, max_pixels: int, max_frames: int = DEFAULT_MAX_VIDEO_FRAMES):
         if isinstance(source, bytes) and not source:
             raise VideoError("The video is empty (0 bytes).")
         try:
             self._container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         except (av.FFmpegError, OSError) as error:
             raise VideoError(f"The data is not a readable video (truncated or corrupt?): {error}") from None
-        if not self._container.streams.video:
+        if not self._container.streams.video:  # an MP4 whose video track has no frames reads like this too
             self._container.close()
-            raise VideoError("The file holds no video stream.")
+            raise VideoError("The file holds no video stream with frames.")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         context = self._stream.codec_context
         self.width, self.height = int(context.width), int(context.height)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
+        self.max_frames = max_frames
         if self.width * self.height > max_pixels:
-            self._container.close()
-            raise VideoError(
+            self._fail(
                 f"The video's frames are {self.width}x{self.height} = {self.width * self.height:,} pixels, over the "
                 f"limit of {max_pixels:,} (set GROUNDLABEL_MAX_PIXELS to raise it)."
             )
         if not self.fps > 0:
-            self._container.close()
-            raise VideoError("The video states no frame rate; re-encode it with one (e.g. ffmpeg -r 25).")
+            self._fail("The video states no frame rate; re-encode it with one (e.g. ffmpeg -r 25).")
+        # what the header says: a frame count (MP4), else the duration at the frame rate (Matroska, MPEG-TS); 0: none
+        self.declared = int(self._stream.frames)
+        duration = self._container.duration  # microseconds, None where the container does not say
+        self.expected = self.declared or (round(duration / av.time_base * self.fps) if duration else 0)
+        if self.expected > max_frames:
+            self._fail(
+                f"The video has {'' if self.declared else 'about '}{self.expected:,} frames, over the limit of "
+                f"{max_frames:,} (set GROUNDLABEL_MAX_VIDEO_FRAMES to raise it, or cut the video)."
+            )
         self.decoded = 0
+
+    def _fail(self, sentence: str) -> None:
+        self._container.close()
+        raise VideoError(sentence)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
             for frame in self._container.decode(self._stream):
+                if self.decoded >= self.max_frames:
+                    raise VideoError(
+                        f"The video runs past {self.max_frames:,} frames, the limit (set GROUNDLABEL_MAX_VIDEO_FRAMES "
+                        "to raise it, or cut the video)."
+                    )
                 self.decoded += 1
                 yield frame.to_ndarray(format="rgb24")
         except av.FFmpegError as error:
@@ -153,10 +174,14 @@ class VideoReader:
             self._container.close()
         if not self.decoded:
             raise VideoError("The video has no frames.")
-        declared = self._stream.frames  # 0 where the container does not say
-        if declared and self.decoded < declared - 1:  # a cut file whose header survived decodes silently shorter
+        if self.declared and self.decoded < self.declared - 1:  # a cut file whose header survived decodes shorter
             raise VideoError(
-                f"The video breaks off after frame {self.decoded} of the {declared} its header lists (truncated?)."
+                f"The video breaks off after frame {self.decoded} of the {self.declared} its header lists (truncated?)."
+            )
+        if not self.declared and self.decoded < self.expected - max(1, self.expected // 50):
+            raise VideoError(
+                f"The video breaks off after frame {self.decoded} of the about {self.expected} its duration lists "
+                "(truncated?)."
             )
 
 
@@ -167,19 +192,22 @@ def track_video(
     options: Options = Options(),
     label_map: LabelMap | None = None,
     *,
-    stride: int = 1,
-    progress: Callable[[int], None] | None = None,
+    stride: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VideoTracks:
-    """The tracks of what ``prompt`` names in the video ``source`` (bytes or a path): every ``stride``-th frame goes
-    through ``pipeline``'s detector (in its batch size), detections at or above the box threshold start and extend
-    tracks, those down to ``WEAK_FRACTION`` of it only extend them. ``progress(frames decoded)`` is called after
-    each batch. The model version is the images' (``-stride<n>`` added past 1), so Label Studio's /setup announces
-    the version of what a video gets."""
-    if not isinstance(stride, int) or stride < 1:
+    """The tracks of what ``prompt`` names in the video ``source`` (bytes or a path): every ``stride``-th frame
+    (default: the settings' ``video_stride``) goes through ``pipeline``'s detector (in its batch size), detections
+    at or above the box threshold start and extend tracks, those down to ``WEAK_FRACTION`` of it only extend them.
+    ``progress(frames decoded, frames expected)`` (expected 0 where the file does not say) is called after each
+    batch; an exception it raises stops the run (the UI's Cancel). The model version is the images' with ``-stride<n>``
+    past 1 (``pipeline.model_version``), so Label Studio's /setup announces the version of what a video gets. A bad
+    or too long video raises ``VideoError`` and returns nothing: no tracks of its first part."""
+    stride = pipeline.settings.video_stride if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise VideoError(f"The frame stride must be a whole number of at least 1, got {stride!r}.")
     prompt = pipeline.check_prompt(prompt, options)
     label_map = label_map or LabelMap()
-    reader = VideoReader(source, pipeline.settings.max_pixels)
+    reader = VideoReader(source, pipeline.settings.max_pixels, pipeline.settings.max_video_frames)
     tracker = ByteTracker(
         high=options.box_threshold, max_lost=max(1, math.ceil(reader.fps * MAX_LOST_SECONDS)), min_hits=2
     )
@@ -192,7 +220,7 @@ def track_video(
             tracker.update(index, result.xyxy, result.scores)
             seen[index] = (result.xyxy, result.scores, result.labels, result.prompt_phrases)
         if progress:
-            progress(reader.decoded)
+            progress(reader.decoded, reader.expected)
 
     batch: list[tuple[int, LoadedImage]] = []
     for index, frame in enumerate(reader):
@@ -210,7 +238,7 @@ def track_video(
         info=info,
         tracks=[replace(track, id=i) for i, track in enumerate(tracks, start=1)],
         stride=stride,
-        model_version=pipeline.model_version(options, prompt) + (f"-stride{stride}" if stride > 1 else ""),
+        model_version=pipeline.model_version(options, prompt, stride=stride),
         unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
     )
 
@@ -223,3 +251,23 @@ def _track(track_id: int, frames, rows, seen) -> Track:
     label = Counter(labels).most_common(1)[0][0]
     phrase = Counter(p for p, lab in zip(phrases, labels) if lab == label).most_common(1)[0][0]
     return Track(track_id, label, phrase, np.asarray(frames, int), boxes, scores)
+
+
+def encode_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
+    """Encode RGB frames (HxWx3 uint8, one size) one at a time as H.264 MP4 at ``path``, its index first so a browser
+    plays it while it loads; an odd width or height is stretched by a pixel (PyAV scales each frame to the stream's
+    size; H.264's 4:2:0 needs even ones). Returns the frames written; the file is complete only once this returns."""
+    written = 0
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.height, stream.width = frame.shape[0] + frame.shape[0] % 2, frame.shape[1] + frame.shape[1] % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            written += 1
+        if stream is not None:
+            container.mux(stream.encode())
+    return written

@@ -289,9 +289,11 @@ class MLBackend:
 
     def model_version(self, options: Options, prompt: Prompt | None = None, config: ProjectConfig | None = None) -> str:
         """Names detector, segmenter, thresholds, prompt and (``config``'s part) the tags filled, from the settings'
-        resolved detector, so /setup before the first load announces what the predictions after it carry."""
+        resolved detector, so /setup before the first load announces what the predictions after it carry (a video
+        config's: with the settings' frame stride, as ``track_video`` names them)."""
         settings = self.models.settings
-        version = model_version(settings.detector_spec, options, prompt, mask_cap=settings.max_masks)
+        stride = settings.video_stride if config is not None and config.video else 1
+        version = model_version(settings.detector_spec, options, prompt, mask_cap=settings.max_masks, stride=stride)
         return config.version(version) if config is not None else version
 
     def remember_prompt(self, body: dict) -> str | None:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tqdm.auto import tqdm
 
@@ -103,7 +103,8 @@ def prelabel(
     config = client.project(job.project).config()
     prompt = pipeline.check_prompt(job.prompt or config.default_prompt)  # a bad prompt fails here, not per task
     options = usable_options(pipeline, config.with_label_thresholds(job.options))
-    version = config.version(pipeline.model_version(options, prompt))  # as to_label_studio names its results
+    stride = pipeline.settings.video_stride if config.video else 1  # a video's frames the detector sees
+    version = config.version(pipeline.model_version(options, prompt, stride=stride))  # as the results are named
     policy = outcomes or OutcomePolicy(outbox.directory.parent, BackendSettings.max_retries)
     empty = LabelStudioResult([], 0.0, version)  # what a task that failed for good gets
     pusher = Pusher(client, outbox)  # for predictions the bulk write could not deliver
@@ -204,6 +205,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, help="images per detector forward (default: 4 on GPU, 1 on CPU)")
     parser.add_argument(
+        "--video-stride",
+        type=int,
+        metavar="N",
+        help="a video project: the detector on every N-th frame (default: $GROUNDLABEL_VIDEO_STRIDE or 1; "
+        "part of the model version)",
+    )
+    parser.add_argument(
         "--write-batch",
         type=int,
         help="most predictions per request to Label Studio (default: 10; 100 with --engine ray, where Label "
@@ -228,6 +236,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cpus-per-actor", type=int, help="with --engine ray: CPUs (torch threads) per actor")
     return parser
+
+
+def _settings(args: argparse.Namespace) -> BackendSettings:
+    """The environment's settings, with the flags that set the pipeline's (``--video-stride``)."""
+    settings = BackendSettings.from_env()
+    if args.video_stride is None:
+        return settings
+    return replace(settings, pipeline=replace(settings.pipeline, video_stride=args.video_stride))
 
 
 def _job(args: argparse.Namespace, settings: BackendSettings) -> PrelabelJob:
@@ -281,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet_known_warnings()
     try:  # settings are checked before anything loads: a typo costs one line, not a traceback
-        settings = BackendSettings.from_env()
+        settings = _settings(args)
         settings.configure_logging()
         job = _job(args, settings)
         progress = _run_with_progress_bar(args, settings, job, _engine(args))

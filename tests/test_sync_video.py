@@ -1,23 +1,25 @@
 """A Label Studio video project: a text prompt becomes one ``videorectangle`` region per tracked shape, its keyframes
 in Label Studio's 1-based frame numbering and percent of the frame, thinned where the motion is steady; Retrieve
-Predictions finishes videos in the background, and Label Studio's own export reads the regions back."""
+Predictions finishes videos in the background, and Label Studio's own export reads the regions back. The detector
+runs on every second frame (``video_stride=2``), so /setup and sync.prelabel must name the version it writes."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import httpx
 import numpy as np
 import pytest
 
-from pipeline import LazyPipeline, Options
+from pipeline import GroundingPipeline, LazyPipeline, Options
 from pipeline.testing import shapes as S
 from pipeline.testing.video_scenes import frames_of, prompt_for, write_video
 from pipeline.video import Track, VideoInfo, VideoTracks
 from sync import BackendSettings, ProjectConfig
 from sync.convert import video_to_label_studio
 from sync.errors import ConfigError
-from sync.prelabel import PrelabelJob, prelabel
+from sync.prelabel import PrelabelJob, _parser, _settings, main, prelabel
 from sync.push import Outbox
 from sync.regions import video_sequence
 from tests.labelstudio import backend_app, prompt_context, serve
@@ -106,7 +108,9 @@ def shapes_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_pipeline():
-    return S.load_shapes_pipeline()
+    """The toy detector on every second frame, as GROUNDLABEL_VIDEO_STRIDE=2 sets it."""
+    pipeline = S.load_shapes_pipeline()
+    return GroundingPipeline(pipeline.detector, pipeline.segmenters, replace(pipeline.settings, video_stride=2))
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +223,7 @@ def test_a_batch_predict_on_video_answers_nothing_yet_and_writes_the_tracks_from
     assert_regions_follow_the_shapes(stored[0]["result"], shapes, truth)
     setup = {"project": f"{project}.1", "schema": config}  # what Label Studio compares before predicting again
     assert stored[0]["model_version"] == httpx.post(f"{video_backend}/setup", json=setup).json()["model_version"]
+    assert "-stride2-" in stored[0]["model_version"]
 
 
 def test_prelabel_tracks_a_video_project_once_and_a_rerun_skips_it(
@@ -235,4 +240,13 @@ def test_prelabel_tracks_a_video_project_once_and_a_rerun_skips_it(
 
     assert (first.done, first.failed, again.done, again.skipped) == (1, {}, 0, 1)
     (prediction,) = label_studio.api("GET", "/api/predictions", params={"task": task})
+    assert "-stride2-" in prediction["model_version"]
     assert_regions_follow_the_shapes(prediction["result"], shapes, truth)
+
+
+def test_prelabels_video_stride_flag_overrides_the_environment_and_a_bad_one_stops_it_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("GROUNDLABEL_VIDEO_STRIDE", "2")
+    assert _settings(_parser().parse_args(["--project", "1"])).pipeline.video_stride == 2
+    assert _settings(_parser().parse_args(["--project", "1", "--video-stride", "5"])).pipeline.video_stride == 5
+    assert main(["--project", "1", "--video-stride", "0"]) == 2  # before any connection to Label Studio
+    assert "video stride must be a whole number of at least 1" in capsys.readouterr().err

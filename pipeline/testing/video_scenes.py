@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
+from ..video import encode_mp4
 from .shapes import COLOURS, KINDS, SHAPES_SCENE_SIZE, _background, _box, _draw
 
 # A shape counts as present on a frame when at least this share of it is visible (not cut off, not covered).
@@ -99,15 +99,13 @@ def write_video(
     rng = np.random.default_rng(seed)
     shapes = shapes or crossing_scene(rng, size, frames)
     truth: list[TruthBox] = []
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:  # the index first: streamable
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
+
+    def images() -> Iterator[np.ndarray]:
         for image, boxes in render(shapes, rng, size, frames):
-            truth += boxes
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+            truth.extend(boxes)
+            yield image
+
+    encode_mp4(images(), path, fps)
     return shapes, truth
 
 
