@@ -157,8 +157,7 @@ def exemplars_refused(spec: DetectorSpec) -> str:
     """The sentence for example boxes given to a detector that cannot search by example."""
     able = [f"{FAMILIES[d.family].title} ({d.name})" for d in DETECTORS.values() if d.reads_exemplars and d.family]
     return (
-        f"{spec.name} cannot search by example boxes; pick {' or '.join(able)} as the detector, "
-        "or search by text only."
+        f"{spec.name} cannot search by example boxes; pick {' or '.join(able)} as the detector, or search by text only."
     )
 
 

@@ -76,7 +76,9 @@ def test_an_example_box_finds_what_transformers_image_guided_detection_finds(owl
     scores = out.logits[0].max(dim=-1).values.sigmoid().numpy()
     side = max(target.width, target.height)
     cx, cy, w, h = out.target_pred_boxes[0].numpy().T * side
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).clip(0, [target.width, target.height] * 2)
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).clip(
+        0, [target.width, target.height] * 2
+    )
     assert len(everything) == len(scores) == 16 and set(everything.labels) == {"thing"}
     mine, theirs = np.argsort(-everything.scores), np.argsort(-scores)
     np.testing.assert_allclose(everything.scores[mine], scores[theirs], atol=1e-5)
