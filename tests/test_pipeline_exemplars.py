@@ -100,6 +100,27 @@ def test_an_example_box_finds_what_transformers_image_guided_detection_finds(owl
     np.testing.assert_allclose(kept.xyxy[shown][by_alpha], expected, atol=1e-3)
 
 
+def test_an_example_box_stands_for_the_predicted_box_it_overlaps(owl, photo):
+    """Drawing each of the model's own predicted boxes (none overlaps another by 80 % IoU here) gives that box's class
+    embedding as the query: the box matching, not the objectness alone, picks it."""
+    from torchvision.ops import box_convert, box_iou
+
+    image, model = load_image(photo), owl.detector.model
+    pixels = owl.detector.processor(images=image.pil, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        feature_map = model.image_embedder(pixel_values=pixels)[0]
+        patches = feature_map.reshape(1, -1, feature_map.shape[-1])
+        class_embeds = model.class_predictor(patches)[1][0].numpy()
+        boxes = box_convert(model.box_predictor(patches, feature_map)[0], "cxcywh", "xyxy") * image.width
+    overlaps = box_iou(boxes, boxes).fill_diagonal_(0)
+    on_image = (boxes[:, 0] < image.width) & (boxes[:, 1] < image.height)
+    alone = [k for k in range(len(boxes)) if overlaps[k].max() < 0.8 and on_image[k]]
+    assert len(alone) >= 8
+    for k in alone:
+        query = owl.detector.embed_exemplar(Exemplar(tuple(boxes[k].tolist()), "thing"), image)
+        np.testing.assert_allclose(query.vector, class_embeds[k], atol=1e-5)
+
+
 def test_a_new_example_box_on_a_cached_image_runs_no_vision_encoder(owl, photo):
     target = load_image(photo)
     owl(target, "red square", Options(0.0))  # a text prompt caches the image's features
