@@ -80,7 +80,14 @@ FAMILIES = {
             "pipeline.testing.detectors:save_omdet_turbo",
         ),
         # text -> boxes *and* masks in one model
-        Family("sam3", "SAM 3", "pipeline.sam3:Sam3Detector", "pipeline.testing.detectors:save_sam3", makes_masks=True),
+        Family(
+            "sam3",
+            "SAM 3",
+            "pipeline.sam3:Sam3Detector",
+            "pipeline.testing.detectors:save_sam3",
+            makes_masks=True,
+            reads_exemplars=True,
+        ),
     )
 }
 

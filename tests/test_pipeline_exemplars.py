@@ -159,13 +159,14 @@ def test_text_and_example_boxes_share_one_prompt_and_a_negative_example_takes_it
     assert sorted(zip(against.xyxy.tolist(), against.labels)) == sorted(expected)
 
 
-@pytest.mark.parametrize("detector", ["grounding-dino-tiny", "omdet-turbo", "sam3"])
+@pytest.mark.parametrize("detector", ["grounding-dino-tiny", "mm-grounding-dino-tiny", "omdet-turbo"])
 def test_a_detector_that_cannot_search_by_example_says_so(owl, detector):
     prompt = parse_prompt("dog", [Exemplar((1, 1, 20, 20), "dog")])
     with pytest.raises(ExemplarError) as refused:
         owl.check_prompt(prompt, Options(detector=detector))
     assert str(refused.value) == (
-        f"{detector} cannot search by example boxes; pick OWLv2 (owlv2-base) as the detector, or search by text only."
+        f"{detector} cannot search by example boxes; pick OWLv2 (owlv2-base) or SAM 3 (sam3) as the detector, "
+        "or search by text only."
     )
 
 
@@ -185,3 +186,47 @@ def test_unusable_example_boxes_are_refused_in_a_sentence(owl, photo):
     foreign = ExemplarQuery("another-model", (0.0,) * 32, "bolt")
     with pytest.raises(ExemplarError, match="was made by another-model, not by this detector"):
         owl(target, parse_prompt("", [foreign]), Options())
+
+
+@pytest.fixture(scope="module")
+def sam3(tmp_path_factory) -> GroundingPipeline:
+    directory = FAMILIES["sam3"].save_random(tmp_path_factory.mktemp("exemplars") / "sam3")
+    return GroundingPipeline.from_settings(PipelineSettings(detector=str(directory), device="cpu", offline=True))
+
+
+@pytest.mark.parametrize("text", ["", "red square"], ids=["boxes only", "phrase and boxes"])
+def test_sam3_example_boxes_give_transformers_visual_prompt_boxes_scores_and_masks(sam3, photo, text):
+    """Our SAM 3 with a positive and a negative example box on the image searched against transformers' own
+    processor (``input_boxes``, ``input_boxes_labels``; text "visual" for boxes only) -> model ->
+    ``post_process_instance_segmentation``."""
+    from pipeline.sam3 import SCORE_FLOOR
+
+    liked, disliked = (100, 100, 300, 250), (400, 200, 600, 450)
+    label = text or "thing"
+    prompt = parse_prompt(text, [Exemplar(liked, label), Exemplar(disliked, label, positive=False)])
+    result = sam3(photo, prompt, Options(0.0, 0.0, "mobile_sam", nms_threshold=1.0))
+    processor, model, height, width = sam3.detector.processor, sam3.detector.model, *photo.shape[:2]
+    inputs = processor(
+        images=load_image(photo).pil,
+        text=text or None,
+        input_boxes=[[list(liked), list(disliked)]],
+        input_boxes_labels=[[1, 0]],
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        out = model(**inputs)
+    expected = processor.post_process_instance_segmentation(out, SCORE_FLOOR, target_sizes=[(height, width)])[0]
+    assert len(result) == len(expected["scores"]) > 0 and set(result.labels) == {label}
+    np.testing.assert_allclose(result.scores, expected["scores"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(result.xyxy, expected["boxes"].numpy().clip(0, [width, height] * 2), atol=1e-3)
+    assert (result.masks != expected["masks"].numpy().astype(bool)).mean() < 1e-5
+
+
+def test_sam3_reads_example_boxes_on_the_image_searched_only(sam3, photo):
+    elsewhere = Exemplar((10, 10, 50, 50), "bolt", image=_picture(3, 64, 64))
+    with pytest.raises(ExemplarError, match="SAM 3 reads example boxes on the image searched only"):
+        sam3(photo, parse_prompt("", [elsewhere]), Options())
+    text_only = sam3(photo, "red square", Options(0.0, 0.0, nms_threshold=1.0))
+    mixed = sam3(photo, parse_prompt("red square", [Exemplar((100, 100, 300, 250), "thing")]), EVERY_BOX)
+    square = [i for i, label in enumerate(mixed.labels) if label == "red square"]
+    np.testing.assert_allclose(mixed.scores[square], text_only.scores, atol=1e-6)  # a phrase without boxes: as before
