@@ -222,10 +222,12 @@ def test_sam3_example_boxes_give_transformers_visual_prompt_boxes_scores_and_mas
     assert (result.masks != expected["masks"].numpy().astype(bool)).mean() < 1e-5
 
 
-def test_sam3_reads_example_boxes_on_the_image_searched_only(sam3, photo):
+def test_sam3_reads_example_boxes_on_the_image_searched_only_and_phrases_without_boxes_as_before(sam3, photo):
     elsewhere = Exemplar((10, 10, 50, 50), "bolt", image=_picture(3, 64, 64))
     with pytest.raises(ExemplarError, match="SAM 3 reads example boxes on the image searched only"):
         sam3(photo, parse_prompt("", [elsewhere]), Options())
+    with pytest.raises(ExemplarError, match=r"lies outside the 640x480 image"):
+        sam3(photo, parse_prompt("", [Exemplar((10, 500, 50, 600), "bolt")]), Options())
     text_only = sam3(photo, "red square", Options(0.0, 0.0, nms_threshold=1.0))
     mixed = sam3(photo, parse_prompt("red square", [Exemplar((100, 100, 300, 250), "thing")]), EVERY_BOX)
     square = [i for i, label in enumerate(mixed.labels) if label == "red square"]
