@@ -97,12 +97,12 @@ class Owlv2Detector(PhraseDetector):
         self._vision: LRUCache[torch.Tensor] = LRUCache(vision_cache_items)  # image sha1 -> (h, w, hidden) map
 
     def preprocess(self, image: LoadedImage) -> dict:
-        return {"image": image}  # resized inside ``features``, only when the image's features are not cached
+        return {"image": image}  # resized inside ``_features``, only when the image's features are not cached
 
     def _group_key(self, pixels: dict) -> tuple:
         return ()  # every image is resized to the same square: all share one pass
 
-    def features(self, images: list[LoadedImage]) -> list[torch.Tensor]:
+    def _features(self, images: list[LoadedImage]) -> list[torch.Tensor]:
         """Each image's feature map (patch rows, patch columns, hidden) from the cache, the others from one vision
         encoder pass over them."""
         found = {image.sha1: self._vision.get(image.sha1) for image in images}
@@ -122,7 +122,7 @@ class Owlv2Detector(PhraseDetector):
         reference = exemplar.image or image
         if reference is None:
             raise ExemplarError(f"The example box for {exemplar.label!r} has no image: give the image it is drawn on.")
-        vector = self._box_query(exemplar, reference, self.features([reference])[0])
+        vector = self._box_query(exemplar, reference, self._features([reference])[0])
         return ExemplarQuery(self.model_id, tuple(vector.float().cpu().tolist()), exemplar.label, exemplar.positive)
 
     def _box_query(self, exemplar: Exemplar, reference: LoadedImage, feature_map: torch.Tensor) -> torch.Tensor:
@@ -161,7 +161,7 @@ class Owlv2Detector(PhraseDetector):
                     )
                 shared[exemplar.key] = torch.tensor(exemplar.vector, device=self.device, dtype=self.dtype)
             elif exemplar.image is not None:
-                found = self.features([exemplar.image])[0]
+                found = self._features([exemplar.image])[0]
                 shared[exemplar.key] = self._box_query(exemplar, exemplar.image, found)
         rows = []
         for image, feature_map in zip(images, maps):
@@ -174,7 +174,7 @@ class Owlv2Detector(PhraseDetector):
     def _forward(self, pixels: list[dict], tokens: TokenizedPrompt) -> list[RawDetections]:
         images = [p["image"] for p in pixels]
         references = [e.image for e in tokens.prompt.exemplars if isinstance(e, Exemplar) and e.image is not None]
-        maps = self.features(images + references)[: len(images)]  # one encoder pass for targets and references
+        maps = self._features(images + references)[: len(images)]  # one encoder pass for targets and references
         queries = self._queries(tokens, images, maps)
         feature_maps = torch.stack(maps)
         patches = feature_maps.reshape(len(images), -1, feature_maps.shape[-1])
