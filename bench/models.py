@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bench.common import MODELS_DIR, print_table, real_models
-from pipeline import DETECTORS, SEGMENTERS, MaskPrompt, load_image, parse_prompt
+from pipeline import DETECTORS, SEGMENTERS, Exemplar, MaskPrompt, load_image, parse_prompt
 from pipeline.registry import FAMILIES, resolve_detector
 
 # the first registered detector of each family, then the segmenters worth comparing
@@ -46,10 +46,11 @@ def measure(name: str) -> dict:
         started = time.perf_counter()
         detector.raw([image], parse_prompt("brown dog. possum on a fence"))
         first = time.perf_counter() - started
-        if not DETECTORS[name].makes_masks:
+        if not DETECTORS[name].reads_exemplars:
             return {"params": params, "image": first, "prompt": None, "peak_mb": _rss_mb() - before}
-        started = time.perf_counter()  # SAM 3: another prompt on the same image reuses its vision features
-        detector.raw([image], parse_prompt("cat. bicycle"))
+        # OWLv2, SAM 3: a new prompt (a phrase and an example box) on the same image reuses its vision features
+        started = time.perf_counter()
+        detector.raw([image], parse_prompt("cat", [Exemplar((200, 150, 360, 330), "cat")]))
         return {
             "params": params,
             "image": first,
@@ -128,7 +129,7 @@ def main() -> None:
             "parameters",
             "licence",
             "first image (encoder + decoder / forward)",
-            "a click on it (decoder only; SAM 3: a new prompt)",
+            "a click on it (decoder only; OWLv2, SAM 3: a phrase and an example box, features cached)",
             "peak RSS added",
         ),
         rows,

@@ -36,7 +36,9 @@ _SEPARATOR_IDS = (101, 102, 1012, 1029)
 
 @dataclass(frozen=True)
 class TokenizedPrompt:
-    """A prompt as the text encoder reads it: token ids and, per token position, its prompt phrase (-1: none)."""
+    """A prompt as the text encoder reads it: token ids and, per token position, its prompt phrase (-1: none). For
+    the detectors that score whole phrases, one query per phrase (then per example box) and its ``Prompt.names``
+    index (-1: a negative example)."""
 
     prompt: Prompt
     input_ids: torch.Tensor  # (tokens,)
@@ -130,7 +132,7 @@ class CachedDetector:
         caller is computing right now are waited for, and the rest go through the model, one forward per
         processed size."""
         tokens = self.tokenize(prompt)
-        keys = [(image.sha1, prompt.text, self.model_id, self.input_size) for image in images]
+        keys = [(image.sha1, prompt.key, self.model_id, self.input_size) for image in images]
         found: list[RawDetections | None] = [None] * len(keys)
         mine: dict[Hashable, Future] = {}
         theirs: dict[int, Future] = {}

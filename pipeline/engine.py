@@ -11,12 +11,13 @@ import numpy as np
 import supervision as sv
 
 from .detector import CachedDetector
+from .errors import ExemplarError
 from .families import load_detector
 from .images import LoadedImage, load_image
 from .labels import LabelMap
 from .options import Options, model_version
 from .prompts import Prompt, parse_prompt
-from .registry import DetectorSpec
+from .registry import DetectorSpec, exemplars_refused
 from .results import DetectionResult
 from .segmenter import MaskPrompt, SegmenterPool
 from .settings import PipelineSettings
@@ -108,7 +109,7 @@ class GroundingPipeline:
         found = self.detector_for(options).postprocess(
             raw, image.width, image.height, replace(options, box_threshold=lowest, label_thresholds=())
         )
-        prompt_phrases = [prompt.phrases[i] for i in found.phrase_index]
+        prompt_phrases = [prompt.names[i] for i in found.phrase_index]
         result = DetectionResult(
             width=image.width,
             height=image.height,
@@ -118,7 +119,7 @@ class GroundingPipeline:
             prompt_phrases=prompt_phrases,
             masks=found.masks,
             labels=[label_map.label_for(phrase, prompt.explicit_labels) for phrase in prompt_phrases],
-            unmapped=label_map.unmapped(prompt.phrases, prompt.explicit_labels),
+            unmapped=label_map.unmapped(prompt.names, prompt.explicit_labels),
             model_version=self.model_version(options, prompt),
         )
         limits = [
@@ -160,8 +161,11 @@ class GroundingPipeline:
 
     def check_prompt(self, prompt: str | Prompt, options: Options | None = None) -> Prompt:
         """The parsed prompt once the detector (``options``'s, else the default) can read all of it, else
-        ``PromptError`` with the reason: lets a caller refuse a prompt before it downloads images or remembers it."""
+        ``PromptError`` with the reason (``ExemplarError`` for example boxes it cannot read): lets a caller refuse a
+        prompt before it downloads images or remembers it."""
         prompt = prompt if isinstance(prompt, Prompt) else parse_prompt(prompt)
+        if prompt.exemplars and not self.spec_for(options).reads_exemplars:
+            raise ExemplarError(exemplars_refused(self.spec_for(options)))
         self.detector_for(options).tokenize(prompt)
         return prompt
 

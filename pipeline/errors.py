@@ -22,6 +22,10 @@ class PromptError(GroundlabelError):
     """The text prompt is empty or does not fit the text encoder."""
 
 
+class ExemplarError(PromptError):
+    """An example box cannot be used: no area, off its image, or a detector that cannot search by example."""
+
+
 class WeightsError(GroundlabelError):
     """Model weights are missing or cannot be loaded; the message says how to provide them."""
 

@@ -137,7 +137,10 @@ def model_version(
 
 
 def prompt_hash(prompt: Prompt) -> str:
-    """Six hex digits naming a prompt: its phrases, in order, and the labels and thresholds written with them."""
+    """Six hex digits naming a prompt: its phrases, in order, the labels and thresholds written with them and its
+    example boxes."""
     labels = ";".join(f"{phrase}:{label}" for phrase, label in sorted(prompt.explicit_labels.items()))
     thresholds = ";".join(f"{phrase}@{t:g}" for phrase, t in sorted(prompt.thresholds.items()))
-    return hashlib.sha1(f"{prompt.text}|{labels}{'|' + thresholds if thresholds else ''}".encode()).hexdigest()[:6]
+    examples = "|" + repr(prompt.key[1:]) if prompt.exemplars else ""
+    text = f"{prompt.text}|{labels}{'|' + thresholds if thresholds else ''}{examples}"
+    return hashlib.sha1(text.encode()).hexdigest()[:6]

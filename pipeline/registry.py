@@ -32,6 +32,7 @@ class Family:
     random_copy: str  # "module:function" (directory, shape) -> directory: a random-weight copy for tests and benches
     reads_text_threshold: bool = False  # scores prompt tokens, so a text threshold picks a box's words
     makes_masks: bool = False  # instance masks from the detector itself (no segmenter runs)
+    reads_exemplars: bool = False  # searches by example boxes (``Prompt.exemplars``) as well as by text
     runtimes: tuple[str, ...] = ("torch",)  # GROUNDLABEL_RUNTIME values it runs on; others are passed to the adapter
 
     def adapter_class(self) -> type:
@@ -65,7 +66,13 @@ FAMILIES = {
             "pipeline.testing.models:save_mm_grounding_dino",
             reads_text_threshold=True,
         ),
-        Family("owlv2", "OWLv2", "pipeline.open_vocab:Owlv2Detector", "pipeline.testing.detectors:save_owlv2"),
+        Family(
+            "owlv2",
+            "OWLv2",
+            "pipeline.open_vocab:Owlv2Detector",
+            "pipeline.testing.detectors:save_owlv2",
+            reads_exemplars=True,
+        ),
         Family(
             "omdet-turbo",
             "OmDet-Turbo",
@@ -73,7 +80,14 @@ FAMILIES = {
             "pipeline.testing.detectors:save_omdet_turbo",
         ),
         # text -> boxes *and* masks in one model
-        Family("sam3", "SAM 3", "pipeline.sam3:Sam3Detector", "pipeline.testing.detectors:save_sam3", makes_masks=True),
+        Family(
+            "sam3",
+            "SAM 3",
+            "pipeline.sam3:Sam3Detector",
+            "pipeline.testing.detectors:save_sam3",
+            makes_masks=True,
+            reads_exemplars=True,
+        ),
     )
 }
 
@@ -117,6 +131,12 @@ class DetectorSpec:
         entry = self.family_entry
         return entry.makes_masks if entry else False
 
+    @property
+    def reads_exemplars(self) -> bool:
+        """The detector searches by example boxes; a family not known yet is taken for Grounding DINO, which does not."""
+        entry = self.family_entry
+        return entry.reads_exemplars if entry else False
+
 
 @dataclass(frozen=True)
 class SegmenterSpec:
@@ -138,6 +158,14 @@ class SegmenterSpec:
     @property
     def env_var(self) -> str:
         return checkpoint_variable(self.name)
+
+
+def exemplars_refused(spec: DetectorSpec) -> str:
+    """The sentence for example boxes given to a detector that cannot search by example."""
+    able = [f"{FAMILIES[d.family].title} ({d.name})" for d in DETECTORS.values() if d.reads_exemplars and d.family]
+    return (
+        f"{spec.name} cannot search by example boxes; pick {' or '.join(able)} as the detector, or search by text only."
+    )
 
 
 def checkpoint_variable(name: str) -> str:
