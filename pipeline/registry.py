@@ -33,6 +33,7 @@ class Family:
     reads_text_threshold: bool = False  # scores prompt tokens, so a text threshold picks a box's words
     makes_masks: bool = False  # instance masks from the detector itself (no segmenter runs)
     runtimes: tuple[str, ...] = ("torch",)  # GROUNDLABEL_RUNTIME values it runs on; others are passed to the adapter
+    trainable: bool = False  # ``pipeline.training``'s loss fits it: ``python -m sync.finetune`` can fine-tune it
 
     def adapter_class(self) -> type:
         return _named(self.adapter)
@@ -57,6 +58,7 @@ FAMILIES = {
             "pipeline.testing.models:save_grounding_dino",
             reads_text_threshold=True,
             runtimes=("torch", "openvino"),
+            trainable=True,
         ),
         Family(
             "mm-grounding-dino",
@@ -64,6 +66,7 @@ FAMILIES = {
             "pipeline.detector:GroundingDinoDetector",
             "pipeline.testing.models:save_mm_grounding_dino",
             reads_text_threshold=True,
+            trainable=True,
         ),
         Family("owlv2", "OWLv2", "pipeline.open_vocab:Owlv2Detector", "pipeline.testing.detectors:save_owlv2"),
         Family(
