@@ -385,6 +385,28 @@ def model_card(report: FinetuneReport, job: FinetuneJob, url: str) -> str:
     )
 
 
+class _ProgressBar:
+    """tqdm over the training steps (loss smoothed, ETA), opened at the first step: a resumed run's bar starts
+    where it resumed, and a run that stops before training shows none."""
+
+    def __init__(self, total: int):
+        self.total, self.bar, self.loss = total, None, 0.0
+
+    def __call__(self, step: int, loss: float) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=max(self.total, step + 1), initial=step, desc="fine-tuning", unit="step")
+            self.loss = loss
+        self.loss = 0.9 * self.loss + 0.1 * loss
+        self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sync.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,22 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = BackendSettings.from_env()
         settings.configure_logging()
-        from tqdm.auto import tqdm
-
+        bar = _ProgressBar(job.steps)
         with LabelStudioClient.from_settings(settings, args.url) as client, stop_on_ctrl_c(threading.Event()) as stop:
-            with tqdm(total=job.steps, desc="fine-tuning", unit="step") as bar:
-                running: list[float] = []
-
-                def show(step: int, loss: float) -> None:
-                    if not running:  # a resumed run starts the bar (and its ETA) at its first step
-                        bar.initial = bar.n = bar.last_print_n = step
-                    running.append(loss if not running else 0.9 * running[-1] + 0.1 * loss)
-                    bar.set_postfix(loss=f"{running[-1]:.4f}", refresh=False)
-                    bar.update(1)
-
-                report = finetune(
-                    client, settings.pipeline, job, settings.options(masks=False), on_step=show, stop=stop
-                )
+            try:
+                report = finetune(client, settings.pipeline, job, settings.options(masks=False), on_step=bar, stop=stop)
+            finally:
+                bar.close()
     except GroundlabelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

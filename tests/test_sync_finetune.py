@@ -212,4 +212,4 @@ def test_the_shared_training_loop_lowers_the_loss_on_a_fixed_batch(model_paths):
         model, lambda step: (inputs, labels), optimizer, schedule, steps=8, after_step=lambda s, v: losses.append(v)
     )
     assert done == 8 and all(math.isfinite(v) for v in losses)
-    assert losses[-1] < losses[0], losses
+    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
