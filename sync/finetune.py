@@ -143,7 +143,11 @@ def read_examples(
         except (ImageError, DownloadError, ConfigError) as error:
             skipped[task.id] = str(error)
             continue
-        objects = from_label_studio(annotation.get("result") or [], image.width, image.height)
+        # percent of the image as Label Studio shows it: the upright size, where a region does not name its own
+        # (one made through the API may not)
+        size = {"original_width": image.width, "original_height": image.height}
+        regions = [{**size, **region} for region in annotation.get("result") or []]
+        objects = from_label_studio(regions, image.width, image.height)
         unknown.update(label for label in objects.labels if label not in labels)
         found.append(Example(task, objects[[i for i, label in enumerate(objects.labels) if label in labels]]))
     if not annotated:
