@@ -251,6 +251,8 @@ def finetune(
             f"sync.finetune trains {trainable} detectors; GROUNDLABEL_DETECTOR={spec.name} is "
             f"{family.title if family else 'another family'}: choose one of those."
         )
+    if Path(spec.load_from).resolve() == job.out.resolve():
+        raise TrainingDataError(f"--out {job.out} is the base detector's own directory: write the fine-tune elsewhere.")
     config = client.project(job.project).config()
     options = config.with_label_thresholds(replace(options, segmenter=None))
     settings = replace(settings, runtime="torch")  # training needs the torch model, whatever serves it
@@ -290,7 +292,12 @@ def finetune(
         rng = np.random.default_rng([job.seed, step, 1])
         return training_batch(detector, example, load(example.task), phrases, rng)
 
+    saved = [start]
+
     def save(step: int) -> None:
+        if saved[0] == step and state_path.is_file():
+            return
+        saved[0] = step
         job.out.mkdir(parents=True, exist_ok=True)
         body = {
             "project": job.project,
