@@ -52,7 +52,8 @@ def _rectangle(box, label: str, size: int = 160) -> dict:
 
 def _annotated_project(label_studio, scenes: int = SCENES, extra: dict[str, bytes] | None = None) -> int:
     """A project of ``scenes`` toy scenes (1-3 of the labels' shapes each, a yellow square in the first: a label
-    the config lacks), each annotated with its shapes' boxes; ``extra`` images are annotated with one box each."""
+    the config lacks), each annotated with its shapes' boxes (the second's regions without their image size);
+    ``extra`` images are annotated with one box each."""
     rng = np.random.default_rng(5)
     combos = [tuple(label.split()) for label in LABELS]
     project = label_studio.create_project(CONFIG, title="finetune test")
@@ -62,6 +63,8 @@ def _annotated_project(label_studio, scenes: int = SCENES, extra: dict[str, byte
         image, shapes = S.make_scene(rng, shapes=picked + ([("yellow", "square")] if i == 0 else []))
         files[f"scene{i}.png"] = _png(image)
         truths.append([_rectangle(s.xyxy, s.name) for s in shapes])
+    for region in truths[1]:  # an API-made annotation may name no image size: the image's own is used
+        del region["original_width"], region["original_height"]
     files.update(extra or {})
     truths += [[_rectangle([10, 10, 50, 50], LABELS[0])] for _ in extra or {}]
     tasks = label_studio.import_local_files(project, files, folder=f"finetune{project}")
