@@ -14,6 +14,7 @@ SCRIPTS = [
     "bench.memory",
     "bench.smart_click",
     "bench.calibration",
+    "bench.finetune",
     "bench.video_tracking",
 ]
 

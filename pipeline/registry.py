@@ -34,6 +34,7 @@ class Family:
     makes_masks: bool = False  # instance masks from the detector itself (no segmenter runs)
     reads_exemplars: bool = False  # searches by example boxes (``Prompt.exemplars``) as well as by text
     runtimes: tuple[str, ...] = ("torch",)  # GROUNDLABEL_RUNTIME values it runs on; others are passed to the adapter
+    trainable: bool = False  # ``pipeline.training``'s loss fits it: ``python -m sync.finetune`` can fine-tune it
 
     def adapter_class(self) -> type:
         return _named(self.adapter)
@@ -58,6 +59,7 @@ FAMILIES = {
             "pipeline.testing.models:save_grounding_dino",
             reads_text_threshold=True,
             runtimes=("torch", "openvino"),
+            trainable=True,
         ),
         Family(
             "mm-grounding-dino",
@@ -65,6 +67,7 @@ FAMILIES = {
             "pipeline.detector:GroundingDinoDetector",
             "pipeline.testing.models:save_mm_grounding_dino",
             reads_text_threshold=True,
+            trainable=True,
         ),
         Family(
             "owlv2",

@@ -29,6 +29,7 @@ __getattr__ = export_lazily(
         "LabelStudioError": "errors",
         "RequestError": "errors",
         "SyncError": "errors",
+        "TrainingDataError": "errors",
         "UnreachableError": "errors",
         "http_status": "errors",
         "Outbox": "push",

@@ -64,6 +64,11 @@ class DownloadError(SyncError):
         self.retryable = retryable
 
 
+class TrainingDataError(SyncError):
+    """A project's annotations cannot train a detector: none submitted, none with a label of the config, no image
+    that decodes, or an output directory that holds another project's fine-tune."""
+
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,7 @@ def prelabel(
         batch_size=job.batch_size,
         prefetch=job.prefetch,
     )
-    with _stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(run):
+    with stop_on_ctrl_c(stop or threading.Event()) as stop, contextlib.closing(run):
         for outcome in run:
             settled = policy.settle(job.project, outcome.task.id, outcome, empty)
             if settled.status == "done":
@@ -163,7 +163,7 @@ def prelabel(
 
 
 @contextlib.contextmanager
-def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[threading.Event]:
+def stop_on_ctrl_c(stop: threading.Event) -> Iterator[threading.Event]:
     """Ctrl-C sets ``stop``, checked between tasks, instead of raising in the middle of a write."""
     if threading.current_thread() is not threading.main_thread():
         yield stop

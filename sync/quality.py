@@ -33,7 +33,7 @@ import supervision as sv
 
 from pipeline import VERSION_PREFIX, DetectionResult, GroundlabelError
 
-from .client import LabelStudioClient
+from .client import LabelStudioClient, Task
 from .convert import from_label_studio
 from .errors import ConfigError
 from .settings import BackendSettings
@@ -270,7 +270,7 @@ class QualityReport:
         for version in self.versions:
             pairs = self.of(version)
             lines += ["", f"{version}: {len(pairs)} annotated tasks (box threshold {self.thresholds[version]:g})"]
-            lines += _table(count(pairs))
+            lines += table(count(pairs))
             lines.append("  " + self.review_line(version))
             grid, sweep = self.sweep(version)
             lines += [
@@ -345,13 +345,10 @@ def quality_report(client: LabelStudioClient, project: int) -> QualityReport:
         ours = {v for v in task.model_versions if v.startswith(VERSION_PREFIX)}
         others |= set(task.model_versions) - ours
         predicted += bool(task.prediction_count)
-        if not task.is_labeled:
-            continue
-        done = [a for a in client.annotations(task.id) if not a.get("was_cancelled")]
-        if not done:
+        annotation = submitted_annotation(client, task)
+        if annotation is None:
             continue
         annotated += 1
-        annotation = max(done, key=lambda a: a.get("updated_at") or a.get("created_at") or "")
         lead_time = annotation.get("lead_time")
         if lead_time is not None and (ours or not task.prediction_count):
             report.lead_times["with" if ours else "without"].append(float(lead_time))
@@ -377,11 +374,27 @@ def quality_report(client: LabelStudioClient, project: int) -> QualityReport:
     return report
 
 
+def submitted_annotation(client: LabelStudioClient, task: Task) -> dict | None:
+    """A task's newest submitted (not cancelled) annotation, or None: what the labeler last said about it."""
+    if not task.is_labeled:
+        return None
+    done = [a for a in client.annotations(task.id) if not a.get("was_cancelled")]
+    return max(done, key=lambda a: a.get("updated_at") or a.get("created_at") or "") if done else None
+
+
 def pair(task: int, version: str, prediction: list[dict], annotation: list[dict], lead_time=None) -> TaskPair:
     """Match one prediction's regions to one annotation's (the image size from their ``original_width/height``)."""
     sized = next((r for r in [*prediction, *annotation] if r.get("original_width")), None)
     width, height = (sized["original_width"], sized["original_height"]) if sized else (1, 1)
     predicted, annotated = (from_label_studio(r, width, height, version) for r in (prediction, annotation))
+    return matched(task, version, predicted, annotated, lead_time)
+
+
+def matched(
+    task: int, version: str, predicted: DetectionResult, annotated: DetectionResult, lead_time=None
+) -> TaskPair:
+    """One task's suggestions and annotated objects (pixels, same image) with the IoU of every pair: mask IoU where
+    both sides have masks, box IoU otherwise."""
     if predicted.masks is not None and annotated.masks is not None:
         a = predicted.masks.reshape(len(predicted), -1).astype(np.float32)
         b = annotated.masks.reshape(len(annotated), -1).astype(np.float32)
@@ -451,7 +464,7 @@ def _why_empty(report: QualityReport, project: int, annotated: int, predicted: i
     return [f"No task of project {project} holds both a groundlabel prediction and a submitted annotation yet."]
 
 
-def _table(counts: dict[str, LabelCounts]) -> list[str]:
+def table(counts: dict[str, LabelCounts]) -> list[str]:
     head = ["label", *OUTCOMES, "moved IoU", "precision", "recall"]
     rows = [
         [

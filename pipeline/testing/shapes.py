@@ -50,6 +50,12 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (40, 75, 215),
     "yellow": (225, 205, 40),
 }
+# A kind and a colour the committed detector never saw (bench.finetune teaches them): drawn only when a scene names
+# them, so the random scene streams (the toy models' training and evaluation) stay as they were.
+NEW_KINDS: dict[str, tuple[str, ...]] = {"hexagon": ("hexagon",)}
+NEW_COLOURS: dict[str, tuple[int, int, int]] = {"purple": (150, 55, 190)}
+_ALL_KINDS = {**KINDS, **NEW_KINDS}
+_ALL_COLOURS = {**COLOURS, **NEW_COLOURS}
 
 # Grounding DINO hard-codes these ids: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, "."=1012, "?"=1029.
 _FIXED_TOKENS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
@@ -130,6 +136,14 @@ def _draw(kind: str, width: int, height: int, cx: float, cy: float, size: float,
             for k in range(3)
         ]
         draw.polygon(points, fill=255)
+    elif kind == "hexagon":
+        draw.polygon(
+            [
+                (cx + r * math.cos(angle + k * math.pi / 3), cy + r * math.sin(angle + k * math.pi / 3))
+                for k in range(6)
+            ],
+            fill=255,
+        )
     else:
         raise ValueError(kind)
     return np.asarray(canvas) > 127
@@ -165,7 +179,7 @@ def make_scene(
     union = np.zeros((height, width), bool)
     short = min(width, height)
     for colour, kind in shapes:
-        if colour not in COLOURS or kind not in KINDS:
+        if colour not in _ALL_COLOURS or kind not in _ALL_KINDS:
             raise ValueError(f"Unknown shape {colour} {kind}")
         for _attempt in range(60):
             side = rng.uniform(min_size, max_size) * short
@@ -183,7 +197,7 @@ def make_scene(
         placed = [(c, k, m & ~mask) for c, k, m in placed] + [(colour, kind, mask)]
         union |= mask
     for colour, _kind, mask in placed:
-        rgb = np.array(COLOURS[colour], np.float32) + rng.uniform(-25, 25, size=3)
+        rgb = np.array(_ALL_COLOURS[colour], np.float32) + rng.uniform(-25, 25, size=3)
         shade = rng.normal(0, 6, size=(height, width, 1))
         image = np.where(mask[..., None], rgb + shade, image)
     picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")

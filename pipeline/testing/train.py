@@ -3,12 +3,9 @@
     python -m pipeline.testing train-shapes OUT/ [--minutes N] [--steps N] [--seed S] [--only detector|sam]
     python -m pipeline.testing eval-shapes DIR [--scenes 200]
 
-Everything here is self-contained (own loss, own data): the product is only used to *evaluate*, through
-``GroundingPipeline`` (detector) and ``segment_anything.SamPredictor`` (SAM), exactly as users load weights.
-
-Why not transformers' own loss: in transformers 5.x ``GroundingDinoImageLoss._get_target_classes_one_hot`` offsets
-each image's class labels by ``len(label_maps[i])`` instead of the running total, so with a batch of more than two
-images the classification targets of images 2.. point into image 1's phrases. The loss below matches per image.
+The detector's data is generated here; its loss, optimiser, schedule and step loop are ``pipeline.training``'s,
+the same code path ``python -m sync.finetune`` trains a project's detector with. The product is used to *evaluate*,
+through ``GroundingPipeline`` (detector) and ``segment_anything.SamPredictor`` (SAM), exactly as users load weights.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import training
 from . import shapes as S
 
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -157,107 +155,6 @@ def detector_batch(rng: np.random.Generator, tokenizer, batch: int, size=S.SHAPE
     ), labels
 
 
-def _focal(logits, targets, alpha=0.25, gamma=2.0):
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-
-
-def _xyxy(b):
-    return torch.cat([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
-
-
-def _giou(a, b):
-    from torchvision.ops import generalized_box_iou
-
-    return generalized_box_iou(_xyxy(a), _xyxy(b))
-
-
-def _set_loss(logits, boxes, label_maps, text_mask, targets):
-    """DETR-style set loss for one decoder stage: Hungarian matching per image on focal class cost (over the
-    phrase's tokens) + L1 + GIoU, then focal loss on every real token of every query, L1 and GIoU on matches."""
-    from scipy.optimize import linear_sum_assignment
-
-    batch, queries, tokens = logits.shape
-    onehot = torch.zeros_like(logits)
-    src = []
-    with torch.no_grad():
-        prob = logits.sigmoid()
-        for b, target in enumerate(targets):
-            n = len(target["class_labels"])
-            if n == 0:
-                continue
-            maps = label_maps[b][target["class_labels"]].float()
-            maps_norm = maps / maps.sum(-1, keepdim=True).clamp(min=1)
-            p = prob[b].nan_to_num(0.0)
-            neg = 0.75 * p**2 * -(1 - p + 1e-8).log()
-            pos = 0.25 * (1 - p) ** 2 * -(p + 1e-8).log()
-            cost = (pos - neg) @ maps_norm.t() * 2.0
-            cost = cost + 5.0 * torch.cdist(boxes[b], target["boxes"], p=1) - 2.0 * _giou(boxes[b], target["boxes"])
-            qi, ti = linear_sum_assignment(cost.nan_to_num(1e6).cpu().numpy())
-            onehot[b, qi] = maps[ti]
-            src.append((b, torch.as_tensor(qi), target["boxes"][ti]))
-    num = max(1, sum(len(t["class_labels"]) for t in targets))
-    cls = _focal(logits[text_mask], onehot[text_mask]).sum() / num
-    # Which phrase: a softmax over each matched query's text tokens. Unlike the focal loss it gains nothing from a
-    # direction shared by all words, so the text features cannot collapse onto one "any shape" vector (they did
-    # within 500 steps without it: every word token ended up with the same feature and the prompt stopped mattering).
-    rows = [(b, torch.as_tensor(q)) for b, q, _ in src]
-    if rows:
-        chosen = torch.cat([logits[b, q] for b, q in rows])
-        valid = torch.cat([text_mask[b, q] for b, q in rows])
-        positive = torch.cat([onehot[b, q] for b, q in rows]) > 0
-        masked = chosen.masked_fill(~valid, float("-inf"))
-        which = (masked.logsumexp(-1) - masked.masked_fill(~positive, float("-inf")).logsumexp(-1)).sum() / num
-    else:
-        which = logits.new_zeros(())
-    if src:
-        pred = torch.cat([boxes[b, q] for b, q, _ in src])
-        true = torch.cat([t for _, _, t in src])
-        l1 = F.l1_loss(pred, true, reduction="sum") / num
-        giou = (1 - torch.diag(_giou(pred, true))).sum() / num
-    else:
-        l1 = giou = boxes.sum() * 0
-    return 2.0 * cls + 1.0 * which + 5.0 * l1 + 2.0 * giou, which.detach()
-
-
-def _loss_function(
-    logits,
-    labels,
-    device,
-    pred_boxes,
-    config,
-    label_maps,
-    text_mask,
-    outputs_class=None,
-    outputs_coord=None,
-    encoder_logits=None,
-    encoder_pred_boxes=None,
-    **_,
-):
-    total, cls = _set_loss(logits, pred_boxes, label_maps, text_mask, labels)
-    for level in range(outputs_class.shape[0] - 1):
-        aux, _ = _set_loss(outputs_class[level], outputs_coord[level], label_maps, text_mask, labels)
-        total = total + aux
-    if encoder_logits is not None:
-        enc_mask = text_mask[:, :1].expand(-1, encoder_logits.shape[1], -1)
-        enc, _ = _set_loss(encoder_logits, encoder_pred_boxes, label_maps, enc_mask, labels)
-        total = total + enc
-    return total, {"loss_ce": cls}, None
-
-
-def _optimise(loss: torch.Tensor, model: torch.nn.Module, optimizer, schedule, clip: float) -> float:
-    """One optimiser step on ``loss`` (gradients clipped to ``clip``); the loss's value."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    schedule.step()
-    return loss.item()
-
-
 def _stop(name: str, step: int, elapsed: float, minutes: float | None, stop_after: int | None, log) -> bool:
     """Whether a training loop ends after ``step``: its time limit, or ``--stop-after`` (which repeats a time-limited
     run exactly)."""
@@ -270,21 +167,8 @@ def _stop(name: str, step: int, elapsed: float, minutes: float | None, stop_afte
     return False
 
 
-def _lr(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def save_detector(model, processor, directory: Path) -> Path:
-    from transformers import GroundingDinoForObjectDetection
-
-    directory.mkdir(parents=True, exist_ok=True)
-    clean = GroundingDinoForObjectDetection(model.config)
-    clean.load_state_dict(model.state_dict())
-    clean.eval().save_pretrained(directory)
-    processor.save_pretrained(directory)
+    training.save_detector(model, processor, directory)
     compact_json(directory)
     return directory
 
@@ -337,24 +221,21 @@ def train_detector(
         t["lr"], seed = t["lr"] / 2, seed + 100
         log(f"detector: continuing from {init}")
     device = torch.device(TRAINING["device"])
-    model.loss_function = _loss_function
-    model.to(device).train()
     log(
         f"detector: {sum(p.numel() for p in model.parameters()):,} params, {steps} steps, seed {seed}, "
         f"scenes {', '.join(aspects)}"
     )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr(s, steps, t["warmup"]))
+    optimizer, schedule = training.optimizer_for(model, t["lr"], t["weight_decay"], steps, t["warmup"])
     start, running = time.time(), None
-    step = 0
-    for step in range(steps):
+
+    def batch_at(step: int) -> training.Batch:
         aspect = aspects[int(rng.integers(len(aspects)))] if len(aspects) > 1 else aspects[0]
-        inputs, labels = detector_batch(rng, processor.tokenizer, t["batch"], ASPECT_SIZES[aspect])
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        labels = [{k: v.to(device) for k, v in label.items()} for label in labels]
-        value = _optimise(model(**inputs, labels=labels).loss, model, optimizer, schedule, t["clip"])
+        return detector_batch(rng, processor.tokenizer, t["batch"], ASPECT_SIZES[aspect])
+
+    def after_step(step: int, value: float) -> bool:
+        nonlocal running
         running = value if running is None else 0.98 * running + 0.02 * value
         elapsed = time.time() - start
         if step % 200 == 0 or step == steps - 1:
@@ -362,10 +243,13 @@ def train_detector(
         if step % 500 == 499:  # a snapshot to look at while training goes on (overwritten at the end)
             save_detector(model, processor, out / S.SHAPES_DETECTOR_DIRNAME)
             model.train()
-        if _stop("detector", step, elapsed, minutes, stop_after, log):
-            break
+        return _stop("detector", step, elapsed, minutes, stop_after, log)
+
+    done = training.train_steps(
+        model, batch_at, optimizer, schedule, steps=steps, clip=t["clip"], device=device, after_step=after_step
+    )
     target = save_detector(model.cpu().eval(), processor, out / S.SHAPES_DETECTOR_DIRNAME)
-    return target, {"steps": step + 1, "minutes": round((time.time() - start) / 60, 1)}
+    return target, {"steps": done, "minutes": round((time.time() - start) / 60, 1)}
 
 
 def eval_detector(
@@ -463,13 +347,12 @@ def train_sam(
     log(f"sam: {sum(p.numel() for p in sam.parameters()):,} params, {steps} steps, seed {seed}")
     rng = np.random.default_rng(seed + 1)
     transform = ResizeLongestSide(sam.image_encoder.img_size)
-    optimizer = torch.optim.AdamW(sam.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr(s, steps, t["warmup"]))
+    optimizer, schedule = training.optimizer_for(sam, t["lr"], t["weight_decay"], steps, t["warmup"])
     size = sam.image_encoder.img_size
     start, running, step = time.time(), None, 0
     for step in range(steps):
         batch, prompts = _sam_batch(rng, transform, t["batch"], size)
-        value = _optimise(_sam_loss(sam, batch, prompts, size), sam, optimizer, schedule, t["clip"])
+        value = training.optimise(_sam_loss(sam, batch, prompts, size), sam, optimizer, schedule, t["clip"])
         running = value if running is None else 0.98 * running + 0.02 * value
         elapsed = time.time() - start
         if step % 100 == 0 or step == steps - 1:
