@@ -60,15 +60,6 @@ def history(pipeline, data, options: Options) -> QualityReport:
     return report
 
 
-def totals(counts: dict[str, LabelCounts]) -> LabelCounts:
-    """Every label's counts summed (micro average)."""
-    all_labels = LabelCounts()
-    for c in counts.values():
-        for name in ("kept", "moved", "relabelled", "dropped", "missed", "annotated"):
-            setattr(all_labels, name, getattr(all_labels, name) + getattr(c, name))
-    return all_labels
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_check_arguments(parser)
@@ -95,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{_num(b.recall)} -> {_num(a.recall)}",
             f"{_num(f1(b))} -> {_num(f1(a))}",
         )
-    b, a = totals(before), totals(after)
+    b, a = LabelCounts.summed(before.values()), LabelCounts.summed(after.values())
     same = all(abs(calibrated.get(label, DEFAULT) - DEFAULT) < 1e-9 for label in LABELS)
     table.add(
         "all labels" + (" (the default is already best)" if same else ""),

@@ -57,15 +57,6 @@ def _rectangle(shape: S.Shape, size: int = 160) -> dict:
     return {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": value}
 
 
-def totals(counts: dict[str, LabelCounts], labels) -> LabelCounts:
-    summed = LabelCounts()
-    for label in labels:
-        c = counts.get(label, LabelCounts())
-        for name in ("kept", "moved", "relabelled", "dropped", "missed", "annotated"):
-            setattr(summed, name, getattr(summed, name) + getattr(c, name))
-    return summed
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_check_arguments(parser)
@@ -109,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         table.add(
             label, f"{_num(b.recall)} -> {_num(a.recall)}", f"{_num(b.precision)} -> {_num(a.precision)}", checks=checks
         )
-    b, a = totals(report.before, OLD), totals(report.after, OLD)
+    b, a = (
+        LabelCounts.summed(counts.get(label, LabelCounts()) for label in OLD)
+        for counts in (report.before, report.after)
+    )
     drop = 100 * ((b.recall or 0.0) - (a.recall or 0.0))
     table.add(
         "old kinds together",

@@ -87,6 +87,16 @@ class LabelCounts:
     def recall(self) -> float | None:
         return (self.kept + self.moved) / self.annotated if self.annotated else None
 
+    @classmethod
+    def summed(cls, counts: Iterable[LabelCounts]) -> LabelCounts:
+        """Several labels' counts as one (the micro average over them)."""
+        total = cls()
+        for c in counts:
+            for name in ("kept", "moved", "relabelled", "dropped", "missed", "annotated"):
+                setattr(total, name, getattr(total, name) + getattr(c, name))
+            total.moved_ious.extend(c.moved_ious)
+        return total
+
 
 @dataclass(frozen=True)
 class Decision:

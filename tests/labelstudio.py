@@ -175,6 +175,19 @@ def detections(width, height, boxes, labels, masks=None, scores=None) -> Detecti
     )
 
 
+def rectangle_result(box, label: str, size: int = 160) -> dict:
+    """A ``label`` rectangle result on a ``size`` x ``size`` image, from a pixel box (what an annotator's box is)."""
+    x0, y0, x1, y1 = (float(v) / size * 100 for v in box)
+    return {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": size,
+        "original_height": size,
+        "value": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "rotation": 0, "rectanglelabels": [label]},
+    }
+
+
 def blob_masks(width, height, boxes) -> np.ndarray:
     """An elliptic blob inside each box."""
     yy, xx = np.mgrid[:height, :width]

@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.testing import shapes as S
 from sync.finetune import STATE_FILE, main
+from tests.labelstudio import rectangle_result
 
 LABELS = ("red square", "blue circle", "green triangle")
 CONFIG = """<View>
@@ -38,18 +39,6 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def _rectangle(box, label: str, size: int = 160) -> dict:
-    x0, y0, x1, y1 = (float(v) / size * 100 for v in box)
-    return {
-        "from_name": "label",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": size,
-        "original_height": size,
-        "value": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "rotation": 0, "rectanglelabels": [label]},
-    }
-
-
 def _annotated_project(label_studio, scenes: int = SCENES, extra: dict[str, bytes] | None = None) -> int:
     """A project of ``scenes`` toy scenes (1-3 of the labels' shapes each, a yellow square in the first: a label
     the config lacks), each annotated with its shapes' boxes (the second's regions without their image size);
@@ -62,11 +51,11 @@ def _annotated_project(label_studio, scenes: int = SCENES, extra: dict[str, byte
         picked = [combos[k] for k in rng.choice(3, size=int(rng.integers(1, 4)), replace=False)]
         image, shapes = S.make_scene(rng, shapes=picked + ([("yellow", "square")] if i == 0 else []))
         files[f"scene{i}.png"] = _png(image)
-        truths.append([_rectangle(s.xyxy, s.name) for s in shapes])
+        truths.append([rectangle_result(s.xyxy, s.name) for s in shapes])
     for region in truths[1]:  # an API-made annotation may name no image size: the image's own is used
         del region["original_width"], region["original_height"]
     files.update(extra or {})
-    truths += [[_rectangle([10, 10, 50, 50], LABELS[0])] for _ in extra or {}]
+    truths += [[rectangle_result([10, 10, 50, 50], LABELS[0])] for _ in extra or {}]
     tasks = label_studio.import_local_files(project, files, folder=f"finetune{project}")
     for task, result in zip(tasks, truths):
         label_studio.api("POST", f"/api/tasks/{task}/annotations/", json={"result": result})
@@ -140,14 +129,18 @@ def test_projects_that_cannot_train_get_a_sentence(label_studio, toy_env, tmp_pa
     strangers = label_studio.create_project(CONFIG, title="finetune strangers")
     image, shapes = S.make_scene(np.random.default_rng(1), shapes=[("yellow", "square")])
     (task,) = label_studio.import_local_files(strangers, {"y.png": _png(image)}, folder=f"finetune{strangers}")
-    label_studio.api("POST", f"/api/tasks/{task}/annotations/", json={"result": [_rectangle(shapes[0].xyxy, "yellow")]})
+    label_studio.api(
+        "POST", f"/api/tasks/{task}/annotations/", json={"result": [rectangle_result(shapes[0].xyxy, "yellow")]}
+    )
     assert main(["--project", str(strangers), "--out", str(tmp_path / "b")]) == 2
     error = capsys.readouterr().err
     assert "No annotated object" in error and "'yellow'" in error and "red square" in error
 
     broken = label_studio.create_project(CONFIG, title="finetune broken")
     (task,) = label_studio.import_local_files(broken, {"x.png": b"not an image"}, folder=f"finetune{broken}")
-    label_studio.api("POST", f"/api/tasks/{task}/annotations/", json={"result": [_rectangle([1, 1, 9, 9], LABELS[0])]})
+    label_studio.api(
+        "POST", f"/api/tasks/{task}/annotations/", json={"result": [rectangle_result([1, 1, 9, 9], LABELS[0])]}
+    )
     assert main(["--project", str(broken), "--out", str(tmp_path / "c")]) == 2
     assert "has an image that could be used" in capsys.readouterr().err
 

@@ -15,7 +15,7 @@ from pipeline.testing import shapes as S
 from sync import Outbox
 from sync.prelabel import PrelabelJob, prelabel
 from sync.quality import main, quality_report
-from tests.labelstudio import blob_masks, detections
+from tests.labelstudio import blob_masks, detections, rectangle_result
 
 LABELS = ("red square", "blue circle", "green triangle")
 CONFIG = f"""<View>
@@ -46,18 +46,6 @@ def _scenes() -> list[tuple[bytes, list[S.Shape]]]:
     return scenes
 
 
-def _rectangle(box, label: str, size: int = 160) -> dict:
-    x0, y0, x1, y1 = (float(v) / size * 100 for v in box)
-    return {
-        "from_name": "label",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": size,
-        "original_height": size,
-        "value": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "rotation": 0, "rectanglelabels": [label]},
-    }
-
-
 def _pixels(region: dict, size: int = 160) -> np.ndarray:
     v = region["value"]
     return np.array([v["x"], v["y"], v["x"] + v["width"], v["y"] + v["height"]]) / 100 * size
@@ -83,23 +71,23 @@ def label_like_a_person(index: int, suggestions: list[dict], shapes: list[S.Shap
                 region, label, outcome = dict(suggestions[i]), shape.name, "kept"
                 if index % 9 == 0 and not any(t == "relabelled*" for t in tally["edits"]):
                     label, outcome = LABELS[(LABELS.index(shape.name) + 1) % 3], "relabelled"
-                    region = _rectangle(boxes[i], label)
+                    region = rectangle_result(boxes[i], label)
                     tally["edits"].append("relabelled*")
                 elif index % 7 == 0:
-                    region, outcome = _rectangle(boxes[i] + [3, 3, 3, 3], label), "moved"
+                    region, outcome = rectangle_result(boxes[i] + [3, 3, 3, 3], label), "moved"
                     tally["edits"].append("nudged")
             else:
-                region, label, outcome = _rectangle(shape.xyxy, shape.name), shape.name, "moved"
+                region, label, outcome = rectangle_result(shape.xyxy, shape.name), shape.name, "moved"
             tally[labels[i]][outcome] += 1
             tally[label]["annotated"] += 1
         elif other:
             i = max(other, key=ious.get)
             free.remove(i)
-            region, label = _rectangle(boxes[i], shape.name), shape.name
+            region, label = rectangle_result(boxes[i], shape.name), shape.name
             tally[labels[i]]["relabelled"] += 1
             tally[label]["annotated"] += 1
         else:
-            region = _rectangle(shape.xyxy, shape.name)
+            region = rectangle_result(shape.xyxy, shape.name)
             tally[shape.name]["missed"] += 1
             tally[shape.name]["annotated"] += 1
         result.append(region)
@@ -133,7 +121,7 @@ def labeled_project(label_studio, ls_client, toy_pipeline, tmp_path):
     # two tasks labeled without suggestions (imported after the pre-annotation), slower
     (_, shapes), (png, _) = scenes[1], scenes[1]
     for task in label_studio.import_local_files(project, {"late1.png": png, "late2.png": png}, f"quality{project}b"):
-        result = [_rectangle(s.xyxy, s.name) for s in shapes]
+        result = [rectangle_result(s.xyxy, s.name) for s in shapes]
         label_studio.api("POST", f"/api/tasks/{task}/annotations/", json={"result": result, "lead_time": 30.0})
     return project, tally, stored
 
@@ -187,10 +175,10 @@ def test_projects_with_nothing_to_compare_get_a_sentence(label_studio, ls_client
         (task,) = label_studio.import_tasks(project, [{"image": "/data/upload/none.png"}])
         if prediction_version:
             ls_client.create_prediction(
-                task, [_rectangle([10, 10, 50, 50], LABELS[0])], model_version=prediction_version
+                task, [rectangle_result([10, 10, 50, 50], LABELS[0])], model_version=prediction_version
             )
         if annotated:
-            ls_client.create_annotation(task, [_rectangle([10, 10, 50, 50], LABELS[0])])
+            ls_client.create_annotation(task, [rectangle_result([10, 10, 50, 50], LABELS[0])])
         return project
 
     nothing = project_with(None, annotated=True)
