@@ -239,32 +239,13 @@ def finetune(
     import torch
 
     from pipeline import GroundingPipeline, training
-    from pipeline.families import detector_family
-    from pipeline.registry import FAMILIES
 
     stop = stop or threading.Event()
-    spec = settings.detector_spec
-    family = FAMILIES.get(detector_family(spec, settings.offline))
-    if family is None or not family.trainable:
-        trainable = " and ".join(f.title for f in FAMILIES.values() if f.trainable)
-        raise SettingsError(
-            f"sync.finetune trains {trainable} detectors; GROUNDLABEL_DETECTOR={spec.name} is "
-            f"{family.title if family else 'another family'}: choose one of those."
-        )
-    if Path(spec.load_from).resolve() == job.out.resolve():
-        raise TrainingDataError(f"--out {job.out} is the base detector's own directory: write the fine-tune elsewhere.")
+    spec = _trainable_spec(settings, job)
     config = client.project(job.project).config()
     options = config.with_label_thresholds(replace(options, segmenter=None))
     settings = replace(settings, runtime="torch")  # training needs the torch model, whatever serves it
-    images: LRUCache[LoadedImage] = LRUCache(100_000, IMAGE_CACHE_BYTES, lambda image: image.width * image.height * 3)
-
-    def load(task: Task) -> LoadedImage:
-        image = images.get(task.id)
-        if image is None:
-            image = load_image(client.task_image(task, config), settings.max_pixels)
-            images.put(task.id, image)
-        return image
-
+    load = _image_loader(client, config, settings.max_pixels)
     data = read_examples(client, job.project, config, job.holdout, load)
     state_path = job.out / STATE_FILE
     state = _resume_state(state_path, job, spec.load_from)
@@ -298,18 +279,7 @@ def finetune(
         if saved[0] == step and state_path.is_file():
             return
         saved[0] = step
-        job.out.mkdir(parents=True, exist_ok=True)
-        body = {
-            "project": job.project,
-            "base": spec.load_from,
-            "holdout": job.holdout,
-            "seed": job.seed,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-        }
-        torch.save(body, state_path.with_suffix(".tmp"))
-        os.replace(state_path.with_suffix(".tmp"), state_path)
+        _save_state(state_path, job, spec.load_from, step, model, optimizer)
 
     def after_step(step: int, loss: float) -> bool:
         report.losses.append(loss)
@@ -333,6 +303,56 @@ def finetune(
     report.after = evaluate(tuned, data.held_out, load, config, options)
     (job.out / CARD_FILE).write_text(model_card(report, job, client.url))
     return report
+
+
+def _trainable_spec(settings: PipelineSettings, job: FinetuneJob):
+    """The settings' detector, when ``pipeline.training`` fits its family and ``job.out`` is not its own directory."""
+    from pipeline.families import detector_family
+    from pipeline.registry import FAMILIES
+
+    spec = settings.detector_spec
+    family = FAMILIES.get(detector_family(spec, settings.offline))
+    if family is None or not family.trainable:
+        trainable = " and ".join(f.title for f in FAMILIES.values() if f.trainable)
+        raise SettingsError(
+            f"sync.finetune trains {trainable} detectors; GROUNDLABEL_DETECTOR={spec.name} is "
+            f"{family.title if family else 'another family'}: choose one of those."
+        )
+    if Path(spec.load_from).resolve() == job.out.resolve():
+        raise TrainingDataError(f"--out {job.out} is the base detector's own directory: write the fine-tune elsewhere.")
+    return spec
+
+
+def _image_loader(client: LabelStudioClient, config: ProjectConfig, max_pixels: int) -> Callable[[Task], LoadedImage]:
+    """A task's image, downloaded and decoded once: training revisits every image once per epoch."""
+    images: LRUCache[LoadedImage] = LRUCache(100_000, IMAGE_CACHE_BYTES, lambda image: image.width * image.height * 3)
+
+    def load(task: Task) -> LoadedImage:
+        image = images.get(task.id)
+        if image is None:
+            image = load_image(client.task_image(task, config), max_pixels)
+            images.put(task.id, image)
+        return image
+
+    return load
+
+
+def _save_state(path: Path, job: FinetuneJob, base: str, step: int, model, optimizer) -> None:
+    """What a rerun resumes from, written whole (a temporary file renamed) so an interrupt never leaves half of it."""
+    import torch
+
+    job.out.mkdir(parents=True, exist_ok=True)
+    body = {
+        "project": job.project,
+        "base": base,
+        "holdout": job.holdout,
+        "seed": job.seed,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+    }
+    torch.save(body, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def _resume_state(path: Path, job: FinetuneJob, base: str) -> dict | None:

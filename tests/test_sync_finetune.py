@@ -91,7 +91,11 @@ def test_a_fine_tune_is_measured_saved_with_its_card_and_loads_offline_as_a_loca
     text = printed.out
     assert f"on project {project}: 6 images, 3 steps" in text
     assert "base detector on 2 held-out tasks:" in text and "fine-tuned detector on 2 held-out tasks:" in text
-    assert "precision" in text and any(label in text for label in LABELS)
+    for name in ("base detector", "fine-tuned detector"):  # each table: a header and a row per held-out label
+        head, *rows = text.split(f"{name} on 2 held-out tasks:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert head.split()[-2:] == ["precision", "recall"] and rows, text
+        assert all(any(row.strip().startswith(label) for label in LABELS) for row in rows), rows
+        assert any(re.fullmatch(r"\d\.\d{3}", row.split()[-1]) for row in rows), rows
     first, last = (float(v) for v in re.search(r"loss ([0-9.]+) -> ([0-9.]+)", text).groups())
     assert math.isfinite(first) and math.isfinite(last) and first > 0
     assert "1 task(s) left out, their image unusable" in text
